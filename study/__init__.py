@@ -1,0 +1,1 @@
+"""Reproducible study of preference alignment for multimodal LLMs."""

@@ -1,0 +1,5 @@
+"""One model interface for every stage: build, load, generate — for any LLaVA-family checkpoint."""
+from study.model.load import load_model
+from study.model.generate import generate
+
+__all__ = ["load_model", "generate"]

@@ -1,0 +1,154 @@
+"""The SFT corpus in TRL's conversational vision format, and the on-disk world layout.
+
+Layout of a built world directory (the contract read by every later stage)::
+
+    world/
+      spec.json                 # the resolved world spec and scene params
+      scenes/{split}.jsonl      # ground-truth scene graphs, one per line, in image order
+      images/{split}.npy        # uint8 array (N, H, W, 3), row i = scenes/{split}.jsonl line i
+      corpus/{split}.jsonl      # SFT rows: scene_id, kind, noisy_object, messages (train and val)
+
+A corpus row's ``messages`` is ``[{"role": "user", "content": [{"type": "image"}, {"type": "text",
+"text": prompt}]}, {"role": "assistant", "content": [{"type": "text", "text": answer}]}]``; the row's
+image is ``images/{split}.npy[index of scene_id]``, attached at load time as ``images=[PIL.Image]``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from study import io
+from study.world import language as L
+from study.world.render import render_scene
+from study.world.scenes import SPLITS, Scene, SceneParams, generate_split
+from study.world.spec import WorldSpec
+
+
+@dataclass(frozen=True)
+class CorpusParams:
+    """Knobs of the SFT corpus (validated in :mod:`study.config`)."""
+
+    qa_per_scene: int = 2
+    caption_noise_rate: float = 0.2   # share of descriptions that mention one absent context object
+    synonym_prob: float = 0.2
+    relation_prob: float = 0.5
+
+
+def user_turn(prompt: str) -> dict:
+    return {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}
+
+
+def conversation(prompt: str, answer: str) -> list[dict]:
+    return [user_turn(prompt), {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+
+
+def qa_item(spec: WorldSpec, scene: Scene, rng: np.random.Generator) -> tuple[str, str, str]:
+    """One random short-QA pair: existence, colour, count or relation. Returns (kind, prompt, answer)."""
+    kind = ("exist", "color", "count", "relation")[int(rng.integers(4))]
+    cats = spec.category_names
+    present = sorted(scene.categories)
+    absent = [c for c in cats if c not in scene.categories]
+    ctx_absent = [c for c in spec.contexts[scene.context].objects if c not in scene.categories]
+    if kind == "exist":
+        if rng.random() < 0.5 or not absent:
+            p, a = L.existence_qa(present[int(rng.integers(len(present)))], True, rng)
+        else:  # half of the negatives are the scene's co-occurring (adversarial) objects
+            pool = ctx_absent if ctx_absent and rng.random() < 0.5 else absent
+            p, a = L.existence_qa(pool[int(rng.integers(len(pool)))], False, rng)
+        return kind, p, a
+    if kind == "color":
+        uniq = [o.category for o in L.unique_objects(scene)]
+        if uniq and (rng.random() < 0.85 or not absent):
+            return kind, *L.color_qa(scene, uniq[int(rng.integers(len(uniq)))])
+        pool = ctx_absent or absent
+        return kind, *L.color_qa(scene, pool[int(rng.integers(len(pool)))])
+    if kind == "count":
+        pool = present if rng.random() < 0.8 or not absent else absent
+        return kind, *L.count_qa(spec, scene, pool[int(rng.integers(len(pool)))])
+    fact = L.relation_fact(scene, rng)
+    if fact is None:  # fewer than two unique objects: ask about existence instead
+        return "exist", *L.existence_qa(present[int(rng.integers(len(present)))], True, rng)
+    if rng.random() < 0.5:  # a false relation: the inverse direction
+        inverse = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+        fact = {**fact, "rel": inverse[fact["rel"]]}
+    return kind, *L.relation_qa(scene, fact["a"], fact["rel"], fact["b"])
+
+
+def corpus_rows(spec: WorldSpec, scenes: list[Scene], params: CorpusParams, seed: int) -> list[dict]:
+    rows = []
+    for i, scene in enumerate(scenes):
+        rng = np.random.default_rng([seed, 104729, SPLITS.index(scene.split), i])
+        text, inserted = L.describe(spec, scene, rng, synonym_prob=params.synonym_prob,
+                                    noise_rate=params.caption_noise_rate, relation_prob=params.relation_prob)
+        prompt = L.DESCRIBE_PROMPTS[int(rng.integers(len(L.DESCRIBE_PROMPTS)))]
+        rows.append({"scene_id": scene.scene_id, "kind": "describe", "noisy_object": inserted,
+                     "messages": conversation(prompt, text)})
+        for _ in range(params.qa_per_scene):
+            kind, p, a = qa_item(spec, scene, rng)
+            rows.append({"scene_id": scene.scene_id, "kind": kind, "noisy_object": None,
+                         "messages": conversation(p, a)})
+    return rows
+
+
+def build_world(spec: WorldSpec, out_dir: str | Path, *, seed: int, sizes: dict[str, int],
+                scene_params: SceneParams, corpus_params: CorpusParams, faint_alpha: float,
+                noise_std: float) -> dict:
+    """Generate every split, render it and write the corpus; the directory appears atomically.
+
+    Returns summary statistics (counts, noise share, co-occurrence strength) for the metrics file.
+    """
+    stats: dict = {"splits": {}}
+    with io.atomic_dir(out_dir) as tmp:
+        for split in SPLITS:
+            n = sizes[split]
+            scenes = generate_split(spec, scene_params, seed, split, n)
+            images = np.stack([render_scene(spec, s, faint_alpha, noise_std, seed)
+                               for s in tqdm(scenes, desc=f"render {split}", mininterval=2)]) if n else \
+                np.zeros((0, spec.image_size, spec.image_size, 3), np.uint8)
+            io.write_jsonl(tmp / "scenes" / f"{split}.jsonl", (s.to_dict() for s in scenes))
+            io.save_array(tmp / "images" / f"{split}.npy", images)
+            split_stats = {"scenes": n, "objects_per_scene": float(np.mean([len(s.objects) for s in scenes])) if n else 0.0,
+                           "faint_share": float(np.mean([o.faint for s in scenes for o in s.objects])) if n else 0.0}
+            if split in ("train", "val"):
+                rows = corpus_rows(spec, scenes, corpus_params, seed)
+                io.write_jsonl(tmp / "corpus" / f"{split}.jsonl", rows)
+                desc = [r for r in rows if r["kind"] == "describe"]
+                split_stats["corpus_rows"] = len(rows)
+                split_stats["noisy_description_share"] = float(np.mean([r["noisy_object"] is not None for r in desc])) if desc else 0.0
+            stats["splits"][split] = split_stats
+        io.write_json(tmp / "spec.json", {"source": spec.source, "seed": seed, "sizes": sizes,
+                                           "scene_params": asdict(scene_params), "corpus_params": asdict(corpus_params),
+                                           "faint_alpha": faint_alpha, "noise_std": noise_std})
+    return stats
+
+
+class World:
+    """Read access to a built world directory."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        if not (self.root / "spec.json").is_file():
+            raise FileNotFoundError(f"{self.root} is not a built world (no spec.json); run the `world` stage first")
+        self._scenes: dict[str, list[Scene]] = {}
+        self._images: dict[str, np.ndarray] = {}
+
+    def scenes(self, split: str) -> list[Scene]:
+        if split not in self._scenes:
+            self._scenes[split] = [Scene.from_dict(d) for d in io.read_jsonl(self.root / "scenes" / f"{split}.jsonl")]
+        return self._scenes[split]
+
+    def images(self, split: str) -> np.ndarray:
+        if split not in self._images:
+            self._images[split] = io.load_array(self.root / "images" / f"{split}.npy")
+        return self._images[split]
+
+    def image(self, scene_id: str) -> Image.Image:
+        split, idx = scene_id.rsplit("-", 1)
+        return Image.fromarray(self.images(split)[int(idx)])
+
+    def corpus(self, split: str = "train") -> list[dict]:
+        return io.read_jsonl(self.root / "corpus" / f"{split}.jsonl")

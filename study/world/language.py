@@ -1,0 +1,168 @@
+"""The world's language: description and question/answer templates.
+
+Conventions (the tokenizer relies on them): lower case, every token separated by one space,
+punctuation (``.`` ``,`` ``?``) as its own token. Sentences end with `` .``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from study.world.scenes import Scene, SceneObject
+from study.world.spec import WorldSpec
+
+DESCRIBE_PROMPTS = (
+    "describe the image in detail .",
+    "what do you see in this picture ?",
+    "give a detailed description of the image .",
+)
+INTRO_TEMPLATES = ("this is a {ctx} scene .", "the image shows a {ctx} scene .")
+OBJECT_TEMPLATES = (
+    "there is a {size} {color} {name} at the {pos} .",
+    "a {size} {color} {name} is at the {pos} .",
+    "i can see a {size} {color} {name} at the {pos} .",
+)
+RELATION_TEMPLATE = "the {a} is {rel} the {b} ."
+EXIST_PROMPTS = ("is there a {name} in the image ?", "is there a {name} in this picture ?",
+                 "does the image contain a {name} ?")
+COLOR_PROMPT = "what color is the {name} ?"
+COUNT_PROMPT = "how many {plural} are there ?"
+RELATION_PROMPT = "is the {a} {rel} the {b} ?"
+NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six")
+ABSENT_ANSWER = "there is no {name} in the image ."
+
+
+def _pick(rng: np.random.Generator, seq):
+    return seq[int(rng.integers(len(seq)))]
+
+
+def object_word(spec: WorldSpec, category: str, rng: np.random.Generator | None, synonym_prob: float) -> str:
+    cat = spec.categories[category]
+    if rng is not None and cat.synonyms and rng.random() < synonym_prob:
+        return _pick(rng, cat.synonyms)
+    return cat.name
+
+
+def object_sentence(spec: WorldSpec, obj: SceneObject, rng: np.random.Generator, synonym_prob: float) -> str:
+    return _pick(rng, OBJECT_TEMPLATES).format(
+        size=obj.size, color=obj.color, name=object_word(spec, obj.category, rng, synonym_prob), pos=obj.position)
+
+
+def describe(spec: WorldSpec, scene: Scene, rng: np.random.Generator, *, synonym_prob: float = 0.2,
+             noise_rate: float = 0.0, relation_prob: float = 0.5) -> tuple[str, str | None]:
+    """A detailed description of ``scene`` in reading order.
+
+    With probability ``noise_rate`` the description also mentions one *absent* object from the scene's
+    context, drawn in proportion to its co-occurrence probability and placed in a free cell in reading
+    order, so it reads exactly like a real mention. This models instruction data that describes what a
+    scene "usually" has (LLaVA-Instruct style). Returns ``(text, inserted_category_or_None)``.
+    """
+    objs = list(scene.objects)
+    inserted = None
+    if noise_rate > 0 and rng.random() < noise_rate:
+        ctx = spec.contexts[scene.context]
+        absent = [c for c in ctx.objects if c not in scene.categories]
+        free = [(r, c) for r in range(spec.grid) for c in range(spec.grid)
+                if all((o.row, o.col) != (r, c) for o in objs)]
+        if absent and free:
+            w = np.array([ctx.objects[c] for c in absent])
+            inserted = absent[int(rng.choice(len(absent), p=w / w.sum()))]
+            r, c = free[int(rng.integers(len(free)))]
+            fake = SceneObject(-1, inserted, spec.categories[inserted].color, _pick(rng, list(spec.sizes)), r, c,
+                               spec.position_name(r, c), False)
+            objs = sorted(objs + [fake], key=lambda o: (o.row, o.col))
+    parts = []
+    if rng.random() < 0.8:
+        parts.append(_pick(rng, INTRO_TEMPLATES).format(ctx=scene.context))
+    parts += [object_sentence(spec, o, rng, synonym_prob) for o in objs]
+    if rng.random() < relation_prob:
+        rel = relation_fact(scene, rng)
+        if rel is not None:
+            parts.append(RELATION_TEMPLATE.format(**rel))
+    return " ".join(parts), inserted
+
+
+def unique_objects(scene: Scene) -> list[SceneObject]:
+    return [o for o in scene.objects if scene.count(o.category) == 1]
+
+
+def relation_fact(scene: Scene, rng: np.random.Generator) -> dict | None:
+    """A true relation between two objects whose categories are unique in the scene."""
+    uniq = {o.id: o for o in unique_objects(scene)}
+    rels = [r for r in scene.relations if r["subject"] in uniq and r["object"] in uniq]
+    if not rels:
+        return None
+    r = rels[int(rng.integers(len(rels)))]
+    return {"a": uniq[r["subject"]].category, "rel": r["relation"], "b": uniq[r["object"]].category}
+
+
+def relation_holds(scene: Scene, a: str, rel: str, b: str) -> bool:
+    ids = {o.category: o.id for o in unique_objects(scene)}
+    if a not in ids or b not in ids:
+        return False
+    return any(r["subject"] == ids[a] and r["object"] == ids[b] and r["relation"] == rel for r in scene.relations)
+
+
+def existence_qa(category: str, present: bool, rng: np.random.Generator | None = None) -> tuple[str, str]:
+    prompt = (_pick(rng, EXIST_PROMPTS) if rng is not None else EXIST_PROMPTS[0]).format(name=category)
+    answer = f"yes , there is a {category} ." if present else f"no , there is no {category} ."
+    return prompt, answer
+
+
+def color_qa(scene: Scene, category: str) -> tuple[str, str]:
+    prompt = COLOR_PROMPT.format(name=category)
+    objs = [o for o in scene.objects if o.category == category]
+    if not objs:
+        return prompt, ABSENT_ANSWER.format(name=category)
+    return prompt, f"the {category} is {objs[0].color} ."
+
+
+def count_qa(spec: WorldSpec, scene: Scene, category: str) -> tuple[str, str]:
+    plural = spec.categories[category].plural[category]
+    n = scene.count(category)
+    prompt = COUNT_PROMPT.format(plural=plural)
+    if n == 0:
+        return prompt, f"there are no {plural} ."
+    if n == 1:
+        return prompt, f"there is one {category} ."
+    return prompt, f"there are {NUMBER_WORDS[n]} {plural} ."
+
+
+def relation_qa(scene: Scene, a: str, rel: str, b: str) -> tuple[str, str]:
+    prompt = RELATION_PROMPT.format(a=a, rel=rel, b=b)
+    if relation_holds(scene, a, rel, b):
+        return prompt, f"yes , the {a} is {rel} the {b} ."
+    return prompt, f"no , the {a} is not {rel} the {b} ."
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split on the world's sentence terminators (`` .`` / ``?``); text without one is one sentence."""
+    out, cur = [], []
+    for tok in text.split():
+        cur.append(tok)
+        if tok in (".", "?", "!"):
+            out.append(" ".join(cur))
+            cur = []
+    if cur:
+        out.append(" ".join(cur))
+    return out
+
+
+def vocabulary(spec: WorldSpec) -> list[str]:
+    """Every word the world's language can produce (the tokenizer's vocabulary, sorted)."""
+    words: set[str] = set()
+    templates = (*DESCRIBE_PROMPTS, *INTRO_TEMPLATES, *OBJECT_TEMPLATES, RELATION_TEMPLATE, *EXIST_PROMPTS,
+                 COLOR_PROMPT, COUNT_PROMPT, RELATION_PROMPT, ABSENT_ANSWER,
+                 "yes , there is a no there is no", "the is not there are one")
+    for t in templates:
+        words.update(w for w in t.split() if not w.startswith("{"))
+    words.update(NUMBER_WORDS)
+    words.update(spec.contexts)
+    words.update(spec.colors)
+    words.update(spec.sizes)
+    words.update(w for r in ("left of", "right of", "above", "below") for w in r.split())
+    words.update(w for pos in ("top left", "top", "top right", "left", "center", "right", "bottom left", "bottom",
+                               "bottom right") for w in pos.split())
+    for cat in spec.categories.values():
+        words.update(cat.names)
+        words.update(cat.plural.values())
+    return sorted(words)
