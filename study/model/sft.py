@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
+from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
-from study.world.corpus import World
+from study.world.corpus import World, user_turn
 
 
 @dataclass(frozen=True)
@@ -27,21 +27,27 @@ class SFTParams:
     val_rows: int = 300
 
 
-class VisionSFTDataset(Dataset):
-    """Corpus rows as TRL prompt-completion conversational examples with their image attached lazily."""
+def vision_dataset(rows: list[dict], world: World) -> Dataset:
+    """Corpus rows as TRL prompt-completion conversational examples, each image attached lazily.
 
-    def __init__(self, rows: list[dict], world: World):
-        self.rows, self.world = rows, world
+    The dataset stores only ids and strings; ``with_transform`` builds the messages and loads the image
+    when a batch is read, so nothing is decoded or copied up front.
+    """
+    ds = Dataset.from_dict({
+        "scene_id": [r["scene_id"] for r in rows],
+        "prompt_text": [r["messages"][0]["content"][1]["text"] for r in rows],
+        "answer_text": [r["messages"][1]["content"][0]["text"] for r in rows],
+    })
 
-    def __len__(self) -> int:
-        return len(self.rows)
+    def attach(batch: dict) -> dict:
+        return {
+            "prompt": [[user_turn(p)] for p in batch["prompt_text"]],
+            "completion": [[{"role": "assistant", "content": [{"type": "text", "text": a}]}]
+                           for a in batch["answer_text"]],
+            "images": [[world.image(s)] for s in batch["scene_id"]],
+        }
 
-    def __getitem__(self, i: int) -> dict:
-        if i >= len(self.rows):
-            raise IndexError(i)
-        r = self.rows[i]
-        return {"prompt": r["messages"][:1], "completion": r["messages"][1:],
-                "images": [self.world.image(r["scene_id"])]}
+    return ds.with_transform(attach)
 
 
 def sft_config(p: SFTParams, output_dir: str | Path, seed: int, **overrides) -> SFTConfig:
@@ -49,7 +55,7 @@ def sft_config(p: SFTParams, output_dir: str | Path, seed: int, **overrides) -> 
     kw = dict(
         output_dir=str(output_dir), num_train_epochs=p.epochs, learning_rate=p.learning_rate,
         per_device_train_batch_size=p.batch_size, per_device_eval_batch_size=p.batch_size,
-        weight_decay=p.weight_decay, warmup_ratio=p.warmup_ratio, lr_scheduler_type="cosine",
+        weight_decay=p.weight_decay, warmup_steps=p.warmup_ratio, lr_scheduler_type="cosine",
         logging_steps=10, eval_strategy="epoch", save_strategy="no", report_to=[], seed=seed, data_seed=seed,
         use_cpu=cpu, bf16=False, gradient_checkpointing=False, max_length=None, remove_unused_columns=False,
         dataloader_num_workers=0, disable_tqdm=False, dataset_kwargs={"skip_prepare_dataset": True},
@@ -66,8 +72,8 @@ def train_sft(model, processor, world: World, p: SFTParams, out_dir: str | Path,
 
     from study import io
 
-    train = VisionSFTDataset(world.corpus("train"), world)
-    val = VisionSFTDataset(world.corpus("val")[: p.val_rows], world)
+    train = vision_dataset(world.corpus("train"), world)
+    val = vision_dataset(world.corpus("val")[: p.val_rows], world)
     work = Path(work_dir or Path(out_dir).with_name(Path(out_dir).name + ".work"))
     callbacks = []
     if live_dir is not None:

@@ -1,0 +1,135 @@
+"""The study's knobs: ``params.yaml`` read into one validated object.
+
+``params.yaml`` holds a base value for every knob and a ``profiles`` block whose entries override the
+base; ``profile`` selects one. Validation happens before any work: an unknown key, a wrong type or an
+out-of-range value raises :class:`ParamsError` naming the key (``world.n_train``) and what is allowed.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ParamsError(ValueError):
+    pass
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WorldParams(_Section):
+    spec: str = "data/world_spec.yaml"
+    n_train: int = Field(3000, ge=1, le=1_000_000, description="training scenes")
+    n_val: int = Field(200, ge=1, le=100_000)
+    n_test: int = Field(200, ge=1, le=100_000)
+    n_ood: int = Field(200, ge=1, le=100_000)
+    max_objects: int = Field(6, ge=1, le=9)
+    duplicate_prob: float = Field(0.15, ge=0, le=1)
+    off_context_prob: float = Field(0.3, ge=0, le=1)
+    typical_color_prob: float = Field(0.6, ge=0, le=1)
+    faint_prob: float = Field(0.25, ge=0, le=1, description="share of objects drawn with weak contrast")
+    faint_alpha: float = Field(0.3, gt=0, le=1, description="contrast of a faint object (1 = normal)")
+    noise_std: float = Field(6.0, ge=0, le=64, description="pixel noise, in 0-255 units")
+    qa_per_scene: int = Field(2, ge=0, le=10)
+    caption_noise_rate: float = Field(0.2, ge=0, le=1, description="descriptions naming one absent context object")
+    synonym_prob: float = Field(0.2, ge=0, le=1)
+    relation_prob: float = Field(0.5, ge=0, le=1)
+
+
+class ModelSection(_Section):
+    base_path: str = Field("", description="local LLaVA checkpoint to start from; empty = build the organism")
+    patch_size: int = Field(6, ge=1, le=64)
+    vision_hidden: int = Field(64, ge=8, le=4096)
+    vision_layers: int = Field(2, ge=1, le=48)
+    vision_heads: int = Field(4, ge=1, le=64)
+    text_hidden: int = Field(128, ge=8, le=8192)
+    text_layers: int = Field(3, ge=1, le=80)
+    text_heads: int = Field(4, ge=1, le=128)
+    text_kv_heads: int = Field(2, ge=1, le=128)
+    text_intermediate: int = Field(256, ge=8, le=32768)
+
+
+class SFTSection(_Section):
+    epochs: float = Field(3.0, gt=0, le=100)
+    learning_rate: float = Field(2e-3, gt=0, le=1)
+    batch_size: int = Field(32, ge=1, le=4096)
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    val_rows: int = Field(300, ge=1, le=100_000)
+
+
+class EvalSection(_Section):
+    split: Literal["test", "val", "ood"] = "test"
+    n_scenes: int = Field(200, ge=1, le=100_000)
+    n_pos: int = Field(3, ge=1, le=9, description="POPE positives (and negatives) per scene")
+    n_boot: int = Field(1000, ge=10, le=100_000)
+    batch_size: int = Field(64, ge=1, le=4096)
+    max_new_tokens: int = Field(96, ge=1, le=2048)
+    masked_keep_prob: float = Field(0.0, ge=0, le=1, description="image tokens kept in the masked diagnostic")
+
+
+class StudyParams(_Section):
+    profile: str = "quick"
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    world: WorldParams = WorldParams()
+    model: ModelSection = ModelSection()
+    sft: SFTSection = SFTSection()
+    eval: EvalSection = EvalSection()
+
+
+SECTIONS = ("world", "model", "sft", "eval")
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _format(err: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(x) for x in (*([prefix] if prefix else []), *e["loc"]))
+        if e["type"] == "extra_forbidden":
+            lines.append(f"`{key}` is not a known parameter")
+        else:
+            lines.append(f"`{key}`: {e['msg']} (got {e.get('input')!r})")
+    return "invalid params: " + "; ".join(lines)
+
+
+def resolve(raw: dict[str, Any], profile: str | None = None) -> StudyParams:
+    """Validate a raw params mapping, apply the selected profile, return the effective params."""
+    if not isinstance(raw, dict):
+        raise ParamsError("invalid params: the top level must be a mapping")
+    raw = dict(raw)
+    profiles = raw.pop("profiles", {}) or {}
+    name = profile or raw.get("profile", "quick")
+    if name not in profiles and profiles:
+        raise ParamsError(f"invalid params: `profile` must be one of {sorted(profiles)}, got {name!r}")
+    for pname, override in profiles.items():  # every profile must be valid, not only the selected one
+        try:
+            StudyParams.model_validate(_deep_merge(raw, override or {}))
+        except ValidationError as e:
+            raise ParamsError(_format(e, f"profiles.{pname}")) from None
+    merged = _deep_merge(raw, profiles.get(name, {}) or {})
+    merged["profile"] = name
+    try:
+        return StudyParams.model_validate(merged)
+    except ValidationError as e:
+        raise ParamsError(_format(e)) from None
+
+
+def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> StudyParams:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params file not found: {path}")
+    return resolve(yaml.safe_load(path.read_text()) or {}, profile)

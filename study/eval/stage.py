@@ -1,0 +1,68 @@
+"""The ``evaluate`` stage: answer every suite with a model, score it, and run the masked diagnostic.
+
+The masked diagnostic regenerates the ``describe`` suite with image tokens kept with probability
+``masked_keep_prob`` (0 = every image token masked from attention, stack notes B4). A model whose
+hallucinations come from its language prior hallucinates much more without the image.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from study import io
+from study.config import EvalSection
+from study.eval.runner import run_predictions, score, write_results
+from study.eval.suites import build_items
+from study.model.generate import generate
+from study.model.load import load_model
+from study.world.corpus import World
+from study.world.spec import load_spec
+
+
+def answer_fn_for(model, processor, world: World, e: EvalSection, keep_fn=None, seed: int = 0):
+    def answer(scene_ids: list[str], prompts: list[str]) -> list[str]:
+        images = [world.image(s) for s in scene_ids]
+        return generate(model, processor, images, prompts, keep_fn=keep_fn, max_new_tokens=e.max_new_tokens,
+                        batch_size=e.batch_size, seed=seed)
+    return answer
+
+
+def evaluate_model(model, processor, world: World, spec, e: EvalSection, seed: int) -> tuple[list[dict], dict]:
+    scenes = world.scenes(e.split)[: e.n_scenes]
+    items = build_items(spec, scenes, world.scenes("train"), n_pos=e.n_pos, seed=seed)
+    preds = run_predictions(items, answer_fn_for(model, processor, world, e, seed=seed), batch_size=4 * e.batch_size)
+    return preds, score(preds, scenes, spec, n_boot=e.n_boot, seed=seed)
+
+
+def masked_diagnostic(model, processor, world: World, spec, e: EvalSection, seed: int) -> tuple[list[dict], dict]:
+    scenes = world.scenes(e.split)[: e.n_scenes]
+    items = build_items(spec, scenes, world.scenes("train"), n_pos=e.n_pos, seed=seed, suites=("describe",))
+    keep_p = e.masked_keep_prob
+
+    def keep_fn(n: int, g: torch.Generator) -> torch.Tensor:
+        return torch.rand(n, generator=g) < keep_p
+
+    preds = run_predictions(items, answer_fn_for(model, processor, world, e, keep_fn, seed), batch_size=4 * e.batch_size)
+    for p in preds:
+        p["suite_variant"] = f"masked_keep{keep_p:g}"
+    return preds, score(preds, scenes, spec, n_boot=e.n_boot, seed=seed)
+
+
+def run_eval(eval: dict, seed: int, world_spec: str, world_dir: str, model_dir: str, out_dir: str,
+             metrics_path: str) -> dict:
+    e = EvalSection(**eval)
+    spec, world = load_spec(world_spec), World(world_dir)
+    model, processor = load_model(model_dir)
+    preds, metrics = evaluate_model(model, processor, world, spec, e, seed)
+    mpreds, mmetrics = masked_diagnostic(model, processor, world, spec, e, seed)
+    ci = metrics["describe"]["chair_i"]["value"]
+    metrics["masked"] = {"describe": mmetrics["describe"], "keep_prob": e.masked_keep_prob,
+                         "chair_i_ratio": (mmetrics["describe"]["chair_i"]["value"] / ci) if ci > 0 else None}
+    metrics["_meta"]["split"] = e.split
+    with io.atomic_dir(out_dir) as tmp:
+        write_results(tmp, preds, metrics)
+        io.write_jsonl(Path(tmp) / "predictions_masked.jsonl", mpreds)
+        io.write_jsonl(Path(tmp) / "scenes.jsonl", (s.to_dict() for s in world.scenes(e.split)[: e.n_scenes]))
+    io.write_json(metrics_path, metrics)
+    return metrics

@@ -1,0 +1,112 @@
+"""Run one study stage: validate params, execute its notebook with papermill, export HTML.
+
+``python -m study.pipeline <stage>`` is the ``cmd`` of every DVC stage. It
+
+1. reads and validates ``params.yaml`` (profile applied) before any work — bad params fail here,
+   naming the key;
+2. executes ``notebooks/<notebook>.ipynb`` headlessly with papermill, injecting only the stage's
+   parameters (notebooks never read ``params.yaml`` themselves);
+3. writes the executed copy to ``reports/<notebook>.ipynb`` and an HTML export (nbconvert) to
+   ``reports/<notebook>.html``, both atomically. A failed run keeps its executed copy at
+   ``reports/<notebook>.failed.ipynb`` for debugging and exits non-zero.
+
+Stage outputs themselves (artifacts, metrics) are written atomically by ``study`` functions.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from study import io
+from study.config import StudyParams, load_params
+
+ARTIFACTS = Path("artifacts")
+REPORTS = Path("reports")
+METRICS = Path("metrics")
+
+
+@dataclass(frozen=True)
+class Stage:
+    notebook: str
+    inject: Callable[[StudyParams], dict]
+
+
+def _world(p: StudyParams) -> dict:
+    return {"world": p.world.model_dump(), "seed": p.seed, "out_dir": str(ARTIFACTS / "world"),
+            "metrics_path": str(METRICS / "world.json")}
+
+
+def _sft(p: StudyParams) -> dict:
+    return {"model": p.model.model_dump(), "sft": p.sft.model_dump(), "seed": p.seed,
+            "world_spec": p.world.spec, "world_dir": str(ARTIFACTS / "world"),
+            "out_dir": str(ARTIFACTS / "models" / "sft"), "live_dir": "dvclive/sft",
+            "metrics_path": str(METRICS / "sft.json")}
+
+
+def _evaluate(p: StudyParams) -> dict:
+    return {"eval": p.eval.model_dump(), "seed": p.seed, "world_spec": p.world.spec,
+            "world_dir": str(ARTIFACTS / "world"), "model_dir": str(ARTIFACTS / "models" / "sft"),
+            "out_dir": str(ARTIFACTS / "eval" / "sft"), "metrics_path": str(METRICS / "eval_sft.json")}
+
+
+STAGES: dict[str, Stage] = {
+    "world": Stage("00_world", _world),
+    "sft": Stage("01_sft", _sft),
+    "evaluate": Stage("02_evaluate", _evaluate),
+}
+
+
+def run_stage(name: str, params_path: str | Path = "params.yaml", notebooks: str | Path = "notebooks",
+              reports: str | Path = REPORTS, html: bool = True) -> Path:
+    if name not in STAGES:
+        raise SystemExit(f"unknown stage {name!r}; stages: {sorted(STAGES)}")
+    params = load_params(params_path)  # validation before any work
+    stage = STAGES[name]
+    parameters = stage.inject(params)
+    import papermill as pm
+
+    src = Path(notebooks) / f"{stage.notebook}.ipynb"
+    out = Path(reports) / f"{stage.notebook}.ipynb"
+    failed = out.with_suffix(".failed.ipynb")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with io.atomic_path(out) as tmp:
+        tmp_nb = tmp.with_suffix(".ipynb")
+        try:
+            pm.execute_notebook(str(src), str(tmp_nb), parameters=parameters, kernel_name="python3",
+                                progress_bar=False, log_output=True, cwd=os.getcwd())
+        except Exception:
+            if tmp_nb.exists():
+                os.replace(tmp_nb, failed)
+            raise
+        os.replace(tmp_nb, tmp)
+    if failed.exists():
+        failed.unlink()
+    if html:
+        from nbconvert import HTMLExporter
+
+        body, _ = HTMLExporter().from_filename(str(out))
+        io.write_text(out.with_suffix(".html"), body)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m study.pipeline", description=__doc__.splitlines()[0])
+    ap.add_argument("stage", choices=sorted(STAGES))
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    from study.config import ParamsError
+
+    try:
+        run_stage(args.stage, args.params)
+    except ParamsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Tables and figures for the notebooks and ``paper/`` (seaborn)."""

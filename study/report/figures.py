@@ -1,0 +1,85 @@
+"""Figures shared by the notebooks and the paper export (matplotlib + seaborn, headless)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from study.world.scenes import cooccurrence  # noqa: E402
+
+
+def scene_grid(world, split: str = "train", n: int = 12, cols: int = 6):
+    """Example images with their context and object list."""
+    scenes = world.scenes(split)[:n]
+    rows = int(np.ceil(len(scenes) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.5 * rows))
+    for ax, sc in zip(np.atleast_1d(axes).ravel(), scenes):
+        ax.imshow(world.image(sc.scene_id), interpolation="nearest")
+        names = ", ".join(o.category + ("*" if o.faint else "") for o in sc.objects)
+        ax.set_title(f"{sc.context}\n{names}", fontsize=7)
+    for ax in np.atleast_1d(axes).ravel():
+        ax.axis("off")
+    fig.suptitle("scenes (* = faint object)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def cooccurrence_heatmap(scenes, categories: list[str]):
+    """P(column present | row present) over ``scenes``: the prior a language model can learn."""
+    c = cooccurrence(scenes, categories)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    sns.heatmap(pd.DataFrame(c, index=categories, columns=categories), ax=ax, cmap="viridis", vmin=0, vmax=1,
+                cbar_kws={"label": "P(col | row)"})
+    ax.set_title("co-occurrence in train")
+    fig.tight_layout()
+    return fig
+
+
+def training_curve(live_dir: str | Path, metrics: tuple[str, ...] = ("train/loss", "eval/loss")):
+    """Plot DVCLive scalar logs (``plots/metrics/<name>.tsv``)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    base = Path(live_dir) / "plots" / "metrics"
+    for m in metrics:
+        f = base / f"{m}.tsv"
+        if f.is_file():
+            df = pd.read_csv(f, sep="\t")
+            ax.plot(df["step"], df[df.columns[-1]], marker="." if len(df) < 20 else None, label=m)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def metric_bars(df: pd.DataFrame, suite_metrics: list[tuple[str, str]], hue: str = "model", title: str = ""):
+    """Bar chart with 95 % CI whiskers for selected (suite, metric) pairs of a tidy table."""
+    sel = pd.concat([df[(df.suite == s) & (df.metric == m)] for s, m in suite_metrics], ignore_index=True)
+    sel["label"] = sel.suite.str.replace("pope_", "POPE ") + "\n" + sel.metric
+    fig, ax = plt.subplots(figsize=(1.3 * len(suite_metrics) + 2, 3.6))
+    sns.barplot(sel, x="label", y="value", hue=hue, ax=ax)
+    hues = list(dict.fromkeys(sel[hue]))
+    labels = list(dict.fromkeys(sel["label"]))
+    width = 0.8 / max(len(hues), 1)
+    for _, r in sel.iterrows():
+        x = labels.index(r["label"]) - 0.4 + width * (hues.index(r[hue]) + 0.5)
+        ax.errorbar(x, r["value"], yerr=[[r["value"] - r["ci_lo"]], [r["ci_hi"] - r["value"]]], color="k",
+                    capsize=2, lw=1)
+    ax.set_xlabel("")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def save(fig, path: str | Path) -> None:
+    from study import io
+
+    path = Path(path)
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=150, bbox_inches="tight")

@@ -1,0 +1,56 @@
+"""Shared fixtures of the evaluation tests: the world spec, hand-made scenes and an oracle model."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from study.world import language as L
+from study.world.scenes import Scene, SceneObject, relations_of
+from study.world.spec import load_spec
+
+SPEC_PATH = Path(__file__).resolve().parents[2] / "data" / "world_spec.yaml"
+
+
+@pytest.fixture(scope="session")
+def spec():
+    return load_spec(SPEC_PATH)
+
+
+@pytest.fixture
+def make_scene(spec):
+    """``make_scene([(category, color, size, row, col), ...], context)`` -> Scene with relations."""
+    def make(objs, context="kitchen", scene_id="test-000000"):
+        objects = [SceneObject(i, c, col, size, r, cc, spec.position_name(r, cc), False)
+                   for i, (c, col, size, r, cc) in enumerate(objs)]
+        return Scene(scene_id, "test", context, objects, relations_of(objects))
+    return make
+
+
+@pytest.fixture(scope="session")
+def oracle_answer_fn(spec):
+    """``oracle_answer_fn(scenes)``: an answer_fn that answers every suite's prompt truthfully."""
+    return lambda scenes: _oracle(spec, scenes)
+
+
+def _oracle(spec, scenes):
+    by_id = {s.scene_id: s for s in scenes}
+    lexicon = spec.word_to_category()
+
+    def answer(scene_ids, prompts):
+        out = []
+        for sid, p in zip(scene_ids, prompts):
+            scene, t = by_id[sid], p.split()
+            if p in L.DESCRIBE_PROMPTS:
+                out.append(L.describe(spec, scene, np.random.default_rng(len(out)), noise_rate=0.0)[0])
+            elif p.startswith("is there a"):
+                out.append(L.existence_qa(t[3], t[3] in scene.categories)[1])
+            elif p.startswith("what color is the"):
+                out.append(L.color_qa(scene, t[4])[1])
+            elif p.startswith("how many"):
+                out.append(L.count_qa(spec, scene, lexicon[t[2]])[1])
+            elif p.startswith("is the"):
+                out.append(L.relation_qa(scene, t[2], " ".join(t[3:-3]), t[-2])[1])
+            else:
+                raise AssertionError(f"oracle cannot answer {p!r}")
+        return out
+    return answer
