@@ -1,0 +1,49 @@
+import pytest
+import yaml
+
+from study.config import ParamsError, load_params, resolve
+
+RAW = yaml.safe_load(open("params.yaml"))
+
+
+def test_every_profile_of_params_yaml_is_valid():
+    for name in RAW["profiles"]:
+        p = resolve(RAW, name)
+        assert p.profile == name
+    assert resolve(RAW, "full").world.n_train > resolve(RAW, "quick").world.n_train
+
+
+def test_profile_overrides_only_what_it_names():
+    p = resolve(RAW, "smoke")
+    assert p.world.n_train == RAW["profiles"]["smoke"]["world"]["n_train"]
+    assert p.world.faint_alpha == RAW["world"]["faint_alpha"]
+
+
+@pytest.mark.parametrize("path,value,needle", [
+    (("world", "n_train"), 0, "world.n_train"),
+    (("world", "faint_prob"), 1.5, "world.faint_prob"),
+    (("sft", "learning_rate"), -1, "sft.learning_rate"),
+    (("eval", "split"), "train", "eval.split"),
+    (("world", "n_trian"), 5, "world.n_trian` is not a known parameter"),
+    (("sft", "epochs"), "many", "sft.epochs"),
+])
+def test_bad_values_name_the_key(path, value, needle):
+    raw = yaml.safe_load(open("params.yaml"))
+    raw[path[0]][path[1]] = value
+    with pytest.raises(ParamsError) as e:
+        resolve(raw)
+    assert needle in str(e.value)
+
+
+def test_bad_profile_and_bad_override_are_named():
+    raw = yaml.safe_load(open("params.yaml"))
+    with pytest.raises(ParamsError, match="profile"):
+        resolve(raw, "huge")
+    raw["profiles"]["full"]["world"]["n_train"] = -3
+    with pytest.raises(ParamsError, match="profiles.full.world.n_train"):
+        resolve(raw, "quick")  # every profile is validated, not only the selected one
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "nope.yaml")

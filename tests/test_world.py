@@ -1,0 +1,130 @@
+import hashlib
+
+import numpy as np
+import pytest
+
+from study.world import language as L
+from study.world.corpus import CorpusParams, World, build_world, corpus_rows
+from study.world.render import render_scene
+from study.world.scenes import SceneParams, cooccurrence, generate_split, relations_of
+from study.world.spec import load_spec, parse_spec
+
+SPEC = load_spec("data/world_spec.yaml")
+
+
+def test_spec_has_enough_categories_and_contexts():
+    assert len(SPEC.categories) >= 12
+    assert len(SPEC.contexts) >= 2 and len(SPEC.colors) >= 2 and len(SPEC.sizes) >= 2
+    assert SPEC.word_to_category()["mugs"] == "cup"
+
+
+def test_spec_validation_names_the_key():
+    import yaml
+    raw = yaml.safe_load(open("data/world_spec.yaml"))
+    raw["categories"]["cup"]["shape"] = "blob"
+    with pytest.raises(ValueError, match="categories.cup.shape"):
+        parse_spec(raw)
+    raw = yaml.safe_load(open("data/world_spec.yaml"))
+    raw["contexts"]["kitchen"]["objects"]["unicorn"] = 0.5
+    with pytest.raises(ValueError, match="contexts.kitchen.objects.unicorn"):
+        parse_spec(raw)
+
+
+def test_scenes_have_1_to_6_objects_on_distinct_cells_and_exact_relations():
+    scenes = generate_split(SPEC, SceneParams(), 0, "train", 300)
+    for s in scenes:
+        assert 1 <= len(s.objects) <= 6
+        assert len({(o.row, o.col) for o in s.objects}) == len(s.objects)
+        for r in s.relations:
+            a, b = s.objects[r["subject"]], s.objects[r["object"]]
+            assert {"left of": a.col < b.col, "right of": a.col > b.col, "above": a.row < b.row,
+                    "below": a.row > b.row}[r["relation"]]
+    # a scene's relations are exactly those implied by its cells
+    assert scenes[0].relations == relations_of(scenes[0].objects)
+
+
+def test_cooccurrence_is_context_driven_and_ood_breaks_it():
+    cats = SPEC.category_names
+    train = generate_split(SPEC, SceneParams(), 0, "train", 2000)
+    ood = generate_split(SPEC, SceneParams(), 0, "ood", 2000)
+    c_tr, c_ood = cooccurrence(train, cats), cooccurrence(ood, cats)
+    i, j, k = cats.index("cup"), cats.index("plate"), cats.index("car")
+    assert c_tr[i, j] > 0.5 and c_tr[i, k] < 0.2      # same context vs other context
+    assert abs(c_ood[i, j] - c_ood[i, k]) < 0.15       # uniform objects: no context structure
+
+
+def test_prefix_stable_and_seeded():
+    a = generate_split(SPEC, SceneParams(), 3, "test", 50)
+    b = generate_split(SPEC, SceneParams(), 3, "test", 20)
+    c = generate_split(SPEC, SceneParams(), 4, "test", 20)
+    assert [s.to_dict() for s in a[:20]] == [s.to_dict() for s in b]
+    assert [s.to_dict() for s in b] != [s.to_dict() for s in c]
+
+
+def test_render_is_deterministic_and_faint_objects_have_less_contrast():
+    s = generate_split(SPEC, SceneParams(faint_prob=0.0), 0, "train", 1)[0]
+    img = render_scene(SPEC, s, noise_std=0)
+    assert img.shape == (48, 48, 3) and img.dtype == np.uint8
+    assert np.array_equal(img, render_scene(SPEC, s, noise_std=0))
+    for o in s.objects:
+        o.faint = True
+    faint = render_scene(SPEC, s, faint_alpha=0.2, noise_std=0)
+    bg = np.array(SPEC.contexts[s.context].background)
+    assert np.abs(faint.astype(int) - bg).sum() < np.abs(img.astype(int) - bg).sum()
+
+
+def _digest(root):
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(root).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_same_seed_gives_byte_identical_world(tmp_path):
+    kw = dict(seed=1, sizes={"train": 30, "val": 5, "test": 5, "ood": 5}, scene_params=SceneParams(),
+              corpus_params=CorpusParams(), faint_alpha=0.3, noise_std=6.0)
+    build_world(SPEC, tmp_path / "a", **kw)
+    build_world(SPEC, tmp_path / "b", **kw)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    w = World(tmp_path / "a")
+    assert w.images("train").shape == (30, 48, 48, 3)
+    assert len(w.corpus("train")) == 30 * (1 + CorpusParams().qa_per_scene)
+    kw["seed"] = 2
+    build_world(SPEC, tmp_path / "c", **kw)
+    assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
+
+
+def test_caption_noise_rate_is_honoured_and_inserted_objects_are_absent_context_objects():
+    scenes = generate_split(SPEC, SceneParams(), 0, "train", 1500)
+    rows = corpus_rows(SPEC, scenes, CorpusParams(caption_noise_rate=0.3), 0)
+    desc = [r for r in rows if r["kind"] == "describe"]
+    noisy = [r for r in desc if r["noisy_object"]]
+    share = len(noisy) / len(desc)
+    assert 0.2 < share <= 0.32   # <= rate: a scene with every context object present cannot get one
+    by_id = {s.scene_id: s for s in scenes}
+    for r in noisy:
+        s = by_id[r["scene_id"]]
+        assert r["noisy_object"] not in s.categories
+        assert SPEC.context_of(r["noisy_object"]) == s.context
+        words = r["messages"][1]["content"][0]["text"].split()
+        assert r["noisy_object"] in {SPEC.word_to_category().get(w) for w in words}
+    clean = corpus_rows(SPEC, scenes[:200], CorpusParams(caption_noise_rate=0.0), 0)
+    assert not any(r["noisy_object"] for r in clean)
+
+
+def test_language_vocabulary_covers_the_corpus_and_qa_answers_are_true():
+    scenes = generate_split(SPEC, SceneParams(), 0, "train", 300)
+    vocab = set(L.vocabulary(SPEC))
+    for r in corpus_rows(SPEC, scenes, CorpusParams(qa_per_scene=4), 0):
+        for m in r["messages"]:
+            text = m["content"][-1]["text"]
+            assert set(text.split()) <= vocab, text
+    s = scenes[0]
+    cat = s.objects[0].category
+    assert L.existence_qa(cat, True)[1].startswith("yes")
+    n = s.count(cat)
+    assert L.count_qa(SPEC, s, cat)[1].split()[2] in (L.NUMBER_WORDS[n], cat, SPEC.categories[cat].plural[cat])
+    assert L.split_sentences("a b . c d") == ["a b .", "c d"]
+    assert L.split_sentences("no boundary here") == ["no boundary here"]
