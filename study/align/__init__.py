@@ -1,0 +1,116 @@
+"""Preference alignment of the organism (digest §1): offline DPO/IPO/SLiC, Avg-DPO, Online-DPO,
+Online-BDHS, Mixed-DPO, RLOO and PPO, each a thin layer over TRL where TRL has the piece.
+
+Entry point: :func:`train` (what a DVC stage or a notebook calls)::
+
+    from study.align import train
+    metrics = train("dpo", policy="models/sft", world="data/world", data="prefs/povid.parquet",
+                    params={"beta": 0.1, "epochs": 3, ...}, out_dir="models/dpo", live_dir="dvclive/dpo")
+
+Everything is validated before the model is touched: the method, every parameter
+(:class:`~study.align.config.AlignParams`), the reward-model path, and the dataset's columns.
+
+Modules: :mod:`.config` (params, checks), :mod:`.losses` (the losses in plain torch), :mod:`.common`
+(datasets, trainable params, optimiser groups, saving), :mod:`.offline` (DPO/IPO/SLiC), :mod:`.avg_dpo`
+(Eq. 5), :mod:`.online` (Online-DPO, Online-BDHS, Mixed-DPO), :mod:`.reward` (reward scorer, collapse
+monitor), :mod:`.rl` (RLOO via TRL; re-exports PPO), :mod:`.ppo` (compact PPO).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from study.align.config import (METHODS as METHOD_NAMES, AlignDataError, AlignParams, AlignParamsError,
+                                check_columns, make_params)
+
+
+def _offline(*a, **k):
+    from study.align.offline import train_offline
+
+    return train_offline(*a, **k)
+
+
+def _avg(*a, **k):
+    from study.align.avg_dpo import train_avg_dpo
+
+    return train_avg_dpo(*a, **k)
+
+
+def _online(*a, **k):
+    from study.align.online import train_online
+
+    return train_online(*a, **k)
+
+
+def _rloo(*a, **k):
+    from study.align.rl import train_rloo
+
+    return train_rloo(*a, **k)
+
+
+def _ppo(*a, **k):
+    from study.align.ppo import train_ppo
+
+    return train_ppo(*a, **k)
+
+
+# method -> fn(model, processor, world, data, params, out_dir, *, live_dir, work_dir, seed, annotator, ...)
+METHODS: dict[str, Callable[..., dict]] = {
+    "dpo": _offline, "ipo": _offline, "slic": _offline, "avg_dpo": _avg,
+    "online_dpo": _online, "online_bdhs": _online, "mixed_dpo": _online,
+    "rloo": _rloo, "ppo": _ppo,
+}
+assert set(METHODS) == set(METHOD_NAMES)
+
+
+def load_data(data):
+    """Preference rows from a parquet path (:func:`study.prefs.schema.load_prefs`), or ``data`` as given."""
+    if isinstance(data, (str, Path)):
+        p = Path(data)
+        if not p.is_file():
+            raise AlignDataError(f"preference file not found: {p}")
+        if p.suffix == ".jsonl":
+            from study import io
+
+            return io.read_jsonl(p)
+        from study.prefs.schema import load_prefs
+
+        return load_prefs(p)
+    return data
+
+
+def train(method: str, *, policy, world, data, params: AlignParams | dict[str, Any] | None = None, out_dir,
+          live_dir=None, work_dir=None, seed: int = 0, annotator=None, **kwargs) -> dict:
+    """Align ``policy`` with ``method`` and save the result to ``out_dir`` (loadable by
+    :func:`study.model.load_model`); returns the run's metrics.
+
+    ``policy``: a checkpoint directory (loaded with :func:`study.model.load_model`) or ``(model,
+    processor)``. ``world``: a :class:`study.world.corpus.World` or its directory (images, scenes).
+    ``data``: preference rows (list / pandas / ``datasets``; a ``.parquet`` or ``.jsonl`` path is read).
+    ``params``: :class:`AlignParams` or a mapping; its ``method`` is set to ``method``. ``annotator``:
+    overrides the judge built from ``params.annotator``. Extra ``kwargs`` go to the method (e.g.
+    ``eval_data`` for offline methods, ``callbacks``, ``encoder`` for Online-BDHS).
+    """
+    if method not in METHODS:
+        raise AlignParamsError(f"invalid alignment params: align.method must be one of {list(METHODS)}, got {method!r}")
+    raw = params.model_dump() if isinstance(params, AlignParams) else dict(params or {})
+    raw["method"] = method
+    p = make_params(raw)
+    rows = load_data(data)
+    check_columns(rows, method)
+    from study.world.corpus import World
+
+    w = world if isinstance(world, World) else World(world)
+    if isinstance(policy, (str, Path)):
+        from study.model.load import load_model
+
+        model, processor = load_model(policy)
+    else:
+        model, processor = policy
+    model.train()
+    return METHODS[method](model, processor, w, rows, p, out_dir, live_dir=live_dir, work_dir=work_dir, seed=seed,
+                           annotator=annotator, **kwargs)
+
+
+__all__ = ["METHODS", "AlignParams", "AlignParamsError", "AlignDataError", "check_columns", "make_params", "train",
+           "load_data"]

@@ -1,0 +1,234 @@
+"""Alignment knobs (:class:`AlignParams`) and the input checks that run BEFORE any training.
+
+Every method of :mod:`study.align` takes one :class:`AlignParams`. Validation happens at construction:
+an unknown key, a wrong type or an out-of-range value raises :class:`AlignParamsError` naming the
+parameter and its allowed range (``align.beta must be > 0, got -1``). Cross-field rules (a reward model
+path that must exist, a pairwise-only annotator asked to give RL rewards, ...) are checked too.
+
+Loss of each pairwise method (h = log-ratio margin, see :mod:`study.align.losses`)::
+
+    method     TRL loss_type   per-pair loss
+    dpo        sigmoid         -log sigma(beta * h)
+    ipo        ipo             (h_len - 1 / (2 beta))^2    (TRL length-normalises h, see losses.py)
+    slic       hinge           max(0, 1 - beta * h)
+
+``avg_dpo``, ``online_dpo``, ``online_bdhs`` and ``mixed_dpo`` apply the loss named by ``pair_loss``
+(default ``dpo``). :func:`check_columns` checks a preference dataset (rows, pandas or ``datasets``) for
+the columns a method needs and raises :class:`AlignDataError` naming the missing column.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+METHODS = ("dpo", "ipo", "slic", "avg_dpo", "online_dpo", "online_bdhs", "mixed_dpo", "rloo", "ppo")
+OFFLINE = ("dpo", "ipo", "slic")
+ONLINE = ("online_dpo", "online_bdhs", "mixed_dpo")
+RL = ("rloo", "ppo")
+LOSS_TYPE = {"dpo": "sigmoid", "ipo": "ipo", "slic": "hinge"}
+ANNOTATORS = ("oracle", "noisy_oracle", "reward_model")
+# methods that need an annotator (a judge of sampled answers)
+NEEDS_ANNOTATOR = ("online_dpo", "mixed_dpo", "rloo", "ppo")
+
+# columns of the preference schema (study.prefs.schema) each method reads
+REQUIRED_COLUMNS = {
+    "dpo": ("prompt", "chosen", "rejected", "scene_id"),
+    "ipo": ("prompt", "chosen", "rejected", "scene_id"),
+    "slic": ("prompt", "chosen", "rejected", "scene_id"),
+    "avg_dpo": ("prompt", "chosen", "rejected", "rejected_2", "scene_id"),
+    "online_dpo": ("prompt", "scene_id"),
+    "online_bdhs": ("prompt", "chosen", "scene_id"),
+    "mixed_dpo": ("prompt", "chosen", "rejected", "scene_id"),
+    "rloo": ("prompt", "scene_id"),
+    "ppo": ("prompt", "scene_id"),
+}
+# a ready TRL vision preference dataset (prompt/chosen/rejected message lists + images) is accepted too
+TRL_COLUMNS = {"dpo": ("prompt", "chosen", "rejected", "images"), "avg_dpo": ("prompt", "chosen", "rejected",
+                                                                             "rejected_2", "images")}
+
+
+class AlignParamsError(ValueError):
+    """A bad alignment parameter; the message names it and what is allowed."""
+
+
+class AlignDataError(ValueError):
+    """A preference dataset the method cannot use; the message names the column (and the row)."""
+
+
+_OPS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+
+
+class AlignParams(BaseModel):
+    """All knobs of :mod:`study.align` (one flat section; unused ones are ignored by other methods)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal[METHODS] = "dpo"  # type: ignore[valid-type]
+    beta: float = Field(0.1, gt=0, le=100, description="DPO/IPO/SLiC beta (IPO: tau)")
+    pair_loss: Literal["dpo", "ipo", "slic"] = Field("dpo", description="pair loss of avg/online/mixed methods")
+    p: float = Field(0.5, ge=0, le=1, description="Mixed-DPO: P(a sample is the offline pair), Eq. 4")
+    gamma: float = Field(0.5, ge=0, le=1, description="Avg-DPO weight of the first rejected answer, Eq. 5")
+
+    # parameters trained
+    lora: bool = True
+    lora_r: int = Field(128, ge=1, le=4096)
+    lora_alpha: int = Field(256, ge=1, le=65536)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    train_vision_tower: bool = Field(False, description="full fine-tuning only: also train the vision tower")
+
+    # optimisation
+    learning_rate: float = Field(5e-6, gt=0, le=1)
+    projector_lr: float = Field(2e-6, gt=0, le=1, description="LR of the multi_modal_projector (trained fully)")
+    epochs: float = Field(3.0, gt=0, le=1000)
+    batch_size: int = Field(16, ge=1, le=4096, description="pairs per step (RL: prompts per step)")
+    grad_accum: int = Field(1, ge=1, le=1024)
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "cosine"
+    max_grad_norm: float = Field(1.0, gt=0, le=1e6)
+    max_length: int | None = Field(None, ge=8, description="DPO max_length; None = no truncation (VLM default)")
+    logging_steps: int = Field(10, ge=1)
+    save_steps: int = Field(50, ge=1, description="offline: checkpoint every N steps (resume)")
+
+    # online sampling
+    round_size: int = Field(64, ge=1, description="online: prompts per round")
+    temperature: float = Field(1.0, gt=0, le=10, description="sampling temperature of the policy")
+    max_new_tokens: int = Field(64, ge=1, le=4096)
+    gen_batch_size: int = Field(64, ge=1, le=4096)
+    regen_every: int = Field(1, ge=1, description="online BDHS: regenerate rejected answers every N rounds")
+    bdhs_rho_th: float | None = Field(None, ge=0, le=1, description="BDHS mask threshold; None = study.bdhs default")
+    bdhs_n: int = Field(5, ge=1, le=50, description="BDHS N_BDHS")
+    bdhs_eps_s: float = Field(0.97, ge=-1, le=1, description="BDHS similarity threshold")
+    bdhs_with_external: bool = Field(False, description="online BDHS: Avg-DPO with the dataset's rejected as 2nd y-")
+
+    # judge / reward
+    annotator: Literal[ANNOTATORS] = "oracle"  # type: ignore[valid-type]
+    annotator_accuracy: float = Field(0.9, ge=0.5, le=1, description="noisy_oracle pairwise accuracy")
+    reward_model_path: str = Field("", description="local reward model dir (annotator=reward_model)")
+    audit_with_oracle: bool = Field(True, description="RL: also log the exact oracle score (reward-hacking check)")
+
+    # RL (RLOO / PPO)
+    rloo_k: int = Field(4, ge=2, le=64, description="RLOO samples per prompt (num_generations)")
+    kl_coef: float = Field(0.4, ge=0, le=100, description="RL KL coefficient (RLOO beta / PPO per-token KL)")
+    reward_norm_prompts: int = Field(64, ge=0, description="prompts sampled beforehand for reward mean/std; 0 = off")
+    ppo_epochs: int = Field(4, ge=1, le=100, description="PPO optimisation passes per rollout batch")
+    ppo_minibatch: int = Field(8, ge=1, le=4096)
+    clip_range: float = Field(0.2, gt=0, lt=1, description="PPO ratio clip epsilon")
+    clip_range_value: float = Field(0.2, gt=0, le=100)
+    vf_coef: float = Field(0.1, gt=0, le=100)
+    gae_gamma: float = Field(1.0, ge=0, le=1)
+    gae_lambda: float = Field(0.95, ge=0, le=1)
+    collapse_min_tokens: float = Field(2.0, ge=0, description="collapse if mean answer length falls below this")
+    collapse_length_ratio: float = Field(0.25, ge=0, lt=1, description="... or below this share of its start value")
+    stop_on_collapse: bool = False
+
+    @model_validator(mode="after")
+    def _cross_checks(self):
+        if self.annotator == "reward_model" and self.method in NEEDS_ANNOTATOR:
+            if not self.reward_model_path:
+                raise ValueError("reward_model_path: must name a local reward model directory when annotator="
+                                 "'reward_model'")
+            p = Path(self.reward_model_path)
+            if not (p.is_dir() and (p / "config.json").is_file()):
+                raise ValueError(f"reward_model_path: {self.reward_model_path!r} does not exist or has no config.json "
+                                 "(train one with study.prefs.reward_model.train_reward_model)")
+        if self.method in RL and self.annotator == "noisy_oracle":
+            raise ValueError("annotator: 'noisy_oracle' is a pairwise judge (its noise is on preferences, its score is "
+                             "the exact oracle's); RL methods need a scorer: use 'oracle' or 'reward_model'")
+        if self.lora and self.train_vision_tower:
+            raise ValueError("train_vision_tower: true requires lora: false (LoRA targets the language model only)")
+        if self.method == "ppo" and self.ppo_minibatch > self.batch_size:
+            raise ValueError(f"ppo_minibatch: must be <= batch_size ({self.batch_size}), got {self.ppo_minibatch}")
+        return self
+
+    @property
+    def loss_type(self) -> str:
+        """TRL ``DPOConfig.loss_type`` of this method's pair loss."""
+        return LOSS_TYPE[self.method] if self.method in OFFLINE else LOSS_TYPE[self.pair_loss]
+
+    @property
+    def needs_annotator(self) -> bool:
+        return self.method in NEEDS_ANNOTATOR
+
+
+def _format(err: ValidationError, prefix: str) -> str:
+    out = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"])
+        key = f"{prefix}.{loc}" if loc else prefix
+        got = e.get("input")
+        ctx = e.get("ctx") or {}
+        t = e["type"]
+        if t == "extra_forbidden":
+            out.append(f"{key} is not a known parameter")
+        elif t in _OPS:
+            bound = next(iter(ctx.values()))
+            bound = f"{bound:g}" if isinstance(bound, float) else bound
+            out.append(f"{key} must be {_OPS[t]} {bound}, got {got!r}")
+        elif t == "literal_error":
+            out.append(f"{key} must be one of {ctx.get('expected')}, got {got!r}")
+        elif t == "value_error":  # cross-field rule: message starts with the parameter name
+            msg = str(ctx.get("error", e["msg"]))
+            out.append(f"{prefix}.{msg}")
+        else:
+            out.append(f"{key}: {e['msg']} (got {got!r})")
+    return "invalid alignment params: " + "; ".join(out)
+
+
+def make_params(raw: AlignParams | dict[str, Any] | None = None, prefix: str = "align", **overrides) -> AlignParams:
+    """Validated :class:`AlignParams` from a mapping (e.g. ``params.yaml``'s ``align`` section) + overrides."""
+    if isinstance(raw, AlignParams):
+        raw = raw.model_dump()
+    data = {**(raw or {}), **overrides}
+    try:
+        return AlignParams.model_validate(data)
+    except ValidationError as e:
+        raise AlignParamsError(_format(e, prefix)) from None
+
+
+def _columns_and_first(data) -> tuple[list[str], list[dict]]:
+    if hasattr(data, "column_names") and hasattr(data, "num_rows"):  # datasets.Dataset
+        return list(data.column_names), []
+    if hasattr(data, "columns") and hasattr(data, "to_dict"):  # pandas
+        return [str(c) for c in data.columns], data.to_dict(orient="records")
+    rows = list(data)
+    cols: list[str] = []
+    for r in rows:
+        for c in r:
+            if c not in cols:
+                cols.append(c)
+    return cols, rows
+
+
+def check_columns(data, method: str) -> int:
+    """Raise :class:`AlignDataError` unless ``data`` has every column ``method`` needs; return the row count.
+
+    ``data``: preference rows (list of dicts, pandas) in the :mod:`study.prefs.schema` format, or a ready TRL
+    vision preference ``datasets.Dataset`` (offline methods). Every row must have every required column
+    with a non-empty string (``rejected_2`` included for Avg-DPO).
+    """
+    if method not in METHODS:
+        raise AlignParamsError(f"invalid alignment params: align.method must be one of {list(METHODS)}, got {method!r}")
+    if data is None:
+        raise AlignDataError(f"method {method!r} needs a preference/prompt dataset, got None")
+    cols, rows = _columns_and_first(data)
+    is_trl = hasattr(data, "column_names") and "images" in cols
+    if is_trl and method not in (*OFFLINE, "avg_dpo"):
+        raise AlignDataError(f"method {method!r} needs preference rows (prompt/scene_id strings, the study.prefs "
+                             "schema), not a TRL vision dataset")
+    need = TRL_COLUMNS["avg_dpo" if method == "avg_dpo" else "dpo"] if is_trl else REQUIRED_COLUMNS[method]
+    n = data.num_rows if hasattr(data, "num_rows") else len(rows)
+    if n == 0:
+        raise AlignDataError(f"the dataset for method {method!r} is empty")
+    for c in need:
+        if c not in cols:
+            raise AlignDataError(f"the dataset has no column {c!r}, which method {method!r} needs "
+                                 f"(required: {list(need)}; found: {cols})")
+    for i, r in enumerate(rows):
+        for c in need:
+            v = r.get(c)
+            if not isinstance(v, str) or not v.strip():
+                raise AlignDataError(f"row {i}: column {c!r} is missing or empty (method {method!r} needs it)")
+    return n

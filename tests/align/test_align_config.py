@@ -1,0 +1,80 @@
+"""Bad input fails before training, with a message naming the parameter / column and what is allowed."""
+from unittest import mock
+
+import pytest
+
+from study.align import METHODS, AlignDataError, AlignParamsError, check_columns, make_params, train
+from study.align.config import AlignParams
+
+
+def test_registry_covers_every_method_and_loss_types_map():
+    assert set(METHODS) == {"dpo", "ipo", "slic", "avg_dpo", "online_dpo", "online_bdhs", "mixed_dpo", "rloo", "ppo"}
+    assert [make_params(method=m).loss_type for m in ("dpo", "ipo", "slic")] == ["sigmoid", "ipo", "hinge"]
+    assert make_params(method="mixed_dpo", pair_loss="ipo").loss_type == "ipo"
+    assert make_params().gamma == 0.5 and make_params().rloo_k == 4
+
+
+@pytest.mark.parametrize("kw,needle", [
+    ({"method": "kto"}, "align.method must be one of"),
+    ({"beta": 0}, "align.beta must be > 0"),
+    ({"beta": -1.0}, "align.beta must be > 0, got -1.0"),
+    ({"p": 1.5}, "align.p must be <= 1"),
+    ({"p": -0.1}, "align.p must be >= 0"),
+    ({"gamma": 2}, "align.gamma must be <= 1"),
+    ({"annotator": "gpt4"}, "align.annotator must be one of"),
+    ({"annotator_accuracy": 0.3}, "align.annotator_accuracy must be >= 0.5"),
+    ({"rloo_k": 1}, "align.rloo_k must be >= 2"),
+    ({"regen_every": 0}, "align.regen_every must be >= 1"),
+    ({"betta": 0.1}, "align.betta is not a known parameter"),
+    ({"method": "online_dpo", "annotator": "reward_model", "reward_model_path": "/nonexistent/rm"},
+     "align.reward_model_path: '/nonexistent/rm' does not exist"),
+    ({"method": "rloo", "annotator": "reward_model"}, "align.reward_model_path: must name"),
+    ({"method": "ppo", "annotator": "noisy_oracle"}, "align.annotator: 'noisy_oracle' is a pairwise judge"),
+    ({"lora": True, "train_vision_tower": True}, "align.train_vision_tower"),
+])
+def test_bad_params_name_the_parameter_and_range(kw, needle):
+    with pytest.raises(AlignParamsError) as e:
+        make_params(kw)
+    assert needle in str(e.value)
+
+
+def test_params_are_frozen_and_accept_their_own_dump():
+    p = make_params(beta=0.2, method="ipo")
+    assert make_params(p) == p
+    with pytest.raises(Exception):
+        p.beta = 1.0  # type: ignore[misc]
+    assert isinstance(p, AlignParams)
+
+
+def test_missing_or_empty_column_is_named(rows):
+    no_rej = [{k: v for k, v in r.items() if k != "rejected"} for r in rows]
+    with pytest.raises(AlignDataError, match="no column 'rejected', which method 'dpo' needs"):
+        check_columns(no_rej, "dpo")
+    empty2 = [dict(r, rejected_2="") for r in rows]
+    with pytest.raises(AlignDataError, match="row 0: column 'rejected_2' is missing or empty"):
+        check_columns(empty2, "avg_dpo")
+    no_chosen = [{"prompt": r["prompt"], "scene_id": r["scene_id"]} for r in rows]
+    assert check_columns(no_chosen, "online_dpo") == len(rows)  # prompts suffice for online sampling
+    with pytest.raises(AlignDataError, match="no column 'chosen'"):
+        check_columns(no_chosen, "online_bdhs")
+    with pytest.raises(AlignDataError, match="empty"):
+        check_columns([], "rloo")
+
+
+def test_train_fails_before_touching_the_model(rows, world, tmp_path):
+    model = mock.MagicMock()
+    cases = [
+        ("kto", rows, {}, AlignParamsError, "align.method must be one of"),
+        ("dpo", rows, {"beta": 0.0}, AlignParamsError, "align.beta must be > 0"),
+        ("mixed_dpo", rows, {"p": 1.2}, AlignParamsError, "align.p must be <= 1"),
+        ("dpo", [{k: v for k, v in r.items() if k != "chosen"} for r in rows], {}, AlignDataError, "'chosen'"),
+        ("online_dpo", rows, {"annotator": "reward_model", "reward_model_path": str(tmp_path / "rm")},
+         AlignParamsError, "reward_model_path"),
+    ]
+    for method, data, params, err, needle in cases:
+        with pytest.raises(err, match=needle):
+            train(method, policy=(model, mock.MagicMock()), world=world, data=data, params=params,
+                  out_dir=tmp_path / "out")
+    assert model.method_calls == [] and not (tmp_path / "out").exists()
+    with pytest.raises(AlignDataError, match="preference file not found"):
+        train("dpo", policy=(model, None), world=world, data=tmp_path / "missing.parquet", out_dir=tmp_path / "o")
