@@ -1,0 +1,94 @@
+"""Calibrate rho_th on a trained organism: ``python -m study.bdhs.sweep --model DIR --world DIR``.
+
+For each rho_th: one BDHS run with N_BDHS = 1 (the first-iteration rejection of EVERY sample; its draws
+equal iteration 1 of the full run, see :mod:`.sampler` on seeding) and one with N_BDHS = ``--n-bdhs``.
+Reported per rho_th: E[#visible] = k (1 - rho_th) and the measured mean, the share of semantically
+different rejections after iteration 1 and after all iterations (:func:`.stats.acceptance_curve`), and the
+hallucination content of the iteration-1 and of the accepted rejections (:func:`.stats.content_summary`).
+Chosen answers are the ground-truth descriptions (``kind == "describe"``) of the ``--split`` corpus.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import pandas as pd
+import torch
+
+from study.bdhs.sampler import BDHSParams, bdhs_sample
+from study.bdhs.similarity import SentenceEncoder
+from study.bdhs.stats import acceptance_curve, content_summary, content_table
+from study.model.load import load_model
+from study.world.corpus import World
+from study.world.spec import load_spec
+
+
+def describe_rows(world: World, split: str, n: int) -> tuple[list, list[str], list[str], list]:
+    rows = [r for r in world.corpus(split) if r["kind"] == "describe"][:n]
+    scenes = {s.scene_id: s for s in world.scenes(split)}
+    return ([world.image(r["scene_id"]) for r in rows], [r["messages"][0]["content"][1]["text"] for r in rows],
+            [r["messages"][1]["content"][0]["text"] for r in rows], [scenes[r["scene_id"]] for r in rows])
+
+
+def sweep(model, processor, world: World, spec, rhos, *, split="val", n=200, n_bdhs=5, eps_s=0.97,
+          noise_steps=0, encoder=None, seed=0) -> pd.DataFrame:
+    images, prompts, chosen, scenes = describe_rows(world, split, n)
+    encoder = encoder or SentenceEncoder()
+    k = int(model.config.image_seq_length)
+    out = []
+    for rho in rhos:
+        t = time.time()
+        first = bdhs_sample(model, processor, images, prompts, chosen,
+                            BDHSParams(rho, eps_s, 1, noise_steps), encoder, seed, progress=False)
+        full = bdhs_sample(model, processor, images, prompts, chosen,
+                           BDHSParams(rho, eps_s, n_bdhs, noise_steps), encoder, seed, progress=False)
+        curve = acceptance_curve(full, eps_s, n_bdhs)
+        s1, sf = (content_summary(content_table(r, chosen, scenes, spec)) for r in (first, full))
+        out.append({"rho_th": rho, "noise_steps": noise_steps, "visible_expected": k * (1 - rho),
+                    "visible_mean": s1["mean_visible_tokens"],
+                    "different_it1": float(curve["different"].iloc[0]),
+                    "different_final": float(curve["different"].iloc[-1]),
+                    "mean_iterations": sum(r.iterations for r in full) / len(full),
+                    **{f"it1_{key}": s1[key] for key in ("chair_i", "chair_s", "new_hallucinated_per_answer",
+                                                         "context_share", "colour_change_rate")},
+                    **{f"final_{key}": sf[key] for key in ("chair_i", "new_hallucinated_per_answer", "context_share")},
+                    "chosen_chair_i": s1["chosen_chair_i"], "seconds": time.time() - t})
+        print(pd.DataFrame(out[-1:]).round(3).to_string(index=False), flush=True)
+    return pd.DataFrame(out)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--world", required=True)
+    ap.add_argument("--spec", default="data/world_spec.yaml")
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--rho", type=float, nargs="+", default=[0.0, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0])
+    ap.add_argument("--noise-steps", type=int, default=0)
+    ap.add_argument("--n-bdhs", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", help="write the table as CSV here")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (1 avoids thread thrashing when other processes share the cores)")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    model, processor = load_model(a.model)
+    table = sweep(model, processor, World(a.world), load_spec(a.spec), a.rho, split=a.split, n=a.n,
+                  n_bdhs=a.n_bdhs, noise_steps=a.noise_steps, seed=a.seed)
+    print(table.round(3).to_markdown(index=False) if _has_tabulate() else table.round(3).to_string(index=False))
+    if a.out:
+        table.to_csv(a.out, index=False)
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+if __name__ == "__main__":
+    main()
