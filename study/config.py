@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ParamsError(ValueError):
@@ -73,6 +73,46 @@ class EvalSection(_Section):
     masked_keep_prob: float = Field(0.0, ge=0, le=1, description="image tokens kept in the masked diagnostic")
 
 
+class BDHSSection(_Section):
+    rho_th: float = Field(0.9, ge=0, le=1, description="keep an image token iff u >= rho_th (Eq. 6)")
+    eps_s: float = Field(0.97, ge=-1, le=1, description="resample while cosine(rejected, chosen) > eps_s")
+    n_bdhs: int = Field(5, ge=1, le=50, description="tries; the last one is unguided")
+    noise_steps: int = Field(0, ge=0, le=1000, description="diffusion noise steps (BDHS_noise); 0 = none")
+    temperature: float = Field(1.0, gt=0, le=10)
+    max_new_tokens: int = Field(48, ge=1, le=2048, description="per regenerated sentence")
+    batch_size: int = Field(64, ge=1, le=4096)
+    encoder_path: str = Field("", description="local sentence-transformers model; empty = bundled MiniLM")
+    n_pairs: int = Field(600, ge=1, le=1_000_000, description="size of the offline BDHS dataset")
+    sweep_rho: list[float] = Field([0.0, 0.5, 0.9, 0.99, 1.0], min_length=1)
+    sweep_n: int = Field(100, ge=1, le=100_000, description="validation descriptions in the rho_th sweep")
+    threads: int = Field(1, ge=1, le=256, description="torch CPU threads for BDHS generation")
+
+    @field_validator("sweep_rho")
+    @classmethod
+    def _rhos_in_range(cls, v: list[float]) -> list[float]:
+        bad = [r for r in v if not 0 <= r <= 1]
+        if bad:
+            raise ValueError(f"every rho_th must be in [0, 1], got {bad}")
+        return v
+
+
+class AlignSection(_Section):
+    """``base``: AlignParams knobs shared by every run; ``runs``: name -> {method, data, seed?, overrides}.
+
+    Each run's knobs are validated by :func:`study.align.make_params` before its stage does any work."""
+    base: dict = Field(default_factory=dict)
+    runs: dict[str, dict] = Field(default_factory=dict)
+
+    @field_validator("runs")
+    @classmethod
+    def _runs_name_method_and_data(cls, v: dict[str, dict]) -> dict[str, dict]:
+        for name, r in v.items():
+            for key in ("method", "data"):
+                if key not in r:
+                    raise ValueError(f"run {name!r} needs `{key}`")
+        return v
+
+
 class StudyParams(_Section):
     profile: str = "quick"
     seed: int = Field(0, ge=0, le=2**31 - 1)
@@ -80,9 +120,11 @@ class StudyParams(_Section):
     model: ModelSection = ModelSection()
     sft: SFTSection = SFTSection()
     eval: EvalSection = EvalSection()
+    bdhs: BDHSSection = BDHSSection()
+    align: AlignSection = AlignSection()
 
 
-SECTIONS = ("world", "model", "sft", "eval")
+SECTIONS = ("world", "model", "sft", "eval", "bdhs")
 
 
 def _deep_merge(base: dict, override: dict) -> dict:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from study import io
-from study.config import StudyParams, load_params
+from study.config import ParamsError, StudyParams, load_params
 
 ARTIFACTS = Path("artifacts")
 REPORTS = Path("reports")
@@ -32,7 +32,7 @@ METRICS = Path("metrics")
 @dataclass(frozen=True)
 class Stage:
     notebook: str
-    inject: Callable[[StudyParams], dict]
+    inject: Callable[..., dict]
 
 
 def _world(p: StudyParams) -> dict:
@@ -53,24 +53,60 @@ def _evaluate(p: StudyParams) -> dict:
             "out_dir": str(ARTIFACTS / "eval" / "sft"), "metrics_path": str(METRICS / "eval_sft.json")}
 
 
+def _bdhs(p: StudyParams) -> dict:
+    return {"bdhs": p.bdhs.model_dump(), "seed": p.seed, "world_spec": p.world.spec,
+            "world_dir": str(ARTIFACTS / "world"), "model_dir": str(ARTIFACTS / "models" / "sft"),
+            "out_path": str(ARTIFACTS / "prefs" / "bdhs.parquet"), "sweep_path": str(ARTIFACTS / "bdhs" / "sweep.csv"),
+            "metrics_path": str(METRICS / "bdhs.json")}
+
+
+def _align(p: StudyParams, run: str) -> dict:
+    if run not in p.align.runs:
+        raise ParamsError(f"invalid params: `align.runs` has no run {run!r}; runs: {sorted(p.align.runs)}")
+    return {"run": run, "spec_run": p.align.runs[run], "base": p.align.base, "eval": p.eval.model_dump(),
+            "seed": p.seed, "world_spec": p.world.spec, "world_dir": str(ARTIFACTS / "world"),
+            "sft_dir": str(ARTIFACTS / "models" / "sft"), "prefs_dir": str(ARTIFACTS / "prefs"),
+            "out_dir": str(ARTIFACTS / "models" / "align" / run), "eval_dir": str(ARTIFACTS / "eval" / run),
+            "live_dir": f"dvclive/align/{run}", "metrics_path": str(METRICS / "align" / f"{run}.json")}
+
+
+def _paper(p: StudyParams) -> dict:
+    return {"runs": sorted(p.align.runs), "metrics_dir": str(METRICS), "paper_dir": "paper"}
+
+
 STAGES: dict[str, Stage] = {
     "world": Stage("00_world", _world),
     "sft": Stage("01_sft", _sft),
     "evaluate": Stage("02_evaluate", _evaluate),
+    "bdhs": Stage("04_bdhs", _bdhs),
+    "align": Stage("05_align", _align),
+    "paper": Stage("08_paper", _paper),
 }
 
 
 def run_stage(name: str, params_path: str | Path = "params.yaml", notebooks: str | Path = "notebooks",
-              reports: str | Path = REPORTS, html: bool = True) -> Path:
+              reports: str | Path = REPORTS, html: bool = True, run: str | None = None) -> Path:
+    """Execute one stage; ``run`` names the entry of a per-run stage (``align``)."""
     if name not in STAGES:
         raise SystemExit(f"unknown stage {name!r}; stages: {sorted(STAGES)}")
     params = load_params(params_path)  # validation before any work
     stage = STAGES[name]
-    parameters = stage.inject(params)
+    parameters = stage.inject(params, run) if run is not None else stage.inject(params)
+    if name == "align":
+        from study.align import make_params
+        from study.align.config import AlignParamsError
+
+        spec_run = {k: v for k, v in params.align.runs[run].items() if k not in ("method", "data", "seed")}
+        try:  # the run's knobs are validated before any work, like every other param
+            make_params({**params.align.base, **spec_run, "method": params.align.runs[run].get("method")},
+                        prefix=f"align.runs.{run}")
+        except AlignParamsError as e:
+            raise ParamsError(str(e)) from None
     import papermill as pm
 
     src = Path(notebooks) / f"{stage.notebook}.ipynb"
-    out = Path(reports) / f"{stage.notebook}.ipynb"
+    suffix = f"_{run}" if run else ""
+    out = Path(reports) / f"{stage.notebook}{suffix}.ipynb"
     failed = out.with_suffix(".failed.ipynb")
     out.parent.mkdir(parents=True, exist_ok=True)
     with io.atomic_path(out) as tmp:
@@ -97,11 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m study.pipeline", description=__doc__.splitlines()[0])
     ap.add_argument("stage", choices=sorted(STAGES))
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--run", default=None, help="the entry of a per-run stage (align)")
     args = ap.parse_args(argv)
-    from study.config import ParamsError
-
+    if args.stage == "align" and not args.run:
+        ap.error("the align stage needs --run NAME (an entry of align.runs)")
     try:
-        run_stage(args.stage, args.params)
+        run_stage(args.stage, args.params, run=args.run)
     except ParamsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

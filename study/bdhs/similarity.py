@@ -54,3 +54,8 @@ class SentenceEncoder:
         if len(a) != len(b):
             raise ValueError(f"{len(a)} rejected vs {len(b)} chosen answers")
         return np.clip((a * b).sum(-1), -1.0, 1.0)
+
+
+def load_encoder(path: str | None = None, batch_size: int = 64) -> SentenceEncoder:
+    """The BDHS similarity encoder: ``path`` = a local sentence-transformers model, None/"" = bundled MiniLM."""
+    return SentenceEncoder(path or None, batch_size=batch_size)

@@ -83,3 +83,39 @@ def save(fig, path: str | Path) -> None:
     path = Path(path)
     with io.atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=150, bbox_inches="tight")
+
+
+def bdhs_sweep(table: pd.DataFrame):
+    """The Fig. 10 analog: share of semantically different rejections and their hallucination vs rho_th."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    t = table.sort_values("rho_th")
+    axes[0].plot(t.rho_th, t.different_it1, marker="o", label="after iteration 1")
+    axes[0].plot(t.rho_th, t.different_final, marker="s", label="after N_BDHS iterations")
+    axes[0].set_xlabel("rho_th")
+    axes[0].set_ylabel("semantically different")
+    axes[0].set_ylim(0, 1.02)
+    axes[0].legend()
+    axes[1].plot(t.rho_th, t.it1_new_hallucinated_per_answer, marker="o", label="new hallucinated objects / answer")
+    axes[1].plot(t.rho_th, t.it1_context_share, marker="s", label="share from the scene's context")
+    axes[1].set_xlabel("rho_th")
+    axes[1].legend()
+    fig.tight_layout()
+    return fig
+
+
+def comparison_bars(table: pd.DataFrame):
+    """The main comparison as grouped bars with 95 % CI whiskers (one panel per column)."""
+    cols = list(dict.fromkeys(table.column))
+    fig, axes = plt.subplots(1, len(cols), figsize=(2.0 * len(cols), 3.4), sharey=False)
+    models = list(dict.fromkeys(table.model))
+    palette = sns.color_palette("deep", len(models))
+    for ax, col in zip(np.atleast_1d(axes), cols):
+        t = table[table.column == col].set_index("model").reindex(models).dropna(subset=["value"])
+        x = np.arange(len(t))
+        ax.bar(x, t.value, color=[palette[models.index(m)] for m in t.index])
+        ax.errorbar(x, t.value, yerr=[t.value - t.lo, t.hi - t.value], fmt="none", color="k", capsize=2, lw=1)
+        ax.set_xticks(x, t.index, rotation=60, ha="right", fontsize=7)
+        ax.set_title(col, fontsize=9)
+        ax.set_ylim(0, 1)
+    fig.tight_layout()
+    return fig

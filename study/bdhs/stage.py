@@ -1,0 +1,59 @@
+"""The ``bdhs`` stage: the offline BDHS preference dataset and the Fig. 10 statistics.
+
+1. The dataset (digest §2.7, "offline BDHS"): chosen = the SFT ground truth of ``n_pairs`` training items,
+   rejected = a BDHS sample from the SFT model (:func:`study.prefs.bdhs.bdhs_recipe`).
+2. The statistics: :func:`study.bdhs.sweep.sweep` over ``sweep_rho`` on ``sweep_n`` validation descriptions:
+   share of semantically different rejections after each iteration and the exact hallucination content.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from study import io
+from study.bdhs.sampler import BDHSParams
+from study.bdhs.similarity import load_encoder
+from study.bdhs.sweep import sweep
+from study.config import BDHSSection
+from study.model.load import load_model
+from study.world.corpus import World
+from study.world.spec import load_spec
+
+
+def bdhs_params(b: BDHSSection, rho_th: float | None = None, n_bdhs: int | None = None) -> BDHSParams:
+    return BDHSParams(rho_th=b.rho_th if rho_th is None else rho_th, eps_s=b.eps_s,
+                      n_bdhs=b.n_bdhs if n_bdhs is None else n_bdhs, noise_steps=b.noise_steps,
+                      max_new_tokens=b.max_new_tokens, temperature=b.temperature, batch_size=b.batch_size)
+
+
+def run_bdhs(bdhs: dict, seed: int, world_spec: str, world_dir: str, model_dir: str, out_path: str,
+             sweep_path: str, metrics_path: str) -> tuple[list[dict], pd.DataFrame]:
+    from study.prefs.bdhs import bdhs_recipe
+    from study.prefs.schema import save_prefs
+
+    b = BDHSSection(**bdhs)
+    torch.set_num_threads(b.threads)
+    spec, world = load_spec(world_spec), World(world_dir)
+    model, processor = load_model(model_dir)
+    encoder = load_encoder(b.encoder_path or None)
+    rows = bdhs_recipe(world, n=b.n_pairs, seed=seed, model=model, processor=processor, split="train",
+                       params=bdhs_params(b), encoder=encoder, model_id=Path(model_dir).name)
+    save_prefs(rows, out_path, world)
+    table = sweep(model, processor, world, spec, b.sweep_rho, split="val", n=b.sweep_n, n_bdhs=b.n_bdhs,
+                  eps_s=b.eps_s, noise_steps=b.noise_steps, encoder=encoder, seed=seed)
+    with io.atomic_path(sweep_path) as tmp:
+        table.to_csv(tmp, index=False)
+    import json
+    src = [json.loads(r["source_ids"]) for r in rows]
+    metrics = {
+        "dataset": {"rows": len(rows), "rho_th": b.rho_th, "eps_s": b.eps_s, "n_bdhs": b.n_bdhs,
+                    "mean_iterations": sum(s["iterations"] for s in src) / max(len(src), 1),
+                    "guided_share": sum(bool(s["guided"]) for s in src) / max(len(src), 1),
+                    "mean_visible_tokens": sum(s["visible_tokens"] for s in src) / max(len(src), 1)},
+        "sweep": {f"rho_{r['rho_th']:g}": {k: float(v) for k, v in r.items() if k != "rho_th"}
+                  for r in table.to_dict("records")},
+    }
+    io.write_json(metrics_path, metrics)
+    return rows, table

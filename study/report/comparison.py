@@ -1,0 +1,88 @@
+"""The paper's main comparison (Tables 2, 6, 9, 12 analogs) built from the stage metrics JSON files.
+
+Columns follow the paper's hallucination/helpfulness split, measured exactly on the organism: POPE
+accuracy on the three negative splits, CHAIR_s, CHAIR_i, object recall, the typed-QA hallucination rate
+and the helpfulness proxy, each with its 95 % scene-bootstrap CI. Finding checks compare CIs: a
+difference "holds" only when the two intervals do not overlap; overlapping intervals are "not resolved".
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+COLUMNS = [  # (column, suite, metric, higher_is_better)
+    ("POPE rand", "pope_random", "accuracy", True),
+    ("POPE pop", "pope_popular", "accuracy", True),
+    ("POPE adv", "pope_adversarial", "accuracy", True),
+    ("CHAIR_s", "describe", "chair_s", False),
+    ("CHAIR_i", "describe", "chair_i", False),
+    ("Recall", "describe", "recall", True),
+    ("QA halluc.", "typed_qa", "hallucination_rate", False),
+    ("Helpful", "describe", "helpfulness", True),
+]
+
+
+def load_runs(metrics_dir: str | Path, runs: list[str]) -> dict[str, dict]:
+    """``{"SFT": eval_sft.json, run: align/<run>.json}`` for the runs whose metrics exist."""
+    d = Path(metrics_dir)
+    out = {"SFT": json.loads((d / "eval_sft.json").read_text())}
+    for r in runs:
+        f = d / "align" / f"{r}.json"
+        if f.is_file():
+            out[r] = json.loads(f.read_text())
+    return out
+
+
+def comparison_table(runs: dict[str, dict]) -> pd.DataFrame:
+    """Tidy table: one row per (model, column) with value and CI; method/data from each run's meta."""
+    rows = []
+    for name, m in runs.items():
+        meta = m.get("_meta", {})
+        for col, suite, metric, hib in COLUMNS:
+            v = m.get(suite, {}).get(metric)
+            if v is None:
+                continue
+            rows.append({"model": name, "method": meta.get("method", "sft"), "data": meta.get("data", "-"),
+                         "column": col, "value": v["value"], "lo": v["ci95"][0], "hi": v["ci95"][1],
+                         "higher_is_better": hib})
+    return pd.DataFrame(rows)
+
+
+def wide(table: pd.DataFrame) -> pd.DataFrame:
+    """Models as rows, ``value [lo, hi]`` (percent) as cells, in :data:`COLUMNS` order."""
+    t = table.copy()
+    t["cell"] = t.apply(lambda r: f"{100 * r.value:.1f} [{100 * r.lo:.1f}, {100 * r.hi:.1f}]", axis=1)
+    out = t.pivot(index="model", columns="column", values="cell")
+    cols = [c for c, *_ in COLUMNS if c in out.columns]
+    order = ["SFT"] + [m for m in out.index if m != "SFT"]
+    return out.loc[order, cols]
+
+
+def compare(table: pd.DataFrame, a: str, b: str, column: str) -> str:
+    """Is model ``a`` better than ``b`` on ``column``? 'better', 'worse' or 'not resolved' (CIs overlap)."""
+    ra = table[(table.model == a) & (table.column == column)]
+    rb = table[(table.model == b) & (table.column == column)]
+    if ra.empty or rb.empty:
+        return "missing"
+    ra, rb = ra.iloc[0], rb.iloc[0]
+    sign = 1 if ra.higher_is_better else -1
+    if ra.lo > rb.hi:
+        return "better" if sign > 0 else "worse"
+    if ra.hi < rb.lo:
+        return "worse" if sign > 0 else "better"
+    return "not resolved"
+
+
+def finding_f1(table: pd.DataFrame, bdhs_run: str = "dpo_bdhs") -> dict:
+    """F1: BDHS-DPO cuts hallucination vs SFT with no annotator (CHAIR_i, CHAIR_s, QA hallucination, POPE adv)."""
+    if bdhs_run not in set(table.model):
+        return {"status": "missing", "detail": f"no run {bdhs_run!r}"}
+    cols = ["CHAIR_i", "CHAIR_s", "QA halluc.", "POPE adv"]
+    verdicts = {c: compare(table, bdhs_run, "SFT", c) for c in cols}
+    better = [c for c, v in verdicts.items() if v == "better"]
+    worse = [c for c, v in verdicts.items() if v == "worse"]
+    status = "reproduced" if better and not worse else ("contradicted" if worse and not better else
+                                                         "mixed" if better else "not resolved")
+    return {"status": status, "verdicts": verdicts}
