@@ -61,6 +61,15 @@ class SFTSection(_Section):
     weight_decay: float = Field(0.0, ge=0, le=1)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     val_rows: int = Field(300, ge=1, le=100_000)
+    pool_fractions: list[float] = Field([0.1, 0.3], min_length=2,
+                                        description="intermediate checkpoints kept for the VLFeedback-style pool")
+
+    @field_validator("pool_fractions")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        if any(not 0 < f < 1 for f in v) or len(set(v)) != len(v):
+            raise ValueError(f"pool fractions must be distinct and in (0, 1), got {v}")
+        return v
 
 
 class EvalSection(_Section):
@@ -96,6 +105,25 @@ class BDHSSection(_Section):
         return v
 
 
+class PrefsSection(_Section):
+    recipes: list[Literal["povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"]] = Field(
+        ["povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"])
+    n_pairs: int = Field(600, ge=1, le=1_000_000, description="common size of every recipe (the '5k' analog)")
+    povid_noise_steps: int = Field(500, ge=0, le=1000, description="noisy-image teacher forcing (2nd rejected)")
+    heldout_recipes: list[Literal["povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"]] = Field(
+        ["povid", "rlhfv"])
+    heldout_n: int = Field(200, ge=1, le=100_000, description="held-out (val) pairs for annotator accuracy")
+    noisy_accuracies: list[float] = Field([0.8, 0.95], description="noisy-oracle pairwise accuracies, in [0.5, 1]")
+    threads: int = Field(1, ge=1, le=256)
+
+    @field_validator("noisy_accuracies")
+    @classmethod
+    def _acc(cls, v: list[float]) -> list[float]:
+        if any(not 0.5 <= a <= 1 for a in v):
+            raise ValueError(f"noisy-oracle accuracies must be in [0.5, 1], got {v}")
+        return v
+
+
 class AlignSection(_Section):
     """``base``: AlignParams knobs shared by every run; ``runs``: name -> {method, data, seed?, overrides}.
 
@@ -121,6 +149,7 @@ class StudyParams(_Section):
     sft: SFTSection = SFTSection()
     eval: EvalSection = EvalSection()
     bdhs: BDHSSection = BDHSSection()
+    prefs: PrefsSection = PrefsSection()
     align: AlignSection = AlignSection()
 
 

@@ -44,7 +44,7 @@ def _sft(p: StudyParams) -> dict:
     return {"model": p.model.model_dump(), "sft": p.sft.model_dump(), "seed": p.seed,
             "world_spec": p.world.spec, "world_dir": str(ARTIFACTS / "world"),
             "out_dir": str(ARTIFACTS / "models" / "sft"), "live_dir": "dvclive/sft",
-            "metrics_path": str(METRICS / "sft.json")}
+            "metrics_path": str(METRICS / "sft.json"), "pool_dir": str(ARTIFACTS / "models" / "pool")}
 
 
 def _evaluate(p: StudyParams) -> dict:
@@ -58,6 +58,13 @@ def _bdhs(p: StudyParams) -> dict:
             "world_dir": str(ARTIFACTS / "world"), "model_dir": str(ARTIFACTS / "models" / "sft"),
             "out_path": str(ARTIFACTS / "prefs" / "bdhs.parquet"), "sweep_path": str(ARTIFACTS / "bdhs" / "sweep.csv"),
             "metrics_path": str(METRICS / "bdhs.json")}
+
+
+def _preferences(p: StudyParams) -> dict:
+    return {"prefs": p.prefs.model_dump(), "seed": p.seed, "world_spec": p.world.spec,
+            "world_dir": str(ARTIFACTS / "world"), "sft_dir": str(ARTIFACTS / "models" / "sft"),
+            "pool_dir": str(ARTIFACTS / "models" / "pool"), "out_dir": str(ARTIFACTS / "prefs" / "recipes"),
+            "metrics_path": str(METRICS / "prefs.json")}
 
 
 def _align(p: StudyParams, run: str) -> dict:
@@ -78,6 +85,7 @@ STAGES: dict[str, Stage] = {
     "world": Stage("00_world", _world),
     "sft": Stage("01_sft", _sft),
     "evaluate": Stage("02_evaluate", _evaluate),
+    "preferences": Stage("03_preferences", _preferences),
     "bdhs": Stage("04_bdhs", _bdhs),
     "align": Stage("05_align", _align),
     "paper": Stage("08_paper", _paper),

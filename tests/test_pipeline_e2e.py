@@ -20,7 +20,7 @@ def _run(args, cwd):
 @pytest.fixture(scope="module")
 def smoke_repo(tmp_path_factory):
     repo = tmp_path_factory.mktemp("study")
-    for name in ("data", "notebooks", "study"):
+    for name in ("data", "notebooks", "study"):  # the stages' own inputs; `study` is imported from the install
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -46,7 +46,25 @@ def test_repro_produces_every_output(smoke_repo):
     assert list((smoke_repo / "artifacts/models/sft").glob("*.safetensors"))
     preds = (smoke_repo / "artifacts/eval/sft/predictions.jsonl").read_text().splitlines()
     assert preds and {"item_id", "suite", "prompt", "answer"} <= set(json.loads(preds[0]))
-    for nb in ("00_world", "01_sft", "02_evaluate"):
+    # preference data, BDHS, alignment and the paper tables
+    from study.prefs import load_prefs
+    for name in ("povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"):
+        rows = load_prefs(smoke_repo / f"artifacts/prefs/recipes/{name}.parquet")
+        assert rows and all(r["recipe"] == name for r in rows)
+    assert load_prefs(smoke_repo / "artifacts/prefs/bdhs.parquet")
+    assert len(list((smoke_repo / "artifacts/models/pool").iterdir())) == 2
+    prefs = json.loads((smoke_repo / "metrics/prefs.json").read_text())
+    assert prefs["annotators"]["povid"]["oracle"] >= 0.9
+    bdhs = json.loads((smoke_repo / "metrics/bdhs.json").read_text())
+    assert bdhs["dataset"]["rows"] > 0 and "rho_0.9" in bdhs["sweep"]
+    for run in ("dpo_bdhs", "dpo_povid"):
+        al = json.loads((smoke_repo / f"metrics/align/{run}.json").read_text())
+        assert al["_meta"]["run"] == run and "chair_i" in al["describe"]
+        assert list((smoke_repo / f"artifacts/models/align/{run}").glob("*.safetensors"))
+    table = (smoke_repo / "paper/tables/main.md").read_text()
+    assert "SFT" in table and "dpo_bdhs" in table and "CHAIR_i" in table
+    assert (smoke_repo / "paper/figures/main.png").stat().st_size > 1000
+    for nb in ("00_world", "01_sft", "02_evaluate", "03_preferences", "04_bdhs", "05_align_dpo_bdhs", "08_paper"):
         assert (smoke_repo / f"reports/{nb}.html").stat().st_size > 10_000
         executed = json.loads((smoke_repo / f"reports/{nb}.ipynb").read_text())
         assert any(c.get("outputs") for c in executed["cells"] if c["cell_type"] == "code")

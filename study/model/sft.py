@@ -7,11 +7,13 @@ Loss: next-token cross-entropy on the assistant completion only,
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from datasets import Dataset
+from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from study.world.corpus import World, user_turn
@@ -25,6 +27,28 @@ class SFTParams:
     weight_decay: float = 0.0
     warmup_ratio: float = 0.05
     val_rows: int = 300
+    pool_fractions: tuple[float, ...] = (0.1, 0.3)
+
+
+class PoolSaver(TrainerCallback):
+    """Save intermediate checkpoints at given fractions of training: weaker models of the same run.
+
+    They are the extra members of the VLFeedback-style answer pool (paper Table 1: responses from models
+    of different strength); with the final model the pool has ``len(fractions) + 1`` members.
+    """
+
+    def __init__(self, fractions, processor, pool_dir: Path):
+        self.fractions, self.processor, self.pool_dir = tuple(fractions), processor, Path(pool_dir)
+        self.steps: dict[int, str] = {}
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.steps = {max(1, int(round(f * state.max_steps))): f"frac{f:g}" for f in self.fractions}
+
+    def on_step_end(self, args, state, control, model=None, **kw):
+        name = self.steps.get(state.global_step)
+        if name is not None and model is not None:
+            model.save_pretrained(self.pool_dir / name, safe_serialization=True)
+            self.processor.save_pretrained(self.pool_dir / name)
 
 
 def vision_dataset(rows: list[dict], world: World) -> Dataset:
@@ -65,8 +89,10 @@ def sft_config(p: SFTParams, output_dir: str | Path, seed: int, **overrides) -> 
 
 
 def train_sft(model, processor, world: World, p: SFTParams, out_dir: str | Path, live_dir: str | Path | None,
-              seed: int, work_dir: str | Path | None = None) -> dict:
-    """Train ``model`` on the world's SFT corpus; save model + processor (safetensors) to ``out_dir``."""
+              seed: int, work_dir: str | Path | None = None, pool_dir: str | Path | None = None) -> dict:
+    """Train ``model`` on the world's SFT corpus; save model + processor (safetensors) to ``out_dir``.
+
+    With ``pool_dir``, the intermediate checkpoints of :class:`PoolSaver` are published there (atomically)."""
     from dvclive import Live
     from dvclive.huggingface import DVCLiveCallback
 
@@ -78,6 +104,8 @@ def train_sft(model, processor, world: World, p: SFTParams, out_dir: str | Path,
     callbacks = []
     if live_dir is not None:
         callbacks.append(DVCLiveCallback(live=Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None)))
+    if pool_dir is not None:
+        callbacks.append(PoolSaver(p.pool_fractions, processor, work / "pool"))
     trainer = SFTTrainer(model=model, args=sft_config(p, work, seed), train_dataset=train, eval_dataset=val,
                          processing_class=processor, callbacks=callbacks)
     result = trainer.train()
@@ -87,7 +115,11 @@ def train_sft(model, processor, world: World, p: SFTParams, out_dir: str | Path,
     with io.atomic_dir(out_dir) as tmp:
         trainer.model.save_pretrained(tmp, safe_serialization=True)
         processor.save_pretrained(tmp)
+    if pool_dir is not None:
+        with io.atomic_dir(pool_dir) as tmp:
+            for d in sorted((work / "pool").iterdir()):
+                shutil.copytree(d, tmp / d.name)
+        metrics["pool"] = sorted(d.name for d in Path(pool_dir).iterdir())
     if work.exists():
-        import shutil
         shutil.rmtree(work)
     return metrics

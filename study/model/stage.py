@@ -23,12 +23,13 @@ def base_model(model: ModelSection, spec, seed: int):
 
 
 def run_sft(model: dict, sft: dict, seed: int, world_spec: str, world_dir: str, out_dir: str, live_dir: str,
-            metrics_path: str) -> dict:
+            metrics_path: str, pool_dir: str | None = None) -> dict:
     mp, sp = ModelSection(**model), SFTSection(**sft)
     spec = load_spec(world_spec)
     net, processor = base_model(mp, spec, seed)
     net.train()
-    metrics = train_sft(net, processor, World(world_dir), SFTParams(**sp.model_dump()), out_dir, live_dir, seed)
+    sft_params = SFTParams(**{**sp.model_dump(), "pool_fractions": tuple(sp.pool_fractions)})
+    metrics = train_sft(net, processor, World(world_dir), sft_params, out_dir, live_dir, seed, pool_dir=pool_dir)
     metrics["parameters"] = n_parameters(net)
     io.write_json(metrics_path, metrics)
     return metrics

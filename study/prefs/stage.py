@@ -1,0 +1,64 @@
+"""The ``preferences`` stage: the paper's dataset recipes rebuilt in the world, and annotator accuracy.
+
+Every recipe draws its prompts and images from the train split and is subsampled to the common size
+``n_pairs`` (the paper's "5k" analog). Held-out pairs (val split) measure each annotator's accuracy
+(paper Table 10 analog): the exact oracle and noisy oracles of given accuracy (the 7B-vs-34B knob).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from study import io
+from study.config import PrefsSection
+from study.model.load import load_model
+from study.prefs import RECIPES, save_prefs
+from study.prefs.annotators import NoisyOracleAnnotator, OracleAnnotator, annotator_accuracy
+from study.world.corpus import World
+from study.world.spec import load_spec
+
+
+def pool_paths(sft_dir: str, pool_dir: str) -> list[str]:
+    """The answer pool: the SFT model and its intermediate (weaker) checkpoints."""
+    return [sft_dir] + [str(p) for p in sorted(Path(pool_dir).iterdir()) if p.is_dir()]
+
+
+def build_recipe(name: str, world: World, p: PrefsSection, seed: int, split: str, n: int, model, processor,
+                 pool: list[str], spec) -> list[dict]:
+    fn = RECIPES[name]
+    if name == "povid":
+        return fn(world, n=n, seed=seed, split=split, model=model, processor=processor,
+                  noise_steps=p.povid_noise_steps, spec=spec)
+    if name == "rlhfv":
+        return fn(world, n=n, seed=seed, split=split, model=model, processor=processor, spec=spec)
+    if name in ("vlfeedback", "vlf_corrupted"):
+        return fn(world, n=n, seed=seed, split=split, pool=pool, annotator=OracleAnnotator(spec))
+    if name == "random_corruption":
+        return fn(world, n=n, seed=seed, split=split, spec=spec)
+    raise ValueError(f"prefs.recipes: unknown recipe {name!r}; known: {sorted(RECIPES)}")
+
+
+def run_preferences(prefs: dict, seed: int, world_spec: str, world_dir: str, sft_dir: str, pool_dir: str,
+                    out_dir: str, metrics_path: str) -> dict:
+    p = PrefsSection(**prefs)
+    torch.set_num_threads(p.threads)
+    spec, world = load_spec(world_spec), World(world_dir)
+    model, processor = load_model(sft_dir)
+    pool = pool_paths(sft_dir, pool_dir)
+    metrics: dict = {"recipes": {}, "annotators": {}}
+    with io.atomic_dir(out_dir) as tmp:
+        for name in p.recipes:
+            rows = build_recipe(name, world, p, seed, "train", p.n_pairs, model, processor, pool, spec)
+            save_prefs(rows, Path(tmp) / f"{name}.parquet", world)
+            metrics["recipes"][name] = {"rows": len(rows),
+                                        "with_rejected_2": sum(bool(r["rejected_2"]) for r in rows)}
+    scenes = {s.scene_id: s for s in world.scenes("val")}
+    annotators = {"oracle": OracleAnnotator(spec)}
+    annotators.update({f"noisy_{a:g}": NoisyOracleAnnotator(spec, a, seed=seed) for a in p.noisy_accuracies})
+    for name in p.heldout_recipes:
+        pairs = build_recipe(name, world, p, seed + 1, "val", p.heldout_n, model, processor, pool, spec)
+        metrics["annotators"][name] = {a: float(annotator_accuracy(ann, pairs, scenes, seed=seed))
+                                       for a, ann in annotators.items()}
+    io.write_json(metrics_path, metrics)
+    return metrics
