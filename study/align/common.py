@@ -20,7 +20,6 @@ into a temporary sibling swapped in whole (:func:`study.io.atomic_dir`), so the 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import re
 from pathlib import Path
@@ -42,14 +41,8 @@ def use_cpu() -> bool:
 # ----------------------------------------------------------------------------------------------- world
 
 def world_spec(world):
-    """The :class:`WorldSpec` a built world was made from (``spec.json`` -> ``source``)."""
-    from study.world.spec import load_spec
-
-    meta = json.loads((Path(world.root) / "spec.json").read_text())
-    src = Path(meta["source"])
-    if not src.is_absolute() and not src.is_file():
-        src = Path(__file__).resolve().parents[2] / src
-    return load_spec(src)
+    """The :class:`WorldSpec` a built world was made from (see :meth:`study.world.corpus.World.spec`)."""
+    return world.spec()
 
 
 def scene_lookup(world, splits: Sequence[str] = ("train", "val", "test", "ood")) -> dict:

@@ -6,7 +6,6 @@ Loss: next-token cross-entropy on the assistant completion only,
 """
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path

@@ -77,16 +77,8 @@ def scene_map(world, splits: Sequence[str] = ("train", "val", "test", "ood")) ->
 
 
 def world_spec(world):
-    """The :class:`WorldSpec` a built world was made from (``spec.json`` -> ``source``)."""
-    import json
-
-    from study.world.spec import load_spec
-
-    meta = json.loads((Path(world.root) / "spec.json").read_text())
-    src = Path(meta["source"])
-    if not src.is_absolute() and not src.is_file():
-        src = Path(__file__).resolve().parents[2] / src
-    return load_spec(src)
+    """The :class:`WorldSpec` a built world was made from (see :meth:`study.world.corpus.World.spec`)."""
+    return world.spec()
 
 
 @dataclass

@@ -150,5 +150,17 @@ class World:
         split, idx = scene_id.rsplit("-", 1)
         return Image.fromarray(self.images(split)[int(idx)])
 
+    def spec(self) -> WorldSpec:
+        """The :class:`WorldSpec` this world was built from (``spec.json: source``, relative to the working
+        directory or, failing that, to the project root)."""
+        import json
+
+        from study.world.spec import load_spec
+
+        src = Path(json.loads((self.root / "spec.json").read_text())["source"])
+        if not src.is_absolute() and not src.is_file():
+            src = Path(__file__).resolve().parents[2] / src
+        return load_spec(src)
+
     def corpus(self, split: str = "train") -> list[dict]:
         return io.read_jsonl(self.root / "corpus" / f"{split}.jsonl")

@@ -1,6 +1,5 @@
 """Fixtures of the alignment tests: a tiny random LLaVA (64 image tokens), a tiny built world,
 hand-made preference rows and stand-ins for the parallel packages' annotators and sentence encoder."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,17 +10,10 @@ from study.model.processor import build_processor
 from study.world.corpus import CorpusParams, World, build_world
 from study.world.language import vocabulary
 from study.world.scenes import SceneParams
-from study.world.spec import load_spec
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "data" / "world_spec.yaml"
 TINY = ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64)
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="session")
-def spec():
-    return load_spec(SPEC_PATH)
 
 
 @pytest.fixture(scope="session")

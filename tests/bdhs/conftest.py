@@ -1,5 +1,4 @@
 """Shared fixtures of the BDHS tests: the world spec, a tiny random LLaVA and the sentence encoder."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,14 +7,6 @@ from PIL import Image
 from study.model.build import ModelParams, build_model
 from study.model.processor import build_processor
 from study.world.language import vocabulary
-from study.world.spec import load_spec
-
-SPEC_PATH = Path(__file__).resolve().parents[2] / "data" / "world_spec.yaml"
-
-
-@pytest.fixture(scope="session")
-def spec():
-    return load_spec(SPEC_PATH)
 
 
 @pytest.fixture(scope="session")

@@ -1,29 +1,9 @@
 """Shared fixtures of the evaluation tests: the world spec, hand-made scenes and an oracle model."""
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from study.world import language as L
-from study.world.scenes import Scene, SceneObject, relations_of
-from study.world.spec import load_spec
-
-SPEC_PATH = Path(__file__).resolve().parents[2] / "data" / "world_spec.yaml"
-
-
-@pytest.fixture(scope="session")
-def spec():
-    return load_spec(SPEC_PATH)
-
-
-@pytest.fixture
-def make_scene(spec):
-    """``make_scene([(category, color, size, row, col), ...], context)`` -> Scene with relations."""
-    def make(objs, context="kitchen", scene_id="test-000000"):
-        objects = [SceneObject(i, c, col, size, r, cc, spec.position_name(r, cc), False)
-                   for i, (c, col, size, r, cc) in enumerate(objs)]
-        return Scene(scene_id, "test", context, objects, relations_of(objects))
-    return make
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,11 @@
 """Fixtures of the preference tests: the spec, a tiny built world, tiny random LLaVA models, hand scenes."""
-from pathlib import Path
 
 import pytest
 
 from study.world.corpus import CorpusParams, World, build_world
 from study.world.language import vocabulary
-from study.world.scenes import Scene, SceneObject, SceneParams, relations_of
-from study.world.spec import load_spec
+from study.world.scenes import SceneParams
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "data" / "world_spec.yaml"
 TINY_SIZES = {"train": 400, "val": 40, "test": 4, "ood": 2}
 
 
@@ -21,11 +18,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="session")
-def spec():
-    return load_spec(SPEC_PATH)
 
 
 @pytest.fixture(scope="session")
@@ -63,13 +55,3 @@ def tiny_dirs(spec, tmp_path_factory):
         processor.save_pretrained(d)
         paths.append(str(d))
     return paths
-
-
-@pytest.fixture
-def make_scene(spec):
-    """``make_scene([(category, color, size, row, col), ...], context)`` -> Scene with relations."""
-    def make(objs, context="kitchen", scene_id="test-000000"):
-        objects = [SceneObject(i, c, col, size, r, cc, spec.position_name(r, cc), False)
-                   for i, (c, col, size, r, cc) in enumerate(objs)]
-        return Scene(scene_id, "test", context, objects, relations_of(objects))
-    return make
