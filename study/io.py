@@ -92,3 +92,49 @@ def save_array(path: str | Path, arr: np.ndarray) -> None:
 
 def load_array(path: str | Path) -> np.ndarray:
     return np.load(path, allow_pickle=False)
+
+
+def _split_tensors(obj, tensors: dict, prefix: str):
+    """JSON skeleton of ``obj`` with every tensor replaced by a reference into ``tensors``."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        key = f"t{len(tensors)}"
+        tensors[key] = obj.detach().contiguous().cpu()
+        return {"__tensor__": key}
+    if isinstance(obj, dict):
+        return {"__dict__": [[k, _split_tensors(v, tensors, prefix)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return {"__list__": [_split_tensors(v, tensors, prefix) for v in obj], "tuple": isinstance(obj, tuple)}
+    return obj
+
+
+def _join_tensors(obj, tensors: dict):
+    if isinstance(obj, dict) and "__tensor__" in obj:
+        return tensors[obj["__tensor__"]]
+    if isinstance(obj, dict) and "__dict__" in obj:
+        return {k: _join_tensors(v, tensors) for k, v in obj["__dict__"]}
+    if isinstance(obj, dict) and "__list__" in obj:
+        items = [_join_tensors(v, tensors) for v in obj["__list__"]]
+        return tuple(items) if obj.get("tuple") else items
+    return obj
+
+
+def save_state(obj, path: str | Path) -> None:
+    """Save a nested state dict (optimizer, scheduler) as ``path.safetensors`` + ``path.json``; no pickle."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors: dict = {}
+    skeleton = _split_tensors(obj, tensors, "")
+    with atomic_path(path.with_suffix(".safetensors")) as tmp:
+        save_file(tensors, str(tmp))
+    write_text(path.with_suffix(".json"), json.dumps(skeleton))
+
+
+def load_state(path: str | Path):
+    """Inverse of :func:`save_state` (int dict keys and tuples survive the round trip)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    return _join_tensors(json.loads(path.with_suffix(".json").read_text()), load_file(str(path.with_suffix(".safetensors"))))

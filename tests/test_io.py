@@ -41,3 +41,24 @@ def test_read_jsonl_names_the_bad_line(tmp_path):
     f.write_text('{"a": 1}\n{bad\n')
     with pytest.raises(ValueError, match="line 2"):
         io.read_jsonl(f)
+
+
+def test_state_roundtrip_without_pickle(tmp_path):
+    import torch
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.ones(4, 3)).sum().backward()
+    opt.step()
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5)
+    io.save_state({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp_path / "optim")
+    back = io.load_state(tmp_path / "optim")
+    opt2 = torch.optim.AdamW(torch.nn.Linear(3, 2).parameters(), lr=0.1)
+    opt2.load_state_dict(back["optimizer"])
+    s1, s2 = opt.state_dict(), opt2.state_dict()
+    assert s1["param_groups"] == s2["param_groups"]
+    for k in s1["state"]:
+        for name, v in s1["state"][k].items():
+            assert torch.equal(v, s2["state"][k][name])
+    assert back["scheduler"]["base_lrs"] == sched.state_dict()["base_lrs"]
+    assert not list(tmp_path.glob("*.pt"))

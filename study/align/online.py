@@ -56,6 +56,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from study import io
 from study.align import common as C
 from study.align.config import AlignParams, check_columns
 
@@ -168,11 +169,9 @@ def _trainable_state(model) -> dict[str, torch.Tensor]:
 def save_state(state_dir: Path, model, optimizer, scheduler, loop: dict) -> None:
     from safetensors.torch import save_file
 
-    from study import io
-
     with io.atomic_dir(state_dir) as tmp:
         save_file(_trainable_state(model), str(tmp / "trainable.safetensors"))
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optim.pt")
+        io.save_state({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optim")
         io.write_json(tmp / "loop.json", loop)
 
 
@@ -187,7 +186,7 @@ def load_state(state_dir: Path, model, optimizer, scheduler) -> dict:
     with torch.no_grad():
         for n, w in weights.items():
             params[n].copy_(w)
-    opt = torch.load(state_dir / "optim.pt", weights_only=True)
+    opt = io.load_state(state_dir / "optim")
     optimizer.load_state_dict(opt["optimizer"])
     scheduler.load_state_dict(opt["scheduler"])
     return json.loads((state_dir / "loop.json").read_text())
