@@ -80,6 +80,7 @@ class EvalSection(_Section):
     batch_size: int = Field(64, ge=1, le=4096)
     max_new_tokens: int = Field(96, ge=1, le=2048)
     masked_keep_prob: float = Field(0.0, ge=0, le=1, description="image tokens kept in the masked diagnostic")
+    masked_temperature: float = Field(1.0, gt=0, le=10, description="sampling temperature of the masked diagnostic")
 
 
 class BDHSSection(_Section):

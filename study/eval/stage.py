@@ -2,7 +2,11 @@
 
 The masked diagnostic regenerates the ``describe`` suite with image tokens kept with probability
 ``masked_keep_prob`` (0 = every image token masked from attention, stack notes B4). A model whose
-hallucinations come from its language prior hallucinates much more without the image.
+hallucinations come from its language prior hallucinates much more without the image. With every image
+token masked, greedy decoding gives the *same* answer for every scene (the input no longer differs), so
+the diagnostic samples (``masked_temperature``) and reports a sampled run with the image beside it:
+``chair_i_ratio`` = masked / sampled-with-image CHAIR_i (same decoding), ``chair_i_ratio_vs_greedy`` =
+masked / the greedy evaluation's CHAIR_i.
 """
 from __future__ import annotations
 
@@ -20,11 +24,14 @@ from study.world.corpus import World
 from study.world.spec import load_spec
 
 
-def answer_fn_for(model, processor, world: World, e: EvalSection, keep_fn=None, seed: int = 0):
+def answer_fn_for(model, processor, world: World, e: EvalSection, keep_fn=None, seed: int = 0,
+                  temperature: float | None = None):
+    """Greedy answers, or sampled ones at ``temperature``."""
     def answer(scene_ids: list[str], prompts: list[str]) -> list[str]:
         images = [world.image(s) for s in scene_ids]
         return generate(model, processor, images, prompts, keep_fn=keep_fn, max_new_tokens=e.max_new_tokens,
-                        batch_size=e.batch_size, seed=seed)
+                        batch_size=e.batch_size, seed=seed, do_sample=temperature is not None,
+                        temperature=temperature or 1.0)
     return answer
 
 
@@ -36,6 +43,7 @@ def evaluate_model(model, processor, world: World, spec, e: EvalSection, seed: i
 
 
 def masked_diagnostic(model, processor, world: World, spec, e: EvalSection, seed: int) -> tuple[list[dict], dict]:
+    """Sampled descriptions with and without the image; returns both prediction sets and their scores."""
     scenes = world.scenes(e.split)[: e.n_scenes]
     items = build_items(spec, scenes, world.scenes("train"), n_pos=e.n_pos, seed=seed, suites=("describe",))
     keep_p = e.masked_keep_prob
@@ -43,10 +51,15 @@ def masked_diagnostic(model, processor, world: World, spec, e: EvalSection, seed
     def keep_fn(n: int, g: torch.Generator) -> torch.Tensor:
         return torch.rand(n, generator=g) < keep_p
 
-    preds = run_predictions(items, answer_fn_for(model, processor, world, e, keep_fn, seed), batch_size=4 * e.batch_size)
-    for p in preds:
-        p["suite_variant"] = f"masked_keep{keep_p:g}"
-    return preds, score(preds, scenes, spec, n_boot=e.n_boot, seed=seed)
+    out_preds, out = [], {}
+    for variant, kf in (("sampled", None), (f"masked_keep{keep_p:g}", keep_fn)):
+        preds = run_predictions(items, answer_fn_for(model, processor, world, e, kf, seed, e.masked_temperature),
+                                batch_size=4 * e.batch_size)
+        for p in preds:
+            p["suite_variant"] = variant
+        out_preds += preds
+        out[variant] = score(preds, scenes, spec, n_boot=e.n_boot, seed=seed)["describe"]
+    return out_preds, out
 
 
 def run_eval(eval: dict, seed: int, world_spec: str, world_dir: str, model_dir: str, out_dir: str,
@@ -55,10 +68,14 @@ def run_eval(eval: dict, seed: int, world_spec: str, world_dir: str, model_dir: 
     spec, world = load_spec(world_spec), World(world_dir)
     model, processor = load_model(model_dir)
     preds, metrics = evaluate_model(model, processor, world, spec, e, seed)
-    mpreds, mmetrics = masked_diagnostic(model, processor, world, spec, e, seed)
-    ci = metrics["describe"]["chair_i"]["value"]
-    metrics["masked"] = {"describe": mmetrics["describe"], "keep_prob": e.masked_keep_prob,
-                         "chair_i_ratio": (mmetrics["describe"]["chair_i"]["value"] / ci) if ci > 0 else None}
+    mpreds, diag = masked_diagnostic(model, processor, world, spec, e, seed)
+    masked, sampled = diag[f"masked_keep{e.masked_keep_prob:g}"], diag["sampled"]
+    ratio = lambda a, b: a / b if b > 0 else None  # noqa: E731
+    metrics["masked"] = {"describe": masked, "describe_sampled_with_image": sampled,
+                         "keep_prob": e.masked_keep_prob, "temperature": e.masked_temperature,
+                         "chair_i_ratio": ratio(masked["chair_i"]["value"], sampled["chair_i"]["value"]),
+                         "chair_i_ratio_vs_greedy": ratio(masked["chair_i"]["value"],
+                                                          metrics["describe"]["chair_i"]["value"])}
     metrics["_meta"]["split"] = e.split
     with io.atomic_dir(out_dir) as tmp:
         write_results(tmp, preds, metrics)
