@@ -1,17 +1,14 @@
-"""Figures shared by the notebooks and the paper export (matplotlib + seaborn, headless)."""
+"""Figures shared by the notebooks and the paper export (matplotlib + seaborn)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt  # the notebook's inline backend displays figures; headless runs fall back to Agg
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from study.world.scenes import cooccurrence  # noqa: E402
+from study.world.scenes import cooccurrence
 
 
 def scene_grid(world, split: str = "train", n: int = 12, cols: int = 6):
