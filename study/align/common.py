@@ -46,13 +46,10 @@ def world_spec(world):
 
 
 def scene_lookup(world, splits: Sequence[str] = ("train", "val", "test", "ood")) -> dict:
-    out = {}
-    for s in splits:
-        try:
-            out.update({sc.scene_id: sc for sc in world.scenes(s)})
-        except FileNotFoundError:
-            pass
-    return out
+    """scene_id -> Scene over ``splits`` (see :func:`study.prefs.sources.scene_map`)."""
+    from study.prefs.sources import scene_map
+
+    return scene_map(world, splits)
 
 
 def as_records(data) -> list[dict]:
