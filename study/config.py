@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ParamsError(ValueError):
@@ -128,18 +128,21 @@ class PrefsSection(_Section):
 class AlignSection(_Section):
     """``base``: AlignParams knobs shared by every run; ``runs``: name -> {method, data, seed?, overrides}.
 
-    Each run's knobs are validated by :func:`study.align.make_params` before its stage does any work."""
+    Every run's knobs are validated here (:func:`study.align.config.run_params`), so a bad alignment knob
+    fails when params are loaded, before any stage does work."""
     base: dict = Field(default_factory=dict)
     runs: dict[str, dict] = Field(default_factory=dict)
 
-    @field_validator("runs")
-    @classmethod
-    def _runs_name_method_and_data(cls, v: dict[str, dict]) -> dict[str, dict]:
-        for name, r in v.items():
-            for key in ("method", "data"):
-                if key not in r:
-                    raise ValueError(f"run {name!r} needs `{key}`")
-        return v
+    @model_validator(mode="after")
+    def _runs_are_valid(self) -> "AlignSection":
+        from study.align.config import AlignParamsError, run_params
+
+        for name, run in self.runs.items():
+            try:
+                run_params(name, run, self.base)
+            except AlignParamsError as e:
+                raise ValueError(str(e)) from None
+        return self
 
 
 class StudyParams(_Section):
@@ -173,6 +176,8 @@ def _format(err: ValidationError, prefix: str = "") -> str:
         key = ".".join(str(x) for x in (*([prefix] if prefix else []), *e["loc"]))
         if e["type"] == "extra_forbidden":
             lines.append(f"`{key}` is not a known parameter")
+        elif isinstance(e.get("input"), dict):  # a section-level check: its message names the key itself
+            lines.append(f"`{key}`: {e['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"`{key}`: {e['msg']} (got {e.get('input')!r})")
     return "invalid params: " + "; ".join(lines)

@@ -100,16 +100,6 @@ def run_stage(name: str, params_path: str | Path = "params.yaml", notebooks: str
     params = load_params(params_path)  # validation before any work
     stage = STAGES[name]
     parameters = stage.inject(params, run) if run is not None else stage.inject(params)
-    if name == "align":
-        from study.align import make_params
-        from study.align.config import AlignParamsError
-
-        spec_run = {k: v for k, v in params.align.runs[run].items() if k not in ("method", "data", "seed")}
-        try:  # the run's knobs are validated before any work, like every other param
-            make_params({**params.align.base, **spec_run, "method": params.align.runs[run].get("method")},
-                        prefix=f"align.runs.{run}")
-        except AlignParamsError as e:
-            raise ParamsError(str(e)) from None
     import papermill as pm
 
     src = Path(notebooks) / f"{stage.notebook}.ipynb"

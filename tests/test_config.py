@@ -47,3 +47,14 @@ def test_bad_profile_and_bad_override_are_named():
 def test_missing_params_file(tmp_path):
     with pytest.raises(ParamsError, match="not found"):
         load_params(tmp_path / "nope.yaml")
+
+
+def test_bad_alignment_run_is_named_at_load_time():
+    raw = yaml.safe_load(open("params.yaml"))
+    raw["align"]["runs"]["dpo_bdhs"]["beta"] = -1
+    with pytest.raises(ParamsError, match=r"align.runs.dpo_bdhs.beta must be > 0"):
+        resolve(raw)
+    raw = yaml.safe_load(open("params.yaml"))
+    raw["align"]["runs"]["no_data"] = {"method": "dpo"}
+    with pytest.raises(ParamsError, match=r"align.runs.no_data needs `data`"):
+        resolve(raw)

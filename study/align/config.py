@@ -188,6 +188,22 @@ def make_params(raw: AlignParams | dict[str, Any] | None = None, prefix: str = "
         raise AlignParamsError(_format(e, prefix)) from None
 
 
+RUN_KEYS = ("method", "data", "seed")
+
+
+def run_params(name: str, run: dict[str, Any], base: dict[str, Any] | None = None) -> tuple[AlignParams, str, int | None]:
+    """One entry of ``params.yaml: align.runs``: ``(AlignParams, data, seed or None)``.
+
+    The run's knobs other than :data:`RUN_KEYS` override ``base``; errors name ``align.runs.<name>.<key>``.
+    """
+    for key in ("method", "data"):
+        if key not in run:
+            raise AlignParamsError(f"invalid alignment params: align.runs.{name} needs `{key}`")
+    knobs = {k: v for k, v in run.items() if k not in RUN_KEYS}
+    params = make_params({**(base or {}), **knobs, "method": run["method"]}, prefix=f"align.runs.{name}")
+    return params, str(run["data"]), (int(run["seed"]) if "seed" in run else None)
+
+
 def _columns_and_first(data) -> tuple[list[str], list[dict]]:
     if hasattr(data, "column_names") and hasattr(data, "num_rows"):  # datasets.Dataset
         return list(data.column_names), []

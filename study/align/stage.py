@@ -20,17 +20,13 @@ from study.model.load import load_model
 from study.world.corpus import World
 from study.world.spec import load_spec
 
-RUN_KEYS = {"method", "data", "seed"}
-
-
 def run_align(run: str, spec_run: dict, base: dict, eval: dict, seed: int, world_spec: str, world_dir: str,
               sft_dir: str, prefs_dir: str, out_dir: str, eval_dir: str, live_dir: str, metrics_path: str) -> dict:
-    from study.align import make_params, train
+    from study.align import train
+    from study.align.config import run_params
 
-    spec_run = dict(spec_run)
-    method, data = spec_run.pop("method"), spec_run.pop("data")
-    run_seed = int(spec_run.pop("seed", seed))
-    params = make_params({**base, **spec_run, "method": method}, prefix=f"align.runs.{run}")
+    params, data, run_seed = run_params(run, spec_run, base)
+    method, run_seed = params.method, seed if run_seed is None else run_seed
     e = EvalSection(**eval)
     data_path = Path(prefs_dir) / f"{data}.parquet"
     if not data_path.is_file():
