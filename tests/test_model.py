@@ -112,3 +112,31 @@ def test_generation_is_seeded():
     kw = dict(max_new_tokens=8, do_sample=True, temperature=1.0)
     imgs, prompts = _images(2), ["describe the image in detail ."] * 2
     assert generate(model, proc, imgs, prompts, seed=3, **kw) == generate(model, proc, imgs, prompts, seed=3, **kw)
+
+
+@pytest.mark.parametrize("fixture", ["llava_dir", "llava_next_dir"])
+def test_dropping_masked_image_tokens_is_exact(request, fixture):
+    """Removing masked image tokens (kept positions keep their position ids) = zeroing them in the mask."""
+    from study.bdhs.mask import keep_fn
+    from study.model.generate import apply_image_keep, compact, image_token_id, merged_inputs_embeds, render_prompts
+
+    model, proc = load_model(request.getfixturevalue(fixture))
+    size = 48 if fixture == "llava_dir" else 32
+    imgs = _images(3, size)
+    prompts = ["describe the image in detail ."] * 3
+    prefixes = ["the image shows", "", "the image shows a kitchen scene . a"]  # unequal lengths: left padding
+    enc = proc(images=imgs, text=render_prompts(proc, prompts, prefixes), return_tensors="pt", padding=True,
+               padding_side="left")
+    masked, pos, visible = apply_image_keep(enc["input_ids"], enc["attention_mask"], image_token_id(model),
+                                            keep_fn(0.5), torch.Generator().manual_seed(0))
+    n_img = int((enc["input_ids"][0] == image_token_id(model)).sum())
+    assert 0 < min(visible) and max(visible) < n_img  # a partial mask
+    with torch.no_grad():
+        ref = model(**{**enc, "attention_mask": masked}, position_ids=pos).logits[:, -1]
+        e, m, p = compact(merged_inputs_embeds(model, dict(enc)), masked, pos)
+        got = model(inputs_embeds=e, attention_mask=m, position_ids=p).logits[:, -1]
+    assert e.shape[1] < enc["input_ids"].shape[1]
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+    kw = dict(prefixes=prefixes, keep_fn=keep_fn(0.5), max_new_tokens=8, seed=2)
+    assert generate(model, proc, imgs, prompts, drop_masked=True, **kw) == \
+        generate(model, proc, imgs, prompts, drop_masked=False, **kw)
