@@ -112,7 +112,7 @@ class PrefsSection(_Section):
     n_pairs: int = Field(600, ge=1, le=1_000_000, description="common size of every recipe (the '5k' analog)")
     povid_noise_steps: int = Field(500, ge=0, le=1000, description="noisy-image teacher forcing (2nd rejected)")
     heldout_recipes: list[Literal["povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"]] = Field(
-        ["povid", "rlhfv"])
+        ["povid", "rlhfv", "vlfeedback"])
     heldout_n: int = Field(200, ge=1, le=100_000, description="held-out (val) pairs for annotator accuracy")
     noisy_accuracies: list[float] = Field([0.8, 0.95], description="noisy-oracle pairwise accuracies, in [0.5, 1]")
     threads: int = Field(1, ge=1, le=256)
@@ -125,18 +125,37 @@ class PrefsSection(_Section):
         return v
 
 
+class RMSection(_Section):
+    """Reward models (paper §4.3, Table 7 analog): one RM per recipe of ``recipes`` (trained with TRL's
+    RewardTrainer on that recipe's train pairs), each scored on the held-out pairs of every recipe of
+    ``prefs.heldout_recipes``."""
+    recipes: list[Literal["povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"]] = Field(
+        ["povid", "rlhfv", "vlfeedback"])
+    learning_rate: float = Field(2e-4, gt=0, le=1)
+    batch_size: int = Field(16, ge=1, le=4096, description="pairs per step")
+    epochs: float = Field(1.0, gt=0, le=100)
+    threads: int = Field(1, ge=1, le=256)
+
+
 class AlignSection(_Section):
-    """``base``: AlignParams knobs shared by every run; ``runs``: name -> {method, data, seed?, overrides}.
+    """``base``: AlignParams knobs shared by every run; ``runs``: name -> {method, data, seeds?, overrides};
+    ``seeds``: the training seeds of every run (each run trains and evaluates once per seed and reports
+    the mean with a 95 % CI over seeds).
 
     Every run's knobs are validated here (:func:`study.align.config.run_params`), so a bad alignment knob
     fails when params are loaded, before any stage does work."""
     base: dict = Field(default_factory=dict)
+    seeds: list = Field(default_factory=lambda: [0])
     runs: dict[str, dict] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _runs_are_valid(self) -> "AlignSection":
-        from study.align.config import AlignParamsError, run_params
+        from study.align.config import AlignParamsError, check_seeds, run_params
 
+        try:
+            check_seeds(self.seeds, "align.seeds")
+        except AlignParamsError as e:
+            raise ValueError(str(e)) from None
         for name, run in self.runs.items():
             try:
                 run_params(name, run, self.base)
@@ -154,6 +173,7 @@ class StudyParams(_Section):
     eval: EvalSection = EvalSection()
     bdhs: BDHSSection = BDHSSection()
     prefs: PrefsSection = PrefsSection()
+    rm: RMSection = RMSection()
     align: AlignSection = AlignSection()
 
 

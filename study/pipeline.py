@@ -57,28 +57,38 @@ def _bdhs(p: StudyParams) -> dict:
     return {"bdhs": p.bdhs.model_dump(), "seed": p.seed, "world_spec": p.world.spec,
             "world_dir": str(ARTIFACTS / "world"), "model_dir": str(ARTIFACTS / "models" / "sft"),
             "out_path": str(ARTIFACTS / "prefs" / "bdhs.parquet"), "sweep_path": str(ARTIFACTS / "bdhs" / "sweep.csv"),
-            "metrics_path": str(METRICS / "bdhs.json")}
+            "metrics_path": str(METRICS / "bdhs.json"),
+            "povid_path": str(ARTIFACTS / "prefs" / "recipes" / "povid.parquet"),
+            "union_dir": str(ARTIFACTS / "prefs" / "union")}
 
 
 def _preferences(p: StudyParams) -> dict:
     return {"prefs": p.prefs.model_dump(), "seed": p.seed, "world_spec": p.world.spec,
             "world_dir": str(ARTIFACTS / "world"), "sft_dir": str(ARTIFACTS / "models" / "sft"),
             "pool_dir": str(ARTIFACTS / "models" / "pool"), "out_dir": str(ARTIFACTS / "prefs" / "recipes"),
-            "metrics_path": str(METRICS / "prefs.json")}
+            "metrics_path": str(METRICS / "prefs.json"), "heldout_dir": str(ARTIFACTS / "prefs" / "heldout")}
+
+
+def _reward_models(p: StudyParams) -> dict:
+    return {"rm": p.rm.model_dump(), "seed": p.seed, "world_dir": str(ARTIFACTS / "world"),
+            "sft_dir": str(ARTIFACTS / "models" / "sft"), "train_dir": str(ARTIFACTS / "prefs" / "recipes"),
+            "heldout_dir": str(ARTIFACTS / "prefs" / "heldout"), "out_dir": str(ARTIFACTS / "models" / "rm"),
+            "metrics_path": str(METRICS / "reward_models.json")}
 
 
 def _align(p: StudyParams, run: str) -> dict:
     if run not in p.align.runs:
         raise ParamsError(f"invalid params: `align.runs` has no run {run!r}; runs: {sorted(p.align.runs)}")
     return {"run": run, "spec_run": p.align.runs[run], "base": p.align.base, "eval": p.eval.model_dump(),
-            "seed": p.seed, "world_spec": p.world.spec, "world_dir": str(ARTIFACTS / "world"),
+            "seed": p.seed, "seeds": list(p.align.seeds), "world_spec": p.world.spec, "world_dir": str(ARTIFACTS / "world"),
             "sft_dir": str(ARTIFACTS / "models" / "sft"), "prefs_dir": str(ARTIFACTS / "prefs"),
             "out_dir": str(ARTIFACTS / "models" / "align" / run), "eval_dir": str(ARTIFACTS / "eval" / run),
             "live_dir": f"dvclive/align/{run}", "metrics_path": str(METRICS / "align" / f"{run}.json")}
 
 
 def _paper(p: StudyParams) -> dict:
-    return {"runs": sorted(p.align.runs), "metrics_dir": str(METRICS), "paper_dir": "paper"}
+    return {"runs": list(p.align.runs), "metrics_dir": str(METRICS), "paper_dir": "paper",
+            "eval_dir": str(ARTIFACTS / "eval"), "world_spec": p.world.spec, "n_boot": p.eval.n_boot, "seed": p.seed}
 
 
 STAGES: dict[str, Stage] = {
@@ -87,6 +97,7 @@ STAGES: dict[str, Stage] = {
     "evaluate": Stage("02_evaluate", _evaluate),
     "preferences": Stage("03_preferences", _preferences),
     "bdhs": Stage("04_bdhs", _bdhs),
+    "reward_models": Stage("06_reward_models", _reward_models),
     "align": Stage("05_align", _align),
     "paper": Stage("08_paper", _paper),
 }

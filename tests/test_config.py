@@ -58,3 +58,21 @@ def test_bad_alignment_run_is_named_at_load_time():
     raw["align"]["runs"]["no_data"] = {"method": "dpo"}
     with pytest.raises(ParamsError, match=r"align.runs.no_data needs `data`"):
         resolve(raw)
+
+
+@pytest.mark.parametrize("seeds,msg", [([], "non-empty list"), ([0, -1], "integers >= 0"), ([1, 1], "repeated"),
+                                       ("0", "valid list")])
+def test_bad_alignment_seeds_are_named(seeds, msg):
+    raw = yaml.safe_load(open("params.yaml"))
+    raw["align"]["seeds"] = seeds
+    with pytest.raises(ParamsError, match=rf"align.seeds.*{msg}"):
+        resolve(raw)
+    raw = yaml.safe_load(open("params.yaml"))
+    raw["align"]["runs"]["dpo_bdhs"]["seeds"] = seeds
+    with pytest.raises(ParamsError, match=r"align.runs.dpo_bdhs.seeds"):
+        resolve(raw)
+
+
+def test_full_profile_trains_three_seeds_and_quick_one():
+    assert load_params(profile="full").align.seeds == [0, 1, 2]
+    assert load_params(profile="quick").align.seeds == [0]

@@ -57,10 +57,15 @@ def test_repro_produces_every_output(smoke_repo):
     assert prefs["annotators"]["povid"]["oracle"] >= 0.9
     bdhs = json.loads((smoke_repo / "metrics/bdhs.json").read_text())
     assert bdhs["dataset"]["rows"] > 0 and "rho_0.9" in bdhs["sweep"]
-    for run in ("dpo_bdhs", "dpo_povid"):
+    runs = params_runs = yaml.safe_load((smoke_repo / "params.yaml").read_text())["align"]["runs"]
+    assert {"dpo_bdhs", "dpo_povid", "online_dpo_oracle", "mixed_dpo_povid", "rloo", "ppo"} <= set(params_runs)
+    seeds = yaml.safe_load((smoke_repo / "params.yaml").read_text())["profiles"]["smoke"]["align"]["seeds"]
+    for run in runs:
         al = json.loads((smoke_repo / f"metrics/align/{run}.json").read_text())
-        assert al["_meta"]["run"] == run and "chair_i" in al["describe"]
-        assert list((smoke_repo / f"artifacts/models/align/{run}").glob("*.safetensors"))
+        assert al["_meta"]["run"] == run and al["_meta"]["seeds"] == seeds and "chair_i" in al["describe"]
+        assert len(al["describe"]["chair_i"]["per_seed"]) == len(seeds)
+        for k in seeds:
+            assert list((smoke_repo / f"artifacts/models/align/{run}/seed{k}").glob("*.safetensors")), (run, k)
     table = (smoke_repo / "paper/tables/main.md").read_text()
     assert "SFT" in table and "dpo_bdhs" in table and "CHAIR_i" in table
     assert (smoke_repo / "paper/figures/main.png").stat().st_size > 1000

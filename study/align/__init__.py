@@ -102,9 +102,12 @@ def train(method: str, *, policy, world, data, params: AlignParams | dict[str, A
 
     w = world if isinstance(world, World) else World(world)
     if isinstance(policy, (str, Path)):
+        import torch
+
         from study.model.load import load_model
 
-        model, processor = load_model(policy)
+        # bf16 runs load the checkpoint in bf16 directly (a 7B in fp32 is ~28 GB of host memory per process)
+        model, processor = load_model(policy, dtype=torch.bfloat16 if p.bf16 else None)
     else:
         model, processor = policy
     model.train()

@@ -88,6 +88,7 @@ def train_avg_dpo(model, processor, world, data, p: AlignParams, out_dir: str | 
     """Avg-DPO on rows with ``rejected`` and ``rejected_2`` (or a TRL dataset with both); same outputs,
     resume and atomic save as :func:`study.align.offline.train_offline`."""
     check_columns(data, "avg_dpo")
+    model = C.prepare_model(model, p)
     train_ds = data if C.is_trl_dataset(data) else C.preference_dataset(data, world, with_rejected_2=True)
     eval_ds = None
     if eval_data is not None:

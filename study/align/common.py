@@ -12,6 +12,22 @@ Parameters trained (digest §1.6):
   * In both cases the projector gets its own learning rate ``projector_lr`` through a separate AdamW
     parameter group (:func:`param_groups`); the LR schedule scales both groups alike.
 
+Precision and memory (the GPU path, :func:`prepare_model`, one code path for tiny and real models):
+  * ``bf16``: the policy's weights are cast to bfloat16 before LoRA/trainer wrapping; every parameter
+    that trains (LoRA A/B, the projector copy, or everything but the vision tower under full fine-tuning)
+    is then kept in fp32 (:func:`upcast_trainable`: peft upcasts LoRA A/B itself but leaves its
+    ``modules_to_save`` projector copy in bf16, where AdamW steps of ~1e-6 are below bf16's resolution
+    and would be lost), and the TRL trainers run their forwards under bf16 autocast (``bf16=True`` in
+    their configs). Outside autocast (sampling in the online loops, PPO) the projector casts its input to
+    its own dtype (:func:`cast_projector_inputs`) and peft casts around the LoRA branch, so a mixed
+    bf16/fp32 model runs everywhere. The frozen reference (full fine-tuning) stays in bf16.
+  * ``gradient_checkpointing``: the trainers' ``activation_checkpointing`` (non-reentrant); TRL's DPO and
+    RLOO trainers call ``enable_input_require_grads`` for peft models themselves; the manual PPO loop
+    uses :func:`enable_checkpointing`.
+
+Several processes (``accelerate launch``): the TRL trainers are DDP-aware; :func:`save_policy` writes on
+the main process only and every process waits for it (:func:`barrier`).
+
 Saving (:func:`save_policy`): LoRA is merged (``merge_and_unload``) and the plain
 ``LlavaForConditionalGeneration`` is written with ``save_pretrained`` (safetensors) plus the processor,
 into a temporary sibling swapped in whole (:func:`study.io.atomic_dir`), so the result loads with
@@ -36,6 +52,119 @@ VISION = "vision_tower"
 
 def use_cpu() -> bool:
     return not torch.cuda.is_available()
+
+
+# ------------------------------------------------------------------------------ precision / processes
+
+def bf16_available() -> bool:
+    """True if bfloat16 training works here: a CUDA GPU that supports bf16 (Ampere or newer), or, with
+    no GPU, a CPU on which bf16 autocast runs (checked with a tiny matmul)."""
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = torch.nn.functional.linear(torch.ones(2, 4), torch.full((3, 4), 0.5))
+        return y.dtype == torch.bfloat16 and bool((y.float() == 2.0).all())
+    except (RuntimeError, TypeError):
+        return False
+
+
+def check_precision(p: AlignParams) -> None:
+    """Raise :class:`~study.align.config.AlignParamsError` if ``p.bf16`` cannot run on this machine."""
+    from study.align.config import AlignParamsError
+
+    if p.bf16 and not bf16_available():
+        where = "this GPU (needs Ampere or newer)" if torch.cuda.is_available() else "this CPU"
+        raise AlignParamsError(f"invalid alignment params: align.bf16 is true but {where} cannot run bfloat16; "
+                               "set align.bf16: false")
+
+
+def _cast_inputs_to_own_dtype(module, args, kwargs):
+    dtype = next(module.parameters()).dtype
+
+    def cast(x):
+        return x.to(dtype) if torch.is_tensor(x) and x.is_floating_point() and x.dtype != dtype else x
+
+    return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
+
+
+def cast_projector_inputs(model) -> int:
+    """Make every multimodal projector cast its (vision-tower) input to its own dtype, so a bf16 vision
+    tower can feed an fp32 (trained) projector outside autocast. Idempotent; returns the hooked count.
+    The hook survives ``copy.deepcopy`` (peft's ``modules_to_save`` copy, :func:`frozen_copy`)."""
+    n = 0
+    for m in model.modules():
+        if type(m).__name__.endswith("MultiModalProjector") and not getattr(m, "_casts_inputs", False):
+            m.register_forward_pre_hook(_cast_inputs_to_own_dtype, with_kwargs=True)
+            m._casts_inputs = True
+            n += 1
+    return n
+
+
+def prepare_model(model, p: AlignParams):
+    """Apply ``p``'s precision to a plain policy before any LoRA or trainer wrapping (module docstring):
+    with ``bf16`` its weights become bfloat16 and its projector casts its inputs. Returns the model."""
+    check_precision(p)
+    if p.bf16:
+        if any(q.dtype != torch.bfloat16 for q in model.parameters() if q.is_floating_point()):
+            model.to(torch.bfloat16)
+        cast_projector_inputs(model)
+    return model
+
+
+def upcast_trainable(model) -> int:
+    """Keep every trainable parameter in fp32 (AdamW master weights); returns how many were cast."""
+    n = 0
+    for q in model.parameters():
+        if q.requires_grad and q.is_floating_point() and q.dtype != torch.float32:
+            q.data = q.data.float()
+            n += 1
+    return n
+
+
+def _checkpointing_fields() -> tuple[str, str]:
+    from transformers import TrainingArguments
+
+    # transformers 5.x renamed gradient_checkpointing -> activation_checkpointing (the old name warns)
+    if "activation_checkpointing" in TrainingArguments.__dataclass_fields__:
+        return "activation_checkpointing", "activation_checkpointing_kwargs"
+    return "gradient_checkpointing", "gradient_checkpointing_kwargs"
+
+
+def precision_args(p: AlignParams) -> dict[str, Any]:
+    """The TRL/transformers config fields of ``p.bf16`` and ``p.gradient_checkpointing``."""
+    on, kwargs = _checkpointing_fields()
+    return {"bf16": p.bf16, on: p.gradient_checkpointing,
+            kwargs: {"use_reentrant": False} if p.gradient_checkpointing else None}
+
+
+def enable_checkpointing(model) -> None:
+    """Non-reentrant activation checkpointing on a (peft-wrapped) policy, for loops without a Trainer."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if hasattr(base, "activation_checkpointing_enable"):
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "enable_input_require_grads"):  # LoRA: frozen embeddings must still pass gradients
+        model.enable_input_require_grads()
+
+
+def _dist():
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank of an initialised process group (``accelerate launch``)."""
+    d = _dist()
+    return d is None or d.get_rank() == 0
+
+
+def barrier() -> None:
+    d = _dist()
+    if d is not None:
+        d.barrier()
 
 
 # ----------------------------------------------------------------------------------------------- world
@@ -168,9 +297,16 @@ def build_optimizer(model, p: AlignParams, lr: float | None = None) -> torch.opt
 
 
 class ProjectorLRMixin:
-    """Trainer mixin: the optimiser is AdamW over :func:`param_groups` (projector at ``projector_lr``)."""
+    """Trainer mixin: the optimiser is AdamW over :func:`param_groups` (projector at ``projector_lr``), and
+    the trainable parameters are fp32 after the trainer has wrapped the model (:func:`upcast_trainable`)."""
 
     projector_lr: float | None = None
+
+    def __init__(self, *args, projector_lr: float | None = None, **kwargs):
+        if projector_lr is not None:
+            self.projector_lr = projector_lr
+        super().__init__(*args, **kwargs)
+        upcast_trainable(self.model)
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
@@ -219,7 +355,7 @@ def dpo_args(p: AlignParams, output_dir: str | Path, seed: int, **overrides):
         gradient_accumulation_steps=p.grad_accum, weight_decay=p.weight_decay, warmup_steps=p.warmup_ratio,
         lr_scheduler_type=p.lr_scheduler, max_grad_norm=p.max_grad_norm, beta=p.beta, loss_type=[p.loss_type],
         logging_steps=p.logging_steps, save_strategy="steps", save_steps=p.save_steps, save_total_limit=1,
-        report_to=[], seed=seed, data_seed=seed, use_cpu=use_cpu(), bf16=False, gradient_checkpointing=False,
+        report_to=[], seed=seed, data_seed=seed, use_cpu=use_cpu(), **precision_args(p),
         max_length=p.max_length, remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=True,
         precompute_ref_log_probs=False,
     )
@@ -288,15 +424,18 @@ def merged_policy(model):
 
 
 def save_policy(model, processor, out_dir: str | Path, info: dict | None = None) -> Path:
-    """Save the (merged) policy + processor with safetensors; the directory appears atomically."""
+    """Save the (merged) policy + processor with safetensors; the directory appears atomically. With
+    several processes only the main one writes, and every process returns once it is there."""
     from study import io
 
     plain = merged_policy(model)
-    with io.atomic_dir(out_dir) as tmp:
-        plain.save_pretrained(tmp, safe_serialization=True)
-        processor.save_pretrained(tmp)
-        if info is not None:
-            io.write_json(tmp / "align.json", info)
+    if is_main_process():
+        with io.atomic_dir(out_dir) as tmp:
+            plain.save_pretrained(tmp, safe_serialization=True)
+            processor.save_pretrained(tmp)
+            if info is not None:
+                io.write_json(tmp / "align.json", info)
+    barrier()
     return Path(out_dir)
 
 

@@ -32,6 +32,15 @@ ANNOTATORS = ("oracle", "noisy_oracle", "reward_model")
 # methods that need an annotator (a judge of sampled answers)
 NEEDS_ANNOTATOR = ("online_dpo", "mixed_dpo", "rloo", "ppo")
 
+# The paper's learning-rate search grid (digest §1.6, FT App. A): the values searched for offline
+# DPO/IPO/SLiC, Online-DPO and Mixed-DPO on LLaVA-1.6-7B (LoRA r=128, alpha=256). The chosen value per
+# method is NOT reported, so the `gpu` profile picks grid members and a sweep is
+# `dvc exp run -S align.base.learning_rate=<value>` over these choices.
+PAPER_LR_GRID = {
+    "learning_rate": (1e-7, 5e-7, 1e-6, 5e-6),   # LoRA / language-model LR
+    "projector_lr": (2e-5, 2e-6, 2e-7),          # multi_modal_projector LR (its own AdamW group)
+}
+
 # columns of the preference schema (study.prefs.schema) each method reads
 REQUIRED_COLUMNS = {
     "dpo": ("prompt", "chosen", "rejected", "scene_id"),
@@ -91,6 +100,12 @@ class AlignParams(BaseModel):
     max_length: int | None = Field(None, ge=8, description="DPO max_length; None = no truncation (VLM default)")
     logging_steps: int = Field(10, ge=1)
     save_steps: int = Field(50, ge=1, description="offline: checkpoint every N steps (resume)")
+
+    # precision / memory (the GPU path; study.align.common.prepare_model)
+    bf16: bool = Field(False, description="bfloat16 weights and autocast; needs a GPU or a CPU with bf16 support "
+                                          "(frozen weights in bf16, trainable ones kept in fp32)")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass "
+                                                            "(non-reentrant; trades ~20-30 % compute for memory)")
 
     # online sampling
     round_size: int = Field(64, ge=1, description="online: prompts per round")
@@ -188,20 +203,33 @@ def make_params(raw: AlignParams | dict[str, Any] | None = None, prefix: str = "
         raise AlignParamsError(_format(e, prefix)) from None
 
 
-RUN_KEYS = ("method", "data", "seed")
+RUN_KEYS = ("method", "data", "seeds")
 
 
-def run_params(name: str, run: dict[str, Any], base: dict[str, Any] | None = None) -> tuple[AlignParams, str, int | None]:
-    """One entry of ``params.yaml: align.runs``: ``(AlignParams, data, seed or None)``.
+def check_seeds(seeds: Any, key: str) -> list[int]:
+    """A non-empty list of distinct integer seeds >= 0; errors name ``key``."""
+    if not isinstance(seeds, (list, tuple)) or not seeds or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise AlignParamsError(f"invalid alignment params: {key} must be a non-empty list of integers >= 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise AlignParamsError(f"invalid alignment params: {key} has repeated seeds: {list(seeds)}")
+    return [int(s) for s in seeds]
+
+
+def run_params(name: str, run: dict[str, Any], base: dict[str, Any] | None = None
+               ) -> tuple[AlignParams, str, list[int] | None]:
+    """One entry of ``params.yaml: align.runs``: ``(AlignParams, data, seeds or None)``.
 
     The run's knobs other than :data:`RUN_KEYS` override ``base``; errors name ``align.runs.<name>.<key>``.
+    ``seeds`` (optional) replaces ``align.seeds`` for this run.
     """
     for key in ("method", "data"):
         if key not in run:
             raise AlignParamsError(f"invalid alignment params: align.runs.{name} needs `{key}`")
     knobs = {k: v for k, v in run.items() if k not in RUN_KEYS}
     params = make_params({**(base or {}), **knobs, "method": run["method"]}, prefix=f"align.runs.{name}")
-    return params, str(run["data"]), (int(run["seed"]) if "seed" in run else None)
+    seeds = check_seeds(run["seeds"], f"align.runs.{name}.seeds") if "seeds" in run else None
+    return params, str(run["data"]), seeds
 
 
 def _columns_and_first(data) -> tuple[list[str], list[dict]]:

@@ -48,8 +48,9 @@ def make_dpo_trainer(model, processor, train_ds, p: AlignParams, work_dir: str |
                      peft: bool | None = None, trainer_kwargs: dict | None = None, **arg_overrides):
     """A (subclass of) ``DPOTrainer`` configured from ``p``.
 
-    ``model`` is a plain LLaVA: with ``p.lora`` the trainer wraps it with the LoRA config and the
-    reference is the adapter-disabled network; otherwise it is fully fine-tuned against ``ref_model``
+    ``model`` is a plain LLaVA (already through :func:`study.align.common.prepare_model` for ``bf16``):
+    with ``p.lora`` the trainer wraps it with the LoRA config and the reference is the adapter-disabled
+    network; otherwise it is fully fine-tuned against ``ref_model``
     (a frozen copy of the initial policy is made when ``ref_model`` is None). ``peft=False`` skips the
     wrapping (the caller passes an already wrapped model, as the online rounds do).
     """
@@ -81,8 +82,8 @@ def run_dpo_trainer(trainer, processor, out_dir, work: Path, info: dict, resume_
         metrics.update({k: float(v) for k, v in trainer.evaluate().items() if k.startswith("eval_")
                         and isinstance(v, (int, float))})
     metrics["wall_s"] = time.perf_counter() - t0
-    C.save_policy(trainer.model, processor, out_dir, {**info, "metrics": metrics})
-    if work.exists():
+    C.save_policy(trainer.model, processor, out_dir, {**info, "metrics": metrics})  # main process; all wait
+    if work.exists() and C.is_main_process():
         shutil.rmtree(work)
     return metrics
 
@@ -98,6 +99,7 @@ def train_offline(model, processor, world, data, p: AlignParams, out_dir: str | 
     if p.method not in ("dpo", "ipo", "slic"):
         raise ValueError(f"train_offline runs dpo/ipo/slic, got method {p.method!r}")
     check_columns(data, p.method)
+    model = C.prepare_model(model, p)  # bf16 weights (trainable ones are upcast by the trainer)
     train_ds = data if C.is_trl_dataset(data) else C.preference_dataset(data, world)
     eval_ds = None
     if eval_data is not None:

@@ -281,12 +281,15 @@ def train_online(model, processor, world, data, p: AlignParams, out_dir: str | P
 
     work = Path(work_dir) if work_dir else default_work_dir(out_dir)
     state_dir = work / "state"
-    # policy and reference (the reference is copied before anything patches or wraps the model)
+    # policy and reference (the reference is copied before anything patches or wraps the model; in bf16
+    # if p.bf16); trainable parameters in fp32; activation checkpointing comes with each round's trainer
+    model = C.prepare_model(model, p)
     ref = C.frozen_copy(model)
     if p.lora:
         model = C.wrap_lora(model, p)
     else:
         C.set_full_finetune(model, p)
+    C.upcast_trainable(model)
     model.train()
     total = n_rounds(len(rows), p.round_size, p.epochs)
     steps_per_round = math.ceil(math.ceil(p.round_size / p.batch_size) / p.grad_accum)

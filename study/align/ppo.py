@@ -111,10 +111,12 @@ class Rollout:
     prompt_len: int                # P
     completion_mask: torch.Tensor  # [B, T]: answer tokens up to and including the first EOS
     texts: list[str]
+    image_sizes: torch.Tensor | None = None  # [B, 2] (LLaVA-NeXT's anyres tiling needs them)
 
     def take(self, idx) -> "Rollout":
         return Rollout(self.input_ids[idx], self.attention_mask[idx], self.position_ids[idx], self.pixel_values[idx],
-                       self.prompt_len, self.completion_mask[idx], [self.texts[i] for i in idx.tolist()])
+                       self.prompt_len, self.completion_mask[idx], [self.texts[i] for i in idx.tolist()],
+                       None if self.image_sizes is None else self.image_sizes[idx])
 
 
 @torch.no_grad()
@@ -147,7 +149,7 @@ def rollout(model, processor, images, prompts, *, temperature: float, max_new_to
     attn = torch.cat([enc["attention_mask"], cmask], 1)
     texts = [t.strip() for t in tok.batch_decode(comp, skip_special_tokens=True)]
     return Rollout(torch.cat([enc["input_ids"], comp], 1), attn, (attn.cumsum(-1) - 1).clamp(min=0),
-                   enc["pixel_values"], P, cmask, texts)
+                   enc["pixel_values"], P, cmask, texts, enc.get("image_sizes"))
 
 
 def logps_values(model, value_head: ValueHead | None, ro: Rollout, temperature: float):
@@ -155,6 +157,7 @@ def logps_values(model, value_head: ValueHead | None, ro: Rollout, temperature: 
     dev = next(model.parameters()).device
     out = model(input_ids=ro.input_ids.to(dev), attention_mask=ro.attention_mask.to(dev),
                 position_ids=ro.position_ids.to(dev), pixel_values=ro.pixel_values.to(dev),
+                **({} if ro.image_sizes is None else {"image_sizes": ro.image_sizes.to(dev)}),
                 output_hidden_states=value_head is not None, use_cache=False)
     P = ro.prompt_len
     logits = out.logits[:, P - 1:-1].float() / temperature
@@ -184,6 +187,7 @@ def train_ppo(model, processor, world, data, p: AlignParams, out_dir: str | Path
 
     check_columns(data, "ppo")
     rows = C.as_records(data)
+    model = C.prepare_model(model, p)
     scorer = scorer or make_scorer(p, world, annotator, seed)
     stats = scorer.fit(model, processor, world, rows, p, seed) if p.reward_norm_prompts else {}
     work = Path(work_dir) if work_dir else default_work_dir(out_dir)
@@ -193,6 +197,9 @@ def train_ppo(model, processor, world, data, p: AlignParams, out_dir: str | Path
     else:
         ref = C.frozen_copy(model)
         C.set_full_finetune(model, p)
+    C.upcast_trainable(model)  # bf16: frozen weights bf16, trained ones fp32 (no autocast in this loop)
+    if p.gradient_checkpointing:
+        C.enable_checkpointing(model)
     model.train()
     hidden = model.config.get_text_config().hidden_size
     torch.manual_seed(seed)

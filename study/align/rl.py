@@ -47,8 +47,8 @@ def rloo_args(p: AlignParams, output_dir, seed: int, **overrides) -> RLOOConfig:
               gradient_accumulation_steps=p.grad_accum, max_grad_norm=p.max_grad_norm, weight_decay=p.weight_decay,
               lr_scheduler_type=p.lr_scheduler, warmup_steps=p.warmup_ratio, logging_steps=p.logging_steps,
               save_strategy="steps", save_steps=p.save_steps, save_total_limit=1, report_to=[], seed=seed,
-              data_seed=seed, use_cpu=C.use_cpu(), bf16=False, gradient_checkpointing=False,
-              remove_unused_columns=False, normalize_advantages=False, disable_tqdm=True, dataloader_num_workers=0)
+              data_seed=seed, use_cpu=C.use_cpu(), **C.precision_args(p), remove_unused_columns=False,
+              normalize_advantages=False, disable_tqdm=True, dataloader_num_workers=0)
     kw.update(overrides)
     return RLOOConfig(**kw)
 
@@ -60,6 +60,7 @@ def train_rloo(model, processor, world, data, p: AlignParams, out_dir: str | Pat
 
     check_columns(data, "rloo")
     rows = C.as_records(data)
+    model = C.prepare_model(model, p)
     scorer = scorer or make_scorer(p, world, annotator, seed)
     stats = scorer.fit(model, processor, world, rows, p, seed) if p.reward_norm_prompts else {}
     work = Path(work_dir) if work_dir else default_work_dir(out_dir)
@@ -89,6 +90,6 @@ def train_rloo(model, processor, world, data, p: AlignParams, out_dir: str | Pat
     metrics["collapse"] = monitor.report()
     C.save_policy(trainer.model, processor, out_dir, {"method": "rloo", "params": p.model_dump(), "seed": seed,
                                                       "rows": len(rows), "metrics": metrics})
-    if work.exists():
+    if work.exists() and C.is_main_process():
         shutil.rmtree(work)
     return metrics

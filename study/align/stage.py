@@ -1,10 +1,12 @@
 """The ``align@<run>`` stages: align the SFT model with one configured run, then evaluate it exactly.
 
-A run is an entry of ``params.yaml: align.runs``: ``{method, data, seed?, ...AlignParams overrides}`` with
+A run is an entry of ``params.yaml: align.runs``: ``{method, data, seeds?, ...AlignParams overrides}`` with
 ``data`` the name of a preference dataset under ``artifacts/prefs/<data>.parquet`` (offline methods and
 Mixed-DPO) — online methods use its prompts/images and ground truth. The base knobs are ``align.base``.
 The aligned model goes through the same evaluation as the SFT model (:mod:`study.eval.stage`), so its
-metrics JSON has the same layout plus a ``train`` block.
+metrics JSON has the same layout plus a ``train`` block; each run is trained once per seed of
+``align.seeds`` (1 in the quick profile, 3 in the full one) and its metrics are the mean over seeds with a
+95 % CI over seeds (:mod:`study.eval.seeds`).
 """
 from __future__ import annotations
 
@@ -15,33 +17,49 @@ import torch
 from study import io
 from study.config import EvalSection
 from study.eval.runner import write_results
+from study.eval.seeds import aggregate_seeds
 from study.eval.stage import evaluate_model
 from study.model.load import load_model
 from study.world.corpus import World
 from study.world.spec import load_spec
 
-def run_align(run: str, spec_run: dict, base: dict, eval: dict, seed: int, world_spec: str, world_dir: str,
-              sft_dir: str, prefs_dir: str, out_dir: str, eval_dir: str, live_dir: str, metrics_path: str) -> dict:
+def run_align(run: str, spec_run: dict, base: dict, eval: dict, seed: int, seeds: list[int], world_spec: str,
+              world_dir: str, sft_dir: str, prefs_dir: str, out_dir: str, eval_dir: str, live_dir: str,
+              metrics_path: str) -> dict:
+    """Train and evaluate ``run`` once per training seed, then write the seed-aggregated metrics JSON.
+
+    Seed k writes its policy to ``<out_dir>/seed<k>``, its evaluation to ``<eval_dir>/seed<k>`` and its
+    curves to ``<live_dir>/seed<k>``; resumable checkpoints live in ``<out_dir>.work/seed<k>`` (outside
+    the DVC output, so a killed stage resumes there). ``seed`` (the study seed) fixes the evaluation
+    items and bootstrap replicates, identical for every model, so the models are scored on the same
+    scenes. The metrics JSON is :func:`study.eval.seeds.aggregate_seeds` of the per-seed metrics.
+    """
     from study.align import train
     from study.align.config import run_params
 
-    params, data, run_seed = run_params(run, spec_run, base)
-    method, run_seed = params.method, seed if run_seed is None else run_seed
+    params, data, run_seeds = run_params(run, spec_run, base)
+    seeds = run_seeds or list(seeds)
     e = EvalSection(**eval)
     data_path = Path(prefs_dir) / f"{data}.parquet"
     if not data_path.is_file():
         raise FileNotFoundError(f"align.runs.{run}.data: no preference dataset at {data_path}")
-    torch.manual_seed(run_seed)
     world = World(world_dir)
+    spec = load_spec(world_spec)
     work = Path(out_dir).with_name(Path(out_dir).name + ".work")
-    train_metrics = train(method, policy=sft_dir, world=world, data=str(data_path), params=params, out_dir=out_dir,
-                          live_dir=live_dir, work_dir=work, seed=run_seed)
-    model, processor = load_model(out_dir)
-    preds, metrics = evaluate_model(model, processor, world, load_spec(world_spec), e, seed)
-    metrics["train"] = {k: v for k, v in train_metrics.items() if isinstance(v, (int, float, str, bool))}
-    metrics["_meta"].update({"run": run, "method": method, "data": data, "seed": run_seed, "split": e.split})
-    with io.atomic_dir(eval_dir) as tmp:
-        write_results(tmp, preds, metrics)
-        io.write_jsonl(Path(tmp) / "scenes.jsonl", (s.to_dict() for s in world.scenes(e.split)[: e.n_scenes]))
+    per_seed = {}
+    for k in seeds:
+        torch.manual_seed(k)
+        model_dir, live = Path(out_dir) / f"seed{k}", f"{live_dir}/seed{k}"
+        train_metrics = train(params.method, policy=sft_dir, world=world, data=str(data_path), params=params,
+                              out_dir=model_dir, live_dir=live, work_dir=work / f"seed{k}", seed=k)
+        model, processor = load_model(model_dir)
+        preds, metrics = evaluate_model(model, processor, world, spec, e, seed)
+        metrics["train"] = {k2: v for k2, v in train_metrics.items() if isinstance(v, (int, float, str, bool))}
+        metrics["_meta"].update({"run": run, "method": params.method, "data": data, "seed": k, "split": e.split})
+        with io.atomic_dir(Path(eval_dir) / f"seed{k}") as tmp:
+            write_results(tmp, preds, metrics)
+            io.write_jsonl(Path(tmp) / "scenes.jsonl", (s.to_dict() for s in world.scenes(e.split)[: e.n_scenes]))
+        per_seed[k] = metrics
+    metrics = aggregate_seeds(per_seed)
     io.write_json(metrics_path, metrics)
     return metrics

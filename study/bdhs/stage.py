@@ -2,7 +2,12 @@
 
 1. The dataset (digest §2.7, "offline BDHS"): chosen = the SFT ground truth of ``n_pairs`` training items,
    rejected = a BDHS sample from the SFT model (:func:`study.prefs.bdhs.bdhs_recipe`).
-2. The statistics: :func:`study.bdhs.sweep.sweep` over ``sweep_rho`` on ``sweep_n`` validation descriptions:
+2. The Table-6 ablation pair (:func:`study.prefs.union.matched_pair`), when ``povid_path`` is given: the
+   POVID-style rows that have a BDHS partner, once with POVID's own 2nd rejection (noisy-image teacher
+   forcing: "POVID-style image distortion") and once with the BDHS sample as the 2nd rejection
+   ("BDHS_attn (offline)"), both for Avg-DPO: ``<union_dir>/povid_distortion.parquet`` and
+   ``<union_dir>/povid_bdhs.parquet``.
+3. The statistics: :func:`study.bdhs.sweep.sweep` over ``sweep_rho`` on ``sweep_n`` validation descriptions:
    share of semantically different rejections after each iteration and the exact hallucination content.
 """
 from __future__ import annotations
@@ -29,9 +34,11 @@ def bdhs_params(b: BDHSSection, rho_th: float | None = None, n_bdhs: int | None 
 
 
 def run_bdhs(bdhs: dict, seed: int, world_spec: str, world_dir: str, model_dir: str, out_path: str,
-             sweep_path: str, metrics_path: str) -> tuple[list[dict], pd.DataFrame]:
+             sweep_path: str, metrics_path: str, povid_path: str | None = None, union_dir: str | None = None
+             ) -> tuple[list[dict], pd.DataFrame]:
     from study.prefs.bdhs import bdhs_recipe
-    from study.prefs.schema import save_prefs
+    from study.prefs.schema import load_prefs, save_prefs
+    from study.prefs.union import matched_pair
 
     b = BDHSSection(**bdhs)
     torch.set_num_threads(b.threads)
@@ -41,6 +48,13 @@ def run_bdhs(bdhs: dict, seed: int, world_spec: str, world_dir: str, model_dir: 
     rows = bdhs_recipe(world, n=b.n_pairs, seed=seed, model=model, processor=processor, split="train",
                        params=bdhs_params(b), encoder=encoder, model_id=Path(model_dir).name)
     save_prefs(rows, out_path, world)
+    union_rows = None
+    if povid_path:
+        own, union = matched_pair(load_prefs(povid_path, world), rows, "povid_distortion", "povid_bdhs")
+        with io.atomic_dir(union_dir) as tmp:
+            save_prefs(own, Path(tmp) / "povid_distortion.parquet", world)
+            save_prefs(union, Path(tmp) / "povid_bdhs.parquet", world)
+        union_rows = len(union)
     table = sweep(model, processor, world, spec, b.sweep_rho, split="val", n=b.sweep_n, n_bdhs=b.n_bdhs,
                   eps_s=b.eps_s, noise_steps=b.noise_steps, encoder=encoder, seed=seed)
     with io.atomic_path(sweep_path) as tmp:
@@ -51,7 +65,8 @@ def run_bdhs(bdhs: dict, seed: int, world_spec: str, world_dir: str, model_dir: 
         "dataset": {"rows": len(rows), "rho_th": b.rho_th, "eps_s": b.eps_s, "n_bdhs": b.n_bdhs,
                     "mean_iterations": sum(s["iterations"] for s in src) / max(len(src), 1),
                     "guided_share": sum(bool(s["guided"]) for s in src) / max(len(src), 1),
-                    "mean_visible_tokens": sum(s["visible_tokens"] for s in src) / max(len(src), 1)},
+                    "mean_visible_tokens": sum(s["visible_tokens"] for s in src) / max(len(src), 1),
+                    "union_rows": union_rows},
         "sweep": {f"rho_{r['rho_th']:g}": {k: float(v) for k, v in r.items() if k != "rho_th"}
                   for r in table.to_dict("records")},
     }

@@ -40,7 +40,9 @@ def build_recipe(name: str, world: World, p: PrefsSection, seed: int, split: str
 
 
 def run_preferences(prefs: dict, seed: int, world_spec: str, world_dir: str, sft_dir: str, pool_dir: str,
-                    out_dir: str, metrics_path: str) -> dict:
+                    out_dir: str, metrics_path: str, heldout_dir: str | None = None) -> dict:
+    """Build every recipe (``<out_dir>/<recipe>.parquet``) and the held-out pairs of ``heldout_recipes``
+    (``<heldout_dir>/<recipe>.parquet``, val split, seed + 1); score the oracle annotators on the latter."""
     p = PrefsSection(**prefs)
     torch.set_num_threads(p.threads)
     spec, world = load_spec(world_spec), World(world_dir)
@@ -56,8 +58,13 @@ def run_preferences(prefs: dict, seed: int, world_spec: str, world_dir: str, sft
     scenes = {s.scene_id: s for s in world.scenes("val")}
     annotators = {"oracle": OracleAnnotator(spec)}
     annotators.update({f"noisy_{a:g}": NoisyOracleAnnotator(spec, a, seed=seed) for a in p.noisy_accuracies})
-    for name in p.heldout_recipes:
-        pairs = build_recipe(name, world, p, seed + 1, "val", p.heldout_n, model, processor, pool, spec)
+    heldout = {name: build_recipe(name, world, p, seed + 1, "val", p.heldout_n, model, processor, pool, spec)
+               for name in p.heldout_recipes}
+    if heldout_dir:
+        with io.atomic_dir(heldout_dir) as tmp:
+            for name, pairs in heldout.items():
+                save_prefs(pairs, Path(tmp) / f"{name}.parquet", world)
+    for name, pairs in heldout.items():
         metrics["annotators"][name] = {a: float(annotator_accuracy(ann, pairs, scenes, seed=seed))
                                        for a, ann in annotators.items()}
     io.write_json(metrics_path, metrics)

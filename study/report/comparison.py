@@ -2,8 +2,9 @@
 
 Columns follow the paper's hallucination/helpfulness split, measured exactly on the organism: POPE
 accuracy on the three negative splits, CHAIR_s, CHAIR_i, object recall, the typed-QA hallucination rate
-and the helpfulness proxy, each with its 95 % scene-bootstrap CI. Finding checks compare CIs: a
-difference "holds" only when the two intervals do not overlap; overlapping intervals are "not resolved".
+and the helpfulness proxy, each with its 95 % CI (scene bootstrap for one seed, Student-t over seeds
+for several). Whether one model beats another is decided by a paired test (:mod:`study.report.findings`),
+not by comparing these intervals.
 """
 from __future__ import annotations
 
@@ -60,29 +61,20 @@ def wide(table: pd.DataFrame) -> pd.DataFrame:
     return out.loc[order, cols]
 
 
-def compare(table: pd.DataFrame, a: str, b: str, column: str) -> str:
-    """Is model ``a`` better than ``b`` on ``column``? 'better', 'worse' or 'not resolved' (CIs overlap)."""
-    ra = table[(table.model == a) & (table.column == column)]
-    rb = table[(table.model == b) & (table.column == column)]
-    if ra.empty or rb.empty:
-        return "missing"
-    ra, rb = ra.iloc[0], rb.iloc[0]
-    sign = 1 if ra.higher_is_better else -1
-    if ra.lo > rb.hi:
-        return "better" if sign > 0 else "worse"
-    if ra.hi < rb.lo:
-        return "worse" if sign > 0 else "better"
-    return "not resolved"
+# the paper's tables rebuilt on the organism: title -> runs (rows), SFT first; absent runs are skipped
+PAPER_TABLES = {
+    "table2_recipes": ("DPO on each recipe at equal size (Tables 2-3)",
+                       ["dpo_bdhs", "dpo_povid", "dpo_rlhfv", "dpo_vlfeedback", "dpo_vlf_corrupted", "dpo_random"]),
+    "table6_bdhs": ("BDHS vs POVID-style rejections, offline and online (Table 6)",
+                    ["dpo_bdhs", "online_bdhs", "dpo_povid", "avg_povid_distortion", "avg_povid_bdhs",
+                     "online_bdhs_povid"]),
+    "table9_online_mixed": ("Offline, online (oracle / noisy annotator) and Mixed-DPO on POVID-style data "
+                            "(Tables 9, 11)", ["dpo_povid", "online_dpo_oracle", "online_dpo_noisy", "mixed_dpo_povid"]),
+    "table12_objectives": ("Offline objectives on POVID-style data (Table 12)", ["dpo_povid", "ipo_povid", "slic_povid"]),
+    "table8_rl": ("RL with the exact oracle as reward vs DPO (Table 8)", ["dpo_povid", "rloo", "ppo"]),
+}
 
 
-def finding_f1(table: pd.DataFrame, bdhs_run: str = "dpo_bdhs") -> dict:
-    """F1: BDHS-DPO cuts hallucination vs SFT with no annotator (CHAIR_i, CHAIR_s, QA hallucination, POPE adv)."""
-    if bdhs_run not in set(table.model):
-        return {"status": "missing", "detail": f"no run {bdhs_run!r}"}
-    cols = ["CHAIR_i", "CHAIR_s", "QA halluc.", "POPE adv"]
-    verdicts = {c: compare(table, bdhs_run, "SFT", c) for c in cols}
-    better = [c for c, v in verdicts.items() if v == "better"]
-    worse = [c for c, v in verdicts.items() if v == "worse"]
-    status = "reproduced" if better and not worse else ("contradicted" if worse and not better else
-                                                         "mixed" if better else "not resolved")
-    return {"status": status, "verdicts": verdicts}
+def subtable(main: pd.DataFrame, runs: list[str]) -> pd.DataFrame:
+    """Rows ``SFT`` + ``runs`` (those present) of a :func:`wide` table."""
+    return main.loc[[r for r in ["SFT", *runs] if r in main.index]]

@@ -1,0 +1,142 @@
+"""The paper's findings, checked on the organism's numbers (digest §5).
+
+Every check compares two models with the paired scene bootstrap of :mod:`study.eval.paired` (same items,
+shared replicates; a difference counts only when its 95 % interval excludes 0) and states a status:
+
+* **F1** BDHS-DPO cuts hallucination vs SFT with no annotator: ``dpo_bdhs`` vs ``SFT`` on the
+  hallucination columns (CHAIR_i, CHAIR_s, typed-QA hallucination, POPE adversarial). *reproduced* if at
+  least one is better and none worse.
+* **F2** BDHS_attn >= POVID-style distortion (Table 6): ``avg_povid_bdhs`` vs ``avg_povid_distortion``
+  (same rows, same first rejection; only the policy-made second rejection differs) on every column.
+  *reproduced* if none is worse (*strictly* if some are better).
+* **F3** Mixed-DPO combines offline and online gains (Table 9): ``mixed_dpo_povid`` is not worse than
+  offline ``dpo_povid`` on the hallucination columns, not worse than ``online_dpo_oracle`` on the
+  helpfulness columns (Helpful, Recall), and better than SFT on at least one column.
+* **F7** Reward models from construction-type data do not transfer (Table 7): every RM is above chance
+  in distribution (Wilson interval above 0.5) while every construction <-> ranking transfer cell
+  (POVID/RLHF-V RM on VLFeedback pairs and the reverse) is not above chance.
+
+Status values: reproduced, contradicted, mixed, not resolved, missing (a run is absent).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from study.eval.paired import paired_difference, verdict
+from study.report.comparison import COLUMNS
+
+HALLUCINATION = ["CHAIR_i", "CHAIR_s", "QA halluc.", "POPE adv"]
+HELPFULNESS = ["Helpful", "Recall"]
+CONSTRUCTION, RANKING = ("povid", "rlhfv"), ("vlfeedback",)
+_COL = {c: (suite, metric, hib) for c, suite, metric, hib in COLUMNS}
+
+# compare(a, b, column) -> 'better' | 'worse' | 'not resolved' | 'missing'
+Compare = Callable[[str, str, str], str]
+
+
+def paired_compare(predictions: dict, scenes, spec, *, n_boot: int = 1000, seed: int = 0,
+                   cache: dict | None = None) -> Compare:
+    """A :data:`Compare` over ``predictions`` = ``{model: [rows of each seed]}`` (paired bootstrap)."""
+    cache = {} if cache is None else cache
+
+    def compare(a: str, b: str, column: str) -> str:
+        if a not in predictions or b not in predictions:
+            return "missing"
+        key = (a, b, column)
+        if key not in cache:
+            suite, metric, hib = _COL[column]
+            d = paired_difference(predictions[a], predictions[b], scenes, spec, suite, metric, n_boot=n_boot,
+                                  seed=seed)
+            cache[key] = {**d, "verdict": verdict(d, hib)}
+        return cache[key]["verdict"]
+
+    compare.cache = cache  # type: ignore[attr-defined]
+    return compare
+
+
+def _status(verdicts: dict[str, str]) -> str:
+    v = list(verdicts.values())
+    if "missing" in v:
+        return "missing"
+    better, worse = "better" in v, "worse" in v
+    return "reproduced" if better and not worse else "contradicted" if worse and not better else \
+        "mixed" if better else "not resolved"
+
+
+def f1(compare: Compare) -> dict:
+    verdicts = {c: compare("dpo_bdhs", "SFT", c) for c in HALLUCINATION}
+    return {"claim": "BDHS-DPO cuts hallucination vs SFT with no annotator", "status": _status(verdicts),
+            "verdicts": verdicts}
+
+
+def f2(compare: Compare) -> dict:
+    verdicts = {c: compare("avg_povid_bdhs", "avg_povid_distortion", c) for c, *_ in COLUMNS}
+    v = list(verdicts.values())
+    if "missing" in v:
+        status = "missing"
+    elif "worse" in v:
+        status = "contradicted" if "better" not in v else "mixed"
+    else:
+        status = "reproduced (strictly better on some columns)" if "better" in v else "reproduced (no column worse; none better)"
+    return {"claim": "BDHS_attn >= POVID-style image distortion (Table 6)", "status": status, "verdicts": verdicts}
+
+
+def f3(compare: Compare) -> dict:
+    vs_offline = {c: compare("mixed_dpo_povid", "dpo_povid", c) for c in HALLUCINATION}
+    vs_online = {c: compare("mixed_dpo_povid", "online_dpo_oracle", c) for c in HELPFULNESS}
+    vs_sft = {c: compare("mixed_dpo_povid", "SFT", c) for c, *_ in COLUMNS}
+    allv = [*vs_offline.values(), *vs_online.values(), *vs_sft.values()]
+    if "missing" in allv:
+        status = "missing"
+    else:
+        keeps = "worse" not in vs_offline.values() and "worse" not in vs_online.values()
+        gains = "better" in vs_sft.values()
+        status = "reproduced" if keeps and gains else "contradicted" if not keeps else "not resolved"
+    return {"claim": "Mixed-DPO combines offline (hallucination) and online (helpfulness) gains (Table 9)",
+            "status": status, "vs_offline_dpo": vs_offline, "vs_online_dpo": vs_online, "vs_sft": vs_sft}
+
+
+def f7(rm_metrics: dict | None) -> dict:
+    claim = "RMs from construction-type data do not transfer to ranking-type data and back (Table 7)"
+    if not rm_metrics or "accuracy" not in rm_metrics:
+        return {"claim": claim, "status": "missing"}
+    acc = rm_metrics["accuracy"]
+    above = lambda cell: cell["ci95"][0] > 0.5
+    diag = {t: above(acc[t][t]) for t in acc if t in acc[t]}
+    cross = {f"{t}->{e}": not above(acc[t][e]) for t in acc for e in acc[t]
+             if (t in CONSTRUCTION and e in RANKING) or (t in RANKING and e in CONSTRUCTION)}
+    if not diag or not cross:
+        return {"claim": claim, "status": "missing"}
+    if all(diag.values()) and all(cross.values()):
+        status = "reproduced"
+    elif not any(cross.values()):
+        status = "contradicted"
+    elif not all(diag.values()):
+        status = "not resolved (some RM is not above chance in distribution)"
+    else:
+        status = "mixed"
+    return {"claim": claim, "status": status, "in_distribution_above_chance": diag,
+            "transfer_not_above_chance": cross}
+
+
+def delta_table(compare: Compare, models: list[str], base: str = "SFT"):
+    """Paired differences ``model - base`` (percentage points, 95 % CI, verdict mark) for every column.
+
+    Cells: ``"-2.1 [-3.4, -0.8] +"`` where ``+``/``-`` mark a significant improvement/degradation.
+    """
+    import pandas as pd
+
+    mark = {"better": " +", "worse": " -", "not resolved": ""}
+    rows = {}
+    for m in models:
+        if m == base:
+            continue
+        row = {}
+        for c, *_ in COLUMNS:
+            v = compare(m, base, c)
+            if v == "missing":
+                continue
+            d = compare.cache[(m, base, c)]  # type: ignore[attr-defined]
+            row[c] = f"{100 * d['delta']:+.1f} [{100 * d['ci95'][0]:+.1f}, {100 * d['ci95'][1]:+.1f}]{mark[v]}"
+        rows[m] = row
+    return pd.DataFrame(rows).T.reindex(columns=[c for c, *_ in COLUMNS])

@@ -1,0 +1,61 @@
+"""Finding checks on hand-made verdicts, and the paper tables."""
+import pandas as pd
+
+from study.report import comparison, findings
+
+
+def _compare(table: dict):
+    def compare(a, b, col):
+        return table.get((a, b, col), "not resolved")
+    compare.cache = {}
+    return compare
+
+
+def test_f1_needs_a_better_hallucination_column_and_no_worse_one():
+    assert findings.f1(_compare({}))["status"] == "not resolved"
+    assert findings.f1(_compare({("dpo_bdhs", "SFT", "CHAIR_i"): "better"}))["status"] == "reproduced"
+    both = {("dpo_bdhs", "SFT", "CHAIR_i"): "better", ("dpo_bdhs", "SFT", "CHAIR_s"): "worse"}
+    assert findings.f1(_compare(both))["status"] == "mixed"
+    assert findings.f1(_compare({("dpo_bdhs", "SFT", "POPE adv"): "missing"}))["status"] == "missing"
+
+
+def test_f2_is_contradicted_by_any_worse_column():
+    assert findings.f2(_compare({}))["status"].startswith("reproduced (no column worse")
+    worse = {("avg_povid_bdhs", "avg_povid_distortion", "Recall"): "worse"}
+    assert findings.f2(_compare(worse))["status"] == "contradicted"
+
+
+def test_f3_keeps_offline_and_online_gains_and_beats_sft():
+    ok = {("mixed_dpo_povid", "SFT", "CHAIR_i"): "better"}
+    assert findings.f3(_compare(ok))["status"] == "reproduced"
+    lost = {**ok, ("mixed_dpo_povid", "online_dpo_oracle", "Helpful"): "worse"}
+    assert findings.f3(_compare(lost))["status"] == "contradicted"
+    assert findings.f3(_compare({}))["status"] == "not resolved"
+
+
+def _cell(lo, hi):
+    return {"value": (lo + hi) / 2, "ci95": [lo, hi]}
+
+
+def test_f7_reads_the_reward_model_transfer_table():
+    acc = {"povid": {"povid": _cell(0.8, 0.9), "vlfeedback": _cell(0.45, 0.55)},
+           "vlfeedback": {"vlfeedback": _cell(0.6, 0.7), "povid": _cell(0.3, 0.4)}}
+    assert findings.f7({"accuracy": acc})["status"] == "reproduced"
+    acc["povid"]["vlfeedback"] = _cell(0.7, 0.8)
+    assert findings.f7({"accuracy": acc})["status"] == "mixed"
+    acc["vlfeedback"]["povid"] = _cell(0.6, 0.7)
+    assert findings.f7({"accuracy": acc})["status"] == "contradicted"
+    assert findings.f7(None)["status"] == "missing"
+
+
+def test_paper_tables_and_delta_table():
+    m = {"value": 0.3, "ci95": [0.2, 0.4]}
+    runs = {"SFT": {"describe": {"chair_i": m}}, "dpo_povid": {"describe": {"chair_i": m}, "_meta": {"method": "dpo"}}}
+    main = comparison.wide(comparison.comparison_table(runs))
+    sub = comparison.subtable(main, ["ipo_povid", "dpo_povid"])
+    assert list(sub.index) == ["SFT", "dpo_povid"] and list(sub.columns) == ["CHAIR_i"]
+    cmp = _compare({("dpo_povid", "SFT", "CHAIR_i"): "better"})
+    cmp.cache = {("dpo_povid", "SFT", c): {"delta": -0.021, "ci95": [-0.034, -0.008]} for c, *_ in comparison.COLUMNS}
+    d = findings.delta_table(cmp, ["SFT", "dpo_povid"])
+    assert isinstance(d, pd.DataFrame) and d.loc["dpo_povid", "CHAIR_i"] == "-2.1 [-3.4, -0.8] +"
+    assert d.loc["dpo_povid", "Recall"] == "-2.1 [-3.4, -0.8]"
