@@ -4,6 +4,8 @@ Runs in a scratch copy of the project (your own artifacts are untouched):
 
     python benchmarks/pipeline_bench.py --profile quick            # whole quick study
     python benchmarks/pipeline_bench.py --profile full --until sft # world + SFT of the full profile
+    python benchmarks/pipeline_bench.py --profile full --stages world sft evaluate preferences bdhs \
+        align@dpo_bdhs align@avg_povid_distortion align@avg_povid_bdhs --keep   # a subset, in this order
 
 Peak memory is the largest resident set of any process the pipeline started (the papermill kernels
 included), from ``getrusage(RUSAGE_CHILDREN)``. Targets (issue 2, 2 CPU cores): quick repro <= 10 min,
@@ -46,6 +48,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--until", default=None, help="last stage to run (default: all)")
+    ap.add_argument("--stages", nargs="+", default=None,
+                    help="explicit stages to run in this order (each with --single-item; a stage's inputs must "
+                         "come from earlier ones)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch copy and print its path")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="study-bench-"))
@@ -53,17 +58,19 @@ def main() -> None:
     stages = list(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
     if args.until:
         stages = stages[: stages.index(args.until) + 1]
+    if args.stages:
+        stages = list(args.stages)
     per_stage = {}
     t0 = time.perf_counter()
     for st in stages:
         per_stage[st] = timed(["dvc", "repro", "--single-item", st], repo)
     total = time.perf_counter() - t0
-    noop = timed(["dvc", "repro"] + ([args.until] if args.until else []), repo)
+    noop = timed(["dvc", "repro"] + (list(args.stages) if args.stages else [args.until] if args.until else []), repo)
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
     sft = json.loads((repo / "metrics/sft.json").read_text()) if (repo / "metrics/sft.json").exists() else {}
     print(f"profile {args.profile}: stages {', '.join(stages)}")
     for st, s in per_stage.items():
-        print(f"  {st:<10} {s / 60:6.2f} min")
+        print(f"  {st:<26} {s / 60:6.2f} min")
     print(f"  total      {total / 60:6.2f} min  (dvc repro from scratch)")
     if sft:
         print(f"  SFT trainer runtime {sft['train_runtime_s'] / 60:.2f} min for {sft['train_rows']} rows/epoch")

@@ -9,9 +9,9 @@ shared replicates; a difference counts only when its 95 % interval excludes 0) a
 * **F2** BDHS_attn >= POVID-style distortion (Table 6): ``avg_povid_bdhs`` vs ``avg_povid_distortion``
   (same rows, same first rejection; only the policy-made second rejection differs) on every column.
   *reproduced* if none is worse (*strictly* if some are better).
-* **F3** Mixed-DPO combines offline and online gains (Table 9): ``mixed_dpo_povid`` is not worse than
-  offline ``dpo_povid`` on the hallucination columns, not worse than ``online_dpo_oracle`` on the
-  helpfulness columns (Helpful, Recall), and better than SFT on at least one column.
+* **F3** Mixed-DPO combines offline and online gains (Table 9): where offline ``dpo_povid`` beats SFT on
+  hallucination columns and ``online_dpo_oracle`` beats SFT on helpfulness columns (Helpful, Recall),
+  ``mixed_dpo_povid`` beats SFT on at least one column of each (:func:`f3`).
 * **F7** Reward models from construction-type data do not transfer (Table 7): every RM is above chance
   in distribution (Wilson interval above 0.5) while every construction <-> ranking transfer cell
   (POVID/RLHF-V RM on VLFeedback pairs and the reverse) is not above chance.
@@ -82,18 +82,30 @@ def f2(compare: Compare) -> dict:
 
 
 def f3(compare: Compare) -> dict:
-    vs_offline = {c: compare("mixed_dpo_povid", "dpo_povid", c) for c in HALLUCINATION}
-    vs_online = {c: compare("mixed_dpo_povid", "online_dpo_oracle", c) for c in HELPFULNESS}
-    vs_sft = {c: compare("mixed_dpo_povid", "SFT", c) for c, *_ in COLUMNS}
-    allv = [*vs_offline.values(), *vs_online.values(), *vs_sft.values()]
-    if "missing" in allv:
-        status = "missing"
-    else:
-        keeps = "worse" not in vs_offline.values() and "worse" not in vs_online.values()
-        gains = "better" in vs_sft.values()
-        status = "reproduced" if keeps and gains else "contradicted" if not keeps else "not resolved"
-    return {"claim": "Mixed-DPO combines offline (hallucination) and online (helpfulness) gains (Table 9)",
-            "status": status, "vs_offline_dpo": vs_offline, "vs_online_dpo": vs_online, "vs_sft": vs_sft}
+    """Mixed-DPO keeps the offline gain AND the online gain (both measured against SFT).
+
+    Premises: the offline gain = hallucination columns where ``dpo_povid`` beats SFT; the online gain =
+    helpfulness columns where ``online_dpo_oracle`` beats SFT. Without both there is nothing to combine
+    (*not resolved*). Otherwise *reproduced* if ``mixed_dpo_povid`` beats SFT on at least one column of
+    each gain, *contradicted* if on neither, *mixed* if on one.
+    """
+    claim = "Mixed-DPO combines offline (hallucination) and online (helpfulness) gains (Table 9)"
+    offline = {c: compare("dpo_povid", "SFT", c) for c in HALLUCINATION}
+    online = {c: compare("online_dpo_oracle", "SFT", c) for c in HELPFULNESS}
+    mixed = {c: compare("mixed_dpo_povid", "SFT", c) for c, *_ in COLUMNS}
+    out = {"claim": claim, "offline_dpo_vs_sft": offline, "online_dpo_vs_sft": online, "mixed_dpo_vs_sft": mixed}
+    if "missing" in [*offline.values(), *online.values(), *mixed.values()]:
+        return {**out, "status": "missing"}
+    off_gain = [c for c, v in offline.items() if v == "better"]
+    on_gain = [c for c, v in online.items() if v == "better"]
+    if not off_gain or not on_gain:
+        lacking = " and ".join(x for x, g in (("offline hallucination gain", off_gain),
+                                              ("online helpfulness gain", on_gain)) if not g)
+        return {**out, "status": f"not resolved (no {lacking} over SFT to combine)"}
+    keeps_off = any(mixed[c] == "better" for c in off_gain)
+    keeps_on = any(mixed[c] == "better" for c in on_gain)
+    status = "reproduced" if keeps_off and keeps_on else "mixed" if keeps_off or keeps_on else "contradicted"
+    return {**out, "status": status}
 
 
 def f7(rm_metrics: dict | None) -> dict:

@@ -25,12 +25,16 @@ def test_f2_is_contradicted_by_any_worse_column():
     assert findings.f2(_compare(worse))["status"] == "contradicted"
 
 
-def test_f3_keeps_offline_and_online_gains_and_beats_sft():
-    ok = {("mixed_dpo_povid", "SFT", "CHAIR_i"): "better"}
-    assert findings.f3(_compare(ok))["status"] == "reproduced"
-    lost = {**ok, ("mixed_dpo_povid", "online_dpo_oracle", "Helpful"): "worse"}
-    assert findings.f3(_compare(lost))["status"] == "contradicted"
-    assert findings.f3(_compare({}))["status"] == "not resolved"
+def test_f3_needs_both_gains_and_mixed_keeping_them():
+    gains = {("dpo_povid", "SFT", "CHAIR_i"): "better", ("online_dpo_oracle", "SFT", "Helpful"): "better"}
+    assert findings.f3(_compare({})).get("status").startswith("not resolved (no offline hallucination gain and")
+    assert findings.f3(_compare({**gains}))["status"] == "contradicted"
+    one = {**gains, ("mixed_dpo_povid", "SFT", "CHAIR_i"): "better"}
+    assert findings.f3(_compare(one))["status"] == "mixed"
+    both = {**one, ("mixed_dpo_povid", "SFT", "Helpful"): "better"}
+    assert findings.f3(_compare(both))["status"] == "reproduced"
+    only_off = {("dpo_povid", "SFT", "CHAIR_i"): "better"}
+    assert findings.f3(_compare(only_off))["status"] == "not resolved (no online helpfulness gain over SFT to combine)"
 
 
 def _cell(lo, hi):
