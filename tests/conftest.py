@@ -37,3 +37,40 @@ def make_scene(spec):
                    for i, (c, col, size, r, cc) in enumerate(objs)]
         return Scene(scene_id, "test", context, objects, relations_of(objects))
     return make
+
+
+_PINPOINTS = [[32, 64], [64, 32], [64, 64]]
+
+
+@pytest.fixture(scope="session")
+def save_tiny_llava_next():
+    """``save(dir, spec, text_layers=1, seed=0)``: a tiny random LLaVA-NeXT checkpoint (anyres tiling,
+    image_newline; 32x32 base tiles, patch 8) with its processor, saved offline with safetensors."""
+    import torch
+    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor
+    from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
+
+    from study.model.processor import CHAT_TEMPLATE, build_tokenizer
+    from study.world.language import vocabulary
+
+    def save(d, spec, text_layers: int = 1, seed: int = 0) -> Path:
+        tok = build_tokenizer(vocabulary(spec))
+        ip = LlavaNextImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+                                        image_grid_pinpoints=_PINPOINTS)
+        proc = LlavaNextProcessor(image_processor=ip, tokenizer=tok, patch_size=8,
+                                  vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
+                                  num_additional_image_tokens=1)
+        text = dict(model_type="llama", vocab_size=len(tok), hidden_size=32, num_hidden_layers=text_layers,
+                    num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+                    pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        vision = dict(model_type="clip_vision_model", image_size=32, patch_size=8, hidden_size=16,
+                      num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, projection_dim=16)
+        cfg = LlavaNextConfig(text_config=text, vision_config=vision,
+                              image_token_index=tok.convert_tokens_to_ids("<image>"), image_grid_pinpoints=_PINPOINTS,
+                              vision_feature_layer=-1, vision_feature_select_strategy="default")
+        torch.manual_seed(seed)
+        LlavaNextForConditionalGeneration(cfg).save_pretrained(d)
+        proc.save_pretrained(d)
+        return Path(d)
+
+    return save

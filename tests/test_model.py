@@ -3,14 +3,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor
-from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
 
 from study.model import generate, load_model
 from study.model.build import ModelParams, build_model
 from study.model.generate import keep_all, keep_none
 from study.model.load import ModelPathError
-from study.model.processor import CHAT_TEMPLATE, build_processor, build_tokenizer
+from study.model.processor import build_processor
 from study.world.language import vocabulary
 from study.world.spec import load_spec
 
@@ -28,25 +26,8 @@ def llava_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def llava_next_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("llava_next")
-    tok = build_tokenizer(vocabulary(SPEC))
-    ip = LlavaNextImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
-                                    image_grid_pinpoints=[[32, 64], [64, 32], [64, 64]])
-    proc = LlavaNextProcessor(image_processor=ip, tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
-                              chat_template=CHAT_TEMPLATE, num_additional_image_tokens=1)
-    text = dict(model_type="llama", vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                num_key_value_heads=2, intermediate_size=64, pad_token_id=tok.pad_token_id,
-                eos_token_id=tok.eos_token_id)
-    vision = dict(model_type="clip_vision_model", image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1,
-                  num_attention_heads=2, intermediate_size=32, projection_dim=16)
-    cfg = LlavaNextConfig(text_config=text, vision_config=vision, image_token_index=tok.convert_tokens_to_ids("<image>"),
-                          image_grid_pinpoints=[[32, 64], [64, 32], [64, 64]], vision_feature_layer=-1,
-                          vision_feature_select_strategy="default")
-    torch.manual_seed(0)
-    LlavaNextForConditionalGeneration(cfg).save_pretrained(d)
-    proc.save_pretrained(d)
-    return d
+def llava_next_dir(tmp_path_factory, save_tiny_llava_next):
+    return save_tiny_llava_next(tmp_path_factory.mktemp("llava_next"), SPEC)
 
 
 def _images(n=2, size=48):

@@ -12,46 +12,23 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor, TrainerCallback
-from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
+from transformers import TrainerCallback
 
 from study.align import common as C
 from study.align import train
 from study.align.config import PAPER_LR_GRID, AlignParamsError, make_params
 from study.config import ParamsError, resolve
 from study.model.load import ModelPathError, check_model_dir, load_model
-from study.model.processor import CHAT_TEMPLATE, build_tokenizer
-from study.world.language import vocabulary
 
 ROOT = Path(__file__).resolve().parents[2]
-PROFILE_FILE = Path("/tmp/gpu_profile.yaml")  # until the block is pasted into params.yaml's `profiles`
 # what this CPU can do (AVX-512 BF16 here): bf16 is tested where it runs, refused where it does not
 BF16 = C.bf16_available()
 
 
 @pytest.fixture(scope="module")
-def llava_next_dir(tmp_path_factory, spec):
+def llava_next_dir(tmp_path_factory, spec, save_tiny_llava_next):
     """A tiny random LLaVA-NeXT checkpoint (anyres tiling, image_newline) saved with safetensors."""
-    d = tmp_path_factory.mktemp("llava_next_gpu")
-    tok = build_tokenizer(vocabulary(spec))
-    pinpoints = [[32, 64], [64, 32], [64, 64]]
-    ip = LlavaNextImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
-                                    image_grid_pinpoints=pinpoints)
-    proc = LlavaNextProcessor(image_processor=ip, tokenizer=tok, patch_size=8, vision_feature_select_strategy="default",
-                              chat_template=CHAT_TEMPLATE, num_additional_image_tokens=1)
-    text = dict(model_type="llama", vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                num_key_value_heads=2, intermediate_size=64, pad_token_id=tok.pad_token_id,
-                eos_token_id=tok.eos_token_id)
-    vision = dict(model_type="clip_vision_model", image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1,
-                  num_attention_heads=2, intermediate_size=32, projection_dim=16)
-    cfg = LlavaNextConfig(text_config=text, vision_config=vision,
-                          image_token_index=tok.convert_tokens_to_ids("<image>"),
-                          image_grid_pinpoints=pinpoints, vision_feature_layer=-1,
-                          vision_feature_select_strategy="default")
-    torch.manual_seed(0)
-    LlavaNextForConditionalGeneration(cfg).save_pretrained(d)
-    proc.save_pretrained(d)
-    return d
+    return save_tiny_llava_next(tmp_path_factory.mktemp("llava_next_gpu"), spec, text_layers=2)
 
 
 def gpu_knobs(**kw):
@@ -181,13 +158,10 @@ def test_bf16_policy_generates_outside_autocast(llava_next_dir, world):
 # ------------------------------------------------------------------------------- profile and launch
 
 def gpu_profile() -> dict:
-    """The `gpu` block: from params.yaml once pasted there, else from /tmp/gpu_profile.yaml."""
+    """The `gpu` block of params.yaml's `profiles`."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    if "gpu" in (raw.get("profiles") or {}):
-        return raw["profiles"]["gpu"]
-    if not PROFILE_FILE.is_file():
-        pytest.skip("no `gpu` profile in params.yaml and no /tmp/gpu_profile.yaml")
-    return yaml.safe_load(PROFILE_FILE.read_text())["gpu"]
+    assert "gpu" in (raw.get("profiles") or {}), "params.yaml has no `gpu` profile"
+    return raw["profiles"]["gpu"]
 
 
 def params_with_gpu(block: dict | None = None) -> dict:
