@@ -16,6 +16,11 @@ shared replicates; a difference counts only when its 95 % interval excludes 0) a
   in distribution (Wilson interval above 0.5) while every construction <-> ranking transfer cell
   (POVID/RLHF-V RM on VLFeedback pairs and the reverse) is not above chance.
 
+POPE columns are *not measurable* for a model whose POPE yes-ratio is >= 0.95 (or <= 0.05) on any split
+(:func:`degenerate_pope`): such a model answers (almost) every question the same way, its POPE accuracy
+is then its yes-ratio in disguise (exactly 50 % for "always yes"), and a change of it says nothing about
+hallucination. The organism's SFT model is such a model (README, "Known limitation").
+
 Status values: reproduced, contradicted, mixed, not resolved, missing (a run is absent).
 """
 from __future__ import annotations
@@ -30,13 +35,30 @@ HELPFULNESS = ["Helpful", "Recall"]
 CONSTRUCTION, RANKING = ("povid", "rlhfv"), ("vlfeedback",)
 _COL = {c: (suite, metric, hib) for c, suite, metric, hib in COLUMNS}
 
-# compare(a, b, column) -> 'better' | 'worse' | 'not resolved' | 'missing'
+POPE_COLUMNS = ("POPE rand", "POPE pop", "POPE adv")
+
+# compare(a, b, column) -> 'better' | 'worse' | 'not resolved' | 'not measurable' | 'missing'
 Compare = Callable[[str, str, str], str]
 
 
+def degenerate_pope(runs: dict[str, dict], max_yes_ratio: float = 0.95) -> set[str]:
+    """Models (of ``{model: metrics JSON}``) whose POPE yes-ratio on some split is >= ``max_yes_ratio`` or
+    <= 1 - ``max_yes_ratio`` (module docstring)."""
+    out = set()
+    for name, m in runs.items():
+        for suite in ("pope_random", "pope_popular", "pope_adversarial"):
+            y = m.get(suite, {}).get("yes_ratio", {}).get("value")
+            if y is not None and not (1 - max_yes_ratio < y < max_yes_ratio):
+                out.add(name)
+    return out
+
+
 def paired_compare(predictions: dict, scenes, spec, *, n_boot: int = 1000, seed: int = 0,
-                   cache: dict | None = None) -> Compare:
-    """A :data:`Compare` over ``predictions`` = ``{model: [rows of each seed]}`` (paired bootstrap)."""
+                   cache: dict | None = None, degenerate: set[str] = frozenset()) -> Compare:
+    """A :data:`Compare` over ``predictions`` = ``{model: [rows of each seed]}`` (paired bootstrap).
+
+    POPE columns of a pair involving a model of ``degenerate`` get the verdict 'not measurable' (their
+    difference is still computed and cached)."""
     cache = {} if cache is None else cache
 
     def compare(a: str, b: str, column: str) -> str:
@@ -47,7 +69,8 @@ def paired_compare(predictions: dict, scenes, spec, *, n_boot: int = 1000, seed:
             suite, metric, hib = _COL[column]
             d = paired_difference(predictions[a], predictions[b], scenes, spec, suite, metric, n_boot=n_boot,
                                   seed=seed)
-            cache[key] = {**d, "verdict": verdict(d, hib)}
+            v = "not measurable" if column in POPE_COLUMNS and ({a, b} & set(degenerate)) else verdict(d, hib)
+            cache[key] = {**d, "verdict": v}
         return cache[key]["verdict"]
 
     compare.cache = cache  # type: ignore[attr-defined]
@@ -134,11 +157,12 @@ def f7(rm_metrics: dict | None) -> dict:
 def delta_table(compare: Compare, models: list[str], base: str = "SFT"):
     """Paired differences ``model - base`` (percentage points, 95 % CI, verdict mark) for every column.
 
-    Cells: ``"-2.1 [-3.4, -0.8] +"`` where ``+``/``-`` mark a significant improvement/degradation.
+    Cells: ``"-2.1 [-3.4, -0.8] +"`` where ``+``/``-`` mark a significant improvement/degradation and
+    ``n/m`` a POPE column that is not measurable (:func:`degenerate_pope`).
     """
     import pandas as pd
 
-    mark = {"better": " +", "worse": " -", "not resolved": ""}
+    mark = {"better": " +", "worse": " -", "not resolved": "", "not measurable": " n/m"}
     rows = {}
     for m in models:
         if m == base:

@@ -63,3 +63,26 @@ def test_paper_tables_and_delta_table():
     d = findings.delta_table(cmp, ["SFT", "dpo_povid"])
     assert isinstance(d, pd.DataFrame) and d.loc["dpo_povid", "CHAIR_i"] == "-2.1 [-3.4, -0.8] +"
     assert d.loc["dpo_povid", "Recall"] == "-2.1 [-3.4, -0.8]"
+
+
+def test_degenerate_pope_answerers_make_pope_not_measurable():
+    pope = lambda y: {s: {"yes_ratio": {"value": y, "ci95": [y, y]}} for s in ("pope_random", "pope_popular",
+                                                                             "pope_adversarial")}
+    runs = {"SFT": pope(0.96), "dpo_bdhs": pope(0.6), "ok": pope(0.5)}
+    assert findings.degenerate_pope(runs) == {"SFT"}
+    assert findings.degenerate_pope({"no": pope(0.03)}) == {"no"}
+    # a POPE difference against a degenerate model is not a verdict, and F1 does not count it
+    status = findings.f1(_compare({("dpo_bdhs", "SFT", "POPE adv"): "not measurable"}))["status"]
+    assert status == "not resolved"
+
+
+def test_paired_compare_marks_pope_of_degenerate_models_but_still_measures_the_difference(spec):
+    def rows(answers):
+        return [{"item_id": f"p{i}", "suite": "pope_random", "scene_id": f"s{i // 2}", "label": "yes" if i % 2 else "no",
+                 "answer": a, "prompt": "is there a cup in the image ?"} for i, a in enumerate(answers)]
+    preds = {"SFT": [rows(["yes"] * 40)], "dpo_bdhs": [rows(["no", "yes"] * 20)]}
+    cmp = findings.paired_compare(preds, [], spec, n_boot=50, degenerate={"SFT"})
+    assert cmp("dpo_bdhs", "SFT", "POPE rand") == "not measurable"
+    assert cmp.cache[("dpo_bdhs", "SFT", "POPE rand")]["delta"] == 0.5
+    plain = findings.paired_compare(preds, [], spec, n_boot=50)
+    assert plain("dpo_bdhs", "SFT", "POPE rand") == "better"
