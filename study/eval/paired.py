@@ -22,7 +22,7 @@ import numpy as np
 
 from study import io
 from study.eval.bootstrap import bootstrap_ci, stack_stats
-from study.eval.runner import SUITE_METRICS, _scene_index, item_stats
+from study.eval.runner import SUITE_METRICS, scene_index, item_stats
 
 
 def load_predictions(eval_dir: str | Path) -> tuple[list[list[dict]], list[dict]]:
@@ -46,7 +46,7 @@ def paired_difference(a: Sequence[list[dict]], b: Sequence[list[dict]], scenes, 
     an item missing from any seed raises ``ValueError`` naming it.
     """
     fn = SUITE_METRICS[suite][metric]
-    index = _scene_index(scenes)
+    index = scene_index(scenes)
     runs = [("a", k, rows) for k, rows in enumerate(a)] + [("b", k, rows) for k, rows in enumerate(b)]
     by_id = [{r["item_id"]: r for r in rows if r["suite"] == suite} for _, _, rows in runs]
     ids = list(by_id[0])

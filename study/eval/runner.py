@@ -41,7 +41,7 @@ def run_predictions(items: list[dict], answer_fn: AnswerFn, batch_size: int = 32
     return out
 
 
-def _scene_index(scenes: Iterable[Scene | dict] | Mapping[str, Scene]) -> dict[str, Scene]:
+def scene_index(scenes: Iterable[Scene | dict] | Mapping[str, Scene]) -> dict[str, Scene]:
     if isinstance(scenes, Mapping):
         return dict(scenes)
     objs = [s if isinstance(s, Scene) else Scene.from_dict(s) for s in scenes]
@@ -69,7 +69,7 @@ def score(predictions: list[dict], scenes: Iterable[Scene | dict] | Mapping[str,
     unknown = {r["suite"] for r in predictions} - set(SUITES)
     if unknown:
         raise ValueError(f"unknown suites in predictions: {sorted(unknown)}")
-    index = _scene_index(scenes)
+    index = scene_index(scenes)
     out: dict = {}
     meta = {"n_items": {}, "n_scenes": {}, "n_boot": n_boot, "seed": seed, "resample_unit": "scene_id",
             "ci_method": "percentile, 95%"}

@@ -21,7 +21,7 @@ import torch
 from study import io
 from study.config import RMSection
 from study.prefs.annotators import RewardModelAnnotator, annotator_accuracy
-from study.prefs.reward_model import RMParams, train_reward_model
+from study.prefs.reward_model import RMParams, load_reward_model, train_reward_model
 from study.prefs.schema import load_prefs
 from study.world.corpus import World
 
@@ -59,8 +59,6 @@ def run_reward_models(rm: dict, seed: int, world_dir: str, sft_dir: str, train_d
                                     work_dir=Path(tmp) / f"{name}.work")
             metrics["train"][name] = {k: v for k, v in tm.items() if k in ("train_loss", "steps", "train_pairs",
                                                                           "train_runtime_s")}
-            from study.prefs.reward_model import load_reward_model
-
             model, processor = load_reward_model(Path(tmp) / name)
             judge = RewardModelAnnotator(model, processor, world, name=f"rm_{name}", seed=seed)
             metrics["accuracy"][name] = {}

@@ -47,7 +47,7 @@ def matched_pair(primary: list[dict], secondary: list[dict], recipe_own: str, re
     to the rows that have a partner in ``secondary``; ``union``: the same rows with ``rejected_2`` taken
     from ``secondary`` (e.g. BDHS). Rows whose own ``rejected_2`` is empty are dropped from both.
     """
-    union = [r for r in second_rejected(primary, secondary, recipe_union)]
+    union = second_rejected(primary, secondary, recipe_union)
     keys = {_key(r) for r in union}
     own = [{**r, "recipe": recipe_own} for r in primary if _key(r) in keys and r["rejected_2"].strip()]
     own_keys = {_key(r) for r in own}

@@ -25,9 +25,10 @@ Status values: reproduced, contradicted, mixed, not resolved, missing (a run is 
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
-from study.eval.paired import paired_difference, verdict
+from study.eval.paired import load_predictions, paired_difference, verdict
 from study.report.comparison import COLUMNS
 
 HALLUCINATION = ["CHAIR_i", "CHAIR_s", "QA halluc.", "POPE adv"]
@@ -75,6 +76,20 @@ def paired_compare(predictions: dict, scenes, spec, *, n_boot: int = 1000, seed:
 
     compare.cache = cache  # type: ignore[attr-defined]
     return compare
+
+
+def compare_models(eval_dir: str | Path, runs: dict[str, dict], spec, *, n_boot: int = 1000, seed: int = 0
+                   ) -> tuple[Compare, set[str]]:
+    """The study's :func:`paired_compare` over the models of ``runs`` (``{model: metrics JSON}``, as from
+    :func:`study.report.comparison.load_runs`): predictions from ``<eval_dir>/sft`` (model ``SFT``) and
+    ``<eval_dir>/<run>[/seed<k>]``, each read once; POPE of :func:`degenerate_pope` models not measurable.
+    Returns ``(compare, degenerate models)``."""
+    preds, scenes = {}, None
+    for m in runs:
+        preds[m], sc = load_predictions(Path(eval_dir) / ("sft" if m == "SFT" else m))
+        scenes = sc if scenes is None else scenes
+    degenerate = degenerate_pope(runs)
+    return paired_compare(preds, scenes, spec, n_boot=n_boot, seed=seed, degenerate=degenerate), degenerate
 
 
 def _status(verdicts: dict[str, str]) -> str:

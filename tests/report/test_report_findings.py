@@ -86,3 +86,21 @@ def test_paired_compare_marks_pope_of_degenerate_models_but_still_measures_the_d
     assert cmp.cache[("dpo_bdhs", "SFT", "POPE rand")]["delta"] == 0.5
     plain = findings.paired_compare(preds, [], spec, n_boot=50)
     assert plain("dpo_bdhs", "SFT", "POPE rand") == "better"
+
+
+def test_compare_models_reads_sft_and_seed_directories(tmp_path, spec):
+    from study import io
+
+    def rows(answers):
+        return [{"item_id": f"p{i}", "suite": "pope_random", "scene_id": f"s{i // 2}", "label": "yes" if i % 2 else "no",
+                 "answer": a, "prompt": "is there a cup in the image ?"} for i, a in enumerate(answers)]
+    io.write_jsonl(tmp_path / "sft" / "predictions.jsonl", rows(["yes"] * 20))
+    io.write_jsonl(tmp_path / "sft" / "scenes.jsonl", [])
+    for k, ans in ((0, ["no", "yes"] * 10), (1, ["yes"] * 20)):
+        io.write_jsonl(tmp_path / "run" / f"seed{k}" / "predictions.jsonl", rows(ans))
+        io.write_jsonl(tmp_path / "run" / f"seed{k}" / "scenes.jsonl", [])
+    yes = lambda y: {"pope_random": {"yes_ratio": {"value": y, "ci95": [y, y]}}}
+    cmp, degenerate = findings.compare_models(tmp_path, {"SFT": yes(1.0), "run": yes(0.75)}, spec, n_boot=50)
+    assert degenerate == {"SFT"}
+    assert cmp("run", "SFT", "POPE rand") == "not measurable"
+    assert cmp.cache[("run", "SFT", "POPE rand")]["delta"] == 0.25  # seed mean (1.0 + 0.5) / 2 - 0.5
