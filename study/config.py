@@ -14,6 +14,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
+REWARD_MODELS_DIR = "artifacts/models/rm"  # the reward_models stage's output: one model per rm.recipes entry
+
+
 class ParamsError(ValueError):
     pass
 
@@ -139,14 +142,18 @@ class RMSection(_Section):
 
 class AlignSection(_Section):
     """``base``: AlignParams knobs shared by every run; ``runs``: name -> {method, data, seeds?, overrides};
-    ``seeds``: the training seeds of every run (each run trains and evaluates once per seed and reports
-    the mean with a 95 % CI over seeds).
+    ``rm_runs``: the same for runs judged by a reward model of the ``reward_models`` stage (they need
+    ``annotator: reward_model`` and a ``reward_model_path``, which becomes a DVC dependency of their
+    ``align_rm@<name>`` stage); ``seeds``: the training seeds of every run (each run trains and evaluates
+    once per seed and reports the mean with a 95 % CI over seeds).
 
     Every run's knobs are validated here (:func:`study.align.config.run_params`), so a bad alignment knob
-    fails when params are loaded, before any stage does work."""
+    fails when params are loaded, before any stage does work. That a reward model directory exists is
+    checked when its run starts training (it is an output of an earlier stage)."""
     base: dict = Field(default_factory=dict)
     seeds: list = Field(default_factory=lambda: [0])
     runs: dict[str, dict] = Field(default_factory=dict)
+    rm_runs: dict[str, dict] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _runs_are_valid(self) -> "AlignSection":
@@ -154,14 +161,23 @@ class AlignSection(_Section):
 
         try:
             check_seeds(self.seeds, "align.seeds")
+            for section, runs in (("runs", self.runs), ("rm_runs", self.rm_runs)):
+                for name, run in runs.items():
+                    p, _, _ = run_params(name, run, self.base, section=section)
+                    if section == "rm_runs" and (p.annotator != "reward_model" or "reward_model_path" not in run):
+                        raise AlignParamsError(f"invalid alignment params: align.rm_runs.{name} must set annotator: "
+                                               "reward_model and its own reward_model_path (runs judged otherwise go "
+                                               "in align.runs)")
         except AlignParamsError as e:
             raise ValueError(str(e)) from None
-        for name, run in self.runs.items():
-            try:
-                run_params(name, run, self.base)
-            except AlignParamsError as e:
-                raise ValueError(str(e)) from None
+        both = sorted(set(self.runs) & set(self.rm_runs))
+        if both:
+            raise ValueError(f"align.rm_runs: run names must differ from align.runs, both have {both}")
         return self
+
+    def all_runs(self) -> dict[str, dict]:
+        """Every run, ``runs`` then ``rm_runs`` (names are distinct)."""
+        return {**self.runs, **self.rm_runs}
 
 
 class StudyParams(_Section):
@@ -175,6 +191,16 @@ class StudyParams(_Section):
     prefs: PrefsSection = PrefsSection()
     rm: RMSection = RMSection()
     align: AlignSection = AlignSection()
+
+    @model_validator(mode="after")
+    def _reward_models_are_trained(self) -> "StudyParams":
+        # an rm_run judged by a reward model of the `reward_models` stage needs that recipe in rm.recipes
+        for name, run in self.align.rm_runs.items():
+            path = Path(str(run["reward_model_path"]))
+            if path.parent == Path(REWARD_MODELS_DIR) and path.name not in self.rm.recipes:
+                raise ValueError(f"align.rm_runs.{name}.reward_model_path: {path} is not trained by the "
+                                 f"reward_models stage; rm.recipes is {self.rm.recipes}")
+        return self
 
 
 SECTIONS = ("world", "model", "sft", "eval", "bdhs")

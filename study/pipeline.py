@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from study import io
-from study.config import ParamsError, StudyParams, load_params
+from study.config import REWARD_MODELS_DIR, ParamsError, StudyParams, load_params
 
 ARTIFACTS = Path("artifacts")
 REPORTS = Path("reports")
@@ -72,14 +72,15 @@ def _preferences(p: StudyParams) -> dict:
 def _reward_models(p: StudyParams) -> dict:
     return {"rm": p.rm.model_dump(), "seed": p.seed, "world_dir": str(ARTIFACTS / "world"),
             "sft_dir": str(ARTIFACTS / "models" / "sft"), "train_dir": str(ARTIFACTS / "prefs" / "recipes"),
-            "heldout_dir": str(ARTIFACTS / "prefs" / "heldout"), "out_dir": str(ARTIFACTS / "models" / "rm"),
+            "heldout_dir": str(ARTIFACTS / "prefs" / "heldout"), "out_dir": REWARD_MODELS_DIR,
             "metrics_path": str(METRICS / "reward_models.json")}
 
 
 def _align(p: StudyParams, run: str) -> dict:
-    if run not in p.align.runs:
-        raise ParamsError(f"invalid params: `align.runs` has no run {run!r}; runs: {sorted(p.align.runs)}")
-    return {"run": run, "spec_run": p.align.runs[run], "base": p.align.base, "eval": p.eval.model_dump(),
+    runs = p.align.all_runs()
+    if run not in runs:
+        raise ParamsError(f"invalid params: `align.runs` / `align.rm_runs` have no run {run!r}; runs: {sorted(runs)}")
+    return {"run": run, "spec_run": runs[run], "base": p.align.base, "eval": p.eval.model_dump(),
             "seed": p.seed, "seeds": list(p.align.seeds), "world_spec": p.world.spec, "world_dir": str(ARTIFACTS / "world"),
             "sft_dir": str(ARTIFACTS / "models" / "sft"), "prefs_dir": str(ARTIFACTS / "prefs"),
             "out_dir": str(ARTIFACTS / "models" / "align" / run), "eval_dir": str(ARTIFACTS / "eval" / run),
@@ -87,7 +88,7 @@ def _align(p: StudyParams, run: str) -> dict:
 
 
 def _paper(p: StudyParams) -> dict:
-    return {"runs": list(p.align.runs), "metrics_dir": str(METRICS), "paper_dir": "paper",
+    return {"runs": list(p.align.all_runs()), "metrics_dir": str(METRICS), "paper_dir": "paper",
             "eval_dir": str(ARTIFACTS / "eval"), "world_spec": p.world.spec, "n_boot": p.eval.n_boot, "seed": p.seed}
 
 
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", default=None, help="the entry of a per-run stage (align)")
     args = ap.parse_args(argv)
     if args.stage == "align" and not args.run:
-        ap.error("the align stage needs --run NAME (an entry of align.runs)")
+        ap.error("the align stage needs --run NAME (an entry of align.runs or align.rm_runs)")
     try:
         run_stage(args.stage, args.params, run=args.run)
     except ParamsError as e:

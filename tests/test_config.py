@@ -76,3 +76,25 @@ def test_bad_alignment_seeds_are_named(seeds, msg):
 def test_full_profile_trains_three_seeds_and_quick_one():
     assert load_params(profile="full").align.seeds == [0, 1, 2]
     assert load_params(profile="quick").align.seeds == [0]
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda a: a["rm_runs"]["rloo_rm_povid"].pop("reward_model_path"), r"align.rm_runs.rloo_rm_povid.*reward_model_path"),
+    (lambda a: a["rm_runs"]["rloo_rm_povid"].update(annotator="oracle"), r"align.rm_runs.rloo_rm_povid must set annotator"),
+    (lambda a: a["rm_runs"]["rloo_rm_povid"].update(kl_coef=-1), r"align.rm_runs.rloo_rm_povid.kl_coef must be >= 0"),
+    (lambda a: a["rm_runs"].update(ppo=a["rm_runs"]["ppo_rm_povid"]), r"run names must differ.*'ppo'"),
+    (lambda a: a["rm_runs"]["ppo_rm_povid"].update(reward_model_path="artifacts/models/rm/random_corruption"),
+     r"align.rm_runs.ppo_rm_povid.reward_model_path: .*random_corruption is not trained by the reward_models stage"),
+])
+def test_bad_reward_model_runs_are_named_at_load_time(edit, needle):
+    raw = yaml.safe_load(open("params.yaml"))
+    edit(raw["align"])
+    with pytest.raises(ParamsError, match=needle):
+        resolve(raw)
+
+
+def test_reward_model_runs_are_valid_before_their_reward_models_exist(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no artifacts/models/rm here: the params still load (checked at train time)
+    p = resolve(RAW)
+    assert p.align.rm_runs and all(r["annotator"] == "reward_model" for r in p.align.rm_runs.values())
+    assert set(p.align.all_runs()) == set(p.align.runs) | set(p.align.rm_runs)

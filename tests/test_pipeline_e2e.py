@@ -57,8 +57,14 @@ def test_repro_produces_every_output(smoke_repo):
     assert prefs["annotators"]["povid"]["oracle"] >= 0.9
     bdhs = json.loads((smoke_repo / "metrics/bdhs.json").read_text())
     assert bdhs["dataset"]["rows"] > 0 and "rho_0.9" in bdhs["sweep"]
-    runs = params_runs = yaml.safe_load((smoke_repo / "params.yaml").read_text())["align"]["runs"]
-    assert {"dpo_bdhs", "dpo_povid", "online_dpo_oracle", "mixed_dpo_povid", "rloo", "ppo"} <= set(params_runs)
+    align = yaml.safe_load((smoke_repo / "params.yaml").read_text())["align"]
+    runs = {**align["runs"], **align["rm_runs"]}
+    assert {"dpo_bdhs", "dpo_povid", "online_dpo_oracle", "mixed_dpo_povid", "rloo", "ppo"} <= set(align["runs"])
+    # RL judged by the reward models the reward_models stage trained (Table 8)
+    assert {"rloo_rm_povid", "ppo_rm_vlfeedback"} <= set(align["rm_runs"])
+    for run in align["rm_runs"]:
+        meta = json.loads((smoke_repo / f"artifacts/models/align/{run}/seed0/align.json").read_text())
+        assert meta["params"]["reward_model_path"].startswith("artifacts/models/rm/"), run
     seeds = yaml.safe_load((smoke_repo / "params.yaml").read_text())["profiles"]["smoke"]["align"]["seeds"]
     for run in runs:
         al = json.loads((smoke_repo / f"metrics/align/{run}.json").read_text())
@@ -68,6 +74,7 @@ def test_repro_produces_every_output(smoke_repo):
             assert list((smoke_repo / f"artifacts/models/align/{run}/seed{k}").glob("*.safetensors")), (run, k)
     table = (smoke_repo / "paper/tables/main.md").read_text()
     assert "SFT" in table and "dpo_bdhs" in table and "CHAIR_i" in table
+    assert "ppo_rm_vlfeedback" in (smoke_repo / "paper/tables/table8_rl.md").read_text()
     assert (smoke_repo / "paper/figures/main.png").stat().st_size > 1000
     for nb in ("00_world", "01_sft", "02_evaluate", "03_preferences", "04_bdhs", "05_align_dpo_bdhs", "08_paper"):
         assert (smoke_repo / f"reports/{nb}.html").stat().st_size > 10_000

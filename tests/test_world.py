@@ -128,3 +128,25 @@ def test_language_vocabulary_covers_the_corpus_and_qa_answers_are_true():
     assert L.count_qa(SPEC, s, cat)[1].split()[2] in (L.NUMBER_WORDS[n], cat, SPEC.categories[cat].plural[cat])
     assert L.split_sentences("a b . c d") == ["a b .", "c d"]
     assert L.split_sentences("no boundary here") == ["no boundary here"]
+
+
+def test_a_world_pickles_as_its_directory_not_its_loaded_arrays(tmp_path):
+    """``datasets`` fingerprints every ``with_transform`` closure by pickling it; the preference datasets'
+    closures hold the world, so a world with its images loaded must not pickle them (it made each
+    online-DPO round spend seconds hashing the train images)."""
+    import pickle
+
+    from datasets import Dataset
+
+    build_world(SPEC, tmp_path / "w", seed=1, sizes={"train": 200, "val": 5, "test": 5, "ood": 5},
+                scene_params=SceneParams(), corpus_params=CorpusParams(), faint_alpha=0.3, noise_std=6.0)
+    w = World(tmp_path / "w")
+    w.scenes("train")
+    assert w.images("train").nbytes > 1_000_000
+    blob = pickle.dumps(w)
+    assert len(blob) < 1_000
+    w2 = pickle.loads(blob)
+    assert w2.root == w.root and np.array_equal(np.asarray(w2.image("train-3")), np.asarray(w.image("train-3")))
+    ds = Dataset.from_dict({"scene_id": ["train-0"]}).with_transform(
+        lambda b: {"images": [w.image(s) for s in b["scene_id"]]})
+    assert np.array_equal(np.asarray(ds[0]["images"]), np.asarray(w.image("train-0")))

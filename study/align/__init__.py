@@ -8,7 +8,8 @@ Entry point: :func:`train` (what a DVC stage or a notebook calls)::
                     params={"beta": 0.1, "epochs": 3, ...}, out_dir="models/dpo", live_dir="dvclive/dpo")
 
 Everything is validated before the model is touched: the method, every parameter
-(:class:`~study.align.config.AlignParams`), the reward-model path, and the dataset's columns.
+(:class:`~study.align.config.AlignParams`), that the reward-model directory exists, and the dataset's
+columns.
 
 Modules: :mod:`.config` (params, checks), :mod:`.losses` (the losses in plain torch), :mod:`.common`
 (datasets, trainable params, optimiser groups, saving), :mod:`.offline` (DPO/IPO/SLiC), :mod:`.avg_dpo`
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from study.align.config import (METHODS as METHOD_NAMES, AlignDataError, AlignParams, AlignParamsError,
-                                check_columns, make_params)
+                                check_columns, check_reward_model, make_params)
 
 
 def _offline(*a, **k):
@@ -96,6 +97,8 @@ def train(method: str, *, policy, world, data, params: AlignParams | dict[str, A
     raw = params.model_dump() if isinstance(params, AlignParams) else dict(params or {})
     raw["method"] = method
     p = make_params(raw)
+    if annotator is None:
+        check_reward_model(p)
     rows = load_data(data)
     check_columns(rows, method)
     from study.world.corpus import World

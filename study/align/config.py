@@ -145,10 +145,8 @@ class AlignParams(BaseModel):
             if not self.reward_model_path:
                 raise ValueError("reward_model_path: must name a local reward model directory when annotator="
                                  "'reward_model'")
-            p = Path(self.reward_model_path)
-            if not (p.is_dir() and (p / "config.json").is_file()):
-                raise ValueError(f"reward_model_path: {self.reward_model_path!r} does not exist or has no config.json "
-                                 "(train one with study.prefs.reward_model.train_reward_model)")
+            # that the directory exists is checked when training starts (check_reward_model): in the pipeline
+            # the reward models are written by the `reward_models` stage, after params are first validated
         if self.method in RL and self.annotator == "noisy_oracle":
             raise ValueError("annotator: 'noisy_oracle' is a pairwise judge (its noise is on preferences, its score is "
                              "the exact oracle's); RL methods need a scorer: use 'oracle' or 'reward_model'")
@@ -166,6 +164,20 @@ class AlignParams(BaseModel):
     @property
     def needs_annotator(self) -> bool:
         return self.method in NEEDS_ANNOTATOR
+
+
+def check_reward_model(p: AlignParams, prefix: str = "align") -> None:
+    """Raise :class:`AlignParamsError` if ``p`` scores with a reward model whose directory does not exist
+    (or has no ``config.json``). Called by :func:`study.align.train` before the policy is loaded; not part
+    of :class:`AlignParams` validation because in the pipeline the reward models are outputs of the
+    ``reward_models`` stage, which runs after the params are first validated."""
+    if p.annotator != "reward_model" or p.method not in NEEDS_ANNOTATOR:
+        return
+    d = Path(p.reward_model_path)
+    if not (d.is_dir() and (d / "config.json").is_file()):
+        raise AlignParamsError(f"invalid alignment params: {prefix}.reward_model_path: {p.reward_model_path!r} does "
+                               "not exist or has no config.json (train one with the `reward_models` stage or "
+                               "study.prefs.reward_model.train_reward_model)")
 
 
 def _format(err: ValidationError, prefix: str) -> str:
@@ -216,19 +228,21 @@ def check_seeds(seeds: Any, key: str) -> list[int]:
     return [int(s) for s in seeds]
 
 
-def run_params(name: str, run: dict[str, Any], base: dict[str, Any] | None = None
+def run_params(name: str, run: dict[str, Any], base: dict[str, Any] | None = None, section: str = "runs"
                ) -> tuple[AlignParams, str, list[int] | None]:
-    """One entry of ``params.yaml: align.runs``: ``(AlignParams, data, seeds or None)``.
+    """One entry of ``params.yaml: align.<section>`` (``runs`` or ``rm_runs``): ``(AlignParams, data, seeds
+    or None)``.
 
-    The run's knobs other than :data:`RUN_KEYS` override ``base``; errors name ``align.runs.<name>.<key>``.
-    ``seeds`` (optional) replaces ``align.seeds`` for this run.
+    The run's knobs other than :data:`RUN_KEYS` override ``base``; errors name
+    ``align.<section>.<name>.<key>``. ``seeds`` (optional) replaces ``align.seeds`` for this run.
     """
+    where = f"align.{section}.{name}"
     for key in ("method", "data"):
         if key not in run:
-            raise AlignParamsError(f"invalid alignment params: align.runs.{name} needs `{key}`")
+            raise AlignParamsError(f"invalid alignment params: {where} needs `{key}`")
     knobs = {k: v for k, v in run.items() if k not in RUN_KEYS}
-    params = make_params({**(base or {}), **knobs, "method": run["method"]}, prefix=f"align.runs.{name}")
-    seeds = check_seeds(run["seeds"], f"align.runs.{name}.seeds") if "seeds" in run else None
+    params = make_params({**(base or {}), **knobs, "method": run["method"]}, prefix=where)
+    seeds = check_seeds(run["seeds"], f"{where}.seeds") if "seeds" in run else None
     return params, str(run["data"]), seeds
 
 

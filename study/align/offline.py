@@ -76,7 +76,8 @@ def run_dpo_trainer(trainer, processor, out_dir, work: Path, info: dict, resume_
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
     metrics = {"train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics["train_runtime"]),
-               "steps": int(trainer.state.global_step), "resumed_from": Path(resume_from).name if resume_from else None}
+               "steps": int(trainer.state.global_step), "resumed_from": Path(resume_from).name if resume_from else None,
+               "trainable_params": sum(q.numel() for q in trainer.model.parameters() if q.requires_grad)}
     metrics.update(C.history_summary(trainer.state.log_history))
     if trainer.eval_dataset is not None:
         metrics.update({k: float(v) for k, v in trainer.evaluate().items() if k.startswith("eval_")

@@ -71,7 +71,10 @@ PAPER_TABLES = {
     "table9_online_mixed": ("Offline, online (oracle / noisy annotator) and Mixed-DPO on POVID-style data "
                             "(Tables 9, 11)", ["dpo_povid", "online_dpo_oracle", "online_dpo_noisy", "mixed_dpo_povid"]),
     "table12_objectives": ("Offline objectives on POVID-style data (Table 12)", ["dpo_povid", "ipo_povid", "slic_povid"]),
-    "table8_rl": ("RL with the exact oracle as reward vs DPO (Table 8)", ["dpo_povid", "rloo", "ppo"]),
+    "table8_rl": ("RL on POVID-style prompts vs DPO: rewards from a reward model trained on POVID-style or "
+                  "VLFeedback-style pairs, and from the exact oracle (Table 8)",
+                  ["dpo_povid", "rloo_rm_povid", "ppo_rm_povid", "rloo_rm_vlfeedback", "ppo_rm_vlfeedback", "rloo",
+                   "ppo"]),
 }
 
 

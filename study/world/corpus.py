@@ -136,6 +136,11 @@ class World:
         self._scenes: dict[str, list[Scene]] = {}
         self._images: dict[str, np.ndarray] = {}
 
+    def __reduce__(self):
+        """A world is its directory: pickling (e.g. ``datasets`` fingerprinting a ``with_transform`` closure
+        that holds the world) stores the path, not the loaded scenes and image arrays (tens of MB)."""
+        return (World, (str(self.root),))
+
     def scenes(self, split: str) -> list[Scene]:
         if split not in self._scenes:
             self._scenes[split] = [Scene.from_dict(d) for d in io.read_jsonl(self.root / "scenes" / f"{split}.jsonl")]

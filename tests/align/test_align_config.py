@@ -26,8 +26,6 @@ def test_registry_covers_every_method_and_loss_types_map():
     ({"rloo_k": 1}, "align.rloo_k must be >= 2"),
     ({"regen_every": 0}, "align.regen_every must be >= 1"),
     ({"betta": 0.1}, "align.betta is not a known parameter"),
-    ({"method": "online_dpo", "annotator": "reward_model", "reward_model_path": "/nonexistent/rm"},
-     "align.reward_model_path: '/nonexistent/rm' does not exist"),
     ({"method": "rloo", "annotator": "reward_model"}, "align.reward_model_path: must name"),
     ({"method": "ppo", "annotator": "noisy_oracle"}, "align.annotator: 'noisy_oracle' is a pairwise judge"),
     ({"lora": True, "train_vision_tower": True}, "align.train_vision_tower"),
@@ -59,6 +57,22 @@ def test_missing_or_empty_column_is_named(rows):
         check_columns(no_chosen, "online_bdhs")
     with pytest.raises(AlignDataError, match="empty"):
         check_columns([], "rloo")
+
+
+def test_reward_model_path_is_checked_when_training_starts_not_at_params_load(tmp_path):
+    from study.align.config import check_reward_model
+
+    # params name a reward model the pipeline has not trained yet: valid params ...
+    p = make_params({"method": "rloo", "annotator": "reward_model", "reward_model_path": str(tmp_path / "rm")})
+    # ... but training refuses to start until the directory holds a model
+    with pytest.raises(AlignParamsError, match=r"align.reward_model_path: '.*rm' does not exist"):
+        check_reward_model(p)
+    (tmp_path / "rm").mkdir()
+    with pytest.raises(AlignParamsError, match="no config.json"):
+        check_reward_model(p)
+    (tmp_path / "rm" / "config.json").write_text("{}")
+    check_reward_model(p)  # exists now
+    check_reward_model(make_params({"method": "dpo", "annotator": "reward_model"}))  # offline: no judge needed
 
 
 def test_train_fails_before_touching_the_model(rows, world, tmp_path):
