@@ -63,7 +63,7 @@ def is_main() -> bool:
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="scripts/align_gpu.py", description=__doc__.splitlines()[0])
-    ap.add_argument("--run", required=True, help="an entry of align.runs (e.g. dpo_povid)")
+    ap.add_argument("--run", required=True, help="an entry of align.runs or align.rm_runs (e.g. dpo_povid)")
     ap.add_argument("--profile", default=None, help="params profile (e.g. gpu); default: params.yaml's `profile`")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--policy", default=None,
@@ -79,13 +79,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 def make_plan(args: argparse.Namespace) -> dict:
     """Validate everything that can be validated without loading a model; returns the run's plan."""
     from study.align import common as C
-    from study.align.config import make_params, run_params
+    from study.align.config import check_reward_model, make_params, run_params
     from study.config import load_params
 
     params = load_params(args.params, profile=args.profile)
-    if args.run not in params.align.runs:
-        raise PlanError(f"`align.runs` has no run {args.run!r}; runs: {sorted(params.align.runs)}")
-    ap, data, run_seeds = run_params(args.run, params.align.runs[args.run], params.align.base)
+    runs = params.align.all_runs()
+    if args.run not in runs:
+        raise PlanError(f"`align.runs` / `align.rm_runs` have no run {args.run!r}; runs: {sorted(runs)}")
+    section = "rm_runs" if args.run in params.align.rm_runs else "runs"
+    ap, data, run_seeds = run_params(args.run, runs[args.run], params.align.base, section=section)
+    check_reward_model(ap, prefix=f"align.{section}.{args.run}")
     seeds = list(run_seeds or params.align.seeds)
     if args.seed is not None:
         seeds = [args.seed]

@@ -240,6 +240,11 @@ def test_script_plan_validates_and_keeps_the_global_batch(script, params_file, m
     assert "mixed_precision='bf16' but align.bf16 is False" in capsys.readouterr().err
     assert script.main(["--params", str(params_file), "--run", "dpo_povid", "--profile", "nope", "--dry-run"]) == 2
     assert "`profile` must be one of" in capsys.readouterr().err
+    # an RL run rewarded by a reward model that has not been trained here: refused before any model loads
+    monkeypatch.chdir(params_file.parent)
+    assert script.main(["--params", str(params_file), "--run", "rloo_rm_vlfeedback", "--profile", "gpu", "--dry-run"]) == 2
+    assert "align.rm_runs.rloo_rm_vlfeedback.reward_model_path: 'artifacts/models/rm/vlfeedback' does not exist" in \
+        capsys.readouterr().err
 
 
 def _artifacts(tmp_path, world, rows) -> Path:
