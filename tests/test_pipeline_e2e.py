@@ -65,6 +65,8 @@ def test_repro_produces_every_output(smoke_repo):
     for run in align["rm_runs"]:
         meta = json.loads((smoke_repo / f"artifacts/models/align/{run}/seed0/align.json").read_text())
         assert meta["params"]["reward_model_path"].startswith("artifacts/models/rm/"), run
+        train = json.loads((smoke_repo / f"metrics/align/{run}.json").read_text())["train_per_seed"]["0"]
+        assert isinstance(train["collapse/collapsed"], bool) and "audit/oracle_score_last" in train, run
     seeds = yaml.safe_load((smoke_repo / "params.yaml").read_text())["profiles"]["smoke"]["align"]["seeds"]
     for run in runs:
         al = json.loads((smoke_repo / f"metrics/align/{run}.json").read_text())
@@ -75,6 +77,9 @@ def test_repro_produces_every_output(smoke_repo):
     table = (smoke_repo / "paper/tables/main.md").read_text()
     assert "SFT" in table and "dpo_bdhs" in table and "CHAIR_i" in table
     assert "ppo_rm_vlfeedback" in (smoke_repo / "paper/tables/table8_rl.md").read_text()
+    paper = json.loads((smoke_repo / "metrics/paper.json").read_text())
+    assert {"F1", "F2", "F3", "F7", "F7-RL"} <= set(paper["findings"])
+    assert paper["findings"]["F7-RL"]["status"] != "missing"
     assert (smoke_repo / "paper/figures/main.png").stat().st_size > 1000
     for nb in ("00_world", "01_sft", "02_evaluate", "03_preferences", "04_bdhs", "05_align_dpo_bdhs", "08_paper"):
         assert (smoke_repo / f"reports/{nb}.html").stat().st_size > 10_000

@@ -23,6 +23,17 @@ from study.model.load import load_model
 from study.world.corpus import World
 from study.world.spec import load_spec
 
+def train_summary(train_metrics: dict) -> dict:
+    """The scalar training statistics of a run for its metrics JSON; one level of nested dicts is kept with
+    ``/``-joined keys (e.g. the RL collapse report: ``collapse/collapsed``, ``collapse/reward_hacking``)."""
+    scalar = (int, float, str, bool)
+    out = {k: v for k, v in train_metrics.items() if isinstance(v, scalar)}
+    for k, sub in train_metrics.items():
+        if isinstance(sub, dict):
+            out.update({f"{k}/{k2}": v for k2, v in sub.items() if isinstance(v, scalar)})
+    return out
+
+
 def run_align(run: str, spec_run: dict, base: dict, eval: dict, seed: int, seeds: list[int], world_spec: str,
               world_dir: str, sft_dir: str, prefs_dir: str, out_dir: str, eval_dir: str, live_dir: str,
               metrics_path: str) -> dict:
@@ -54,7 +65,7 @@ def run_align(run: str, spec_run: dict, base: dict, eval: dict, seed: int, seeds
                               out_dir=model_dir, live_dir=live, work_dir=work / f"seed{k}", seed=k)
         model, processor = load_model(model_dir)
         preds, metrics = evaluate_model(model, processor, world, spec, e, seed)
-        metrics["train"] = {k2: v for k2, v in train_metrics.items() if isinstance(v, (int, float, str, bool))}
+        metrics["train"] = train_summary(train_metrics)
         metrics["_meta"].update({"run": run, "method": params.method, "data": data, "seed": k, "split": e.split})
         with io.atomic_dir(Path(eval_dir) / f"seed{k}") as tmp:
             write_results(tmp, preds, metrics)

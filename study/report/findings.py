@@ -15,6 +15,9 @@ shared replicates; a difference counts only when its 95 % interval excludes 0) a
 * **F7** Reward models from construction-type data do not transfer (Table 7): every RM is above chance
   in distribution (Wilson interval above 0.5) while every construction <-> ranking transfer cell
   (POVID/RLHF-V RM on VLFeedback pairs and the reverse) is not above chance.
+* **F7-RL** RL on these reward models is fragile (Table 8): PPO/RLOO with the POVID-style RM collapse
+  (the runs' collapse monitor, any seed), and with the VLFeedback-style RM they do not beat DPO on
+  POVID-style data (``dpo_povid``) -- "beat" = better on some column and worse on none (:func:`f7_rl`).
 
 POPE columns are *not measurable* for a model whose POPE yes-ratio is >= 0.95 (or <= 0.05) on any split
 (:func:`degenerate_pope`): such a model answers (almost) every question the same way, its POPE accuracy
@@ -167,6 +170,47 @@ def f7(rm_metrics: dict | None) -> dict:
         status = "mixed"
     return {"claim": claim, "status": status, "in_distribution_above_chance": diag,
             "transfer_not_above_chance": cross}
+
+
+RL_POVID_RM = ("rloo_rm_povid", "ppo_rm_povid")
+RL_VLF_RM = ("rloo_rm_vlfeedback", "ppo_rm_vlfeedback")
+
+
+def collapsed(metrics: dict) -> bool | None:
+    """Whether any training seed of a run collapsed (``collapse/collapsed`` of its training statistics),
+    or None if the run has no collapse report."""
+    per_seed = metrics.get("train_per_seed") or {"0": metrics.get("train", {})}
+    flags = [t.get("collapse/collapsed") for t in per_seed.values()]
+    flags = [f for f in flags if f is not None]
+    return any(flags) if flags else None
+
+
+def f7_rl(compare: Compare, runs: dict[str, dict]) -> dict:
+    """Table 8's claim in two parts (module docstring); each gets a status and ``status`` joins them:
+    *reproduced* if both are, *contradicted* if both are, else *mixed* (or *missing* / *not resolved*).
+
+    * collapse: *reproduced* if every POVID-RM run collapsed, *contradicted* if none did, else *mixed*;
+    * no gain over DPO: per VLFeedback-RM run, *beats DPO* if better than ``dpo_povid`` on some column and
+      worse on none; the part is *reproduced* if no run beats DPO, *contradicted* if every run does, else
+      *mixed*.
+    """
+    claim = ("PPO/RLOO collapse with a POVID-style RM and do not beat DPO with a VLFeedback-style RM (Table 8)")
+    needed = (*RL_POVID_RM, *RL_VLF_RM, "dpo_povid")
+    if any(r not in runs for r in needed):
+        return {"claim": claim, "status": "missing", "absent": [r for r in needed if r not in runs]}
+    flags = {r: collapsed(runs[r]) for r in RL_POVID_RM}
+    if None in flags.values():
+        collapse_status = "missing"
+    else:
+        collapse_status = ("reproduced" if all(flags.values()) else "contradicted" if not any(flags.values())
+                           else "mixed")
+    vs_dpo = {r: {c: compare(r, "dpo_povid", c) for c, *_ in COLUMNS} for r in RL_VLF_RM}
+    beats = {r: "better" in v.values() and "worse" not in v.values() for r, v in vs_dpo.items()}
+    gain_status = "reproduced" if not any(beats.values()) else "contradicted" if all(beats.values()) else "mixed"
+    parts = (collapse_status, gain_status)
+    status = ("missing" if "missing" in parts else parts[0] if parts[0] == parts[1] else "mixed")
+    return {"claim": claim, "status": status, "collapse_with_povid_rm": {"status": collapse_status, "collapsed": flags},
+            "no_gain_over_dpo_with_vlfeedback_rm": {"status": gain_status, "beats_dpo": beats, "verdicts": vs_dpo}}
 
 
 def delta_table(compare: Compare, models: list[str], base: str = "SFT"):

@@ -104,3 +104,45 @@ def test_compare_models_reads_sft_and_seed_directories(tmp_path, spec):
     assert degenerate == {"SFT"}
     assert cmp("run", "SFT", "POPE rand") == "not measurable"
     assert cmp.cache[("run", "SFT", "POPE rand")]["delta"] == 0.25  # seed mean (1.0 + 0.5) / 2 - 0.5
+
+
+def _rl_runs(povid_collapsed: list[bool], seeds: int = 2) -> dict:
+    runs = {r: {} for r in ("dpo_povid", "rloo_rm_vlfeedback", "ppo_rm_vlfeedback")}
+    for r, flag in zip(findings.RL_POVID_RM, povid_collapsed):
+        per_seed = {str(k): {"collapse/collapsed": flag and k == seeds - 1} for k in range(seeds)}
+        runs[r] = {"train_per_seed": per_seed}
+    return runs
+
+
+def test_f7_rl_reads_collapse_flags_and_paired_verdicts_against_dpo():
+    none_collapsed = _rl_runs([False, False])
+    # no collapse and no gain over DPO: one part contradicted, the other reproduced
+    out = findings.f7_rl(_compare({}), none_collapsed)
+    assert out["collapse_with_povid_rm"]["status"] == "contradicted"
+    assert out["no_gain_over_dpo_with_vlfeedback_rm"]["status"] == "reproduced"
+    assert out["status"] == "mixed"
+    # both POVID-RM runs collapse (in their last seed) and no VLFeedback-RM run beats DPO: reproduced
+    assert findings.f7_rl(_compare({}), _rl_runs([True, True]))["status"] == "reproduced"
+    # a VLFeedback-RM run better than DPO somewhere and worse nowhere beats it; better + worse does not
+    gain = {("rloo_rm_vlfeedback", "dpo_povid", "Helpful"): "better"}
+    out = findings.f7_rl(_compare(gain), _rl_runs([True, False]))
+    assert out["collapse_with_povid_rm"]["status"] == "mixed"
+    assert out["no_gain_over_dpo_with_vlfeedback_rm"]["beats_dpo"] == {"rloo_rm_vlfeedback": True,
+                                                                       "ppo_rm_vlfeedback": False}
+    assert out["no_gain_over_dpo_with_vlfeedback_rm"]["status"] == "mixed"
+    traded = {**gain, ("rloo_rm_vlfeedback", "dpo_povid", "CHAIR_i"): "worse",
+              ("ppo_rm_vlfeedback", "dpo_povid", "Recall"): "better"}
+    beats = findings.f7_rl(_compare(traded), none_collapsed)["no_gain_over_dpo_with_vlfeedback_rm"]["beats_dpo"]
+    assert beats == {"rloo_rm_vlfeedback": False, "ppo_rm_vlfeedback": True}
+    # an absent run, or a run without a collapse report
+    partial = {k: v for k, v in none_collapsed.items() if k != "ppo_rm_povid"}
+    assert findings.f7_rl(_compare({}), partial)["status"] == "missing"
+    assert findings.f7_rl(_compare({}), {**none_collapsed, "ppo_rm_povid": {"train": {}}})["status"] == "missing"
+
+
+def test_train_summary_keeps_one_level_of_nested_statistics():
+    from study.align.stage import train_summary
+
+    out = train_summary({"wall_s": 3.5, "method": "ppo", "history": [1, 2],
+                         "collapse": {"collapsed": True, "collapse_step": 7, "detail": {"x": 1}}})
+    assert out == {"wall_s": 3.5, "method": "ppo", "collapse/collapsed": True, "collapse/collapse_step": 7}
