@@ -26,8 +26,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-COLUMNS = [("describe", "chair_i", "CHAIR_i", False), ("describe", "recall", "Recall", True),
-           ("typed_qa", "hallucination_rate", "QA halluc.", False), ("describe", "helpfulness", "Helpful", True)]
+SHOWN = ("CHAIR_i", "Recall", "QA halluc.", "Helpful")  # columns of study.report.comparison.COLUMNS
 DEFAULT_GRID = ["full:3e-6", "full:1e-5", "full:3e-5", "lora16:1e-5", "lora16:1e-4", "lora16:3e-4"]
 
 
@@ -70,9 +69,11 @@ def main(argv=None) -> int:
     from study.eval.paired import load_predictions, paired_difference
     from study.eval.stage import evaluate_model
     from study.model.load import load_model
+    from study.report.comparison import COLUMNS as ALL_COLUMNS
     from study.world.corpus import World
 
     torch.set_num_threads(args.threads)
+    columns = [c for c in ALL_COLUMNS if c[0] in SHOWN]
     params = load_params(args.params)
     world = World(args.world)
     spec = world.spec()
@@ -82,7 +83,7 @@ def main(argv=None) -> int:
         make_params({**base, **knobs, "method": args.method})
     results = []
     print(f"{args.method} on {args.data}; base {json.dumps({k: base[k] for k in ('beta', 'epochs', 'batch_size') if k in base})}")
-    print(f"{'point':<14}{'trainable':>11}{'train s':>9}  " + "  ".join(f"{c:>22}" for *_, c, _ in COLUMNS))
+    print(f"{'point':<14}{'trainable':>11}{'train s':>9}  " + "  ".join(f"{c[0]:>22}" for c in columns))
     for name, knobs in points:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
@@ -94,7 +95,7 @@ def main(argv=None) -> int:
         row = {"point": name, **knobs, "train_s": train_s, "trainable": m.get("trainable_params"),
                "train_loss": m.get("train_loss"), "margin_last": m.get("rewards/margins_last"), "vs_sft": {}}
         cells = []
-        for suite, metric, col, hib in COLUMNS:
+        for col, suite, metric, hib in columns:
             d = paired_difference([preds], sft_preds, scenes, spec, suite, metric, n_boot=params.eval.n_boot,
                                   seed=params.seed)
             lo, hi = d["ci95"]

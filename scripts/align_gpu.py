@@ -150,7 +150,7 @@ def run(plan: dict, *, evaluate: bool = True) -> dict:
     ap = plan["params"]
     check_model_dir(plan["policy"])
     if not Path(plan["data"]).is_file():
-        raise FileNotFoundError(f"align.runs.{plan['run']}.data: no preference dataset at {plan['data']} "
+        raise FileNotFoundError(f"align run {plan['run']!r}: no preference dataset at {plan['data']} "
                                 "(run the CPU pipeline's `preferences`/`bdhs` stages first)")
     world = World(plan["world_dir"])
     dtype = torch.bfloat16 if ap.bf16 else None

@@ -31,11 +31,8 @@ from study.align.config import AlignParams, check_columns
 
 
 class AlignDPOTrainer(C.ProjectorLRMixin, DPOTrainer):
-    """``DPOTrainer`` whose AdamW puts the multimodal projector in its own group at ``projector_lr``."""
-
-    def __init__(self, *args, projector_lr: float | None = None, **kwargs):
-        self.projector_lr = projector_lr
-        super().__init__(*args, **kwargs)
+    """``DPOTrainer`` whose AdamW puts the multimodal projector in its own group at ``projector_lr`` (a
+    keyword argument, :class:`study.align.common.ProjectorLRMixin`)."""
 
 
 def default_work_dir(out_dir: str | Path) -> Path:

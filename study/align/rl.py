@@ -35,9 +35,7 @@ from study.align.reward import (CollapseCallback, CollapseMonitor, RewardScorer,
 # ------------------------------------------------------------------------------------------------ RLOO
 
 class AlignRLOOTrainer(C.ProjectorLRMixin, RLOOTrainer):
-    def __init__(self, *args, projector_lr: float | None = None, **kwargs):
-        self.projector_lr = projector_lr
-        super().__init__(*args, **kwargs)
+    """``RLOOTrainer`` whose AdamW puts the multimodal projector in its own group at ``projector_lr``."""
 
 
 def rloo_args(p: AlignParams, output_dir, seed: int, **overrides) -> RLOOConfig:

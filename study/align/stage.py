@@ -53,7 +53,7 @@ def run_align(run: str, spec_run: dict, base: dict, eval: dict, seed: int, seeds
     e = EvalSection(**eval)
     data_path = Path(prefs_dir) / f"{data}.parquet"
     if not data_path.is_file():
-        raise FileNotFoundError(f"align.runs.{run}.data: no preference dataset at {data_path}")
+        raise FileNotFoundError(f"align run {run!r}: `data: {data}` has no preference dataset at {data_path}")
     world = World(world_dir)
     spec = load_spec(world_spec)
     work = Path(out_dir).with_name(Path(out_dir).name + ".work")

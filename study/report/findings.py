@@ -213,6 +213,14 @@ def f7_rl(compare: Compare, runs: dict[str, dict]) -> dict:
             "no_gain_over_dpo_with_vlfeedback_rm": {"status": gain_status, "beats_dpo": beats, "verdicts": vs_dpo}}
 
 
+def check_all(compare: Compare, runs: dict[str, dict], rm_metrics: dict | None) -> dict[str, dict]:
+    """Every finding of the module docstring: ``{"F1": ..., "F2": ..., "F3": ..., "F7": ..., "F7-RL": ...}``,
+    each with ``claim`` and ``status``. ``runs``: ``{model: metrics JSON}``; ``rm_metrics``: the
+    ``reward_models`` stage's metrics (None if it has not run)."""
+    return {"F1": f1(compare), "F2": f2(compare), "F3": f3(compare), "F7": f7(rm_metrics),
+            "F7-RL": f7_rl(compare, runs)}
+
+
 def delta_table(compare: Compare, models: list[str], base: str = "SFT"):
     """Paired differences ``model - base`` (percentage points, 95 % CI, verdict mark) for every column.
 

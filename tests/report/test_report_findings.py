@@ -146,3 +146,11 @@ def test_train_summary_keeps_one_level_of_nested_statistics():
     out = train_summary({"wall_s": 3.5, "method": "ppo", "history": [1, 2],
                          "collapse": {"collapsed": True, "collapse_step": 7, "detail": {"x": 1}}})
     assert out == {"wall_s": 3.5, "method": "ppo", "collapse/collapsed": True, "collapse/collapse_step": 7}
+
+
+def test_check_all_states_every_finding_with_a_claim_and_a_status():
+    out = findings.check_all(_compare({("dpo_bdhs", "SFT", "CHAIR_i"): "better"}), _rl_runs([True, True]), None)
+    assert list(out) == ["F1", "F2", "F3", "F7", "F7-RL"]
+    assert all(v["claim"] and v["status"] for v in out.values())
+    assert out["F1"]["status"] == "reproduced" and out["F7"]["status"] == "missing"
+    assert out["F7-RL"]["status"] == "reproduced"
