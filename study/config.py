@@ -39,6 +39,7 @@ class WorldParams(_Section):
     faint_alpha: float = Field(0.3, gt=0, le=1, description="contrast of a faint object (1 = normal)")
     noise_std: float = Field(6.0, ge=0, le=64, description="pixel noise, in 0-255 units")
     qa_per_scene: int = Field(2, ge=0, le=10)
+    exist_per_scene: int = Field(0, ge=0, le=10, description="extra balanced existence questions per scene")
     caption_noise_rate: float = Field(0.2, ge=0, le=1, description="descriptions naming one absent context object")
     synonym_prob: float = Field(0.2, ge=0, le=1)
     relation_prob: float = Field(0.5, ge=0, le=1)
@@ -64,6 +65,8 @@ class SFTSection(_Section):
     weight_decay: float = Field(0.0, ge=0, le=1)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     val_rows: int = Field(300, ge=1, le=100_000)
+    freeze_vision: bool = Field(False, description="keep the (pretrained) vision tower frozen, as LLaVA does")
+    qa_warmup_epochs: float = Field(0.0, ge=0, le=100, description="epochs on the short-answer rows before the whole corpus")
     pool_fractions: list[float] = Field([0.1, 0.3], min_length=2,
                                         description="intermediate checkpoints kept for the VLFeedback-style pool")
 
@@ -75,6 +78,15 @@ class SFTSection(_Section):
         return v
 
 
+class VisionSection(_Section):
+    """Vision-tower pretraining before SFT (:mod:`study.model.vision_pretrain`); ``epochs: 0`` skips it."""
+    objective: Literal["presence", "clip"] = Field("presence", description="presence (multi-label BCE) | clip (contrastive)")
+    epochs: float = Field(8.0, ge=0, le=100)
+    learning_rate: float = Field(1e-3, gt=0, le=1)
+    batch_size: int = Field(64, ge=1, le=4096)
+    weight_decay: float = Field(0.0, ge=0, le=1)
+
+
 class EvalSection(_Section):
     split: Literal["test", "val", "ood"] = "test"
     n_scenes: int = Field(200, ge=1, le=100_000)
@@ -84,6 +96,20 @@ class EvalSection(_Section):
     max_new_tokens: int = Field(96, ge=1, le=2048)
     masked_keep_prob: float = Field(0.0, ge=0, le=1, description="image tokens kept in the masked diagnostic")
     masked_temperature: float = Field(1.0, gt=0, le=10, description="sampling temperature of the masked diagnostic")
+
+
+class OrganismSection(_Section):
+    """The ``organism`` stage: grounding report and validity gates of the SFT organism (study/eval/gates.py)."""
+    gate_split: Literal["val", "test"] = Field("val", description="split the gates are decided on (test: report only)")
+    probe_train: int = Field(1000, ge=10, le=1_000_000, description="train scenes the presence probes are fitted on")
+    sft_seeds: list[int] = Field([0], min_length=1, description="SFT seeds gated (>= 3 for the stability gates)")
+
+    @field_validator("sft_seeds")
+    @classmethod
+    def _distinct(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v) or any(s < 0 for s in v):
+            raise ValueError(f"organism.sft_seeds must be distinct integers >= 0, got {v}")
+        return v
 
 
 class BDHSSection(_Section):
@@ -185,8 +211,10 @@ class StudyParams(_Section):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     world: WorldParams = WorldParams()
     model: ModelSection = ModelSection()
+    vision: VisionSection = VisionSection()
     sft: SFTSection = SFTSection()
     eval: EvalSection = EvalSection()
+    organism: OrganismSection = OrganismSection()
     bdhs: BDHSSection = BDHSSection()
     prefs: PrefsSection = PrefsSection()
     rm: RMSection = RMSection()
@@ -200,6 +228,13 @@ class StudyParams(_Section):
             if path.parent == Path(REWARD_MODELS_DIR) and path.name not in self.rm.recipes:
                 raise ValueError(f"align.rm_runs.{name}.reward_model_path: {path} is not trained by the "
                                  f"reward_models stage; rm.recipes is {self.rm.recipes}")
+        return self
+
+    @model_validator(mode="after")
+    def _organism_seeds(self) -> "StudyParams":
+        if self.seed not in self.organism.sft_seeds:
+            raise ValueError(f"organism.sft_seeds {self.organism.sft_seeds} must contain `seed` ({self.seed}): the "
+                             "pipeline's SFT model is the first of them")
         return self
 
 
@@ -229,8 +264,9 @@ def _format(err: ValidationError, prefix: str = "") -> str:
     return "invalid params: " + "; ".join(lines)
 
 
-def resolve(raw: dict[str, Any], profile: str | None = None) -> StudyParams:
-    """Validate a raw params mapping, apply the selected profile, return the effective params."""
+def resolve(raw: dict[str, Any], profile: str | None = None, overrides: dict | None = None) -> StudyParams:
+    """Validate a raw params mapping, apply the selected profile and then ``overrides`` (a nested mapping,
+    e.g. a benchmark's ``--set``), return the effective params."""
     if not isinstance(raw, dict):
         raise ParamsError("invalid params: the top level must be a mapping")
     raw = dict(raw)
@@ -243,7 +279,7 @@ def resolve(raw: dict[str, Any], profile: str | None = None) -> StudyParams:
             StudyParams.model_validate(_deep_merge(raw, override or {}))
         except ValidationError as e:
             raise ParamsError(_format(e, f"profiles.{pname}")) from None
-    merged = _deep_merge(raw, profiles.get(name, {}) or {})
+    merged = _deep_merge(_deep_merge(raw, profiles.get(name, {}) or {}), overrides or {})
     merged["profile"] = name
     try:
         return StudyParams.model_validate(merged)
@@ -251,8 +287,10 @@ def resolve(raw: dict[str, Any], profile: str | None = None) -> StudyParams:
         raise ParamsError(_format(e)) from None
 
 
-def load_params(path: str | Path = "params.yaml", profile: str | None = None) -> StudyParams:
+def load_params(path: str | Path = "params.yaml", profile: str | None = None,
+                overrides: dict | None = None) -> StudyParams:
+    """Read, apply the profile and ``overrides`` (:func:`resolve`), validate."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"params file not found: {path}")
-    return resolve(yaml.safe_load(path.read_text()) or {}, profile)
+    return resolve(yaml.safe_load(path.read_text()) or {}, profile, overrides)

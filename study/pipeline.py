@@ -40,11 +40,26 @@ def _world(p: StudyParams) -> dict:
             "metrics_path": str(METRICS / "world.json")}
 
 
+def _vision(p: StudyParams) -> dict:
+    return {"model": p.model.model_dump(), "vision": p.vision.model_dump(), "seed": p.seed,
+            "world_spec": p.world.spec, "world_dir": str(ARTIFACTS / "world"),
+            "out_dir": str(ARTIFACTS / "models" / "vision"), "metrics_path": str(METRICS / "vision.json")}
+
+
 def _sft(p: StudyParams) -> dict:
     return {"model": p.model.model_dump(), "sft": p.sft.model_dump(), "seed": p.seed,
             "world_spec": p.world.spec, "world_dir": str(ARTIFACTS / "world"),
             "out_dir": str(ARTIFACTS / "models" / "sft"), "live_dir": "dvclive/sft",
-            "metrics_path": str(METRICS / "sft.json"), "pool_dir": str(ARTIFACTS / "models" / "pool")}
+            "metrics_path": str(METRICS / "sft.json"), "pool_dir": str(ARTIFACTS / "models" / "pool"),
+            "init_dir": str(ARTIFACTS / "models" / "vision")}
+
+
+def _organism(p: StudyParams) -> dict:
+    return {"eval": p.eval.model_dump(), "organism": p.organism.model_dump(), "bdhs": p.bdhs.model_dump(),
+            "model": p.model.model_dump(), "vision": p.vision.model_dump(), "sft": p.sft.model_dump(),
+            "seed": p.seed, "world_spec": p.world.spec, "world_dir": str(ARTIFACTS / "world"),
+            "model_dir": str(ARTIFACTS / "models" / "sft"), "bdhs_metrics": str(METRICS / "bdhs.json"),
+            "out_dir": str(ARTIFACTS / "eval" / "organism"), "metrics_path": str(METRICS / "organism.json")}
 
 
 def _evaluate(p: StudyParams) -> dict:
@@ -94,10 +109,12 @@ def _paper(p: StudyParams) -> dict:
 
 STAGES: dict[str, Stage] = {
     "world": Stage("00_world", _world),
+    "vision": Stage("01a_vision", _vision),
     "sft": Stage("01_sft", _sft),
     "evaluate": Stage("02_evaluate", _evaluate),
     "preferences": Stage("03_preferences", _preferences),
     "bdhs": Stage("04_bdhs", _bdhs),
+    "organism": Stage("07_organism", _organism),
     "reward_models": Stage("06_reward_models", _reward_models),
     "align": Stage("05_align", _align),
     "paper": Stage("08_paper", _paper),

@@ -33,10 +33,24 @@ def smoke_repo(tmp_path_factory):
 
 @pytest.mark.slow
 def test_repro_produces_every_output(smoke_repo):
+    params = yaml.safe_load((smoke_repo / "params.yaml").read_text())
     world = json.loads((smoke_repo / "metrics/world.json").read_text())
     assert world["splits"]["train"]["scenes"] == 120
     sft = json.loads((smoke_repo / "metrics/sft.json").read_text())
-    assert sft["train_rows"] == 120 * 3 and sft["eval_loss"] > 0
+    n_rows = 1 + params["world"]["qa_per_scene"] + params["world"]["exist_per_scene"]
+    assert sft["train_rows"] == 120 * n_rows and sft["eval_loss"] > 0
+    vision = json.loads((smoke_repo / "metrics/vision.json").read_text())
+    assert vision["steps"] > 0 and 0 <= vision["val_presence_auroc"] <= 1
+    # the organism's instruments and validity gates
+    org = json.loads((smoke_repo / "metrics/organism.json").read_text())
+    from study.eval.gates import GATE_NAMES
+    assert set(org["gates"]) == set(GATE_NAMES) and org["gate_split"] == "val"
+    assert org["gates"]["bdhs_new_halluc_ratio"]["status"] != "not measured"   # smoke sweeps rho 0 and 0.9
+    assert org["gates"]["seeds_passing"]["status"] == "not measured"           # one SFT seed
+    for split in ("val", "test", "ood"):
+        auroc = org["reports"][split]["pope_random"]["auroc"]
+        assert 0 <= auroc["ci95"][0] <= auroc["value"] <= auroc["ci95"][1] <= 1
+        assert (smoke_repo / f"artifacts/eval/organism/{split}/pope.jsonl").is_file()
     ev = json.loads((smoke_repo / "metrics/eval_sft.json").read_text())
     for suite in ("pope_random", "pope_popular", "pope_adversarial", "describe", "typed_qa"):
         assert suite in ev, suite
@@ -81,11 +95,12 @@ def test_repro_produces_every_output(smoke_repo):
     assert {"F1", "F2", "F3", "F7", "F7-RL"} <= set(paper["findings"])
     assert paper["findings"]["F7-RL"]["status"] != "missing"
     assert (smoke_repo / "paper/figures/main.png").stat().st_size > 1000
-    for nb in ("00_world", "01_sft", "02_evaluate", "03_preferences", "04_bdhs", "05_align_dpo_bdhs", "08_paper"):
+    for nb in ("00_world", "01a_vision", "01_sft", "02_evaluate", "03_preferences", "04_bdhs", "05_align_dpo_bdhs",
+               "07_organism", "08_paper"):
         assert (smoke_repo / f"reports/{nb}.html").stat().st_size > 10_000
         executed = json.loads((smoke_repo / f"reports/{nb}.ipynb").read_text())
         assert any(c.get("outputs") for c in executed["cells"] if c["cell_type"] == "code")
-        if nb in ("00_world", "02_evaluate", "04_bdhs", "08_paper"):  # their figures are embedded
+        if nb in ("00_world", "02_evaluate", "04_bdhs", "07_organism", "08_paper"):  # their figures are embedded
             assert any("image/png" in o.get("data", {}) for c in executed["cells"] for o in c.get("outputs", [])), nb
     assert (smoke_repo / "dvclive/sft/plots/metrics/train/loss.tsv").is_file()
 

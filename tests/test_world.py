@@ -150,3 +150,28 @@ def test_a_world_pickles_as_its_directory_not_its_loaded_arrays(tmp_path):
     ds = Dataset.from_dict({"scene_id": ["train-0"]}).with_transform(
         lambda b: {"images": [w.image(s) for s in b["scene_id"]]})
     assert np.array_equal(np.asarray(ds[0]["images"]), np.asarray(w.image("train-0")))
+
+
+def test_yes_no_questions_are_balanced_and_relation_fallbacks_are_not_all_yes():
+    from study.world.corpus import yes_no_balance
+
+    scenes = generate_split(SPEC, SceneParams(), 0, "train", 1500)
+    base = corpus_rows(SPEC, scenes, CorpusParams(qa_per_scene=2), 0)
+    fallback = [r for r in base if r["kind"] == "exist"]
+    first = [r["messages"][1]["content"][0]["text"].split()[0] for r in fallback]
+    assert 0.42 < first.count("yes") / len(first) < 0.58          # was ~0.8: every fallback was a "yes"
+    more = corpus_rows(SPEC, scenes, CorpusParams(qa_per_scene=2, exist_per_scene=3), 0)
+    extra = len(more) - len(base)
+    assert extra == 3 * len(scenes)
+    bal = yes_no_balance(more)
+    assert 0.45 < bal["yes_share"] < 0.55
+    assert bal["exist_no_answers"] > 0.45 * (3 * len(scenes))
+    # the extra questions come from their own stream: the other rows are unchanged
+    kept = {(r["scene_id"], r["kind"], r["messages"][1]["content"][0]["text"]) for r in base}
+    assert kept <= {(r["scene_id"], r["kind"], r["messages"][1]["content"][0]["text"]) for r in more}
+    by_id = {s.scene_id: s for s in scenes}
+    for r in more:   # every existence answer is true and half the negatives are co-occurring objects
+        if r["kind"] == "exist":
+            words = r["messages"][0]["content"][1]["text"].split()
+            cat = next(w for w in words if w in SPEC.categories)
+            assert (cat in by_id[r["scene_id"]].categories) == r["messages"][1]["content"][0]["text"].startswith("yes")

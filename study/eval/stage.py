@@ -16,6 +16,7 @@ import torch
 
 from study import io
 from study.config import EvalSection
+from study.eval.organism import add_grounding_fields, grounding_metrics
 from study.eval.runner import run_predictions, score, write_results
 from study.eval.suites import build_items
 from study.model.generate import generate
@@ -36,10 +37,16 @@ def answer_fn_for(model, processor, world: World, e: EvalSection, keep_fn=None, 
 
 
 def evaluate_model(model, processor, world: World, spec, e: EvalSection, seed: int) -> tuple[list[dict], dict]:
+    """Answer every suite, score it, and add the grounding instruments (``metrics["grounding"]``: yes/no
+    AUROC with and without the image, image dependence of the descriptions; their raw numbers are fields
+    of the prediction rows, :func:`study.eval.organism.add_grounding_fields`)."""
     scenes = world.scenes(e.split)[: e.n_scenes]
     items = build_items(spec, scenes, world.scenes("train"), n_pos=e.n_pos, seed=seed)
     preds = run_predictions(items, answer_fn_for(model, processor, world, e, seed=seed), batch_size=4 * e.batch_size)
-    return preds, score(preds, scenes, spec, n_boot=e.n_boot, seed=seed)
+    preds = add_grounding_fields(model, processor, world, preds, batch_size=e.batch_size)
+    metrics = score(preds, scenes, spec, n_boot=e.n_boot, seed=seed)
+    metrics["grounding"] = grounding_metrics(preds, n_boot=e.n_boot, seed=seed)
+    return preds, metrics
 
 
 def masked_diagnostic(model, processor, world: World, spec, e: EvalSection, seed: int) -> tuple[list[dict], dict]:

@@ -1,12 +1,18 @@
-"""The ``sft`` stage: build (or load) the base model, train it with TRL's SFTTrainer, save it."""
+"""The ``vision`` and ``sft`` stages: the organism's training before alignment, in LLaVA's order.
+
+``vision`` builds the base model (a fresh organism from ``model``, or the local checkpoint of
+``model.base_path``), pretrains the organism's vision tower (:mod:`study.model.vision_pretrain`; skipped
+for a pretrained checkpoint and when ``vision.epochs`` is 0) and saves it; ``sft`` instruction-tunes that
+model with TRL's SFTTrainer."""
 from __future__ import annotations
 
 from study import io
-from study.config import ModelSection, SFTSection
+from study.config import ModelSection, SFTSection, VisionSection
 from study.model.build import ModelParams, build_model, n_parameters
 from study.model.load import load_model
 from study.model.processor import build_processor
 from study.model.sft import SFTParams, train_sft
+from study.model.vision_pretrain import VisionPretrainParams
 from study.world.corpus import World
 from study.world.language import vocabulary
 from study.world.spec import load_spec
@@ -22,13 +28,57 @@ def base_model(model: ModelSection, spec, seed: int):
     return build_model(processor, spec.image_size, mp, seed), processor
 
 
-def run_sft(model: dict, sft: dict, seed: int, world_spec: str, world_dir: str, out_dir: str, live_dir: str,
-            metrics_path: str, pool_dir: str | None = None) -> dict:
-    mp, sp = ModelSection(**model), SFTSection(**sft)
+def sft_params_of(sp: SFTSection) -> SFTParams:
+    return SFTParams(**{**sp.model_dump(), "pool_fractions": tuple(sp.pool_fractions)})
+
+
+def vision_params_of(vp: VisionSection) -> VisionPretrainParams:
+    return VisionPretrainParams(epochs=vp.epochs, learning_rate=vp.learning_rate, batch_size=vp.batch_size,
+                                weight_decay=vp.weight_decay)
+
+
+def pretrain_tower(vp: VisionSection, net, processor, world: World, spec, seed: int) -> dict:
+    """Pretrain ``net``'s vision tower in place with ``vision.objective``; returns its metrics."""
+    from study.model.clip_pretrain import pretrain_clip
+    from study.model.vision_pretrain import pretrain_vision
+
+    fn = {"presence": pretrain_vision, "clip": pretrain_clip}[vp.objective]
+    return fn(net, processor, world, spec, vision_params_of(vp), seed)
+
+
+def run_vision(model: dict, vision: dict, seed: int, world_spec: str, world_dir: str, out_dir: str,
+               metrics_path: str) -> dict:
+    """Build the base model, pretrain its vision tower, save model + processor to ``out_dir``."""
+    mp, vp = ModelSection(**model), VisionSection(**vision)
+    if mp.base_path:  # a real checkpoint: its tower is pretrained already, and SFT reads base_path itself
+        metrics = {"skipped": "model.base_path is set: its vision tower is already pretrained"}
+        with io.atomic_dir(out_dir) as tmp:
+            io.write_json(tmp / "skipped.json", metrics)
+        io.write_json(metrics_path, metrics)
+        return metrics
     spec = load_spec(world_spec)
     net, processor = base_model(mp, spec, seed)
+    if vp.epochs == 0:
+        metrics = {"skipped": "vision.epochs is 0: the tower is trained only through SFT"}
+    else:
+        metrics = pretrain_tower(vp, net, processor, World(world_dir), spec, seed)
+    metrics["objective"] = vp.objective
+    with io.atomic_dir(out_dir) as tmp:
+        net.save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+    io.write_json(metrics_path, metrics)
+    return metrics
+
+
+def run_sft(model: dict, sft: dict, seed: int, world_spec: str, world_dir: str, out_dir: str, live_dir: str,
+            metrics_path: str, pool_dir: str | None = None, init_dir: str | None = None) -> dict:
+    """Instruction-tune the ``vision`` stage's model (``init_dir``), or ``model.base_path`` when set (without
+    either, a freshly built organism)."""
+    mp, sp = ModelSection(**model), SFTSection(**sft)
+    spec = load_spec(world_spec)
+    net, processor = load_model(init_dir) if init_dir and not mp.base_path else base_model(mp, spec, seed)
     net.train()
-    sft_params = SFTParams(**{**sp.model_dump(), "pool_fractions": tuple(sp.pool_fractions)})
+    sft_params = sft_params_of(sp)
     metrics = train_sft(net, processor, World(world_dir), sft_params, out_dir, live_dir, seed, pool_dir=pool_dir)
     metrics["parameters"] = n_parameters(net)
     io.write_json(metrics_path, metrics)

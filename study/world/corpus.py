@@ -33,6 +33,7 @@ class CorpusParams:
     """Knobs of the SFT corpus (validated in :mod:`study.config`)."""
 
     qa_per_scene: int = 2
+    exist_per_scene: int = 0          # extra balanced existence questions per scene (LLaVA's short-answer mix)
     caption_noise_rate: float = 0.2   # share of descriptions that mention one absent context object
     synonym_prob: float = 0.2
     relation_prob: float = 0.5
@@ -46,20 +47,31 @@ def conversation(prompt: str, answer: str) -> list[dict]:
     return [user_turn(prompt), {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
 
 
+def existence_item(spec: WorldSpec, scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
+    """A balanced existence question: "yes" with probability 1/2 (a present category, uniform); else "no"
+    about an absent category, half the time one of the scene context's absent core objects (the
+    co-occurring, adversarial kind) and otherwise any absent category."""
+    present = sorted(scene.categories)
+    absent = [c for c in spec.category_names if c not in scene.categories]
+    ctx_absent = [c for c in spec.contexts[scene.context].objects if c not in scene.categories]
+    if rng.random() < 0.5 or not absent:
+        return L.existence_qa(present[int(rng.integers(len(present)))], True, rng)
+    pool = ctx_absent if ctx_absent and rng.random() < 0.5 else absent
+    return L.existence_qa(pool[int(rng.integers(len(pool)))], False, rng)
+
+
 def qa_item(spec: WorldSpec, scene: Scene, rng: np.random.Generator) -> tuple[str, str, str]:
-    """One random short-QA pair: existence, colour, count or relation. Returns (kind, prompt, answer)."""
+    """One random short-QA pair: existence, colour, count or relation. Returns (kind, prompt, answer).
+
+    A relation question needs two objects whose categories are unique in the scene; without them the
+    item becomes a *balanced* existence question (not a positive one, which would tilt the yes/no mix)."""
     kind = ("exist", "color", "count", "relation")[int(rng.integers(4))]
     cats = spec.category_names
     present = sorted(scene.categories)
     absent = [c for c in cats if c not in scene.categories]
     ctx_absent = [c for c in spec.contexts[scene.context].objects if c not in scene.categories]
     if kind == "exist":
-        if rng.random() < 0.5 or not absent:
-            p, a = L.existence_qa(present[int(rng.integers(len(present)))], True, rng)
-        else:  # half of the negatives are the scene's co-occurring (adversarial) objects
-            pool = ctx_absent if ctx_absent and rng.random() < 0.5 else absent
-            p, a = L.existence_qa(pool[int(rng.integers(len(pool)))], False, rng)
-        return kind, p, a
+        return kind, *existence_item(spec, scene, rng)
     if kind == "color":
         uniq = [o.category for o in L.unique_objects(scene)]
         if uniq and (rng.random() < 0.85 or not absent):
@@ -70,8 +82,8 @@ def qa_item(spec: WorldSpec, scene: Scene, rng: np.random.Generator) -> tuple[st
         pool = present if rng.random() < 0.8 or not absent else absent
         return kind, *L.count_qa(spec, scene, pool[int(rng.integers(len(pool)))])
     fact = L.relation_fact(scene, rng)
-    if fact is None:  # fewer than two unique objects: ask about existence instead
-        return "exist", *L.existence_qa(present[int(rng.integers(len(present)))], True, rng)
+    if fact is None:  # fewer than two unique objects: a balanced existence question instead
+        return "exist", *existence_item(spec, scene, rng)
     if rng.random() < 0.5:  # a false relation: the inverse direction
         inverse = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
         fact = {**fact, "rel": inverse[fact["rel"]]}
@@ -91,7 +103,20 @@ def corpus_rows(spec: WorldSpec, scenes: list[Scene], params: CorpusParams, seed
             kind, p, a = qa_item(spec, scene, rng)
             rows.append({"scene_id": scene.scene_id, "kind": kind, "noisy_object": None,
                          "messages": conversation(p, a)})
+        if params.exist_per_scene:  # a stream of its own: adding these leaves the rows above unchanged
+            erng = np.random.default_rng([seed, 130363, SPLITS.index(scene.split), i])
+            for _ in range(params.exist_per_scene):
+                rows.append({"scene_id": scene.scene_id, "kind": "exist", "noisy_object": None,
+                             "messages": conversation(*existence_item(spec, scene, erng))})
     return rows
+
+
+def yes_no_balance(rows: list[dict]) -> dict:
+    """How many corpus answers start with "yes" / "no", and the yes share among them."""
+    first = [r["messages"][1]["content"][0]["text"].split(" ", 1)[0] for r in rows]
+    yes, no = first.count("yes"), first.count("no")
+    return {"yes_answers": yes, "no_answers": no, "yes_share": yes / (yes + no) if yes + no else 0.0,
+            "exist_no_answers": sum(f == "no" and r["kind"] == "exist" for f, r in zip(first, rows))}
 
 
 def build_world(spec: WorldSpec, out_dir: str | Path, *, seed: int, sizes: dict[str, int],
@@ -119,6 +144,7 @@ def build_world(spec: WorldSpec, out_dir: str | Path, *, seed: int, sizes: dict[
                 desc = [r for r in rows if r["kind"] == "describe"]
                 split_stats["corpus_rows"] = len(rows)
                 split_stats["noisy_description_share"] = float(np.mean([r["noisy_object"] is not None for r in desc])) if desc else 0.0
+                split_stats.update(yes_no_balance(rows))
             stats["splits"][split] = split_stats
         io.write_json(tmp / "spec.json", {"source": spec.source, "seed": seed, "sizes": sizes,
                                            "scene_params": asdict(scene_params), "corpus_params": asdict(corpus_params),

@@ -16,7 +16,9 @@ def run_world(world: dict, seed: int, out_dir: str, metrics_path: str) -> dict:
         sizes={"train": p.n_train, "val": p.n_val, "test": p.n_test, "ood": p.n_ood},
         scene_params=SceneParams(p.max_objects, p.duplicate_prob, p.off_context_prob, p.typical_color_prob,
                                  p.faint_prob),
-        corpus_params=CorpusParams(p.qa_per_scene, p.caption_noise_rate, p.synonym_prob, p.relation_prob),
+        corpus_params=CorpusParams(qa_per_scene=p.qa_per_scene, exist_per_scene=p.exist_per_scene,
+                                   caption_noise_rate=p.caption_noise_rate, synonym_prob=p.synonym_prob,
+                                   relation_prob=p.relation_prob),
         faint_alpha=p.faint_alpha, noise_std=p.noise_std)
     stats["categories"] = len(spec.categories)
     stats["contexts"] = len(spec.contexts)

@@ -1,0 +1,144 @@
+"""Try an organism recipe and measure it against the validity gates (the issue's "leads" table).
+
+One lead = a world (params.yaml's ``world`` with overrides), a fresh organism (``model`` overrides),
+an optional vision-tower pretraining (``vision`` overrides), SFT (``sft`` overrides), then the grounding
+report on ``val`` (gated) and ``ood``, and optionally ``test``, and the BDHS gate's sweep (rho_th = 0 and the
+default, one try each, on ``--bdhs-n`` val descriptions). Everything goes through the study's own
+functions, the same ones the DVC stages call; nothing here is a second code path.
+
+    python benchmarks/organism_leads.py --name base --set world.exist_per_scene=0 vision.epochs=0
+    python benchmarks/organism_leads.py --name frozen --set sft.freeze_vision=true
+
+Prints the gate table and stage times and writes ``<out>/<name>.json`` (the reports, gate values,
+timings, the resolved params). Worlds are cached under ``<out>/worlds/<hash of the world params>``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from study.config import load_params  # noqa: E402
+from study.eval.gates import check_gates, gate_values  # noqa: E402
+from study.eval.organism import grounding_report  # noqa: E402
+
+
+def _parse_sets(sets: list[str]) -> dict:
+    import yaml
+
+    out: dict = {}
+    for s in sets:
+        key, _, val = s.partition("=")
+        d = out
+        *parents, leaf = key.split(".")
+        for k in parents:
+            d = d.setdefault(k, {})
+        d[leaf] = yaml.safe_load(val)
+    return out
+
+
+def _cpu() -> str:
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        model = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
+        return f"{model}, avx512f={'avx512f' in info}"
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--set", nargs="*", default=[], help="dotted overrides, e.g. sft.epochs=4")
+    ap.add_argument("--profile", default=None)
+    ap.add_argument("--out", default="artifacts/leads")
+    ap.add_argument("--n-scenes", type=int, default=200)
+    ap.add_argument("--test", action="store_true", help="also report the test split (never used to choose)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sft-seed", type=int, default=None,
+                    help="seed of the model's init, vision pretraining and SFT (default: params' seed); the world keeps params' seed")
+    ap.add_argument("--bdhs-n", type=int, default=100,
+                    help="val descriptions of the BDHS gate's sweep (rho_th = 0 and bdhs.rho_th, one try); 0 = skip")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from study.io import write_json
+    from study.model.build import n_parameters
+    from study.model.stage import base_model, pretrain_tower, sft_params_of
+    from study.model.sft import train_sft
+    from study.world.corpus import World
+    from study.world.spec import load_spec
+    from study.world.stage import run_world
+
+    p = load_params(ROOT / "params.yaml", profile=args.profile, overrides=_parse_sets(args.set))
+    out = Path(args.out)
+    times: dict[str, float] = {}
+    wkey = hashlib.sha256(json.dumps({"world": p.world.model_dump(), "seed": p.seed}, sort_keys=True).encode()).hexdigest()[:12]
+    wdir = out / "worlds" / wkey
+    if not (wdir / "spec.json").is_file():
+        t = time.perf_counter()
+        run_world(p.world.model_dump(), p.seed, str(wdir), str(out / "worlds" / f"{wkey}.json"))
+        times["world_s"] = time.perf_counter() - t
+    world, spec = World(wdir), load_spec(p.world.spec)
+    mseed = p.seed if args.sft_seed is None else args.sft_seed
+    model, processor = base_model(p.model, spec, mseed)
+    vis = {}
+    if p.vision.epochs > 0:
+        t = time.perf_counter()
+        vis = pretrain_tower(p.vision, model, processor, world, spec, mseed)
+        times["vision_s"] = time.perf_counter() - t
+    model.train()
+    t = time.perf_counter()
+    mdir = out / "models" / args.name
+    sft = train_sft(model, processor, world, sft_params_of(p.sft), mdir, None, mseed)
+    times["sft_s"] = time.perf_counter() - t
+    model.eval()
+    t = time.perf_counter()
+    kw = dict(n_scenes=args.n_scenes, n_pos=p.eval.n_pos, batch_size=p.eval.batch_size, n_boot=p.eval.n_boot,
+              seed=p.seed)
+    rep, _ = grounding_report(model, processor, world, spec, split="val", **kw)
+    ood, _ = grounding_report(model, processor, world, spec, split="ood", **kw)
+    test = grounding_report(model, processor, world, spec, split="test", **kw)[0] if args.test else None
+    times["report_s"] = time.perf_counter() - t
+    sweep_stats = None
+    if args.bdhs_n:
+        from study.bdhs.sweep import sweep
+
+        t = time.perf_counter()
+        table = sweep(model, processor, world, spec, sorted({0.0, p.bdhs.rho_th}), split="val", n=args.bdhs_n,
+                      n_bdhs=1, eps_s=p.bdhs.eps_s, seed=p.seed)
+        sweep_stats = {f"rho_{r['rho_th']:g}": {k: float(v) for k, v in r.items() if k != "rho_th"}
+                       for r in table.to_dict("records")}
+        times["bdhs_sweep_s"] = time.perf_counter() - t
+    values = gate_values(rep, ood, sweep_stats, p.bdhs.rho_th)
+    gates = check_gates(values)
+    result = {"name": args.name, "overrides": args.set, "sft_seed": mseed, "world_dir": str(wdir), "times": times, "cpu": _cpu(),
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+              "parameters": n_parameters(model), "vision": vis, "sft": sft, "gates": gates, "bdhs_sweep": sweep_stats,
+              "reports": {"val": rep, "ood": ood, "test": test}}
+    write_json(out / f"{args.name}.json", result)
+    print(f"\n== {args.name} ({' '.join(args.set)}) — {_cpu()}")
+    print("times:", {k: round(v, 1) for k, v in times.items()}, "| sft rows/s:",
+          round(sft["train_rows"] * p.sft.epochs / max(sft["train_runtime_s"], 1e-9), 1))
+    if vis:
+        print(f"vision ({p.vision.objective}): val presence AUROC {vis['val_presence_auroc']:.3f}"
+              + (f", retrieval top-1 {vis['val_retrieval_top1']:.3f}" if "val_retrieval_top1" in vis else ""))
+    for k, v in gates.items():
+        val = "-" if v["value"] is None else f"{v['value']:.3f}"
+        print(f"  {k:24s} {v['status']:13s} {val:>8s}  {v['target']}")
+    print(f"  ood chair_i {ood['describe']['chair_i']['value']:.3f}; masked AUROC r/p/a "
+          + " / ".join(f"{rep[f'pope_{t}']['auroc_masked']['value']:.2f}" for t in ("random", "popular", "adversarial")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The ``organism`` stage: the grounding report of the SFT organism and its validity gates.
+
+The gated split is ``val`` (``organism.gate_split``); ``test`` is reported beside it and never used to
+choose anything; ``ood`` gives the recall ratio. The BDHS gate reads the ``bdhs`` stage's Fig-10 sweep
+(``metrics/bdhs.json: sweep``) at ``bdhs.rho_th`` and at 0. The seed gates need the SFT organism trained
+from ``organism.sft_seeds`` (>= 3 seeds, the main ``seed`` among them): every other seed is built,
+vision-pretrained and instruction-tuned here with the same params, then reported and gated the same way.
+
+Outputs: ``metrics/organism.json`` (``gates`` with pass/fail, ``reports`` per split, ``per_seed`` gate
+values) and, under ``out_dir``, the rows every number is computed from (``{split}/pope.jsonl``,
+``describe.jsonl``, ``sampled.jsonl``; :mod:`study.eval.organism`).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from study import io
+from study.config import BDHSSection, EvalSection, ModelSection, OrganismSection, SFTSection, VisionSection
+from study.eval.gates import check_gates, gate_values, seed_values, summary
+from study.eval.organism import grounding_report
+from study.model.load import load_model
+from study.world.corpus import World
+from study.world.spec import load_spec
+
+
+def _reports(model, processor, world, spec, e: EvalSection, o: OrganismSection, seed: int,
+             splits: tuple[str, ...]) -> tuple[dict, dict]:
+    reps, rows = {}, {}
+    for split in splits:
+        n = min(e.n_scenes, len(world.scenes(split)))
+        reps[split], rows[split] = grounding_report(
+            model, processor, world, spec, split=split, n_scenes=n, n_pos=e.n_pos, batch_size=e.batch_size,
+            max_new_tokens=e.max_new_tokens, temperature=e.masked_temperature, probe_train=o.probe_train,
+            n_boot=e.n_boot, seed=seed)
+    return reps, rows
+
+
+def _seed_model(seed: int, model: dict, vision: dict, sft: dict, world_spec: str, world_dir: str, work: Path):
+    """Vision pretraining + SFT of the organism with another seed (the stage's own scratch directory)."""
+    from study.model.stage import run_sft, run_vision
+
+    vdir, sdir = work / f"seed{seed}" / "vision", work / f"seed{seed}" / "sft"
+    run_vision(model, vision, seed, world_spec, world_dir, str(vdir), str(work / f"seed{seed}" / "vision.json"))
+    run_sft(model, sft, seed, world_spec, world_dir, str(sdir), None, str(work / f"seed{seed}" / "sft.json"),
+            init_dir=str(vdir))
+    return load_model(sdir)
+
+
+def run_organism(eval: dict, organism: dict, bdhs: dict, model: dict, vision: dict, sft: dict, seed: int,
+                 world_spec: str, world_dir: str, model_dir: str, bdhs_metrics: str, out_dir: str,
+                 metrics_path: str) -> dict:
+    e, o, b = EvalSection(**eval), OrganismSection(**organism), BDHSSection(**bdhs)
+    ModelSection(**model), VisionSection(**vision), SFTSection(**sft)  # validated before any work
+    spec, world = load_spec(world_spec), World(world_dir)
+    sweep = json.loads(Path(bdhs_metrics).read_text()).get("sweep") if Path(bdhs_metrics).is_file() else None
+    splits = (o.gate_split, "test", "ood") if o.gate_split != "test" else ("test", "ood")
+    t0 = time.perf_counter()
+    net, processor = load_model(model_dir)
+    reps, rows = _reports(net, processor, world, spec, e, o, seed, splits)
+    per_seed = {seed: gate_values(reps[o.gate_split], reps["ood"], sweep, b.rho_th)}
+    work = Path(out_dir).with_name(Path(out_dir).name + ".work")
+    for s in [s for s in o.sft_seeds if s != seed]:
+        m, p = _seed_model(s, model, vision, sft, world_spec, world_dir, work)
+        r, _ = _reports(m, p, world, spec, e, o, s, (o.gate_split, "ood"))
+        per_seed[s] = gate_values(r[o.gate_split], r["ood"], None, None)   # the BDHS sweep is of the main seed
+    if work.exists():
+        import shutil
+
+        shutil.rmtree(work)
+    values = {**per_seed[seed], **seed_values(list(per_seed.values()))}
+    gates = check_gates(values)
+    test_values = gate_values(reps["test"], reps["ood"], sweep, b.rho_th)
+    for name, g in gates.items():
+        g["test_value"] = test_values.get(name)
+    metrics = {"gates": gates, "summary": summary(gates), "all_pass": all(g["passed"] for g in gates.values()),
+               "gate_split": o.gate_split, "sft_seeds": sorted(per_seed), "per_seed": {str(k): v for k, v in per_seed.items()},
+               "reports": reps, "seconds": time.perf_counter() - t0}
+    with io.atomic_dir(out_dir) as tmp:
+        for split, r in rows.items():
+            for kind, items in r.items():
+                io.write_jsonl(Path(tmp) / split / f"{kind}.jsonl", items)
+    io.write_json(metrics_path, metrics)
+    return metrics
