@@ -59,14 +59,13 @@ class ModelSection(_Section):
 
 
 class SFTSection(_Section):
-    epochs: float = Field(3.0, gt=0, le=100)
+    epochs: float = Field(5.0, gt=0, le=100)
     learning_rate: float = Field(2e-3, gt=0, le=1)
     batch_size: int = Field(32, ge=1, le=4096)
     weight_decay: float = Field(0.0, ge=0, le=1)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     val_rows: int = Field(300, ge=1, le=100_000)
-    freeze_vision: bool = Field(False, description="keep the (pretrained) vision tower frozen, as LLaVA does")
-    qa_warmup_epochs: float = Field(0.0, ge=0, le=100, description="epochs on the short-answer rows before the whole corpus")
+    freeze_vision: bool = Field(True, description="keep the (pretrained) vision tower frozen, as LLaVA does")
     pool_fractions: list[float] = Field([0.1, 0.3], min_length=2,
                                         description="intermediate checkpoints kept for the VLFeedback-style pool")
 

@@ -26,6 +26,11 @@ def test_profile_overrides_only_what_it_names():
     (("eval", "split"), "train", "eval.split"),
     (("world", "n_trian"), 5, "world.n_trian` is not a known parameter"),
     (("sft", "epochs"), "many", "sft.epochs"),
+    (("vision", "objective"), "mae", "vision.objective"),
+    (("vision", "epochs"), -1, "vision.epochs"),
+    (("world", "exist_per_scene"), 11, "world.exist_per_scene"),
+    (("organism", "gate_split"), "ood", "organism.gate_split"),
+    (("organism", "sft_seeds"), [0, 0, 1], "organism.sft_seeds"),
 ])
 def test_bad_values_name_the_key(path, value, needle):
     raw = yaml.safe_load(open("params.yaml"))
@@ -98,3 +103,16 @@ def test_reward_model_runs_are_valid_before_their_reward_models_exist(tmp_path, 
     p = resolve(RAW)
     assert p.align.rm_runs and all(r["annotator"] == "reward_model" for r in p.align.rm_runs.values())
     assert set(p.align.all_runs()) == set(p.align.runs) | set(p.align.rm_runs)
+
+
+def test_organism_seeds_must_include_the_pipeline_seed():
+    raw = yaml.safe_load(open("params.yaml"))
+    raw["organism"]["sft_seeds"] = [1, 2, 3]
+    with pytest.raises(ParamsError, match="organism.sft_seeds"):
+        resolve(raw)
+
+
+def test_overrides_apply_after_the_profile():
+    p = load_params("params.yaml", profile="smoke", overrides={"vision": {"epochs": 3.0}, "sft": {"epochs": 2.0}})
+    assert p.vision.epochs == 3.0 and p.sft.epochs == 2.0
+    assert p.world.n_train == RAW["profiles"]["smoke"]["world"]["n_train"]

@@ -63,7 +63,7 @@ def run_organism(eval: dict, organism: dict, bdhs: dict, model: dict, vision: di
     work = Path(out_dir).with_name(Path(out_dir).name + ".work")
     for s in [s for s in o.sft_seeds if s != seed]:
         m, p = _seed_model(s, model, vision, sft, world_spec, world_dir, work)
-        r, _ = _reports(m, p, world, spec, e, o, s, (o.gate_split, "ood"))
+        r, _ = _reports(m, p, world, spec, e, o, seed, (o.gate_split, "ood"))   # the same items for every seed
         per_seed[s] = gate_values(r[o.gate_split], r["ood"], None, None)   # the BDHS sweep is of the main seed
     if work.exists():
         import shutil

@@ -28,7 +28,6 @@ class SFTParams:
     val_rows: int = 300
     pool_fractions: tuple[float, ...] = (0.1, 0.3)
     freeze_vision: bool = False
-    qa_warmup_epochs: float = 0.0
 
 
 class PoolSaver(TrainerCallback):
@@ -93,10 +92,6 @@ def train_sft(model, processor, world: World, p: SFTParams, out_dir: str | Path,
               seed: int, work_dir: str | Path | None = None, pool_dir: str | Path | None = None) -> dict:
     """Train ``model`` on the world's SFT corpus; save model + processor (safetensors) to ``out_dir``.
 
-    With ``p.qa_warmup_epochs`` the short-answer rows (every kind but ``describe``) are trained on first, for
-    that many epochs with their own schedule, then the whole corpus (a curriculum: the short answers' only
-    route to a low loss is the image, while descriptions also reward the context prior).
-
     With ``pool_dir``, the intermediate checkpoints of :class:`PoolSaver` are published there (atomically)."""
     from dvclive import Live
     from dvclive.huggingface import DVCLiveCallback
@@ -111,15 +106,6 @@ def train_sft(model, processor, world: World, p: SFTParams, out_dir: str | Path,
     train = vision_dataset(rows, world)
     val = vision_dataset(world.corpus("val")[: p.val_rows], world)
     work = Path(work_dir or Path(out_dir).with_name(Path(out_dir).name + ".work"))
-    metrics: dict = {}
-    if p.qa_warmup_epochs > 0:  # short answers first: the yes/no-from-the-image circuit, without descriptions' shortcut
-        short = vision_dataset([r for r in rows if r["kind"] != "describe"], world)
-        warm = SFTTrainer(model=model, args=sft_config(p, work / "warmup", seed, num_train_epochs=p.qa_warmup_epochs,
-                                                       eval_strategy="no"),
-                          train_dataset=short, processing_class=processor)
-        res = warm.train()
-        metrics.update({"warmup_loss": float(res.training_loss), "warmup_rows": len(short),
-                        "warmup_runtime_s": float(res.metrics["train_runtime"])})
     callbacks = []
     if live_dir is not None:
         callbacks.append(DVCLiveCallback(live=Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None)))
@@ -128,7 +114,7 @@ def train_sft(model, processor, world: World, p: SFTParams, out_dir: str | Path,
     trainer = SFTTrainer(model=model, args=sft_config(p, work, seed), train_dataset=train, eval_dataset=val,
                          processing_class=processor, callbacks=callbacks)
     result = trainer.train()
-    metrics |= {"train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics["train_runtime"]),
+    metrics = {"train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics["train_runtime"]),
                "train_rows": len(train), "train_samples_per_s": float(result.metrics["train_samples_per_second"]),
                "trainable_params": sum(q.numel() for q in model.parameters() if q.requires_grad)}
     metrics.update({k: float(v) for k, v in trainer.evaluate().items() if k == "eval_loss"})

@@ -6,15 +6,23 @@ import pandas as pd
 POPE = ("random", "popular", "adversarial")
 
 
-def _fmt(v) -> str:
-    return "—" if v is None else f"{v:.3f}"
+def _fmt(v, bounds=()) -> str:
+    """3 decimals, or 4 where 3 would round onto a threshold (0.2499 against ">= 0.25")."""
+    if v is None:
+        return "—"
+    near = any(b is not None and round(v, 3) == round(b, 3) and v != b for b in bounds)
+    return f"{v:.4f}" if near else f"{v:.3f}"
 
 
 def gate_table(metrics: dict) -> pd.DataFrame:
     """One row per gate: meaning, target, value on the gated split, value on test, status."""
+    from study.eval.gates import GATES
+
     split = metrics["gate_split"]
-    rows = [{"gate": name, "meaning": g["meaning"], "target": g["target"], split: _fmt(g["value"]),
-             "test": _fmt(g.get("test_value")), "status": g["status"]} for name, g in metrics["gates"].items()]
+    bounds = {g.name: (g.lo, g.hi) for g in GATES}
+    rows = [{"gate": name, "meaning": g["meaning"], "target": g["target"], split: _fmt(g["value"], bounds[name]),
+             "test": _fmt(g.get("test_value"), bounds[name]), "status": g["status"]}
+            for name, g in metrics["gates"].items()]
     return pd.DataFrame(rows).set_index("gate")
 
 

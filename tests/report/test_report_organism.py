@@ -1,0 +1,32 @@
+"""The organism stage's tables and verdict read metrics/organism.json faithfully."""
+
+from study.eval.gates import check_gates
+from study.report.organism import gate_table, verdict
+
+
+def _metrics(values):
+    gates = check_gates(values)
+    for g in gates.values():
+        g["test_value"] = None
+    counts = {"pass": 0, "fail": 0, "not measured": 0}
+    for g in gates.values():
+        counts[g["status"]] += 1
+    return {"gates": gates, "summary": counts, "gate_split": "val"}
+
+
+def test_gate_table_shows_each_gate_and_does_not_round_a_failure_onto_its_threshold():
+    m = _metrics({"image_gain_adversarial": 0.24994, "recall": 0.714})
+    t = gate_table(m)
+    assert t.loc["image_gain_adversarial", "val"] == "0.2499"
+    assert t.loc["image_gain_adversarial", "status"] == "fail"
+    assert t.loc["recall", "val"] == "0.714" and t.loc["recall", "status"] == "pass"
+    assert t.loc["auroc_random", "val"] == "—" and t.loc["auroc_random", "status"] == "not measured"
+    assert len(t) == len(m["gates"])
+
+
+def test_verdict_names_failing_and_unmeasured_gates():
+    m = _metrics({"image_gain_adversarial": 0.2, "recall": 0.8})
+    text = verdict(m)
+    assert text.startswith(f"1 of {len(m['gates'])} validity gates pass on val")
+    assert "Failing: image_gain_adversarial" in text and "not valid" in text
+    assert "Not measured:" in text and "auroc_random" in text
