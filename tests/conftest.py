@@ -27,6 +27,18 @@ def spec():
     return load_spec(ROOT / "data" / "world_spec.yaml")
 
 
+@pytest.fixture(scope="session")
+def pretrain_world(tmp_path_factory, spec):
+    """A tiny built world for the vision-tower pretraining tests: 96 train and 32 val scenes."""
+    from study.world.corpus import CorpusParams, World, build_world
+    from study.world.scenes import SceneParams
+
+    d = tmp_path_factory.mktemp("pretrain_world") / "w"
+    build_world(spec, d, seed=0, sizes={"train": 96, "val": 32, "test": 4, "ood": 4}, scene_params=SceneParams(),
+                corpus_params=CorpusParams(), faint_alpha=0.3, noise_std=6.0)
+    return World(d)
+
+
 @pytest.fixture
 def make_scene(spec):
     """``make_scene([(category, color, size, row, col), ...], context)`` -> Scene with relations."""

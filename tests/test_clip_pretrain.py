@@ -12,19 +12,14 @@ from study.model.clip_pretrain import (caption, clip_config, encode_texts, max_c
                                        retrieval_top1)
 from study.model.processor import build_processor
 from study.model.vision_pretrain import VisionPretrainParams
-from study.world.corpus import CorpusParams, World, build_world
 from study.world.language import vocabulary
-from study.world.scenes import SceneParams
 
 TINY = ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, spec):
-    d = tmp_path_factory.mktemp("cworld") / "w"
-    build_world(spec, d, seed=0, sizes={"train": 96, "val": 32, "test": 4, "ood": 4}, scene_params=SceneParams(),
-                corpus_params=CorpusParams(), faint_alpha=0.3, noise_std=6.0)
-    return World(d)
+def world(pretrain_world):
+    return pretrain_world
 
 
 @pytest.fixture(scope="module")

@@ -8,19 +8,14 @@ import torch
 from study.model.build import ModelParams, build_model
 from study.model.processor import build_processor
 from study.model.vision_pretrain import PresenceHead, VisionPretrainParams, pretrain_vision
-from study.world.corpus import CorpusParams, World, build_world
 from study.world.language import vocabulary
-from study.world.scenes import SceneParams
 
 TINY = ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, spec):
-    d = tmp_path_factory.mktemp("vworld") / "w"
-    build_world(spec, d, seed=0, sizes={"train": 96, "val": 32, "test": 4, "ood": 4}, scene_params=SceneParams(),
-                corpus_params=CorpusParams(), faint_alpha=0.3, noise_std=6.0)
-    return World(d)
+def world(pretrain_world):
+    return pretrain_world
 
 
 def test_presence_head_max_pools_patches():
