@@ -69,50 +69,36 @@ def auroc(scores: Sequence[float], labels: Sequence[int]) -> float:
     return float(_weighted_auroc(s, y, np.ones((1, len(s))))[0])
 
 
+def _group_bootstrap(point: float, stat, groups: Sequence[str], n: int, *, n_boot: int, seed: int,
+                     level: float) -> dict:
+    """``{"value": point, "ci95"}`` from ``stat(w)``, ``w`` the (B, n) item weights of ``n_boot`` resamples of
+    the groups (each item weighted by its group's multiplicity); NaN replicates are dropped."""
+    _, inv = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    g = int(inv.max()) + 1 if n else 0
+    if g == 0 or n_boot <= 0:
+        return {"value": point, "ci95": [point, point]}
+    counts = np.random.default_rng(seed).multinomial(g, np.full(g, 1.0 / g), size=n_boot)   # (B, G)
+    boot = stat(counts[:, inv].astype(float))
+    boot = boot[~np.isnan(boot)]
+    lo, hi = np.percentile(boot, [50 * (1 - level), 50 * (1 + level)]) if boot.size else (point, point)
+    return {"value": point, "ci95": [float(lo), float(hi)]}
+
+
 def auroc_ci(scores: Sequence[float], labels: Sequence[int], groups: Sequence[str] | None = None, *,
              n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
     """``{"value", "ci95": [lo, hi]}``: AUROC and its percentile interval over resampled groups."""
     s, y = np.asarray(scores, dtype=float), np.asarray(labels, dtype=float)
-    point = auroc(s, y)
-    if groups is None:
-        groups = [str(i) for i in range(len(s))]
-    _, inv = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
-    g = int(inv.max()) + 1 if len(s) else 0
-    if g == 0 or n_boot <= 0:
-        return {"value": point, "ci95": [point, point]}
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(g, np.full(g, 1.0 / g), size=n_boot)       # (B, G) group multiplicities
-    boot = _weighted_auroc(s, y, counts[:, inv].astype(float))
-    boot = boot[~np.isnan(boot)]
-    lo, hi = np.percentile(boot, [50 * (1 - level), 50 * (1 + level)]) if boot.size else (point, point)
-    return {"value": point, "ci95": [float(lo), float(hi)]}
+    groups = [str(i) for i in range(len(s))] if groups is None else groups
+    return _group_bootstrap(auroc(s, y), lambda w: _weighted_auroc(s, y, w), groups, len(s),
+                            n_boot=n_boot, seed=seed, level=level)
 
 
 def auroc_gain_ci(a: Sequence[float], b: Sequence[float], labels: Sequence[int], groups: Sequence[str], *,
                   n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
     """AUROC(a) - AUROC(b) on the same items, with a paired interval (the same resampled scenes for both)."""
     a, b, y = (np.asarray(v, dtype=float) for v in (a, b, labels))
-    point = auroc(a, y) - auroc(b, y)
-    _, inv = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
-    g = int(inv.max()) + 1 if len(a) else 0
-    if g == 0 or n_boot <= 0:
-        return {"value": point, "ci95": [point, point]}
-    w = np.random.default_rng(seed).multinomial(g, np.full(g, 1.0 / g), size=n_boot)[:, inv].astype(float)
-    d = _weighted_auroc(a, y, w) - _weighted_auroc(b, y, w)
-    d = d[~np.isnan(d)]
-    lo, hi = np.percentile(d, [50 * (1 - level), 50 * (1 + level)]) if d.size else (point, point)
-    return {"value": point, "ci95": [float(lo), float(hi)]}
-
-
-def mean_ci(values: Sequence[float], *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
-    """Mean and percentile bootstrap interval of per-scene values."""
-    v = np.asarray(values, dtype=float)
-    if v.size == 0:
-        return {"value": float("nan"), "ci95": [float("nan"), float("nan")]}
-    rng = np.random.default_rng(seed)
-    boot = rng.multinomial(len(v), np.full(len(v), 1.0 / len(v)), size=n_boot) @ v / len(v)
-    lo, hi = np.percentile(boot, [50 * (1 - level), 50 * (1 + level)])
-    return {"value": float(v.mean()), "ci95": [float(lo), float(hi)]}
+    return _group_bootstrap(auroc(a, y) - auroc(b, y), lambda w: _weighted_auroc(a, y, w) - _weighted_auroc(b, y, w),
+                            groups, len(a), n_boot=n_boot, seed=seed, level=level)
 
 
 # ----------------------------------------------------------------------------- model scoring

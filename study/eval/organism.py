@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from study.eval.bootstrap import ratio
+from study.eval.bootstrap import bootstrap_table, ratio
 from study.eval.grounding import (answer_logprobs, auroc_ci, auroc_gain_ci, image_features, presence_probe,
                                   yes_no_margins)
 from study.eval.pope import pope_parse
 from study.eval.runner import run_predictions, score
 from study.eval.suites import build_items
 from study.model.generate import generate, keep_none
+from study.model.vision_pretrain import presence_labels
 from study.world.corpus import World
 from study.world.spec import WorldSpec
 
@@ -86,11 +87,6 @@ def grounding_metrics(rows: list[dict], *, n_boot: int = 1000, seed: int = 0) ->
     return out
 
 
-def presence_matrix(spec: WorldSpec, scenes) -> np.ndarray:
-    cats = spec.category_names
-    return np.array([[c in s.categories for c in cats] for s in scenes], dtype=float)
-
-
 def context_onehot(spec: WorldSpec, scenes) -> np.ndarray:
     ctx = list(spec.contexts)
     return np.array([[s.context == c for c in ctx] for s in scenes], dtype=float)
@@ -124,8 +120,9 @@ def grounding_report(model, processor, world: World, spec: WorldSpec, *, split: 
         groups = [x["scene_id"] for x in r]
         pred_yes = [pope_parse(x["answer"]) == "yes" for x in r]
         correct = [p == (x["label"] == "yes") for p, x in zip(pred_yes, r)]
-        out[suite] = {**g[suite], "accuracy": _scene_mean(correct, groups, n_boot=n_boot, seed=seed),
-                      "yes_ratio": _scene_mean(pred_yes, groups, n_boot=n_boot, seed=seed), "n_items": len(r)}
+        ones = np.ones(len(r))
+        out[suite] = {**g[suite], "accuracy": _ratio_ci(correct, ones, groups, n_boot=n_boot, seed=seed),
+                      "yes_ratio": _ratio_ci(pred_yes, ones, groups, n_boot=n_boot, seed=seed), "n_items": len(r)}
     chair = score(rows["describe"], scenes, spec, n_boot=n_boot, seed=seed)["describe"]
     out["describe"] = {k: chair[k] for k in ("chair_i", "chair_s", "recall", "context_share", "helpfulness", "length")}
     out["describe"]["image_dependence"] = g["describe"]["image_dependence"]
@@ -145,7 +142,7 @@ def grounding_report(model, processor, world: World, spec: WorldSpec, *, split: 
     ptrain = train[:probe_train]
     x_tr = image_features(model, processor, [world.image(s.scene_id) for s in ptrain], batch_size=batch_size)
     x_te = image_features(model, processor, [world.image(s.scene_id) for s in scenes], batch_size=batch_size)
-    y_tr, y_te = presence_matrix(spec, ptrain), presence_matrix(spec, scenes)
+    y_tr, y_te = presence_labels(spec, ptrain), presence_labels(spec, scenes)
     feat = presence_probe(x_tr, y_tr, x_te, y_te, spec.category_names)
     ctx = presence_probe(context_onehot(spec, ptrain), y_tr, context_onehot(spec, scenes), y_te, spec.category_names)
     out["probe"] = {"features_auroc": feat["mean_auroc"], "context_auroc": ctx["mean_auroc"],
@@ -155,17 +152,8 @@ def grounding_report(model, processor, world: World, spec: WorldSpec, *, split: 
     return out, rows
 
 
-def _scene_mean(flags, groups, *, n_boot: int, seed: int) -> dict:
-    """Share of True ``flags`` with a scene-bootstrap interval (a ratio of sums)."""
-    from study.eval.bootstrap import bootstrap_table
-
-    stats = {"k": np.asarray(flags, dtype=float), "n": np.ones(len(flags))}
-    return bootstrap_table(stats, {"v": lambda s: ratio(s["k"], s["n"])}, n_boot=n_boot, seed=seed, groups=groups)["v"]
-
-
 def _ratio_ci(num, den, groups, *, n_boot: int, seed: int) -> dict:
-    from study.eval.bootstrap import bootstrap_table
-
+    """sum(num) / sum(den) with a scene-bootstrap interval (the share of true flags when den = 1)."""
     stats = {"num": np.asarray(num, dtype=float), "den": np.asarray(den, dtype=float)}
     return bootstrap_table(stats, {"v": lambda s: ratio(s["num"], s["den"])}, n_boot=n_boot, seed=seed,
                            groups=groups)["v"]

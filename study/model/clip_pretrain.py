@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from transformers import CLIPConfig, CLIPModel
 
-from study.model.vision_pretrain import VisionPretrainParams, _labels, _pixels, patch_states
+from study.model.vision_pretrain import VisionPretrainParams, _pixels, patch_states, presence_labels
 from study.world import language as L
 from study.world.corpus import World
 from study.world.scenes import SPLITS, Scene
@@ -216,8 +216,8 @@ def pretrain_clip(model, processor, world: World, spec: WorldSpec, p: VisionPret
     n_probe = min(PROBE_TRAIN, n)
     x_tr = pooled_patch_features(tower, processor, world, "train", n_probe, p.batch_size, layer)
     x_va = pooled_patch_features(tower, processor, world, "val", n_val, p.batch_size, layer)
-    probe = presence_probe(x_tr, _labels(spec, train, range(n_probe)).numpy(),
-                           x_va, _labels(spec, val, range(n_val)).numpy(), spec.category_names)
+    probe = presence_probe(x_tr, presence_labels(spec, train[:n_probe]), x_va, presence_labels(spec, val[:n_val]),
+                           spec.category_names)
     tower.train(was_training)
     return {"steps": total, "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9),
             "loss_first": float(np.mean(losses[:10])), "loss_last": float(np.mean(losses[-10:])),

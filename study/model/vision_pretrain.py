@@ -59,9 +59,15 @@ def _pixels(processor, world: World, split: str, idx: np.ndarray) -> torch.Tenso
     return processor.image_processor(images=imgs, return_tensors="pt")["pixel_values"]
 
 
-def _labels(spec: WorldSpec, scenes, idx) -> torch.Tensor:
+def presence_labels(spec: WorldSpec, scenes) -> np.ndarray:
+    """``y[i, c] = 1`` iff category ``c`` (spec order) is in ``scenes[i]``: the targets of the presence
+    objective and of the presence probes."""
     cats = spec.category_names
-    return torch.tensor([[c in scenes[i].categories for c in cats] for i in idx], dtype=torch.float32)
+    return np.array([[c in s.categories for c in cats] for s in scenes], dtype=float)
+
+
+def _labels(spec: WorldSpec, scenes, idx) -> torch.Tensor:
+    return torch.from_numpy(presence_labels(spec, [scenes[i] for i in idx])).float()
 
 
 @torch.no_grad()
