@@ -74,7 +74,7 @@ def main() -> None:
 
     from study.io import write_json
     from study.model.build import n_parameters
-    from study.model.stage import base_model, pretrain_tower, sft_params_of
+    from study.model.stage import align_projector_of, base_model, pretrain_language_model, pretrain_tower, sft_params_of
     from study.model.sft import train_sft
     from study.world.corpus import World
     from study.world.spec import load_spec
@@ -97,6 +97,15 @@ def main() -> None:
         t = time.perf_counter()
         vis = pretrain_tower(p.vision, model, processor, world, spec, mseed)
         times["vision_s"] = time.perf_counter() - t
+    lm = proj = {}
+    if p.lm.epochs > 0:
+        t = time.perf_counter()
+        lm = pretrain_language_model(p.lm, p.world, model, processor, world, spec, mseed, out / "work" / args.name / "lm")
+        times["lm_s"] = time.perf_counter() - t
+    if p.projector.epochs > 0:
+        t = time.perf_counter()
+        proj = align_projector_of(p.projector, model, processor, world, mseed, out / "work" / args.name / "projector")
+        times["projector_s"] = time.perf_counter() - t
     model.train()
     t = time.perf_counter()
     mdir = out / "models" / args.name
@@ -124,7 +133,7 @@ def main() -> None:
     gates = check_gates(values)
     result = {"name": args.name, "overrides": args.set, "sft_seed": mseed, "world_dir": str(wdir), "times": times, "cpu": _cpu(),
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-              "parameters": n_parameters(model), "vision": vis, "sft": sft, "gates": gates, "bdhs_sweep": sweep_stats,
+              "parameters": n_parameters(model), "vision": vis, "lm": lm, "projector": proj, "sft": sft, "gates": gates, "bdhs_sweep": sweep_stats,
               "reports": {"val": rep, "ood": ood, "test": test}}
     write_json(out / f"{args.name}.json", result)
     print(f"\n== {args.name} ({' '.join(args.set)}) — {_cpu()}")
@@ -133,6 +142,11 @@ def main() -> None:
     if vis:
         print(f"vision ({p.vision.objective}): val presence AUROC {vis['val_presence_auroc']:.3f}"
               + (f", retrieval top-1 {vis['val_retrieval_top1']:.3f}" if "val_retrieval_top1" in vis else ""))
+    if lm:
+        print(f"lm: reading accuracy {lm['reading_accuracy_before']:.3f} -> {lm['reading_accuracy']:.3f}, "
+              f"AUROC {lm['reading_auroc']:.3f}, loss {lm['train_loss']:.3f}")
+    if proj:
+        print(f"projector alignment: loss {proj['train_loss']:.3f}")
     for k, v in gates.items():
         val = "-" if v["value"] is None else f"{v['value']:.3f}"
         print(f"  {k:24s} {v['status']:13s} {val:>8s}  {v['target']}")

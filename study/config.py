@@ -64,6 +64,8 @@ class SFTSection(_Section):
     batch_size: int = Field(32, ge=1, le=4096)
     weight_decay: float = Field(0.0, ge=0, le=1)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    lr_scheduler: Literal["cosine", "constant", "warmup_stable_decay"] = Field(
+        "cosine", description="LR after warm-up: cosine decay | constant | constant then a final cosine decay")
     val_rows: int = Field(300, ge=1, le=100_000)
     freeze_vision: bool = Field(True, description="keep the (pretrained) vision tower frozen, as LLaVA does")
     pool_fractions: list[float] = Field([0.1, 0.3], min_length=2,
@@ -84,6 +86,22 @@ class VisionSection(_Section):
     learning_rate: float = Field(1e-3, gt=0, le=1)
     batch_size: int = Field(64, ge=1, le=4096)
     weight_decay: float = Field(0.0, ge=0, le=1)
+
+
+class LMSection(_Section):
+    """Text-only pretraining of the organism's language model before it sees an image
+    (:mod:`study.model.lm_pretrain`; the corpus knobs are ``world``'s); ``epochs: 0`` skips it."""
+    epochs: float = Field(0.0, ge=0, le=100)
+    learning_rate: float = Field(2e-3, gt=0, le=1)
+    batch_size: int = Field(32, ge=1, le=4096)
+
+
+class ProjectorSection(_Section):
+    """Projector alignment with the tower and the language model frozen, on the train descriptions
+    (:mod:`study.model.projector_align`, LLaVA's stage 1); ``epochs: 0`` skips it."""
+    epochs: float = Field(0.0, ge=0, le=100)
+    learning_rate: float = Field(2e-3, gt=0, le=1)
+    batch_size: int = Field(32, ge=1, le=4096)
 
 
 class EvalSection(_Section):
@@ -211,6 +229,8 @@ class StudyParams(_Section):
     world: WorldParams = WorldParams()
     model: ModelSection = ModelSection()
     vision: VisionSection = VisionSection()
+    lm: LMSection = LMSection()
+    projector: ProjectorSection = ProjectorSection()
     sft: SFTSection = SFTSection()
     eval: EvalSection = EvalSection()
     organism: OrganismSection = OrganismSection()

@@ -6,6 +6,7 @@ Loss: next-token cross-entropy on the assistant completion only,
 """
 from __future__ import annotations
 
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ class SFTParams:
     batch_size: int = 32
     weight_decay: float = 0.0
     warmup_ratio: float = 0.05
+    lr_scheduler: str = "cosine"
     val_rows: int = 300
     pool_fractions: tuple[float, ...] = (0.1, 0.3)
     freeze_vision: bool = False
@@ -74,6 +76,19 @@ def vision_dataset(rows: list[dict], world: World) -> Dataset:
     return ds.with_transform(attach)
 
 
+WSD_DECAY_SHARE = 0.2  # warmup_stable_decay: share of the optimizer steps spent decaying
+
+
+def schedule_args(name: str, total_steps: int) -> dict:
+    """TrainingArguments for the LR after warm-up: ``cosine`` decays to 0 over the remaining steps,
+    ``constant`` holds the peak LR, ``warmup_stable_decay`` holds it and decays (cosine) over the last
+    ``WSD_DECAY_SHARE`` of the ``total_steps`` optimizer steps."""
+    if name == "warmup_stable_decay":
+        return {"lr_scheduler_type": name, "lr_scheduler_kwargs": {
+            "num_decay_steps": max(1, int(round(WSD_DECAY_SHARE * total_steps))), "decay_type": "cosine"}}
+    return {"lr_scheduler_type": "cosine" if name == "cosine" else "constant_with_warmup"}
+
+
 def sft_config(p: SFTParams, output_dir: str | Path, seed: int, **overrides) -> SFTConfig:
     cpu = not torch.cuda.is_available()
     kw = dict(
@@ -111,7 +126,9 @@ def train_sft(model, processor, world: World, p: SFTParams, out_dir: str | Path,
         callbacks.append(DVCLiveCallback(live=Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None)))
     if pool_dir is not None:
         callbacks.append(PoolSaver(p.pool_fractions, processor, work / "pool"))
-    trainer = SFTTrainer(model=model, args=sft_config(p, work, seed), train_dataset=train, eval_dataset=val,
+    steps = math.ceil(math.ceil(len(train) / p.batch_size) * p.epochs)
+    args = sft_config(p, work, seed, **schedule_args(p.lr_scheduler, steps))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=val,
                          processing_class=processor, callbacks=callbacks)
     result = trainer.train()
     metrics = {"train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics["train_runtime"]),

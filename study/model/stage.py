@@ -7,7 +7,7 @@ model with TRL's SFTTrainer."""
 from __future__ import annotations
 
 from study import io
-from study.config import ModelSection, SFTSection, VisionSection
+from study.config import LMSection, ModelSection, ProjectorSection, SFTSection, VisionSection, WorldParams
 from study.model.build import ModelParams, build_model, n_parameters
 from study.model.load import load_model
 from study.model.processor import build_processor
@@ -44,6 +44,26 @@ def pretrain_tower(vp: VisionSection, net, processor, world: World, spec, seed: 
 
     fn = {"presence": pretrain_vision, "clip": pretrain_clip}[vp.objective]
     return fn(net, processor, world, spec, vision_params_of(vp), seed)
+
+
+def pretrain_language_model(lm: LMSection, world_p: WorldParams, net, processor, world: World, spec, seed: int,
+                            work_dir) -> dict:
+    """Text-only pretraining of ``net``'s language model in place (``lm``; corpus knobs from ``world``)."""
+    from study.model.lm_pretrain import LMPretrainParams, pretrain_language
+
+    lp = LMPretrainParams(epochs=lm.epochs, learning_rate=lm.learning_rate, batch_size=lm.batch_size,
+                          qa_per_scene=world_p.qa_per_scene, exist_per_scene=world_p.exist_per_scene,
+                          caption_noise_rate=world_p.caption_noise_rate, synonym_prob=world_p.synonym_prob,
+                          relation_prob=world_p.relation_prob)
+    return pretrain_language(net, processor, world, spec, lp, seed, work_dir)
+
+
+def align_projector_of(pp: ProjectorSection, net, processor, world: World, seed: int, work_dir) -> dict:
+    """LLaVA's stage 1 on ``net`` in place: only the projector trains (``projector``)."""
+    from study.model.projector_align import ProjectorAlignParams, align_projector
+
+    return align_projector(net, processor, world, ProjectorAlignParams(pp.epochs, pp.learning_rate, pp.batch_size),
+                           seed, work_dir)
 
 
 def run_vision(model: dict, vision: dict, seed: int, world_spec: str, world_dir: str, out_dir: str,

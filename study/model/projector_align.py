@@ -1,0 +1,54 @@
+"""Align the projector to a language model that can already read, as LLaVA's first training stage does.
+
+LLaVA's stage 1 ("feature alignment") freezes both the CLIP tower and the LLM and trains only the
+projector on image-caption pairs: the projector learns to write image features as token embeddings the
+LLM's existing circuits read. Here the frozen LLM is the text-pretrained organism
+(:mod:`study.model.lm_pretrain`), the frozen tower the pretrained one (:mod:`study.model.vision_pretrain`),
+and the pairs are the SFT corpus's description rows of the train split (``kind == "describe"``).
+
+Objective: completion-only next-token cross-entropy of the description given the image and prompt (as in
+SFT), with gradients only into ``multi_modal_projector``. Afterwards every parameter is trainable again
+(SFT decides what it freezes).
+"""
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from trl import SFTTrainer
+
+from study.world.corpus import World
+
+
+@dataclass(frozen=True)
+class ProjectorAlignParams:
+    epochs: float
+    learning_rate: float
+    batch_size: int
+
+
+def align_projector(model, processor, world: World, p: ProjectorAlignParams, seed: int, work_dir: str | Path) -> dict:
+    """Train only ``model``'s projector on the train descriptions; returns metrics (loss, throughput)."""
+    from study.model.sft import SFTParams, schedule_args, sft_config, vision_dataset
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    for q in base.parameters():
+        q.requires_grad_(False)
+    for q in base.model.multi_modal_projector.parameters():
+        q.requires_grad_(True)
+    rows = [r for r in world.corpus("train") if r["kind"] == "describe"]
+    sp = SFTParams(epochs=p.epochs, learning_rate=p.learning_rate, batch_size=p.batch_size)
+    steps = math.ceil(math.ceil(len(rows) / p.batch_size) * p.epochs)
+    args = sft_config(sp, work_dir, seed, eval_strategy="no", **schedule_args(sp.lr_scheduler, steps))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=vision_dataset(rows, world), processing_class=processor)
+    result = trainer.train()
+    trainable = sum(q.numel() for q in base.parameters() if q.requires_grad)
+    for q in base.parameters():
+        q.requires_grad_(True)
+    if Path(work_dir).exists():
+        shutil.rmtree(work_dir)
+    return {"train_rows": len(rows), "train_loss": float(result.training_loss), "trainable_params": trainable,
+            "train_runtime_s": float(result.metrics["train_runtime"]),
+            "train_samples_per_s": float(result.metrics["train_samples_per_second"])}
