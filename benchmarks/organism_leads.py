@@ -100,7 +100,7 @@ def main() -> None:
     lm = proj = {}
     if p.lm.epochs > 0:
         t = time.perf_counter()
-        lm = pretrain_language_model(p.lm, p.world, model, processor, world, spec, mseed, out / "work" / args.name / "lm")
+        lm = pretrain_language_model(p.lm, model, processor, world, spec, mseed, out / "work" / args.name / "lm")
         times["lm_s"] = time.perf_counter() - t
     if p.projector.epochs > 0:
         t = time.perf_counter()

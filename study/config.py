@@ -43,6 +43,7 @@ class WorldParams(_Section):
     caption_noise_rate: float = Field(0.2, ge=0, le=1, description="descriptions naming one absent context object")
     synonym_prob: float = Field(0.2, ge=0, le=1)
     relation_prob: float = Field(0.5, ge=0, le=1)
+    position_first_prob: float = Field(0.0, ge=0, le=1, description="object sentences naming the position first")
 
 
 class ModelSection(_Section):

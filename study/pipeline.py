@@ -46,17 +46,25 @@ def _vision(p: StudyParams) -> dict:
             "out_dir": str(ARTIFACTS / "models" / "vision"), "metrics_path": str(METRICS / "vision.json")}
 
 
+def _lm(p: StudyParams) -> dict:
+    return {"model": p.model.model_dump(), "lm": p.lm.model_dump(), "projector": p.projector.model_dump(),
+            "seed": p.seed, "world_spec": p.world.spec, "world_dir": str(ARTIFACTS / "world"),
+            "init_dir": str(ARTIFACTS / "models" / "vision"), "out_dir": str(ARTIFACTS / "models" / "lm"),
+            "metrics_path": str(METRICS / "lm.json")}
+
+
 def _sft(p: StudyParams) -> dict:
     return {"model": p.model.model_dump(), "sft": p.sft.model_dump(), "seed": p.seed,
             "world_spec": p.world.spec, "world_dir": str(ARTIFACTS / "world"),
             "out_dir": str(ARTIFACTS / "models" / "sft"), "live_dir": "dvclive/sft",
             "metrics_path": str(METRICS / "sft.json"), "pool_dir": str(ARTIFACTS / "models" / "pool"),
-            "init_dir": str(ARTIFACTS / "models" / "vision")}
+            "init_dir": str(ARTIFACTS / "models" / "lm")}
 
 
 def _organism(p: StudyParams) -> dict:
     return {"eval": p.eval.model_dump(), "organism": p.organism.model_dump(), "bdhs": p.bdhs.model_dump(),
-            "model": p.model.model_dump(), "vision": p.vision.model_dump(), "sft": p.sft.model_dump(),
+            "model": p.model.model_dump(), "vision": p.vision.model_dump(), "lm": p.lm.model_dump(),
+            "projector": p.projector.model_dump(), "sft": p.sft.model_dump(),
             "seed": p.seed, "world_spec": p.world.spec, "world_dir": str(ARTIFACTS / "world"),
             "model_dir": str(ARTIFACTS / "models" / "sft"), "bdhs_metrics": str(METRICS / "bdhs.json"),
             "out_dir": str(ARTIFACTS / "eval" / "organism"), "metrics_path": str(METRICS / "organism.json")}
@@ -110,6 +118,7 @@ def _paper(p: StudyParams) -> dict:
 STAGES: dict[str, Stage] = {
     "world": Stage("00_world", _world),
     "vision": Stage("01a_vision", _vision),
+    "lm": Stage("01b_lm", _lm),
     "sft": Stage("01_sft", _sft),
     "evaluate": Stage("02_evaluate", _evaluate),
     "preferences": Stage("03_preferences", _preferences),

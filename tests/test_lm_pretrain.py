@@ -9,11 +9,12 @@ from study.model.build import ModelParams, build_model
 from study.model.lm_pretrain import LMPretrainParams, pretrain_language, reading_accuracy, text_rows
 from study.model.processor import build_processor
 from study.model.projector_align import ProjectorAlignParams, align_projector
+from study.world.corpus import CorpusParams
 from study.world.language import split_sentences, vocabulary
 
 TINY = ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64)
-LP = LMPretrainParams(epochs=2, learning_rate=3e-3, batch_size=16, qa_per_scene=1, exist_per_scene=1,
-                      caption_noise_rate=0.2, synonym_prob=0.0, relation_prob=0.0)
+LP = LMPretrainParams(epochs=2, learning_rate=3e-3, batch_size=16)
+CP = CorpusParams(qa_per_scene=1, exist_per_scene=1, caption_noise_rate=0.2, synonym_prob=0.0, relation_prob=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,8 @@ def _tiny(spec):
 
 def test_text_rows_put_the_clean_passage_where_the_image_goes(world, spec):
     scenes = world.scenes("train")[:20]
-    rows = text_rows(spec, scenes, LP, seed=0)
-    assert len(rows) == 20 * (1 + LP.qa_per_scene + LP.exist_per_scene + 1)
+    rows = text_rows(spec, scenes, CP, seed=0)
+    assert len(rows) == 20 * (1 + CP.qa_per_scene + CP.exist_per_scene + 1)
     for r in rows:
         scene = scenes[int(r["scene_id"].rsplit("-", 1)[1])]
         if r["kind"] == "prior_describe":          # the language prior: no passage at all
@@ -39,8 +40,8 @@ def test_text_rows_put_the_clean_passage_where_the_image_goes(world, spec):
         passage = " ".join(split_sentences(r["prompt"])[:-1])        # the last sentence is the question
         named = set(passage.split()) & set(spec.category_names)
         assert named == set(scene.categories), r
-    assert text_rows(spec, scenes, LP, seed=0) == rows          # same seed, same corpus
-    assert text_rows(spec, scenes, LP, seed=1) != rows
+    assert text_rows(spec, scenes, CP, seed=0) == rows          # same seed, same corpus
+    assert text_rows(spec, scenes, CP, seed=1) != rows
 
 
 class _Reader(torch.nn.Module):
@@ -67,9 +68,9 @@ class _Reader(torch.nn.Module):
 def test_reading_accuracy_is_the_sign_of_the_yes_no_margin(world, spec):
     proc = build_processor(vocabulary(spec), 48, 6)
     scenes = world.scenes("val")[:32]
-    exact = reading_accuracy(_Reader(proc.tokenizer, spec), proc.tokenizer, spec, scenes, LP, seed=0)
+    exact = reading_accuracy(_Reader(proc.tokenizer, spec), proc.tokenizer, spec, scenes, CP, seed=0)
     assert exact["reading_items"] == 32 and exact["reading_accuracy"] == 1.0 and exact["reading_auroc"] == 1.0
-    blind = reading_accuracy(_Reader(proc.tokenizer, spec, blind=True), proc.tokenizer, spec, scenes, LP, seed=0)
+    blind = reading_accuracy(_Reader(proc.tokenizer, spec, blind=True), proc.tokenizer, spec, scenes, CP, seed=0)
     assert blind["reading_auroc"] == 0.5 and 0.2 < blind["reading_accuracy"] < 0.8   # = the share of "yes" items
 
 
@@ -81,7 +82,8 @@ def test_language_pretraining_moves_only_the_language_model_and_lowers_the_loss(
     after = model.state_dict()
     moved = {k for k in before if not torch.equal(before[k], after[k])}
     assert moved and all(k.startswith(("model.language_model.", "lm_head.")) for k in moved)
-    assert m["train_rows"] == 96 * 4 and m["train_loss"] < 4.5       # ln(vocab) ~ 5 at init
+    c = world.corpus_params()                                          # the world's own corpus knobs
+    assert m["train_rows"] == 96 * (2 + c.qa_per_scene + c.exist_per_scene) and m["train_loss"] < 4.5  # ~ln(vocab) at init
     assert not (tmp_path / "work").exists()
     json.dumps(m)
 

@@ -41,6 +41,9 @@ def test_repro_produces_every_output(smoke_repo):
     assert sft["train_rows"] == 120 * n_rows and sft["eval_loss"] > 0
     vision = json.loads((smoke_repo / "metrics/vision.json").read_text())
     assert vision["steps"] > 0 and 0 <= vision["val_presence_auroc"] <= 1
+    lm = json.loads((smoke_repo / "metrics/lm.json").read_text())            # text pretraining + projector alignment
+    assert lm["lm"]["train_rows"] == 120 * (n_rows + 1) and 0 <= lm["lm"]["reading_accuracy"] <= 1
+    assert lm["projector"]["train_rows"] == 120 and lm["projector"]["trainable_params"] > 0
     # the organism's instruments and validity gates
     org = json.loads((smoke_repo / "metrics/organism.json").read_text())
     from study.eval.gates import GATE_NAMES
@@ -95,7 +98,7 @@ def test_repro_produces_every_output(smoke_repo):
     assert {"F1", "F2", "F3", "F7", "F7-RL"} <= set(paper["findings"])
     assert paper["findings"]["F7-RL"]["status"] != "missing"
     assert (smoke_repo / "paper/figures/main.png").stat().st_size > 1000
-    for nb in ("00_world", "01a_vision", "01_sft", "02_evaluate", "03_preferences", "04_bdhs", "05_align_dpo_bdhs",
+    for nb in ("00_world", "01a_vision", "01b_lm", "01_sft", "02_evaluate", "03_preferences", "04_bdhs", "05_align_dpo_bdhs",
                "07_organism", "08_paper"):
         assert (smoke_repo / f"reports/{nb}.html").stat().st_size > 10_000
         executed = json.loads((smoke_repo / f"reports/{nb}.ipynb").read_text())

@@ -175,3 +175,30 @@ def test_yes_no_questions_are_balanced_and_relation_fallbacks_are_not_all_yes():
             words = r["messages"][0]["content"][1]["text"].split()
             cat = next(w for w in words if w in SPEC.categories)
             assert (cat in by_id[r["scene_id"]].categories) == r["messages"][1]["content"][0]["text"].startswith("yes")
+
+
+def test_position_first_sentences_are_true_claims_and_off_by_default_changes_nothing():
+    from study.prefs.facts import check_claims
+
+    scenes = generate_split(SPEC, SceneParams(), 0, "train", 200)
+    first = corpus_rows(SPEC, scenes, CorpusParams(caption_noise_rate=0.0, position_first_prob=1.0), 0)
+    vocab = set(L.vocabulary(SPEC))
+    by_id = {s.scene_id: s for s in scenes}
+    n_first = 0
+    for r in first:
+        if r["kind"] != "describe":
+            continue
+        text = r["messages"][1]["content"][0]["text"]
+        assert set(text.split()) <= vocab
+        assert check_claims(text, by_id[r["scene_id"]], SPEC).n_errors == 0, text   # the grader reads them
+        objects = [s for s in L.split_sentences(text) if set(s.split()) & set(SPEC.word_to_category())
+                   and not s.startswith("the ")]                                        # not the relation sentence
+        assert all(s.startswith("at the ") for s in objects), text
+        n_first += len(objects)
+    assert n_first > 300
+    # at 0 no random number is drawn for it: the corpus is the one written before the knob existed
+    assert corpus_rows(SPEC, scenes, CorpusParams(position_first_prob=0.0), 0) == corpus_rows(SPEC, scenes, CorpusParams(), 0)
+    half = corpus_rows(SPEC, scenes, CorpusParams(position_first_prob=0.5), 0)
+    objects = [s for r in half if r["kind"] == "describe" for s in L.split_sentences(r["messages"][1]["content"][0]["text"])
+               if not s.startswith(("this is", "the image shows", "the "))]      # object sentences only
+    assert 0.4 < np.mean([s.startswith("at the ") for s in objects]) < 0.6

@@ -4,7 +4,7 @@ The gated split is ``val`` (``organism.gate_split``); ``test`` is reported besid
 choose anything; ``ood`` gives the recall ratio. The BDHS gate reads the ``bdhs`` stage's Fig-10 sweep
 (``metrics/bdhs.json: sweep``) at ``bdhs.rho_th`` and at 0. The seed gates need the SFT organism trained
 from ``organism.sft_seeds`` (>= 3 seeds, the main ``seed`` among them): every other seed is built,
-vision-pretrained and instruction-tuned here with the same params, then reported and gated the same way.
+vision-pretrained, LM-pretrained and projector-aligned, and instruction-tuned here with the same params, then reported and gated the same way.
 
 Outputs: ``metrics/organism.json`` (``gates`` with pass/fail, ``reports`` per split, ``per_seed`` gate
 values) and, under ``out_dir``, the rows every number is computed from (``{split}/pope.jsonl``,
@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from study import io
-from study.config import BDHSSection, EvalSection, ModelSection, OrganismSection, SFTSection, VisionSection
+from study.config import (BDHSSection, EvalSection, LMSection, ModelSection, OrganismSection, ProjectorSection,
+                          SFTSection, VisionSection)
 from study.eval.gates import check_gates, gate_values, seed_values, summary
 from study.eval.organism import grounding_report
 from study.model.load import load_model
@@ -37,22 +38,27 @@ def _reports(model, processor, world, spec, e: EvalSection, o: OrganismSection, 
     return reps, rows
 
 
-def _seed_model(seed: int, model: dict, vision: dict, sft: dict, world_spec: str, world_dir: str, work: Path):
-    """Vision pretraining + SFT of the organism with another seed (the stage's own scratch directory)."""
-    from study.model.stage import run_sft, run_vision
+def _seed_model(seed: int, model: dict, vision: dict, lm: dict, projector: dict, sft: dict, world_spec: str,
+                world_dir: str, work: Path):
+    """Vision pretraining, LM pretraining + projector alignment, and SFT of the organism with another seed
+    (the stage's own scratch directory)."""
+    from study.model.stage import run_lm, run_sft, run_vision
 
-    vdir, sdir = work / f"seed{seed}" / "vision", work / f"seed{seed}" / "sft"
-    run_vision(model, vision, seed, world_spec, world_dir, str(vdir), str(work / f"seed{seed}" / "vision.json"))
-    run_sft(model, sft, seed, world_spec, world_dir, str(sdir), None, str(work / f"seed{seed}" / "sft.json"),
-            init_dir=str(vdir))
+    d = work / f"seed{seed}"
+    run_vision(model, vision, seed, world_spec, world_dir, str(d / "vision"), str(d / "vision.json"))
+    run_lm(model, lm, projector, seed, world_spec, world_dir, str(d / "vision"), str(d / "lm"), str(d / "lm.json"))
+    run_sft(model, sft, seed, world_spec, world_dir, str(d / "sft"), None, str(d / "sft.json"), init_dir=str(d / "lm"))
+    sdir = d / "sft"
     return load_model(sdir)
 
 
-def run_organism(eval: dict, organism: dict, bdhs: dict, model: dict, vision: dict, sft: dict, seed: int,
+def run_organism(eval: dict, organism: dict, bdhs: dict, model: dict, vision: dict, lm: dict, projector: dict,
+                 sft: dict, seed: int,
                  world_spec: str, world_dir: str, model_dir: str, bdhs_metrics: str, out_dir: str,
                  metrics_path: str) -> dict:
     e, o, b = EvalSection(**eval), OrganismSection(**organism), BDHSSection(**bdhs)
-    ModelSection(**model), VisionSection(**vision), SFTSection(**sft)  # validated before any work
+    ModelSection(**model), VisionSection(**vision), LMSection(**lm), ProjectorSection(**projector)  # validated
+    SFTSection(**sft)                                                                              # before any work
     spec, world = load_spec(world_spec), World(world_dir)
     sweep = json.loads(Path(bdhs_metrics).read_text()).get("sweep") if Path(bdhs_metrics).is_file() else None
     splits = (o.gate_split, "test", "ood") if o.gate_split != "test" else ("test", "ood")
@@ -62,7 +68,7 @@ def run_organism(eval: dict, organism: dict, bdhs: dict, model: dict, vision: di
     per_seed = {seed: gate_values(reps[o.gate_split], reps["ood"], sweep, b.rho_th)}
     work = Path(out_dir).with_name(Path(out_dir).name + ".work")
     for s in [s for s in o.sft_seeds if s != seed]:
-        m, p = _seed_model(s, model, vision, sft, world_spec, world_dir, work)
+        m, p = _seed_model(s, model, vision, lm, projector, sft, world_spec, world_dir, work)
         r, _ = _reports(m, p, world, spec, e, o, seed, (o.gate_split, "ood"))   # the same items for every seed
         per_seed[s] = gate_values(r[o.gate_split], r["ood"], None, None)   # the BDHS sweep is of the main seed
     if work.exists():

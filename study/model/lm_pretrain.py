@@ -7,7 +7,7 @@ tokens readable by those circuits. The organism's LM is built from scratch, so w
 invent reading and grounding at once, and whether the yes/no-from-the-image circuit appears at all depends
 on the seed. This stage gives the LM what Vicuna brings, on the world's own language and text only.
 
-Corpus (:func:`text_rows`): for each train scene, its *passage* is a clean description of the scene
+Corpus (:func:`text_rows`, drawn with the knobs the world's SFT corpus was written with): for each train scene, its *passage* is a clean description of the scene
 (:func:`study.world.language.describe` without caption noise: every object, no absent one), written where
 the image goes in the chat template (``USER: <passage> <question> ASSISTANT: <answer>``):
 
@@ -37,7 +37,7 @@ from datasets import Dataset
 from trl import SFTTrainer
 
 from study.world import language as L
-from study.world.corpus import World, existence_item, qa_item
+from study.world.corpus import CorpusParams, World, existence_item, qa_item
 from study.world.scenes import SPLITS, Scene
 from study.world.spec import WorldSpec
 
@@ -47,28 +47,25 @@ class LMPretrainParams:
     epochs: float
     learning_rate: float
     batch_size: int
-    qa_per_scene: int
-    exist_per_scene: int
-    caption_noise_rate: float
-    synonym_prob: float
-    relation_prob: float
 
 
-def passage(spec: WorldSpec, scene: Scene, rng: np.random.Generator, synonym_prob: float, relation_prob: float) -> str:
+def passage(spec: WorldSpec, scene: Scene, rng: np.random.Generator, p: CorpusParams) -> str:
     """A clean description of ``scene`` (every object, no absent one): the text stand-in for its image."""
-    return L.describe(spec, scene, rng, synonym_prob=synonym_prob, noise_rate=0.0, relation_prob=relation_prob)[0]
+    return L.describe(spec, scene, rng, synonym_prob=p.synonym_prob, noise_rate=0.0, relation_prob=p.relation_prob,
+                      position_first_prob=p.position_first_prob)[0]
 
 
-def text_rows(spec: WorldSpec, scenes: list[Scene], p: LMPretrainParams, seed: int) -> list[dict]:
-    """The text corpus (module docstring): ``{"scene_id", "kind", "prompt", "answer"}`` rows, in scene order."""
+def text_rows(spec: WorldSpec, scenes: list[Scene], p: CorpusParams, seed: int) -> list[dict]:
+    """The text corpus (module docstring), drawn with the SFT corpus's knobs ``p``:
+    ``{"scene_id", "kind", "prompt", "answer"}`` rows, in scene order."""
     rows = []
     for i, scene in enumerate(scenes):
         rng = np.random.default_rng([seed, 611953, SPLITS.index(scene.split), i])
-        text = passage(spec, scene, rng, p.synonym_prob, p.relation_prob)
+        text = passage(spec, scene, rng, p)
 
         def describe() -> str:
             return L.describe(spec, scene, rng, synonym_prob=p.synonym_prob, noise_rate=p.caption_noise_rate,
-                              relation_prob=p.relation_prob)[0]
+                              relation_prob=p.relation_prob, position_first_prob=p.position_first_prob)[0]
 
         ask = L.DESCRIBE_PROMPTS[int(rng.integers(len(L.DESCRIBE_PROMPTS)))]
         rows.append({"scene_id": scene.scene_id, "kind": "read_describe", "prompt": f"{text} {ask}", "answer": describe()})
@@ -92,7 +89,7 @@ def text_dataset(rows: list[dict]) -> Dataset:
 
 
 @torch.no_grad()
-def reading_accuracy(model, tokenizer, spec: WorldSpec, scenes: list[Scene], p: LMPretrainParams, seed: int,
+def reading_accuracy(model, tokenizer, spec: WorldSpec, scenes: list[Scene], p: CorpusParams, seed: int,
                      batch_size: int = 64) -> dict:
     """Balanced existence questions about each scene's passage: accuracy of the sign of the first answer
     token's ``log P(yes) - log P(no)``, and its AUROC."""
@@ -102,7 +99,7 @@ def reading_accuracy(model, tokenizer, spec: WorldSpec, scenes: list[Scene], p: 
     for i, scene in enumerate(scenes):
         rng = np.random.default_rng([seed, 611957, i])
         q, a = existence_item(spec, scene, rng)
-        text = passage(spec, scene, rng, p.synonym_prob, p.relation_prob)
+        text = passage(spec, scene, rng, p)
         prompts.append(tokenizer.apply_chat_template([{"role": "user", "content": f"{text} {q}"}],
                                                      tokenize=False, add_generation_prompt=True))
         labels.append(a.startswith("yes"))
@@ -125,17 +122,17 @@ def pretrain_language(model, processor, world: World, spec: WorldSpec, p: LMPret
     """Train ``model``'s language model in place on the text corpus; returns metrics (loss, reading accuracy)."""
     from study.model.sft import SFTParams, schedule_args, sft_config
 
-    tokenizer = processor.tokenizer
-    rows = text_rows(spec, world.scenes("train"), p, seed)
+    tokenizer, corpus = processor.tokenizer, world.corpus_params()
+    rows = text_rows(spec, world.scenes("train"), corpus, seed)
     val_scenes = world.scenes("val")[:n_val]
-    before = reading_accuracy(model, tokenizer, spec, val_scenes, p, seed)
+    before = reading_accuracy(model, tokenizer, spec, val_scenes, corpus, seed)
     sp = SFTParams(epochs=p.epochs, learning_rate=p.learning_rate, batch_size=p.batch_size)
     steps = math.ceil(math.ceil(len(rows) / p.batch_size) * p.epochs)
     args = sft_config(sp, work_dir, seed, eval_strategy="no", **schedule_args(sp.lr_scheduler, steps),
                       dataset_kwargs={})
     trainer = SFTTrainer(model=model, args=args, train_dataset=text_dataset(rows), processing_class=tokenizer)
     result = trainer.train()
-    after = reading_accuracy(model, tokenizer, spec, val_scenes, p, seed)
+    after = reading_accuracy(model, tokenizer, spec, val_scenes, corpus, seed)
     if Path(work_dir).exists():
         shutil.rmtree(work_dir)
     return {"train_rows": len(rows), "train_loss": float(result.training_loss),

@@ -1,13 +1,18 @@
-"""The ``vision`` and ``sft`` stages: the organism's training before alignment, in LLaVA's order.
+"""The ``vision``, ``lm`` and ``sft`` stages: the organism's training before alignment, in LLaVA's order.
 
 ``vision`` builds the base model (a fresh organism from ``model``, or the local checkpoint of
 ``model.base_path``), pretrains the organism's vision tower (:mod:`study.model.vision_pretrain`; skipped
-for a pretrained checkpoint and when ``vision.epochs`` is 0) and saves it; ``sft`` instruction-tunes that
-model with TRL's SFTTrainer."""
+for a pretrained checkpoint and when ``vision.epochs`` is 0) and saves it; ``lm`` pretrains its language
+model on text (:mod:`study.model.lm_pretrain`, the organism's Vicuna) and aligns the projector to it with
+tower and LM frozen (:mod:`study.model.projector_align`, LLaVA's stage 1); ``sft`` instruction-tunes that
+model with TRL's SFTTrainer (LLaVA's stage 2)."""
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from study import io
-from study.config import LMSection, ModelSection, ProjectorSection, SFTSection, VisionSection, WorldParams
+from study.config import LMSection, ModelSection, ProjectorSection, SFTSection, VisionSection
 from study.model.build import ModelParams, build_model, n_parameters
 from study.model.load import load_model
 from study.model.processor import build_processor
@@ -46,15 +51,11 @@ def pretrain_tower(vp: VisionSection, net, processor, world: World, spec, seed: 
     return fn(net, processor, world, spec, vision_params_of(vp), seed)
 
 
-def pretrain_language_model(lm: LMSection, world_p: WorldParams, net, processor, world: World, spec, seed: int,
-                            work_dir) -> dict:
-    """Text-only pretraining of ``net``'s language model in place (``lm``; corpus knobs from ``world``)."""
+def pretrain_language_model(lm: LMSection, net, processor, world: World, spec, seed: int, work_dir) -> dict:
+    """Text-only pretraining of ``net``'s language model in place (``lm``; the corpus knobs are the world's)."""
     from study.model.lm_pretrain import LMPretrainParams, pretrain_language
 
-    lp = LMPretrainParams(epochs=lm.epochs, learning_rate=lm.learning_rate, batch_size=lm.batch_size,
-                          qa_per_scene=world_p.qa_per_scene, exist_per_scene=world_p.exist_per_scene,
-                          caption_noise_rate=world_p.caption_noise_rate, synonym_prob=world_p.synonym_prob,
-                          relation_prob=world_p.relation_prob)
+    lp = LMPretrainParams(epochs=lm.epochs, learning_rate=lm.learning_rate, batch_size=lm.batch_size)
     return pretrain_language(net, processor, world, spec, lp, seed, work_dir)
 
 
@@ -86,6 +87,38 @@ def run_vision(model: dict, vision: dict, seed: int, world_spec: str, world_dir:
     with io.atomic_dir(out_dir) as tmp:
         net.save_pretrained(tmp, safe_serialization=True)
         processor.save_pretrained(tmp)
+    io.write_json(metrics_path, metrics)
+    return metrics
+
+
+def run_lm(model: dict, lm: dict, projector: dict, seed: int, world_spec: str, world_dir: str, init_dir: str,
+           out_dir: str, metrics_path: str) -> dict:
+    """Text-pretrain the ``vision`` stage's model's language model (``lm``), then align its projector with
+    tower and LM frozen (``projector``, LLaVA's stage 1); save model + processor to ``out_dir``."""
+    mp, lp, pp = ModelSection(**model), LMSection(**lm), ProjectorSection(**projector)
+    if mp.base_path:  # a real checkpoint: its LLM is pretrained and its projector aligned already
+        metrics = {"skipped": "model.base_path is set: its language model and projector are trained already"}
+        with io.atomic_dir(out_dir) as tmp:
+            io.write_json(tmp / "skipped.json", metrics)
+        io.write_json(metrics_path, metrics)
+        return metrics
+    spec, world = load_spec(world_spec), World(world_dir)
+    net, processor = load_model(init_dir)
+    work = Path(out_dir).with_name(Path(out_dir).name + ".work")
+    metrics: dict = {}
+    if lp.epochs > 0:
+        metrics["lm"] = pretrain_language_model(lp, net, processor, world, spec, seed, work / "lm")
+    else:
+        metrics["lm"] = {"skipped": "lm.epochs is 0: the language model learns language only through SFT"}
+    if pp.epochs > 0:
+        metrics["projector"] = align_projector_of(pp, net, processor, world, seed, work / "projector")
+    else:
+        metrics["projector"] = {"skipped": "projector.epochs is 0"}
+    with io.atomic_dir(out_dir) as tmp:
+        net.save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+    if work.exists():
+        shutil.rmtree(work)
     io.write_json(metrics_path, metrics)
     return metrics
 

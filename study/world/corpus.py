@@ -37,6 +37,7 @@ class CorpusParams:
     caption_noise_rate: float = 0.2   # share of descriptions that mention one absent context object
     synonym_prob: float = 0.2
     relation_prob: float = 0.5
+    position_first_prob: float = 0.0  # share of object sentences that name the position first
 
 
 def user_turn(prompt: str) -> dict:
@@ -95,7 +96,8 @@ def corpus_rows(spec: WorldSpec, scenes: list[Scene], params: CorpusParams, seed
     for i, scene in enumerate(scenes):
         rng = np.random.default_rng([seed, 104729, SPLITS.index(scene.split), i])
         text, inserted = L.describe(spec, scene, rng, synonym_prob=params.synonym_prob,
-                                    noise_rate=params.caption_noise_rate, relation_prob=params.relation_prob)
+                                    noise_rate=params.caption_noise_rate, relation_prob=params.relation_prob,
+                                    position_first_prob=params.position_first_prob)
         prompt = L.DESCRIBE_PROMPTS[int(rng.integers(len(L.DESCRIBE_PROMPTS)))]
         rows.append({"scene_id": scene.scene_id, "kind": "describe", "noisy_object": inserted,
                      "messages": conversation(prompt, text)})
@@ -192,6 +194,12 @@ class World:
         if not src.is_absolute() and not src.is_file():
             src = Path(__file__).resolve().parents[2] / src
         return load_spec(src)
+
+    def corpus_params(self) -> CorpusParams:
+        """The :class:`CorpusParams` this world's SFT corpus was written with (``spec.json``)."""
+        import json
+
+        return CorpusParams(**json.loads((self.root / "spec.json").read_text())["corpus_params"])
 
     def corpus(self, split: str = "train") -> list[dict]:
         return io.read_jsonl(self.root / "corpus" / f"{split}.jsonl")

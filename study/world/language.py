@@ -21,6 +21,10 @@ OBJECT_TEMPLATES = (
     "a {size} {color} {name} is at the {pos} .",
     "i can see a {size} {color} {name} at the {pos} .",
 )
+POSITION_FIRST_TEMPLATES = (   # the place first, then what is there (grounded-caption style)
+    "at the {pos} there is a {size} {color} {name} .",
+    "at the {pos} i can see a {size} {color} {name} .",
+)
 RELATION_TEMPLATE = "the {a} is {rel} the {b} ."
 EXIST_PROMPTS = ("is there a {name} in the image ?", "is there a {name} in this picture ?",
                  "does the image contain a {name} ?")
@@ -42,13 +46,18 @@ def object_word(spec: WorldSpec, category: str, rng: np.random.Generator | None,
     return cat.name
 
 
-def object_sentence(spec: WorldSpec, obj: SceneObject, rng: np.random.Generator, synonym_prob: float) -> str:
-    return _pick(rng, OBJECT_TEMPLATES).format(
+def object_sentence(spec: WorldSpec, obj: SceneObject, rng: np.random.Generator, synonym_prob: float,
+                    position_first_prob: float = 0.0) -> str:
+    """One object's sentence; with probability ``position_first_prob`` its position comes first ("at the top
+    left there is a ..."), otherwise last. At 0 no extra random number is drawn (streams unchanged)."""
+    first = position_first_prob > 0 and rng.random() < position_first_prob
+    return _pick(rng, POSITION_FIRST_TEMPLATES if first else OBJECT_TEMPLATES).format(
         size=obj.size, color=obj.color, name=object_word(spec, obj.category, rng, synonym_prob), pos=obj.position)
 
 
 def describe(spec: WorldSpec, scene: Scene, rng: np.random.Generator, *, synonym_prob: float = 0.2,
-             noise_rate: float = 0.0, relation_prob: float = 0.5) -> tuple[str, str | None]:
+             noise_rate: float = 0.0, relation_prob: float = 0.5,
+             position_first_prob: float = 0.0) -> tuple[str, str | None]:
     """A detailed description of ``scene`` in reading order.
 
     With probability ``noise_rate`` the description also mentions one *absent* object from the scene's
@@ -73,7 +82,7 @@ def describe(spec: WorldSpec, scene: Scene, rng: np.random.Generator, *, synonym
     parts = []
     if rng.random() < 0.8:
         parts.append(_pick(rng, INTRO_TEMPLATES).format(ctx=scene.context))
-    parts += [object_sentence(spec, o, rng, synonym_prob) for o in objs]
+    parts += [object_sentence(spec, o, rng, synonym_prob, position_first_prob) for o in objs]
     if rng.random() < relation_prob:
         rel = relation_fact(scene, rng)
         if rel is not None:
@@ -150,7 +159,7 @@ def split_sentences(text: str) -> list[str]:
 def vocabulary(spec: WorldSpec) -> list[str]:
     """Every word the world's language can produce (the tokenizer's vocabulary, sorted)."""
     words: set[str] = set()
-    templates = (*DESCRIBE_PROMPTS, *INTRO_TEMPLATES, *OBJECT_TEMPLATES, RELATION_TEMPLATE, *EXIST_PROMPTS,
+    templates = (*DESCRIBE_PROMPTS, *INTRO_TEMPLATES, *OBJECT_TEMPLATES, *POSITION_FIRST_TEMPLATES, RELATION_TEMPLATE, *EXIST_PROMPTS,
                  COLOR_PROMPT, COUNT_PROMPT, RELATION_PROMPT, ABSENT_ANSWER,
                  "yes , there is a no there is no", "the is not there are one")
     for t in templates:

@@ -18,7 +18,7 @@ def run_world(world: dict, seed: int, out_dir: str, metrics_path: str) -> dict:
                                  p.faint_prob),
         corpus_params=CorpusParams(qa_per_scene=p.qa_per_scene, exist_per_scene=p.exist_per_scene,
                                    caption_noise_rate=p.caption_noise_rate, synonym_prob=p.synonym_prob,
-                                   relation_prob=p.relation_prob),
+                                   relation_prob=p.relation_prob, position_first_prob=p.position_first_prob),
         faint_alpha=p.faint_alpha, noise_std=p.noise_std)
     stats["categories"] = len(spec.categories)
     stats["contexts"] = len(spec.contexts)
