@@ -1,13 +1,19 @@
 """Try an organism recipe and measure it against the validity gates (the issue's "leads" table).
 
 One lead = a world (params.yaml's ``world`` with overrides), a fresh organism (``model`` overrides),
-an optional vision-tower pretraining (``vision`` overrides), SFT (``sft`` overrides), then the grounding
+an optional vision-tower pretraining (``vision`` overrides), optional text pretraining of the LM (``lm``)
+and projector alignment (``projector``), SFT (``sft`` overrides), then the grounding
 report on ``val`` (gated) and ``ood``, and optionally ``test``, and the BDHS gate's sweep (rho_th = 0 and the
 default, one try each, on ``--bdhs-n`` val descriptions). Everything goes through the study's own
 functions, the same ones the DVC stages call; nothing here is a second code path.
 
     python benchmarks/organism_leads.py --name base --set world.exist_per_scene=0 vision.epochs=0
     python benchmarks/organism_leads.py --name frozen --set sft.freeze_vision=true
+    python benchmarks/organism_leads.py --name llava3 --sft-seed 2 --threads 1 \
+        --set vision.objective=clip vision.epochs=30 lm.epochs=1 projector.epochs=1 sft.epochs=3
+
+Two leads at once: run each with ``--threads 1`` (2 cores), from a frozen copy of the code if you edit
+``study/`` meanwhile (a lead imports some modules late).
 
 Prints the gate table and stage times and writes ``<out>/<name>.json`` (the reports, gate values,
 timings, the resolved params). Worlds are cached under ``<out>/worlds/<hash of the world params>``.

@@ -36,6 +36,7 @@ def bdhs_params(b: BDHSSection, rho_th: float | None = None, n_bdhs: int | None 
 def run_bdhs(bdhs: dict, seed: int, world_spec: str, world_dir: str, model_dir: str, out_path: str,
              sweep_path: str, metrics_path: str, povid_path: str | None = None, union_dir: str | None = None
              ) -> tuple[list[dict], pd.DataFrame]:
+    from study.eval.pref_grounding import pref_grounding
     from study.prefs.bdhs import bdhs_recipe
     from study.prefs.schema import load_prefs, save_prefs
     from study.prefs.union import matched_pair
@@ -69,6 +70,8 @@ def run_bdhs(bdhs: dict, seed: int, world_spec: str, world_dir: str, model_dir: 
                     "union_rows": union_rows},
         "sweep": {f"rho_{r['rho_th']:g}": {k: float(v) for k, v in r.items() if k != "rho_th"}
                   for r in table.to_dict("records")},
+        # how on-policy and image-dependent the pairs are under the reference (study/eval/pref_grounding.py)
+        "grounding": pref_grounding(model, processor, world, rows, seed=seed),
     }
     io.write_json(metrics_path, metrics)
     return rows, table

@@ -2,7 +2,9 @@
 
 Every recipe draws its prompts and images from the train split and is subsampled to the common size
 ``n_pairs`` (the paper's "5k" analog). Held-out pairs (val split) measure each annotator's accuracy
-(paper Table 10 analog): the exact oracle and noisy oracles of given accuracy (the 7B-vs-34B knob).
+(paper Table 10 analog): the exact oracle and noisy oracles of given accuracy (the 7B-vs-34B knob). Each
+recipe's ``grounding`` says how on-policy and image-dependent its chosen and rejected answers are under the
+SFT model (:mod:`study.eval.pref_grounding`).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import torch
 
 from study import io
 from study.config import PrefsSection
+from study.eval.pref_grounding import pref_grounding
 from study.model.load import load_model
 from study.prefs import RECIPES, save_prefs
 from study.prefs.annotators import NoisyOracleAnnotator, OracleAnnotator, annotator_accuracy
@@ -54,7 +57,8 @@ def run_preferences(prefs: dict, seed: int, world_spec: str, world_dir: str, sft
             rows = build_recipe(name, world, p, seed, "train", p.n_pairs, model, processor, pool, spec)
             save_prefs(rows, Path(tmp) / f"{name}.parquet", world)
             metrics["recipes"][name] = {"rows": len(rows),
-                                        "with_rejected_2": sum(bool(r["rejected_2"]) for r in rows)}
+                                        "with_rejected_2": sum(bool(r["rejected_2"]) for r in rows),
+                                        "grounding": pref_grounding(model, processor, world, rows, seed=seed)}
     scenes = {s.scene_id: s for s in world.scenes("val")}
     annotators = {"oracle": OracleAnnotator(spec)}
     annotators.update({f"noisy_{a:g}": NoisyOracleAnnotator(spec, a, seed=seed) for a in p.noisy_accuracies})
