@@ -20,6 +20,7 @@ Values (``rep`` = the gated split's report, ``ood`` = the ``ood`` split's report
     chair_i                     rep.describe.chair_i (greedy)                          in [0.05, 0.30]
     recall                      rep.describe.recall (greedy)                           >= 0.70
     ood_recall_ratio            ood.describe.recall / rep.describe.recall              >= 0.80
+    ood_auroc_random            ood.pope_random.auroc (objects off their context)      >= 0.80
     context_share               rep.describe.context_share                             >= 0.60
     masked_chair_ratio          rep.sampled.chair_i_masked / rep.sampled.chair_i_image >= 2.0
     bdhs_new_halluc_ratio       new hallucinated objects per regenerated answer after one try,
@@ -27,6 +28,13 @@ Values (``rep`` = the gated split's report, ``ood`` = the ``ood`` split's report
     probe_gain                  rep.probe.gain (features - context label, mean AUROC)  >= 0.05
     seeds_passing               share of SFT seeds passing every other gate            == 1 (>= 3 seeds)
     chair_i_spread              max - min greedy CHAIR_i over SFT seeds                <= 0.05
+
+``ood_auroc_random`` was added on 2026-12-01, after the second round of organism leads
+(``paper/organism_v2.md``) showed that organisms answering yes/no from the image in distribution (AUROC
+0.87-0.93) are at chance on ``ood`` scenes (0.41-0.51): they tell apart the objects their context predicts
+but do not recognise an object out of its context, which a real MLLM does. It only adds a way to fail;
+no default was chosen on it. Its threshold is the adversarial gate's: recognising an object the context
+does not predict should be at least as good as rejecting one it does.
 
 A gate whose value could not be measured (``None``, e.g. no BDHS sweep yet) is reported as
 ``"not measured"``, never as a pass.
@@ -67,6 +75,7 @@ GATES: tuple[Gate, ...] = (
     Gate("chair_i", 0.05, 0.30, "greedy CHAIR_i"),
     Gate("recall", 0.70, None, "greedy object recall"),
     Gate("ood_recall_ratio", 0.80, None, "object recall on ood (co-occurrence broken) / in distribution"),
+    Gate("ood_auroc_random", 0.80, None, "yes/no AUROC with the image on ood scenes, POPE random"),
     Gate("context_share", 0.60, None, "share of hallucinated mentions from the scene's context"),
     Gate("masked_chair_ratio", 2.0, None, "T=1 CHAIR_i with every image token masked / with the image"),
     Gate("bdhs_new_halluc_ratio", 1.5, None, "BDHS new hallucinations per answer, default rho_th / rho_th = 0"),
@@ -109,6 +118,7 @@ def gate_values(rep: Mapping, ood: Mapping | None = None, bdhs_sweep: Mapping | 
     out["recall"] = _v(rep, "describe", "recall")
     r_ood = _v(ood, "describe", "recall") if ood is not None else None
     out["ood_recall_ratio"] = r_ood / out["recall"] if r_ood is not None and out["recall"] else None
+    out["ood_auroc_random"] = _v(ood, "pope_random", "auroc") if ood is not None else None
     out["context_share"] = _v(rep, "describe", "context_share")
     out["masked_chair_ratio"] = _v(rep, "sampled", "chair_i_ratio")
     ratio = None

@@ -21,11 +21,15 @@ def _report(acc_r=0.86, acc_a=0.80, auroc_r=0.95, auroc_a=0.85, masked=0.5, yes=
     return rep
 
 
+def _ood(recall, auroc=0.85):
+    return {"describe": {"recall": _v(recall)}, "pope_random": {"auroc": _v(auroc)}}
+
+
 SWEEP = {"rho_0": {"it1_new_hallucinated_per_answer": 0.5}, "rho_0.9": {"it1_new_hallucinated_per_answer": 1.0}}
 
 
 def test_a_grounded_organism_passes_every_per_model_gate():
-    values = gate_values(_report(), {"describe": {"recall": _v(0.72)}}, SWEEP, 0.9)
+    values = gate_values(_report(), _ood(0.72), SWEEP, 0.9)
     assert values["ood_recall_ratio"] == pytest.approx(0.9)
     assert values["bdhs_new_halluc_ratio"] == pytest.approx(2.0)
     assert values["adversarial_drop"] == pytest.approx(0.06)
@@ -49,9 +53,16 @@ def test_a_grounded_organism_passes_every_per_model_gate():
     (dict(gain=0.049), {"probe_gain"}),
 ])
 def test_each_threshold_fails_just_outside_its_range(change, failing):
-    checked = check_gates(gate_values(_report(**change), {"describe": {"recall": _v(0.68)}}, SWEEP, 0.9))
+    checked = check_gates(gate_values(_report(**change), _ood(0.68), SWEEP, 0.9))
     got = {k for k, r in checked.items() if r["status"] == "fail"}
     assert got == failing
+
+
+def test_an_organism_that_does_not_recognise_objects_out_of_context_fails_the_ood_gate():
+    checked = check_gates(gate_values(_report(), _ood(0.72, auroc=0.79), SWEEP, 0.9))
+    assert {k for k, r in checked.items() if r["status"] == "fail"} == {"ood_auroc_random"}
+    assert check_gates(gate_values(_report(), {"describe": {"recall": _v(0.72)}}))["ood_auroc_random"]["status"] == \
+        "not measured"
 
 
 def test_an_organism_that_ignores_its_image_fails_the_grounding_gates():
@@ -64,9 +75,9 @@ def test_an_organism_that_ignores_its_image_fails_the_grounding_gates():
 
 
 def test_seed_gates_need_three_seeds_that_each_pass():
-    good = gate_values(_report(), {"describe": {"recall": _v(0.75)}}, SWEEP, 0.9)
+    good = gate_values(_report(), _ood(0.75), SWEEP, 0.9)
     assert seed_values([good, good]) == {"seeds_passing": None, "chair_i_spread": None}
-    bad = gate_values(_report(yes=0.9, chair=0.22), {"describe": {"recall": _v(0.75)}}, SWEEP, 0.9)
+    bad = gate_values(_report(yes=0.9, chair=0.22), _ood(0.75), SWEEP, 0.9)
     s = seed_values([good, good, bad])
     assert s["seeds_passing"] == pytest.approx(2 / 3)
     assert s["chair_i_spread"] == pytest.approx(0.07)
