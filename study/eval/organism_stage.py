@@ -4,7 +4,8 @@ The gated split is ``val`` (``organism.gate_split``); ``test`` is reported besid
 choose anything; ``ood`` gives the recall ratio. The BDHS gate reads the ``bdhs`` stage's Fig-10 sweep
 (``metrics/bdhs.json: sweep``) at ``bdhs.rho_th`` and at 0. The seed gates need the SFT organism trained
 from ``organism.sft_seeds`` (>= 3 seeds, the main ``seed`` among them): every other seed is built,
-vision-pretrained, LM-pretrained and projector-aligned, and instruction-tuned here with the same params, then reported and gated the same way.
+vision-pretrained, passed through the ``lm`` stage and instruction-tuned here with the same params, then
+reported and gated the same way.
 
 Outputs: ``metrics/organism.json`` (``gates`` with pass/fail, ``reports`` per split, ``per_seed`` gate
 values) and, under ``out_dir``, the rows every number is computed from (``{split}/pope.jsonl``,
@@ -48,17 +49,16 @@ def _seed_model(seed: int, model: dict, vision: dict, lm: dict, projector: dict,
     run_vision(model, vision, seed, world_spec, world_dir, str(d / "vision"), str(d / "vision.json"))
     run_lm(model, lm, projector, seed, world_spec, world_dir, str(d / "vision"), str(d / "lm"), str(d / "lm.json"))
     run_sft(model, sft, seed, world_spec, world_dir, str(d / "sft"), None, str(d / "sft.json"), init_dir=str(d / "lm"))
-    sdir = d / "sft"
-    return load_model(sdir)
+    return load_model(d / "sft")
 
 
 def run_organism(eval: dict, organism: dict, bdhs: dict, model: dict, vision: dict, lm: dict, projector: dict,
-                 sft: dict, seed: int,
-                 world_spec: str, world_dir: str, model_dir: str, bdhs_metrics: str, out_dir: str,
+                 sft: dict, seed: int, world_spec: str, world_dir: str, model_dir: str, bdhs_metrics: str, out_dir: str,
                  metrics_path: str) -> dict:
     e, o, b = EvalSection(**eval), OrganismSection(**organism), BDHSSection(**bdhs)
-    ModelSection(**model), VisionSection(**vision), LMSection(**lm), ProjectorSection(**projector)  # validated
-    SFTSection(**sft)                                                                              # before any work
+    for section, values in ((ModelSection, model), (VisionSection, vision), (LMSection, lm),
+                            (ProjectorSection, projector), (SFTSection, sft)):
+        section(**values)  # validated before any work
     spec, world = load_spec(world_spec), World(world_dir)
     sweep = json.loads(Path(bdhs_metrics).read_text()).get("sweep") if Path(bdhs_metrics).is_file() else None
     splits = (o.gate_split, "test", "ood") if o.gate_split != "test" else ("test", "ood")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from study.eval.bootstrap import bootstrap_table
+from study.eval.bootstrap import bootstrap_table, ratio
 from study.eval.grounding import answer_logprobs
 from study.world.corpus import World
 
@@ -39,13 +39,13 @@ def answer_stats(model, processor, world: World, rows: list[dict], side: str, *,
 
 def _mean_ci(values: np.ndarray, groups: list[str], *, n_boot: int, seed: int) -> dict:
     stats = {"v": np.asarray(values, dtype=float), "n": np.ones(len(values))}
-    return bootstrap_table(stats, {"m": lambda s: s["v"] / np.maximum(s["n"], 1)}, n_boot=n_boot, seed=seed,
-                           groups=groups)["m"]
+    return bootstrap_table(stats, {"m": lambda s: ratio(s["v"], s["n"])}, n_boot=n_boot, seed=seed, groups=groups)["m"]
 
 
 def pref_grounding(model, processor, world: World, rows: list[dict], *, batch_size: int = 32, n_boot: int = 1000,
                    seed: int = 0) -> dict:
-    """The module's numbers for one dataset (rows as :func:`study.prefs.load_prefs` returns them)."""
+    """The module's numbers for one dataset (rows as :func:`study.prefs.load_prefs` returns them: ``chosen``
+    and ``rejected`` are never empty, so the margins pair every row; ``rejected_2`` may be)."""
     model.eval()
     out: dict = {"pairs": len(rows)}
     per: dict = {}
@@ -54,18 +54,14 @@ def pref_grounding(model, processor, world: World, rows: list[dict], *, batch_si
         if not len(st["index"]):
             continue
         n = np.maximum(st["n_tokens"], 1)
-        per[side] = {"index": st["index"], "l": st["logp"] / n, "d": (st["logp"] - st["logp_masked"]) / n}
+        per[side] = {"l": st["logp"] / n, "d": (st["logp"] - st["logp_masked"]) / n}
         groups = [rows[i]["scene_id"] for i in st["index"]]
         out[side] = {"answers": len(st["index"]), "tokens_per_answer": float(np.mean(st["n_tokens"])),
                      "logp_per_token": _mean_ci(per[side]["l"], groups, n_boot=n_boot, seed=seed),
                      "image_dependence": _mean_ci(per[side]["d"], groups, n_boot=n_boot, seed=seed)}
-    if "chosen" in per and "rejected" in per:
-        both = np.intersect1d(per["chosen"]["index"], per["rejected"]["index"])
-        at = {s: {int(i): k for k, i in enumerate(per[s]["index"])} for s in ("chosen", "rejected")}
-        groups = [rows[i]["scene_id"] for i in both]
-        for key, name in (("l", "logp_per_token_margin"), ("d", "image_dependence_margin")):
-            diff = np.array([per["chosen"][key][at["chosen"][i]] - per["rejected"][key][at["rejected"][i]] for i in both])
-            out[name] = _mean_ci(diff, groups, n_boot=n_boot, seed=seed)
+    groups = [r["scene_id"] for r in rows]
+    for key, name in (("l", "logp_per_token_margin"), ("d", "image_dependence_margin")):
+        out[name] = _mean_ci(per["chosen"][key] - per["rejected"][key], groups, n_boot=n_boot, seed=seed)
     return out
 
 

@@ -26,7 +26,6 @@ and AUROC): whether in-context reading formed.
 """
 from __future__ import annotations
 
-import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,22 +119,18 @@ def reading_accuracy(model, tokenizer, spec: WorldSpec, scenes: list[Scene], p: 
 def pretrain_language(model, processor, world: World, spec: WorldSpec, p: LMPretrainParams, seed: int,
                       work_dir: str | Path, n_val: int = 200) -> dict:
     """Train ``model``'s language model in place on the text corpus; returns metrics (loss, reading accuracy)."""
-    from study.model.sft import SFTParams, schedule_args, sft_config
+    from study.model.sft import SFTParams, run_metrics, sft_config
 
     tokenizer, corpus = processor.tokenizer, world.corpus_params()
     rows = text_rows(spec, world.scenes("train"), corpus, seed)
     val_scenes = world.scenes("val")[:n_val]
     before = reading_accuracy(model, tokenizer, spec, val_scenes, corpus, seed)
     sp = SFTParams(epochs=p.epochs, learning_rate=p.learning_rate, batch_size=p.batch_size)
-    steps = math.ceil(math.ceil(len(rows) / p.batch_size) * p.epochs)
-    args = sft_config(sp, work_dir, seed, eval_strategy="no", **schedule_args(sp.lr_scheduler, steps),
-                      dataset_kwargs={})
+    args = sft_config(sp, work_dir, seed, len(rows), eval_strategy="no", dataset_kwargs={})
     trainer = SFTTrainer(model=model, args=args, train_dataset=text_dataset(rows), processing_class=tokenizer)
     result = trainer.train()
     after = reading_accuracy(model, tokenizer, spec, val_scenes, corpus, seed)
     if Path(work_dir).exists():
         shutil.rmtree(work_dir)
-    return {"train_rows": len(rows), "train_loss": float(result.training_loss),
-            "train_runtime_s": float(result.metrics["train_runtime"]),
-            "train_samples_per_s": float(result.metrics["train_samples_per_second"]),
+    return {"train_rows": len(rows), **run_metrics(result),
             **{f"{k}_before": v for k, v in before.items() if k != "reading_items"}, **after}

@@ -12,7 +12,6 @@ SFT), with gradients only into ``multi_modal_projector``. Afterwards every param
 """
 from __future__ import annotations
 
-import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ class ProjectorAlignParams:
 
 def align_projector(model, processor, world: World, p: ProjectorAlignParams, seed: int, work_dir: str | Path) -> dict:
     """Train only ``model``'s projector on the train descriptions; returns metrics (loss, throughput)."""
-    from study.model.sft import SFTParams, schedule_args, sft_config, vision_dataset
+    from study.model.sft import SFTParams, run_metrics, sft_config, vision_dataset
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     for q in base.parameters():
@@ -40,8 +39,7 @@ def align_projector(model, processor, world: World, p: ProjectorAlignParams, see
         q.requires_grad_(True)
     rows = [r for r in world.corpus("train") if r["kind"] == "describe"]
     sp = SFTParams(epochs=p.epochs, learning_rate=p.learning_rate, batch_size=p.batch_size)
-    steps = math.ceil(math.ceil(len(rows) / p.batch_size) * p.epochs)
-    args = sft_config(sp, work_dir, seed, eval_strategy="no", **schedule_args(sp.lr_scheduler, steps))
+    args = sft_config(sp, work_dir, seed, len(rows), eval_strategy="no")
     trainer = SFTTrainer(model=model, args=args, train_dataset=vision_dataset(rows, world), processing_class=processor)
     result = trainer.train()
     trainable = sum(q.numel() for q in base.parameters() if q.requires_grad)
@@ -49,6 +47,4 @@ def align_projector(model, processor, world: World, p: ProjectorAlignParams, see
         q.requires_grad_(True)
     if Path(work_dir).exists():
         shutil.rmtree(work_dir)
-    return {"train_rows": len(rows), "train_loss": float(result.training_loss), "trainable_params": trainable,
-            "train_runtime_s": float(result.metrics["train_runtime"]),
-            "train_samples_per_s": float(result.metrics["train_samples_per_second"])}
+    return {"train_rows": len(rows), **run_metrics(result), "trainable_params": trainable}

@@ -89,18 +89,26 @@ def schedule_args(name: str, total_steps: int) -> dict:
     return {"lr_scheduler_type": "cosine" if name == "cosine" else "constant_with_warmup"}
 
 
-def sft_config(p: SFTParams, output_dir: str | Path, seed: int, **overrides) -> SFTConfig:
+def sft_config(p: SFTParams, output_dir: str | Path, seed: int, n_rows: int, **overrides) -> SFTConfig:
+    """The SFTConfig of a run over ``n_rows`` training rows (the LR schedule needs the step count)."""
     cpu = not torch.cuda.is_available()
+    steps = math.ceil(math.ceil(n_rows / p.batch_size) * p.epochs)
     kw = dict(
         output_dir=str(output_dir), num_train_epochs=p.epochs, learning_rate=p.learning_rate,
         per_device_train_batch_size=p.batch_size, per_device_eval_batch_size=p.batch_size,
-        weight_decay=p.weight_decay, warmup_steps=p.warmup_ratio, lr_scheduler_type="cosine",
+        weight_decay=p.weight_decay, warmup_steps=p.warmup_ratio, **schedule_args(p.lr_scheduler, steps),
         logging_steps=10, eval_strategy="epoch", save_strategy="no", report_to=[], seed=seed, data_seed=seed,
         use_cpu=cpu, bf16=False, gradient_checkpointing=False, max_length=None, remove_unused_columns=False,
         dataloader_num_workers=0, disable_tqdm=False, dataset_kwargs={"skip_prepare_dataset": True},
     )
     kw.update(overrides)
     return SFTConfig(**kw)
+
+
+def run_metrics(result) -> dict:
+    """The training summary every organism stage reports from ``Trainer.train()``'s result."""
+    return {"train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics["train_runtime"]),
+            "train_samples_per_s": float(result.metrics["train_samples_per_second"])}
 
 
 def train_sft(model, processor, world: World, p: SFTParams, out_dir: str | Path, live_dir: str | Path | None,
@@ -126,13 +134,10 @@ def train_sft(model, processor, world: World, p: SFTParams, out_dir: str | Path,
         callbacks.append(DVCLiveCallback(live=Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None)))
     if pool_dir is not None:
         callbacks.append(PoolSaver(p.pool_fractions, processor, work / "pool"))
-    steps = math.ceil(math.ceil(len(train) / p.batch_size) * p.epochs)
-    args = sft_config(p, work, seed, **schedule_args(p.lr_scheduler, steps))
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=val,
+    trainer = SFTTrainer(model=model, args=sft_config(p, work, seed, len(train)), train_dataset=train, eval_dataset=val,
                          processing_class=processor, callbacks=callbacks)
     result = trainer.train()
-    metrics = {"train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics["train_runtime"]),
-               "train_rows": len(train), "train_samples_per_s": float(result.metrics["train_samples_per_second"]),
+    metrics = {**run_metrics(result), "train_rows": len(train),
                "trainable_params": sum(q.numel() for q in model.parameters() if q.requires_grad)}
     metrics.update({k: float(v) for k, v in trainer.evaluate().items() if k == "eval_loss"})
     with io.atomic_dir(out_dir) as tmp:

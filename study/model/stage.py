@@ -67,16 +67,21 @@ def align_projector_of(pp: ProjectorSection, net, processor, world: World, seed:
                            seed, work_dir)
 
 
+def _skip_stage(reason: str, out_dir: str, metrics_path: str) -> dict:
+    """A stage with nothing to train: its output directory holds only ``skipped.json`` (the reason)."""
+    metrics = {"skipped": reason}
+    with io.atomic_dir(out_dir) as tmp:
+        io.write_json(tmp / "skipped.json", metrics)
+    io.write_json(metrics_path, metrics)
+    return metrics
+
+
 def run_vision(model: dict, vision: dict, seed: int, world_spec: str, world_dir: str, out_dir: str,
                metrics_path: str) -> dict:
     """Build the base model, pretrain its vision tower, save model + processor to ``out_dir``."""
     mp, vp = ModelSection(**model), VisionSection(**vision)
     if mp.base_path:  # a real checkpoint: its tower is pretrained already, and SFT reads base_path itself
-        metrics = {"skipped": "model.base_path is set: its vision tower is already pretrained"}
-        with io.atomic_dir(out_dir) as tmp:
-            io.write_json(tmp / "skipped.json", metrics)
-        io.write_json(metrics_path, metrics)
-        return metrics
+        return _skip_stage("model.base_path is set: its vision tower is already pretrained", out_dir, metrics_path)
     spec = load_spec(world_spec)
     net, processor = base_model(mp, spec, seed)
     if vp.epochs == 0:
@@ -97,11 +102,8 @@ def run_lm(model: dict, lm: dict, projector: dict, seed: int, world_spec: str, w
     tower and LM frozen (``projector``, LLaVA's stage 1); save model + processor to ``out_dir``."""
     mp, lp, pp = ModelSection(**model), LMSection(**lm), ProjectorSection(**projector)
     if mp.base_path:  # a real checkpoint: its LLM is pretrained and its projector aligned already
-        metrics = {"skipped": "model.base_path is set: its language model and projector are trained already"}
-        with io.atomic_dir(out_dir) as tmp:
-            io.write_json(tmp / "skipped.json", metrics)
-        io.write_json(metrics_path, metrics)
-        return metrics
+        return _skip_stage("model.base_path is set: its language model and projector are trained already", out_dir,
+                           metrics_path)
     spec, world = load_spec(world_spec), World(world_dir)
     net, processor = load_model(init_dir)
     work = Path(out_dir).with_name(Path(out_dir).name + ".work")
