@@ -2,27 +2,78 @@
 
 ``params.yaml`` holds a base value for every knob and a ``profiles`` block whose entries override the
 base; ``profile`` selects one. Validation happens before any work: an unknown key, a wrong type or an
-out-of-range value raises :class:`ParamsError` naming the key (``world.n_train``) and what is allowed.
+out-of-range value raises :class:`ParamsError` naming the key as written (``world.n_train``, or
+``profiles.smoke.world.n_train`` when a profile's override is the culprit) and what is allowed.
+
+Types are strict: a boolean is a YAML boolean (``"no"``, ``1`` are refused), a count is an integer
+(``true``, ``3.0`` are refused), a float takes an integer too. The organism's shapes must fit
+(``model.patch_size`` divides the world's image size, hidden sizes divide by head counts, ...), align
+run names are identifiers and a run's ``data`` stays inside ``artifacts/prefs``.
 """
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 
 REWARD_MODELS_DIR = "artifacts/models/rm"  # the reward_models stage's output: one model per rm.recipes entry
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ParamsError(ValueError):
     pass
 
 
+# PyYAML reads YAML 1.1, where `1e-5` (no dot) is a string; YAML 1.2 (and `dvc exp run -S`, which writes
+# floats like `1e-05`) reads it as a number. Only that spelling is read as a float: other strings stay refused.
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _yaml_float(v: Any) -> Any:
+    return float(v) if isinstance(v, str) and _EXPONENT_FLOAT.fullmatch(v.strip()) else v
+
+
+Float = Annotated[float, BeforeValidator(_yaml_float)]
+"""A strict float (an int is accepted, a bool or a string is not) that also reads ``1e-5``."""
+
+
+class Issue(NamedTuple):
+    """One problem of a params mapping. ``keys``: the dotted keys involved, from the top of params.yaml; the
+    first is the one named unless a profile sets another of them. ``text``: what follows the key
+    (``": ..."`` or ``" ..."``); ``others``: the text for each further key when that one is named.
+    ``quoted``: the key is shown in backticks (alignment knobs are shown bare, as :mod:`study.align.config`
+    names them)."""
+    keys: tuple[str, ...]
+    text: str
+    quoted: bool = True
+    others: tuple[str, ...] = ()
+
+    def render(self, index: int = 0, profile: str | None = None, note: str = "") -> str:
+        key = self.keys[index] if profile is None else f"profiles.{profile}.{self.keys[index]}"
+        shown = f"`{key}`" if self.quoted else key
+        return f"{shown}{note}{self.text if index == 0 else self.others[index - 1]}"
+
+
+class RuleError(ValueError):
+    """A cross-field rule of a section broken; carries its :class:`Issue` list (keys from the top level)."""
+
+    def __init__(self, issues: list[Issue]):
+        super().__init__("; ".join(i.render() for i in issues))
+        self.issues = issues
+
+    @classmethod
+    def one(cls, key: str, text: str) -> "RuleError":
+        return cls([Issue((key,), text)])
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class WorldParams(_Section):
@@ -32,18 +83,18 @@ class WorldParams(_Section):
     n_test: int = Field(200, ge=1, le=100_000)
     n_ood: int = Field(200, ge=1, le=100_000)
     max_objects: int = Field(6, ge=1, le=9)
-    duplicate_prob: float = Field(0.15, ge=0, le=1)
-    off_context_prob: float = Field(0.3, ge=0, le=1)
-    typical_color_prob: float = Field(0.6, ge=0, le=1)
-    faint_prob: float = Field(0.25, ge=0, le=1, description="share of objects drawn with weak contrast")
-    faint_alpha: float = Field(0.3, gt=0, le=1, description="contrast of a faint object (1 = normal)")
-    noise_std: float = Field(6.0, ge=0, le=64, description="pixel noise, in 0-255 units")
+    duplicate_prob: Float = Field(0.15, ge=0, le=1)
+    off_context_prob: Float = Field(0.3, ge=0, le=1)
+    typical_color_prob: Float = Field(0.6, ge=0, le=1)
+    faint_prob: Float = Field(0.25, ge=0, le=1, description="share of objects drawn with weak contrast")
+    faint_alpha: Float = Field(0.3, gt=0, le=1, description="contrast of a faint object (1 = normal)")
+    noise_std: Float = Field(6.0, ge=0, le=64, description="pixel noise, in 0-255 units")
     qa_per_scene: int = Field(2, ge=0, le=10)
     exist_per_scene: int = Field(0, ge=0, le=10, description="extra balanced existence questions per scene")
-    caption_noise_rate: float = Field(0.2, ge=0, le=1, description="descriptions naming one absent context object")
-    synonym_prob: float = Field(0.2, ge=0, le=1)
-    relation_prob: float = Field(0.5, ge=0, le=1)
-    position_first_prob: float = Field(0.0, ge=0, le=1, description="object sentences naming the position first")
+    caption_noise_rate: Float = Field(0.2, ge=0, le=1, description="descriptions naming one absent context object")
+    synonym_prob: Float = Field(0.2, ge=0, le=1)
+    relation_prob: Float = Field(0.5, ge=0, le=1)
+    position_first_prob: Float = Field(0.0, ge=0, le=1, description="object sentences naming the position first")
 
 
 class ModelSection(_Section):
@@ -58,18 +109,48 @@ class ModelSection(_Section):
     text_kv_heads: int = Field(2, ge=1, le=128)
     text_intermediate: int = Field(256, ge=8, le=32768)
 
+    @model_validator(mode="after")
+    def _shapes_fit(self) -> "ModelSection":
+        """The organism's attention shapes (the model would fail on them at build or first forward)."""
+        if self.base_path:  # a checkpoint brings its own architecture: these knobs are not used
+            return self
+        issues = []
+        vh, vn, th, tn, kv = (self.vision_hidden, self.vision_heads, self.text_hidden, self.text_heads,
+                              self.text_kv_heads)
+        if vh % vn:
+            issues.append(Issue(("model.vision_hidden", "model.vision_heads"),
+                                f": {vh} must be divisible by model.vision_heads ({vn})",
+                                others=(f": {vn} must divide model.vision_hidden ({vh})",)))
+        if th % tn:
+            issues.append(Issue(("model.text_hidden", "model.text_heads"),
+                                f": {th} must be divisible by model.text_heads ({tn})",
+                                others=(f": {tn} must divide model.text_hidden ({th})",)))
+        elif (th // tn) % 2:
+            why = "which must be even (rotary position embeddings rotate pairs of dimensions)"
+            issues.append(Issue(("model.text_hidden", "model.text_heads"),
+                                f": {th} / model.text_heads ({tn}) gives attention heads of size {th // tn}, {why}",
+                                others=(f": model.text_hidden ({th}) / {tn} gives attention heads of size {th // tn}, "
+                                        f"{why}",)))
+        if tn % kv:
+            issues.append(Issue(("model.text_heads", "model.text_kv_heads"),
+                                f": {tn} must be a multiple of model.text_kv_heads ({kv}) (grouped-query attention)",
+                                others=(f": {kv} must divide model.text_heads ({tn}) (grouped-query attention)",)))
+        if issues:
+            raise RuleError(issues)
+        return self
+
 
 class SFTSection(_Section):
-    epochs: float = Field(5.0, gt=0, le=100)
-    learning_rate: float = Field(2e-3, gt=0, le=1)
+    epochs: Float = Field(5.0, gt=0, le=100)
+    learning_rate: Float = Field(2e-3, gt=0, le=1)
     batch_size: int = Field(32, ge=1, le=4096)
-    weight_decay: float = Field(0.0, ge=0, le=1)
-    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: Float = Field(0.0, ge=0, le=1)
+    warmup_ratio: Float = Field(0.05, ge=0, lt=1)
     lr_scheduler: Literal["cosine", "constant", "warmup_stable_decay"] = Field(
         "cosine", description="LR after warm-up: cosine decay | constant | constant then a final cosine decay")
     val_rows: int = Field(300, ge=1, le=100_000)
     freeze_vision: bool = Field(True, description="keep the (pretrained) vision tower frozen, as LLaVA does")
-    pool_fractions: list[float] = Field([0.1, 0.3], min_length=2,
+    pool_fractions: list[Float] = Field([0.1, 0.3], min_length=2,
                                         description="intermediate checkpoints kept for the VLFeedback-style pool")
 
     @field_validator("pool_fractions")
@@ -83,25 +164,25 @@ class SFTSection(_Section):
 class VisionSection(_Section):
     """Vision-tower pretraining before SFT (:mod:`study.model.vision_pretrain`); ``epochs: 0`` skips it."""
     objective: Literal["presence", "clip"] = Field("presence", description="presence (multi-label BCE) | clip (contrastive)")
-    epochs: float = Field(8.0, ge=0, le=100)
-    learning_rate: float = Field(1e-3, gt=0, le=1)
+    epochs: Float = Field(8.0, ge=0, le=100)
+    learning_rate: Float = Field(1e-3, gt=0, le=1)
     batch_size: int = Field(64, ge=1, le=4096)
-    weight_decay: float = Field(0.0, ge=0, le=1)
+    weight_decay: Float = Field(0.0, ge=0, le=1)
 
 
 class LMSection(_Section):
     """Text-only pretraining of the organism's language model before it sees an image
     (:mod:`study.model.lm_pretrain`; the corpus knobs are ``world``'s); ``epochs: 0`` skips it."""
-    epochs: float = Field(0.0, ge=0, le=100)
-    learning_rate: float = Field(2e-3, gt=0, le=1)
+    epochs: Float = Field(0.0, ge=0, le=100)
+    learning_rate: Float = Field(2e-3, gt=0, le=1)
     batch_size: int = Field(32, ge=1, le=4096)
 
 
 class ProjectorSection(_Section):
     """Projector alignment with the tower and the language model frozen, on the train descriptions
     (:mod:`study.model.projector_align`, LLaVA's stage 1); ``epochs: 0`` skips it."""
-    epochs: float = Field(0.0, ge=0, le=100)
-    learning_rate: float = Field(2e-3, gt=0, le=1)
+    epochs: Float = Field(0.0, ge=0, le=100)
+    learning_rate: Float = Field(2e-3, gt=0, le=1)
     batch_size: int = Field(32, ge=1, le=4096)
 
 
@@ -112,8 +193,8 @@ class EvalSection(_Section):
     n_boot: int = Field(1000, ge=10, le=100_000)
     batch_size: int = Field(64, ge=1, le=4096)
     max_new_tokens: int = Field(96, ge=1, le=2048)
-    masked_keep_prob: float = Field(0.0, ge=0, le=1, description="image tokens kept in the masked diagnostic")
-    masked_temperature: float = Field(1.0, gt=0, le=10, description="sampling temperature of the masked diagnostic")
+    masked_keep_prob: Float = Field(0.0, ge=0, le=1, description="image tokens kept in the masked diagnostic")
+    masked_temperature: Float = Field(1.0, gt=0, le=10, description="sampling temperature of the masked diagnostic")
 
 
 class OrganismSection(_Section):
@@ -131,16 +212,16 @@ class OrganismSection(_Section):
 
 
 class BDHSSection(_Section):
-    rho_th: float = Field(0.9, ge=0, le=1, description="keep an image token iff u >= rho_th (Eq. 6)")
-    eps_s: float = Field(0.97, ge=-1, le=1, description="resample while cosine(rejected, chosen) > eps_s")
+    rho_th: Float = Field(0.9, ge=0, le=1, description="keep an image token iff u >= rho_th (Eq. 6)")
+    eps_s: Float = Field(0.97, ge=-1, le=1, description="resample while cosine(rejected, chosen) > eps_s")
     n_bdhs: int = Field(5, ge=1, le=50, description="tries; the last one is unguided")
     noise_steps: int = Field(0, ge=0, le=1000, description="diffusion noise steps (BDHS_noise); 0 = none")
-    temperature: float = Field(1.0, gt=0, le=10)
+    temperature: Float = Field(1.0, gt=0, le=10)
     max_new_tokens: int = Field(48, ge=1, le=2048, description="per regenerated sentence")
     batch_size: int = Field(64, ge=1, le=4096)
     encoder_path: str = Field("", description="local sentence-transformers model; empty = bundled MiniLM")
     n_pairs: int = Field(600, ge=1, le=1_000_000, description="size of the offline BDHS dataset")
-    sweep_rho: list[float] = Field([0.0, 0.5, 0.9, 0.99, 1.0], min_length=1)
+    sweep_rho: list[Float] = Field([0.0, 0.5, 0.9, 0.99, 1.0], min_length=1)
     sweep_n: int = Field(100, ge=1, le=100_000, description="validation descriptions in the rho_th sweep")
     threads: int = Field(1, ge=1, le=256, description="torch CPU threads for BDHS generation")
 
@@ -161,7 +242,7 @@ class PrefsSection(_Section):
     heldout_recipes: list[Literal["povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"]] = Field(
         ["povid", "rlhfv", "vlfeedback"])
     heldout_n: int = Field(200, ge=1, le=100_000, description="held-out (val) pairs for annotator accuracy")
-    noisy_accuracies: list[float] = Field([0.8, 0.95], description="noisy-oracle pairwise accuracies, in [0.5, 1]")
+    noisy_accuracies: list[Float] = Field([0.8, 0.95], description="noisy-oracle pairwise accuracies, in [0.5, 1]")
     threads: int = Field(1, ge=1, le=256)
 
     @field_validator("noisy_accuracies")
@@ -178,9 +259,9 @@ class RMSection(_Section):
     ``prefs.heldout_recipes``."""
     recipes: list[Literal["povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"]] = Field(
         ["povid", "rlhfv", "vlfeedback"])
-    learning_rate: float = Field(2e-4, gt=0, le=1)
+    learning_rate: Float = Field(2e-4, gt=0, le=1)
     batch_size: int = Field(16, ge=1, le=4096, description="pairs per step")
-    epochs: float = Field(1.0, gt=0, le=100)
+    epochs: Float = Field(1.0, gt=0, le=100)
     threads: int = Field(1, ge=1, le=256)
 
 
@@ -201,22 +282,23 @@ class AlignSection(_Section):
 
     @model_validator(mode="after")
     def _runs_are_valid(self) -> "AlignSection":
-        from study.align.config import AlignParamsError, check_seeds, run_params
+        from study.align.config import AlignParamsError, check_seeds, make_params, run_params
 
         try:
             check_seeds(self.seeds, "align.seeds")
+            make_params(self.base, prefix="align.base")  # the shared knobs on their own: errors name align.base.<key>
             for section, runs in (("runs", self.runs), ("rm_runs", self.rm_runs)):
                 for name, run in runs.items():
                     p, _, _ = run_params(name, run, self.base, section=section)
                     if section == "rm_runs" and (p.annotator != "reward_model" or "reward_model_path" not in run):
-                        raise AlignParamsError(f"invalid alignment params: align.rm_runs.{name} must set annotator: "
-                                               "reward_model and its own reward_model_path (runs judged otherwise go "
-                                               "in align.runs)")
+                        raise AlignParamsError.of([(f"align.rm_runs.{name}", " must set annotator: reward_model and "
+                                                    "its own reward_model_path (runs judged otherwise go in align.runs)")])
         except AlignParamsError as e:
-            raise ValueError(str(e)) from None
+            raise RuleError([Issue((k,), t, quoted=False) for k, t in e.issues]
+                            or [Issue(("align",), f": {e}")]) from None
         both = sorted(set(self.runs) & set(self.rm_runs))
         if both:
-            raise ValueError(f"align.rm_runs: run names must differ from align.runs, both have {both}")
+            raise RuleError.one("align.rm_runs", f": run names must differ from align.runs, both have {both}")
         return self
 
     def all_runs(self) -> dict[str, dict]:
@@ -238,7 +320,7 @@ class StudyParams(_Section):
     bdhs: BDHSSection = BDHSSection()
     prefs: PrefsSection = PrefsSection()
     rm: RMSection = RMSection()
-    align: AlignSection = AlignSection()
+    align: AlignSection = Field(default_factory=AlignSection)  # built lazily: it imports study.align.config
 
     @model_validator(mode="after")
     def _reward_models_are_trained(self) -> "StudyParams":
@@ -246,16 +328,51 @@ class StudyParams(_Section):
         for name, run in self.align.rm_runs.items():
             path = Path(str(run["reward_model_path"]))
             if path.parent == Path(REWARD_MODELS_DIR) and path.name not in self.rm.recipes:
-                raise ValueError(f"align.rm_runs.{name}.reward_model_path: {path} is not trained by the "
-                                 f"reward_models stage; rm.recipes is {self.rm.recipes}")
+                raise RuleError.one(f"align.rm_runs.{name}.reward_model_path",
+                                    f": {path} is not trained by the reward_models stage; rm.recipes is {self.rm.recipes}")
         return self
 
     @model_validator(mode="after")
     def _organism_seeds(self) -> "StudyParams":
         if self.seed not in self.organism.sft_seeds:
-            raise ValueError(f"organism.sft_seeds {self.organism.sft_seeds} must contain `seed` ({self.seed}): the "
-                             "pipeline's SFT model is the first of them")
+            raise RuleError.one("organism.sft_seeds", f": {self.organism.sft_seeds} must contain `seed` ({self.seed}): "
+                                "the pipeline's SFT model is the first of them")
         return self
+
+    @model_validator(mode="after")
+    def _patches_tile_the_image(self) -> "StudyParams":
+        # the organism's processor and CLIP tower cut the world's square image into patch_size x patch_size patches
+        if self.model.base_path:
+            return self
+        size = world_image_size(self.world.spec)
+        if size is not None and size % self.model.patch_size:
+            lo, hi = _bounds(ModelSection, "patch_size")
+            allowed = [d for d in range(lo, hi + 1) if size % d == 0]
+            raise RuleError.one("model.patch_size", f": {self.model.patch_size} must divide the world's image_size "
+                                                    f"({size}, world.spec {self.world.spec}); allowed: {allowed}")
+        return self
+
+
+def _bounds(model: type[BaseModel], field: str) -> tuple[int, int]:
+    """The ``ge`` / ``le`` bounds of an integer field."""
+    lo = hi = None
+    for m in model.model_fields[field].metadata:
+        lo, hi = getattr(m, "ge", lo), getattr(m, "le", hi)
+    return lo, hi
+
+
+def world_image_size(spec: str | Path) -> int | None:
+    """``image_size`` of the world spec at ``spec`` (relative to the working directory or, failing that, to
+    the project root, as :meth:`study.world.corpus.World.spec` reads it); None when the file is missing or
+    unreadable (the ``world`` stage then fails on it with its own message)."""
+    path = Path(spec)
+    if not path.is_absolute() and not path.is_file():
+        path = PROJECT_ROOT / path
+    try:
+        size = (yaml.safe_load(path.read_text()) or {}).get("image_size")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
 
 
 SECTIONS = ("world", "model", "sft", "eval", "bdhs")
@@ -271,40 +388,85 @@ def _deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
-def _format(err: ValidationError, prefix: str = "") -> str:
-    lines = []
+def issues_of(err: ValidationError) -> list[Issue]:
+    """The :class:`Issue` of each error of a :class:`StudyParams` validation (keys from the top level)."""
+    out = []
     for e in err.errors():
-        key = ".".join(str(x) for x in (*([prefix] if prefix else []), *e["loc"]))
-        if e["type"] == "extra_forbidden":
-            lines.append(f"`{key}` is not a known parameter")
-        elif isinstance(e.get("input"), dict):  # a section-level check: its message names the key itself
-            lines.append(f"`{key}`: {e['msg'].removeprefix('Value error, ')}")
+        key = ".".join(str(x) for x in e["loc"])
+        cause = (e.get("ctx") or {}).get("error")
+        if isinstance(cause, RuleError):
+            out.extend(cause.issues)
+        elif e["type"] == "extra_forbidden":
+            out.append(Issue((key,), " is not a known parameter"))
+        elif e["type"] == "value_error":  # a field's own check: its message says what was wrong
+            out.append(Issue((key,), f": {cause if cause is not None else e['msg']}"))
+        elif isinstance(e.get("input"), dict):
+            out.append(Issue((key,), f": {e['msg']}"))
         else:
-            lines.append(f"`{key}`: {e['msg']} (got {e.get('input')!r})")
+            out.append(Issue((key,), f": {e['msg']} (got {e.get('input')!r})"))
+    return out
+
+
+def _sets(override: Any, key: str) -> bool:
+    """Whether the profile ``override`` sets ``key`` (itself, or a value above it such as a whole list)."""
+    node = override
+    for part in key.split("."):
+        if not isinstance(node, dict):
+            return True
+        if part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _format(issues: list[Issue], profile: str | None = None, override: dict | None = None) -> str:
+    """``invalid params: ...``; with ``profile``, a key its ``override`` sets is named
+    ``profiles.<profile>.<key>``, any other is named as in the base with ``(with profile <profile>)``."""
+    lines = []
+    for i in issues:
+        if profile is None:
+            lines.append(i.render())
+            continue
+        own = next((j for j, k in enumerate(i.keys) if _sets(override, k)), None)
+        lines.append(i.render(own, profile) if own is not None else i.render(note=f" (with profile {profile})"))
     return "invalid params: " + "; ".join(lines)
+
+
+def _validate(data: dict, profile: str | None = None, override: dict | None = None) -> StudyParams:
+    try:
+        return StudyParams.model_validate(data)
+    except ValidationError as e:
+        raise ParamsError(_format(issues_of(e), profile, override)) from None
 
 
 def resolve(raw: dict[str, Any], profile: str | None = None, overrides: dict | None = None) -> StudyParams:
     """Validate a raw params mapping, apply the selected profile and then ``overrides`` (a nested mapping,
-    e.g. a benchmark's ``--set``), return the effective params."""
+    e.g. a benchmark's ``--set``), return the effective params.
+
+    The base (every key outside ``profiles``) must be valid on its own: its errors name the key as written
+    (``world.faint_prob``) whatever profile is selected. Then every profile is validated over the base, not
+    only the selected one: a key the profile sets is named ``profiles.<name>.<key>``; a base key that fails
+    only in combination with the profile is named as in the base, ``(with profile <name>)``.
+    """
     if not isinstance(raw, dict):
         raise ParamsError("invalid params: the top level must be a mapping")
     raw = dict(raw)
     profiles = raw.pop("profiles", {}) or {}
+    if not isinstance(profiles, dict):
+        raise ParamsError(f"invalid params: `profiles` must be a mapping of profile name -> overrides, got {profiles!r}")
+    for pname, override in profiles.items():
+        if override is not None and not isinstance(override, dict):
+            raise ParamsError(f"invalid params: `profiles.{pname}` must be a mapping of the keys it overrides, "
+                              f"got {override!r}")
     name = profile or raw.get("profile", "quick")
     if name not in profiles and profiles:
         raise ParamsError(f"invalid params: `profile` must be one of {sorted(profiles)}, got {name!r}")
-    for pname, override in profiles.items():  # every profile must be valid, not only the selected one
-        try:
-            StudyParams.model_validate(_deep_merge(raw, override or {}))
-        except ValidationError as e:
-            raise ParamsError(_format(e, f"profiles.{pname}")) from None
+    _validate(raw)
+    for pname, override in profiles.items():
+        _validate(_deep_merge(raw, override or {}), pname, override or {})
     merged = _deep_merge(_deep_merge(raw, profiles.get(name, {}) or {}), overrides or {})
     merged["profile"] = name
-    try:
-        return StudyParams.model_validate(merged)
-    except ValidationError as e:
-        raise ParamsError(_format(e)) from None
+    return _validate(merged)
 
 
 def load_params(path: str | Path = "params.yaml", profile: str | None = None,

@@ -7,15 +7,26 @@
 2. executes ``notebooks/<notebook>.ipynb`` headlessly with papermill, injecting only the stage's
    parameters (notebooks never read ``params.yaml`` themselves);
 3. writes the executed copy to ``reports/<notebook>.ipynb`` and an HTML export (nbconvert) to
-   ``reports/<notebook>.html``, both atomically. A failed run keeps its executed copy at
-   ``reports/<notebook>.failed.ipynb`` for debugging and exits non-zero.
+   ``reports/<notebook>.html``, both atomically. A failed or interrupted run (an exception, Ctrl-C or
+   SIGTERM) keeps its executed copy at ``reports/<notebook>.failed.ipynb`` — one failure record per
+   stage, removed by the next success — and exits non-zero.
 
-Stage outputs themselves (artifacts, metrics) are written atomically by ``study`` functions.
+Stage outputs themselves (artifacts, metrics) are written atomically by ``study`` functions. Before a
+stage starts, the debris a killed earlier call of it may have left is removed: the temporary siblings
+(``.<name>.*.tmp``, ``.<name>.old``, the partial notebook) of every path the stage is given. DVC runs one
+stage at a time in a workspace, so none of them can belong to a call still running.
+
+``python -m study.pipeline spec`` is the first stage: it validates params and the world spec
+(``world.spec``), naming the file and the line or key, and records the spec's digest in
+``metrics/world_spec.json``; the ``world`` stage depends on that record, so an invalid spec stops
+``dvc repro`` before any stage that builds something has run (and removed its outputs).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +141,45 @@ STAGES: dict[str, Stage] = {
 }
 
 
+def check_spec(params_path: str | Path = "params.yaml", stamp: str | Path = METRICS / "world_spec.json") -> dict:
+    """The ``spec`` stage: validate params and the world spec file (:func:`study.world.spec.load_spec`,
+    errors name the file), then write a small record of what was validated to ``stamp``."""
+    from study.resume import file_digest
+    from study.world.spec import load_spec
+
+    p = load_params(params_path)
+    spec = load_spec(p.world.spec)
+    record = {"source": p.world.spec, "sha256": file_digest(p.world.spec), "image_size": spec.image_size,
+              "categories": len(spec.categories), "contexts": len(spec.contexts), "colors": len(spec.colors)}
+    io.write_json(stamp, record)
+    return record
+
+
+def _debris(paths) -> list[Path]:
+    """Temporary siblings that :mod:`study.io`'s atomic writers leave behind when killed: ``.<name>.*.tmp``
+    (and the ``.ipynb`` papermill wrote beside one), ``.<name>.old``."""
+    out = []
+    for path in paths:
+        path = Path(path)
+        if path.parent.is_dir():
+            out += [q for q in path.parent.glob(f".{path.name}.*") if q.name.endswith((".tmp", ".ipynb", ".old"))]
+    return sorted(set(out))
+
+
+def _remove(paths) -> None:
+    for q in paths:
+        shutil.rmtree(q) if q.is_dir() and not q.is_symlink() else q.unlink(missing_ok=True)
+
+
+def _stage_paths(parameters: dict) -> list[str]:
+    """Every path a stage is handed (its injected ``*_dir`` / ``*_path`` / ``*_metrics`` parameters)."""
+    return [v for k, v in parameters.items() if isinstance(v, str) and k.endswith(("_dir", "_path", "_metrics"))]
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run_stage(name: str, params_path: str | Path = "params.yaml", notebooks: str | Path = "notebooks",
               reports: str | Path = REPORTS, html: bool = True, run: str | None = None) -> Path:
     """Execute one stage; ``run`` names the entry of a per-run stage (``align``)."""
@@ -144,13 +194,14 @@ def run_stage(name: str, params_path: str | Path = "params.yaml", notebooks: str
     suffix = f"_{run}" if run else ""
     out = Path(reports) / f"{stage.notebook}{suffix}.ipynb"
     failed = out.with_suffix(".failed.ipynb")
+    _remove(_debris([out, out.with_suffix(".html"), *_stage_paths(parameters)]))
     out.parent.mkdir(parents=True, exist_ok=True)
     with io.atomic_path(out) as tmp:
         tmp_nb = tmp.with_suffix(".ipynb")
         try:
             pm.execute_notebook(str(src), str(tmp_nb), parameters=parameters, kernel_name="python3",
                                 progress_bar=False, log_output=True, cwd=os.getcwd())
-        except Exception:
+        except BaseException:  # an error, Ctrl-C or SIGTERM (see main): keep one failure record
             if tmp_nb.exists():
                 os.replace(tmp_nb, failed)
             raise
@@ -167,15 +218,21 @@ def run_stage(name: str, params_path: str | Path = "params.yaml", notebooks: str
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m study.pipeline", description=__doc__.splitlines()[0])
-    ap.add_argument("stage", choices=sorted(STAGES))
+    ap.add_argument("stage", choices=sorted([*STAGES, "spec"]))
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--run", default=None, help="the entry of a per-run stage (align)")
     args = ap.parse_args(argv)
     if args.stage == "align" and not args.run:
         ap.error("the align stage needs --run NAME (an entry of align.runs or align.rm_runs)")
+    signal.signal(signal.SIGTERM, _interrupt)  # a killed stage cleans up as on Ctrl-C
+    from study.world.spec import SpecError
+
     try:
-        run_stage(args.stage, args.params, run=args.run)
-    except ParamsError as e:
+        if args.stage == "spec":
+            print(check_spec(args.params))
+        else:
+            run_stage(args.stage, args.params, run=args.run)
+    except (ParamsError, SpecError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -134,3 +134,36 @@ def test_bad_params_fail_before_any_work(smoke_repo, tmp_path):
     assert r.returncode == 2
     assert "world.faint_prob" in r.stderr
     assert not (smoke_repo / "reports/00_world.failed.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_a_full_repro_leaves_no_debris(smoke_repo):
+    """No hidden partial notebooks, temporary siblings or emptied work dirs after a successful repro."""
+    dirs = [smoke_repo / d for d in ("reports", "metrics", "metrics/align", "artifacts", "artifacts/models",
+                                     "artifacts/models/align", "artifacts/prefs", "artifacts/eval")]
+    assert [str(p) for d in dirs for p in d.iterdir() if p.name.startswith(".")] == []
+    assert [str(p) for d in dirs for p in d.glob("*.work")] == []
+    assert not list((smoke_repo / "reports").glob("*.failed.ipynb"))
+
+
+@pytest.mark.slow
+def test_a_broken_world_spec_stops_repro_before_anything_is_built(smoke_repo):
+    """The ``spec`` stage fails first, naming the file and line; the world stays as it was. Runs after the
+    no-op test (it edits the scratch project and restores it)."""
+    from study.resume import tree_digest
+
+    spec = smoke_repo / "data/world_spec.yaml"
+    good = spec.read_text()
+    world = tree_digest(smoke_repo / "artifacts/world")
+    spec.write_text(good.replace("grid: 3", "grid: [3"))
+    try:
+        r = subprocess.run(["dvc", "repro"], cwd=smoke_repo, capture_output=True, text=True)
+        said = r.stdout + r.stderr
+        assert r.returncode != 0
+        assert "error: data/world_spec.yaml: not valid YAML at line" in said, said[-2000:]
+        assert "Running stage 'world'" not in said
+        assert tree_digest(smoke_repo / "artifacts/world") == world
+    finally:
+        spec.write_text(good)
+    out = _run(["dvc", "repro"], smoke_repo)  # the fix: only the spec check runs again
+    assert "Running stage 'spec'" in out and "Running stage 'world'" not in out

@@ -9,7 +9,9 @@ Entry point: :func:`train` (what a DVC stage or a notebook calls)::
 
 Everything is validated before the model is touched: the method, every parameter
 (:class:`~study.align.config.AlignParams`), that the reward-model directory exists, and the dataset's
-columns.
+columns. A killed run resumes from its work dir (``<out_dir>.work``) only if that state was written with
+the same resolved params, seed, data, initial policy, world and reward model (:func:`run_fingerprint`,
+:mod:`study.resume`); otherwise it starts clean, and a line says which.
 
 Modules: :mod:`.config` (params, checks), :mod:`.losses` (the losses in plain torch), :mod:`.common`
 (datasets, trainable params, optimiser groups, saving), :mod:`.offline` (DPO/IPO/SLiC), :mod:`.avg_dpo`
@@ -104,6 +106,9 @@ def train(method: str, *, policy, world, data, params: AlignParams | dict[str, A
     from study.world.corpus import World
 
     w = world if isinstance(world, World) else World(world)
+    from study.prefs.schema import check_scene_ids
+
+    check_scene_ids(rows, w, source=data if isinstance(data, (str, Path)) else None)  # known, never test/ood
     if isinstance(policy, (str, Path)):
         import torch
 
@@ -114,9 +119,52 @@ def train(method: str, *, policy, world, data, params: AlignParams | dict[str, A
     else:
         model, processor = policy
     model.train()
-    return METHODS[method](model, processor, w, rows, p, out_dir, live_dir=live_dir, work_dir=work_dir, seed=seed,
+    from study.resume import claim_work_dir, default_work_dir
+
+    # resume only state written by this very configuration (study.resume); one line says which happened
+    work = Path(work_dir) if work_dir else default_work_dir(out_dir)
+    claim_work_dir(work, run_fingerprint(p, seed, data, policy, w), f"{method} run {Path(out_dir)}")
+    return METHODS[method](model, processor, w, rows, p, out_dir, live_dir=live_dir, work_dir=work, seed=seed,
                            annotator=annotator, **kwargs)
 
 
+def run_fingerprint(p: AlignParams, seed: int, data, policy, world) -> dict:
+    """What determines a run's resumable state (:mod:`study.resume`): the resolved params, the seed and
+    digests of the preference data, the initial policy, the world and the reward model."""
+    from study.resume import tree_digest
+
+    return {"params": p.model_dump(), "seed": seed, "data": _data_digest(data), "policy": _policy_digest(policy),
+            "world": tree_digest(world.root),
+            "reward_model": tree_digest(p.reward_model_path) if p.reward_model_path else None}
+
+
+def _data_digest(data) -> str:
+    from study.resume import tree_digest, value_digest
+
+    if isinstance(data, (str, Path)):
+        return tree_digest(data)
+    if hasattr(data, "to_dict") and hasattr(data, "columns"):  # pandas
+        return value_digest(data.to_dict(orient="records"))
+    if hasattr(data, "_fingerprint"):  # datasets.Dataset
+        return str(data._fingerprint)
+    return value_digest(list(data))
+
+
+def _policy_digest(policy) -> str:
+    import hashlib
+
+    import torch
+
+    from study.resume import tree_digest
+
+    if isinstance(policy, (str, Path)):
+        return tree_digest(policy)
+    h = hashlib.sha256()
+    for name, t in policy[0].state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 __all__ = ["METHODS", "AlignParams", "AlignParamsError", "AlignDataError", "check_columns", "make_params", "train",
-           "load_data"]
+           "load_data", "run_fingerprint"]

@@ -2,8 +2,11 @@
 
 Every method of :mod:`study.align` takes one :class:`AlignParams`. Validation happens at construction:
 an unknown key, a wrong type or an out-of-range value raises :class:`AlignParamsError` naming the
-parameter and its allowed range (``align.beta must be > 0, got -1``). Cross-field rules (a reward model
-path that must exist, a pairwise-only annotator asked to give RL rewards, ...) are checked too.
+parameter and its allowed range (``align.beta must be > 0, got -1``). Types are strict: a boolean knob
+takes only a boolean (``"no"``, ``1`` are refused), an integer knob only an integer (``true``, ``8.0`` are
+refused), a float knob a float or an integer. Cross-field rules (a reward model path that must exist, a
+pairwise-only annotator asked to give RL rewards, ...) are checked too. A run of ``params.yaml``
+(:func:`run_params`) also needs an identifier as its name and a ``data`` path inside ``artifacts/prefs``.
 
 Loss of each pairwise method (h = log-ratio margin, see :mod:`study.align.losses`)::
 
@@ -18,10 +21,13 @@ the columns a method needs and raises :class:`AlignDataError` naming the missing
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from study.config import Float
 
 METHODS = ("dpo", "ipo", "slic", "avg_dpo", "online_dpo", "online_bdhs", "mixed_dpo", "rloo", "ppo")
 OFFLINE = ("dpo", "ipo", "slic")
@@ -59,7 +65,26 @@ TRL_COLUMNS = {"dpo": ("prompt", "chosen", "rejected", "images"), "avg_dpo": ("p
 
 
 class AlignParamsError(ValueError):
-    """A bad alignment parameter; the message names it and what is allowed."""
+    """A bad alignment parameter; the message names it and what is allowed.
+
+    ``issues``: ``(key, text)`` per problem, the message being ``invalid alignment params: `` + the
+    ``key + text`` joined by ``; `` (empty for an error raised with a message only)."""
+
+    def __init__(self, message: str, issues: list[tuple[str, str]] | None = None):
+        super().__init__(message)
+        self.issues = list(issues or [])
+
+    @classmethod
+    def of(cls, issues: list[tuple[str, str]]) -> "AlignParamsError":
+        return cls("invalid alignment params: " + "; ".join(k + t for k, t in issues), issues)
+
+
+class _Rule(ValueError):
+    """A cross-field rule of :class:`AlignParams`: ``param`` is the knob named, ``text`` what follows it."""
+
+    def __init__(self, param: str, text: str):
+        super().__init__(param + text)
+        self.param, self.text = param, text
 
 
 class AlignDataError(ValueError):
@@ -72,31 +97,31 @@ _OPS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less
 class AlignParams(BaseModel):
     """All knobs of :mod:`study.align` (one flat section; unused ones are ignored by other methods)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # true is not 1, "no" is not False
 
     method: Literal[METHODS] = "dpo"  # type: ignore[valid-type]
-    beta: float = Field(0.1, gt=0, le=100, description="DPO/IPO/SLiC beta (IPO: tau)")
+    beta: Float = Field(0.1, gt=0, le=100, description="DPO/IPO/SLiC beta (IPO: tau)")
     pair_loss: Literal["dpo", "ipo", "slic"] = Field("dpo", description="pair loss of avg/online/mixed methods")
-    p: float = Field(0.5, ge=0, le=1, description="Mixed-DPO: P(a sample is the offline pair), Eq. 4")
-    gamma: float = Field(0.5, ge=0, le=1, description="Avg-DPO weight of the first rejected answer, Eq. 5")
+    p: Float = Field(0.5, ge=0, le=1, description="Mixed-DPO: P(a sample is the offline pair), Eq. 4")
+    gamma: Float = Field(0.5, ge=0, le=1, description="Avg-DPO weight of the first rejected answer, Eq. 5")
 
     # parameters trained
     lora: bool = True
     lora_r: int = Field(128, ge=1, le=4096)
     lora_alpha: int = Field(256, ge=1, le=65536)
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_dropout: Float = Field(0.0, ge=0, lt=1)
     train_vision_tower: bool = Field(False, description="full fine-tuning only: also train the vision tower")
 
     # optimisation
-    learning_rate: float = Field(5e-6, gt=0, le=1)
-    projector_lr: float = Field(2e-6, gt=0, le=1, description="LR of the multi_modal_projector (trained fully)")
-    epochs: float = Field(3.0, gt=0, le=1000)
+    learning_rate: Float = Field(5e-6, gt=0, le=1)
+    projector_lr: Float = Field(2e-6, gt=0, le=1, description="LR of the multi_modal_projector (trained fully)")
+    epochs: Float = Field(3.0, gt=0, le=1000)
     batch_size: int = Field(16, ge=1, le=4096, description="pairs per step (RL: prompts per step)")
     grad_accum: int = Field(1, ge=1, le=1024)
-    weight_decay: float = Field(0.0, ge=0, le=1)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: Float = Field(0.0, ge=0, le=1)
+    warmup_ratio: Float = Field(0.1, ge=0, lt=1)
     lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "cosine"
-    max_grad_norm: float = Field(1.0, gt=0, le=1e6)
+    max_grad_norm: Float = Field(1.0, gt=0, le=1e6)
     max_length: int | None = Field(None, ge=8, description="DPO max_length; None = no truncation (VLM default)")
     logging_steps: int = Field(10, ge=1)
     save_steps: int = Field(50, ge=1, description="offline: checkpoint every N steps (resume)")
@@ -109,51 +134,51 @@ class AlignParams(BaseModel):
 
     # online sampling
     round_size: int = Field(64, ge=1, description="online: prompts per round")
-    temperature: float = Field(1.0, gt=0, le=10, description="sampling temperature of the policy")
+    temperature: Float = Field(1.0, gt=0, le=10, description="sampling temperature of the policy")
     max_new_tokens: int = Field(64, ge=1, le=4096)
     gen_batch_size: int = Field(64, ge=1, le=4096)
     regen_every: int = Field(1, ge=1, description="online BDHS: regenerate rejected answers every N rounds")
-    bdhs_rho_th: float | None = Field(None, ge=0, le=1, description="BDHS mask threshold; None = study.bdhs default")
+    bdhs_rho_th: Float | None = Field(None, ge=0, le=1, description="BDHS mask threshold; None = study.bdhs default")
     bdhs_n: int = Field(5, ge=1, le=50, description="BDHS N_BDHS")
-    bdhs_eps_s: float = Field(0.97, ge=-1, le=1, description="BDHS similarity threshold")
+    bdhs_eps_s: Float = Field(0.97, ge=-1, le=1, description="BDHS similarity threshold")
     bdhs_with_external: bool = Field(False, description="online BDHS: Avg-DPO with the dataset's rejected as 2nd y-")
 
     # judge / reward
     annotator: Literal[ANNOTATORS] = "oracle"  # type: ignore[valid-type]
-    annotator_accuracy: float = Field(0.9, ge=0.5, le=1, description="noisy_oracle pairwise accuracy")
+    annotator_accuracy: Float = Field(0.9, ge=0.5, le=1, description="noisy_oracle pairwise accuracy")
     reward_model_path: str = Field("", description="local reward model dir (annotator=reward_model)")
     audit_with_oracle: bool = Field(True, description="RL: also log the exact oracle score (reward-hacking check)")
 
     # RL (RLOO / PPO)
     rloo_k: int = Field(4, ge=2, le=64, description="RLOO samples per prompt (num_generations)")
-    kl_coef: float = Field(0.4, ge=0, le=100, description="RL KL coefficient (RLOO beta / PPO per-token KL)")
+    kl_coef: Float = Field(0.4, ge=0, le=100, description="RL KL coefficient (RLOO beta / PPO per-token KL)")
     reward_norm_prompts: int = Field(64, ge=0, description="prompts sampled beforehand for reward mean/std; 0 = off")
     ppo_epochs: int = Field(4, ge=1, le=100, description="PPO optimisation passes per rollout batch")
     ppo_minibatch: int = Field(8, ge=1, le=4096)
-    clip_range: float = Field(0.2, gt=0, lt=1, description="PPO ratio clip epsilon")
-    clip_range_value: float = Field(0.2, gt=0, le=100)
-    vf_coef: float = Field(0.1, gt=0, le=100)
-    gae_gamma: float = Field(1.0, ge=0, le=1)
-    gae_lambda: float = Field(0.95, ge=0, le=1)
-    collapse_min_tokens: float = Field(2.0, ge=0, description="collapse if mean answer length falls below this")
-    collapse_length_ratio: float = Field(0.25, ge=0, lt=1, description="... or below this share of its start value")
+    clip_range: Float = Field(0.2, gt=0, lt=1, description="PPO ratio clip epsilon")
+    clip_range_value: Float = Field(0.2, gt=0, le=100)
+    vf_coef: Float = Field(0.1, gt=0, le=100)
+    gae_gamma: Float = Field(1.0, ge=0, le=1)
+    gae_lambda: Float = Field(0.95, ge=0, le=1)
+    collapse_min_tokens: Float = Field(2.0, ge=0, description="collapse if mean answer length falls below this")
+    collapse_length_ratio: Float = Field(0.25, ge=0, lt=1, description="... or below this share of its start value")
     stop_on_collapse: bool = False
 
     @model_validator(mode="after")
     def _cross_checks(self):
         if self.annotator == "reward_model" and self.method in NEEDS_ANNOTATOR:
             if not self.reward_model_path:
-                raise ValueError("reward_model_path: must name a local reward model directory when annotator="
-                                 "'reward_model'")
+                raise _Rule("reward_model_path", ": must name a local reward model directory when annotator="
+                                                 "'reward_model'")
             # that the directory exists is checked when training starts (check_reward_model): in the pipeline
             # the reward models are written by the `reward_models` stage, after params are first validated
         if self.method in RL and self.annotator == "noisy_oracle":
-            raise ValueError("annotator: 'noisy_oracle' is a pairwise judge (its noise is on preferences, its score is "
-                             "the exact oracle's); RL methods need a scorer: use 'oracle' or 'reward_model'")
+            raise _Rule("annotator", ": 'noisy_oracle' is a pairwise judge (its noise is on preferences, its score "
+                                     "is the exact oracle's); RL methods need a scorer: use 'oracle' or 'reward_model'")
         if self.lora and self.train_vision_tower:
-            raise ValueError("train_vision_tower: true requires lora: false (LoRA targets the language model only)")
+            raise _Rule("train_vision_tower", ": true requires lora: false (LoRA targets the language model only)")
         if self.method == "ppo" and self.ppo_minibatch > self.batch_size:
-            raise ValueError(f"ppo_minibatch: must be <= batch_size ({self.batch_size}), got {self.ppo_minibatch}")
+            raise _Rule("ppo_minibatch", f": must be <= batch_size ({self.batch_size}), got {self.ppo_minibatch}")
         return self
 
     @property
@@ -180,28 +205,33 @@ def check_reward_model(p: AlignParams, prefix: str = "align") -> None:
                                "study.prefs.reward_model.train_reward_model)")
 
 
-def _format(err: ValidationError, prefix: str) -> str:
+def _issues(err: ValidationError) -> list[tuple[str, str]]:
+    """``(param, text)`` per error of an :class:`AlignParams` validation; ``param`` is the knob's dotted
+    location inside AlignParams ("" for the whole mapping)."""
     out = []
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"])
-        key = f"{prefix}.{loc}" if loc else prefix
         got = e.get("input")
         ctx = e.get("ctx") or {}
         t = e["type"]
-        if t == "extra_forbidden":
-            out.append(f"{key} is not a known parameter")
+        cause = ctx.get("error")
+        if isinstance(cause, _Rule):  # cross-field rule: it names its knob
+            out.append((cause.param, cause.text))
+        elif t == "extra_forbidden":
+            out.append((loc, " is not a known parameter"))
         elif t in _OPS:
             bound = next(iter(ctx.values()))
             bound = f"{bound:g}" if isinstance(bound, float) else bound
-            out.append(f"{key} must be {_OPS[t]} {bound}, got {got!r}")
+            out.append((loc, f" must be {_OPS[t]} {bound}, got {got!r}"))
         elif t == "literal_error":
-            out.append(f"{key} must be one of {ctx.get('expected')}, got {got!r}")
-        elif t == "value_error":  # cross-field rule: message starts with the parameter name
-            msg = str(ctx.get("error", e["msg"]))
-            out.append(f"{prefix}.{msg}")
+            out.append((loc, f" must be one of {ctx.get('expected')}, got {got!r}"))
         else:
-            out.append(f"{key}: {e['msg']} (got {got!r})")
-    return "invalid alignment params: " + "; ".join(out)
+            out.append((loc, f": {e['msg']} (got {got!r})"))
+    return out
+
+
+def _keyed(prefix: str, param: str) -> str:
+    return f"{prefix}.{param}" if param else prefix
 
 
 def make_params(raw: AlignParams | dict[str, Any] | None = None, prefix: str = "align", **overrides) -> AlignParams:
@@ -212,20 +242,43 @@ def make_params(raw: AlignParams | dict[str, Any] | None = None, prefix: str = "
     try:
         return AlignParams.model_validate(data)
     except ValidationError as e:
-        raise AlignParamsError(_format(e, prefix)) from None
+        raise AlignParamsError.of([(_keyed(prefix, p), t) for p, t in _issues(e)]) from None
 
 
 RUN_KEYS = ("method", "data", "seeds")
+RUN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+_DATA_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+PREFS_DIR = "artifacts/prefs"  # a run's `data` names artifacts/prefs/<data>.parquet (dvc.yaml, study.align.stage)
 
 
 def check_seeds(seeds: Any, key: str) -> list[int]:
     """A non-empty list of distinct integer seeds >= 0; errors name ``key``."""
     if not isinstance(seeds, (list, tuple)) or not seeds or not all(
             isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
-        raise AlignParamsError(f"invalid alignment params: {key} must be a non-empty list of integers >= 0, got {seeds!r}")
+        raise AlignParamsError.of([(key, f" must be a non-empty list of integers >= 0, got {seeds!r}")])
     if len(set(seeds)) != len(seeds):
-        raise AlignParamsError(f"invalid alignment params: {key} has repeated seeds: {list(seeds)}")
+        raise AlignParamsError.of([(key, f" has repeated seeds: {list(seeds)}")])
     return [int(s) for s in seeds]
+
+
+def check_run_name(name: Any, section: str = "runs") -> str:
+    """A run name (a key of ``align.runs`` / ``align.rm_runs``) names a DVC stage, its output directories
+    and metrics file: a letter, then letters, digits, ``_`` or ``-``."""
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
+        raise AlignParamsError.of([(f"align.{section}", f": run name {name!r} must start with a letter and hold only "
+                                    "letters, digits, `_` and `-`")])
+    return name
+
+
+def check_data_path(data: Any, key: str) -> str:
+    """A run's ``data``: a relative path inside ``artifacts/prefs`` (``recipes/povid`` names
+    ``artifacts/prefs/recipes/povid.parquet``); no ``..``, no absolute path, no hidden or empty part."""
+    parts = data.split("/") if isinstance(data, str) else []
+    if not parts or not all(_DATA_PART.fullmatch(x) for x in parts):
+        raise AlignParamsError.of([(key, f" must be a path inside {PREFS_DIR} (it names {PREFS_DIR}/<data>.parquet): "
+                                    "parts of letters, digits, `_`, `-` and `.` joined by `/`, no `..`, not absolute; "
+                                    f"got {data!r}")])
+    return data
 
 
 def run_params(name: str, run: dict[str, Any], base: dict[str, Any] | None = None, section: str = "runs"
@@ -233,17 +286,33 @@ def run_params(name: str, run: dict[str, Any], base: dict[str, Any] | None = Non
     """One entry of ``params.yaml: align.<section>`` (``runs`` or ``rm_runs``): ``(AlignParams, data, seeds
     or None)``.
 
-    The run's knobs other than :data:`RUN_KEYS` override ``base``; errors name
-    ``align.<section>.<name>.<key>``. ``seeds`` (optional) replaces ``align.seeds`` for this run.
+    The run's knobs other than :data:`RUN_KEYS` override ``base``; errors name the key as written:
+    ``align.<section>.<name>.<key>`` for the run's own knobs (and defaults), ``align.base.<key> (in
+    align.<section>.<name>)`` for a base knob that breaks a rule in this run. ``seeds`` (optional)
+    replaces ``align.seeds`` for this run. ``name`` must be an identifier (:func:`check_run_name`) and
+    ``data`` a path inside ``artifacts/prefs`` (:func:`check_data_path`).
     """
+    check_run_name(name, section)
     where = f"align.{section}.{name}"
     for key in ("method", "data"):
         if key not in run:
-            raise AlignParamsError(f"invalid alignment params: {where} needs `{key}`")
+            raise AlignParamsError.of([(where, f" needs `{key}`")])
+    data = check_data_path(run["data"], f"{where}.data")
+    base = base or {}
     knobs = {k: v for k, v in run.items() if k not in RUN_KEYS}
-    params = make_params({**(base or {}), **knobs, "method": run["method"]}, prefix=where)
+    try:
+        params = AlignParams.model_validate({**base, **knobs, "method": run["method"]})
+    except ValidationError as e:
+        issues = []
+        for p, t in _issues(e):
+            top = p.split(".")[0]
+            if p and top not in run and top in base:
+                issues.append((f"align.base.{p}", f"{t} (in {where})"))
+            else:
+                issues.append((_keyed(where, p), t))
+        raise AlignParamsError.of(issues) from None
     seeds = check_seeds(run["seeds"], f"{where}.seeds") if "seeds" in run else None
-    return params, str(run["data"]), seeds
+    return params, data, seeds
 
 
 def _columns_and_first(data) -> tuple[list[str], list[dict]]:

@@ -28,16 +28,12 @@ from trl import DPOTrainer
 
 from study.align import common as C
 from study.align.config import AlignParams, check_columns
+from study.resume import default_work_dir  # noqa: F401  (re-exported: online, rl, ppo, avg_dpo)
 
 
 class AlignDPOTrainer(C.ProjectorLRMixin, DPOTrainer):
     """``DPOTrainer`` whose AdamW puts the multimodal projector in its own group at ``projector_lr`` (a
     keyword argument, :class:`study.align.common.ProjectorLRMixin`)."""
-
-
-def default_work_dir(out_dir: str | Path) -> Path:
-    out = Path(out_dir)
-    return out.with_name(out.name + ".work")
 
 
 def make_dpo_trainer(model, processor, train_ds, p: AlignParams, work_dir: str | Path, seed: int, *,

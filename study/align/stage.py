@@ -20,8 +20,10 @@ from study.eval.runner import write_results
 from study.eval.seeds import aggregate_seeds
 from study.eval.stage import evaluate_model
 from study.model.load import load_model
+from study.resume import default_work_dir, remove_if_empty
 from study.world.corpus import World
 from study.world.spec import load_spec
+
 
 def train_summary(train_metrics: dict) -> dict:
     """The scalar training statistics of a run for its metrics JSON; one level of nested dicts is kept with
@@ -41,7 +43,8 @@ def run_align(run: str, spec_run: dict, base: dict, eval: dict, seed: int, seeds
 
     Seed k writes its policy to ``<out_dir>/seed<k>``, its evaluation to ``<eval_dir>/seed<k>`` and its
     curves to ``<live_dir>/seed<k>``; resumable checkpoints live in ``<out_dir>.work/seed<k>`` (outside
-    the DVC output, so a killed stage resumes there). ``seed`` (the study seed) fixes the evaluation
+    the DVC output, so a killed stage resumes there, if its params and data are unchanged:
+    :func:`study.align.run_fingerprint`); the emptied ``<out_dir>.work`` is removed at the end. ``seed`` (the study seed) fixes the evaluation
     items and bootstrap replicates, identical for every model, so the models are scored on the same
     scenes. The metrics JSON is :func:`study.eval.seeds.aggregate_seeds` of the per-seed metrics.
     """
@@ -56,7 +59,7 @@ def run_align(run: str, spec_run: dict, base: dict, eval: dict, seed: int, seeds
         raise FileNotFoundError(f"align run {run!r}: `data: {data}` has no preference dataset at {data_path}")
     world = World(world_dir)
     spec = load_spec(world_spec)
-    work = Path(out_dir).with_name(Path(out_dir).name + ".work")
+    work = default_work_dir(out_dir)
     per_seed = {}
     for k in seeds:
         torch.manual_seed(k)
@@ -71,6 +74,7 @@ def run_align(run: str, spec_run: dict, base: dict, eval: dict, seed: int, seeds
             write_results(tmp, preds, metrics)
             io.write_jsonl(Path(tmp) / "scenes.jsonl", (s.to_dict() for s in world.scenes(e.split)[: e.n_scenes]))
         per_seed[k] = metrics
+    remove_if_empty(work)  # every seed removed its own work dir on success
     metrics = aggregate_seeds(per_seed)
     io.write_json(metrics_path, metrics)
     return metrics

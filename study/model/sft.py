@@ -16,6 +16,7 @@ from datasets import Dataset
 from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
+from study.resume import default_work_dir, start_clean
 from study.world.corpus import World, user_turn
 
 
@@ -43,8 +44,13 @@ class PoolSaver(TrainerCallback):
         self.fractions, self.processor, self.pool_dir = tuple(fractions), processor, Path(pool_dir)
         self.steps: dict[int, str] = {}
 
+    @staticmethod
+    def member_names(fractions) -> list[str]:
+        return [f"frac{f:g}" for f in fractions]
+
     def on_train_begin(self, args, state, control, **kw):
-        self.steps = {max(1, int(round(f * state.max_steps))): f"frac{f:g}" for f in self.fractions}
+        self.steps = {max(1, int(round(f * state.max_steps))): name
+                      for f, name in zip(self.fractions, self.member_names(self.fractions))}
 
     def on_step_end(self, args, state, control, model=None, **kw):
         name = self.steps.get(state.global_step)
@@ -128,7 +134,7 @@ def train_sft(model, processor, world: World, p: SFTParams, out_dir: str | Path,
     rows = world.corpus("train")
     train = vision_dataset(rows, world)
     val = vision_dataset(world.corpus("val")[: p.val_rows], world)
-    work = Path(work_dir or Path(out_dir).with_name(Path(out_dir).name + ".work"))
+    work = start_clean(work_dir or default_work_dir(out_dir), "SFT")
     callbacks = []
     if live_dir is not None:
         callbacks.append(DVCLiveCallback(live=Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None)))
@@ -143,10 +149,10 @@ def train_sft(model, processor, world: World, p: SFTParams, out_dir: str | Path,
     with io.atomic_dir(out_dir) as tmp:
         trainer.model.save_pretrained(tmp, safe_serialization=True)
         processor.save_pretrained(tmp)
-    if pool_dir is not None:
+    if pool_dir is not None:  # exactly the configured members (PoolSaver's names)
         with io.atomic_dir(pool_dir) as tmp:
-            for d in sorted((work / "pool").iterdir()):
-                shutil.copytree(d, tmp / d.name)
+            for name in sorted(PoolSaver.member_names(p.pool_fractions)):
+                shutil.copytree(work / "pool" / name, tmp / name)
         metrics["pool"] = sorted(d.name for d in Path(pool_dir).iterdir())
     if work.exists():
         shutil.rmtree(work)

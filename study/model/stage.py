@@ -18,6 +18,7 @@ from study.model.load import load_model
 from study.model.processor import build_processor
 from study.model.sft import SFTParams, train_sft
 from study.model.vision_pretrain import VisionPretrainParams
+from study.resume import default_work_dir
 from study.world.corpus import World
 from study.world.language import vocabulary
 from study.world.spec import load_spec
@@ -106,7 +107,7 @@ def run_lm(model: dict, lm: dict, projector: dict, seed: int, world_spec: str, w
                            metrics_path)
     spec, world = load_spec(world_spec), World(world_dir)
     net, processor = load_model(init_dir)
-    work = Path(out_dir).with_name(Path(out_dir).name + ".work")
+    work = default_work_dir(out_dir)
     metrics: dict = {}
     if lp.epochs > 0:
         metrics["lm"] = pretrain_language_model(lp, net, processor, world, spec, seed, work / "lm")

@@ -17,8 +17,11 @@ Columns (all required; ``rejected_2`` may be the empty string):
 Validation (:func:`validate_rows`, run by every recipe, by :func:`save_prefs` and :func:`load_prefs`)
 raises :class:`PrefSchemaError` naming the row index and the column: a missing column, a value of the
 wrong type, an empty ``prompt``/``chosen``/``rejected``, ``chosen == rejected`` (or ``rejected_2 ==
-chosen``), a ``source_ids`` that is not a JSON object, or (when a world is given) a ``scene_id`` that is
-not a scene of that world. Unknown columns are refused too, so a typo cannot pass silently.
+chosen``), a ``source_ids`` that is not a JSON object, a ``scene_id`` of the test split (held out for
+evaluation: preference data never uses it) or (when a world is given) a ``scene_id`` that is not a scene
+of that world. Unknown columns are refused too, so a typo cannot pass silently. Errors of a file
+(:func:`load_prefs`) name the file too. :func:`check_scene_ids` checks only the scene ids of rows (any
+dataset with a ``scene_id`` column, e.g. the prompt-only rows of online methods) against a world.
 
 Files are parquet (pyarrow), written atomically through :func:`study.io.atomic_path`.
 """
@@ -37,12 +40,18 @@ COLUMNS = ("prompt", "chosen", "rejected", "scene_id", "recipe", "seed", "source
 TEXT_COLUMNS = ("prompt", "chosen", "rejected", "scene_id", "recipe", "source_ids", "rejected_2")
 
 
-class PrefSchemaError(ValueError):
-    """A preference row breaks the schema; the message names the row index and the column."""
+# splits preference data must never use: the test split is held out for evaluation (leakage otherwise)
+HELD_OUT_SPLITS = ("test", "ood")  # evaluation-only splits: the study's test and the organism's ood gates
 
-    def __init__(self, row: int, column: str, msg: str):
-        super().__init__(f"preference data: row {row}, column {column!r}: {msg}")
-        self.row, self.column = row, column
+
+class PrefSchemaError(ValueError):
+    """A preference row breaks the schema; the message names the row index and the column (and the file,
+    ``source``, when the rows came from one)."""
+
+    def __init__(self, row: int, column: str, msg: str, source: str | Path | None = None):
+        where = f"preference data {source}" if source is not None else "preference data"
+        super().__init__(f"{where}: row {row}, column {column!r}: {msg}")
+        self.row, self.column, self.source = row, column, source
 
 
 def make_row(*, prompt: str, chosen: str, rejected: str, scene_id: str, recipe: str, seed: int,
@@ -90,46 +99,99 @@ def scene_exists(world, scene_id: str) -> bool:
     return i < len(scenes) and scenes[i].scene_id == scene_id
 
 
-def validate_rows(rows: Iterable[dict] | Any, world=None, scene_ids: set[str] | None = None) -> list[dict]:
+def scene_split(scene_id: str) -> str | None:
+    """The split of a ``{split}-{index:06d}`` scene id (None when it has no ``-``)."""
+    split, sep, _ = scene_id.rpartition("-")
+    return split if sep else None
+
+
+def _scene_problem(scene_id: Any, world=None, scene_ids: set[str] | None = None) -> str | None:
+    """Why ``scene_id`` cannot be used by preference data (None when it can)."""
+    if not isinstance(scene_id, str) or not scene_id.strip():
+        return f"must be a non-empty string, got {scene_id!r}"
+    split = scene_split(scene_id)
+    if split in HELD_OUT_SPLITS:
+        return (f"{scene_id!r} is a scene of the {split} split, which is held out for evaluation: preference data "
+                f"must not use it (allowed splits: {[s for s in SPLITS if s not in HELD_OUT_SPLITS]})")
+    if scene_ids is not None and scene_id not in scene_ids:
+        return f"unknown scene {scene_id!r}"
+    if world is not None and not scene_exists(world, scene_id):
+        return f"unknown scene {scene_id!r} (not in world {world.root})"
+    return None
+
+
+def check_scene_ids(rows, world, source: str | Path | None = None) -> None:
+    """Raise :class:`PrefSchemaError` naming ``source`` (the file the rows came from), the row and the
+    column unless every row's ``scene_id`` is a scene of ``world`` outside the test split.
+
+    ``rows``: preference or prompt rows (list of dicts, pandas) or a ``datasets.Dataset``; a dataset without
+    a ``scene_id`` column (a ready TRL vision dataset, images attached) has nothing to check. Call it before
+    training, where today an unknown id fails as a bare ``IndexError`` when its image is first loaded.
+    """
+    if hasattr(rows, "column_names") and hasattr(rows, "num_rows"):  # datasets.Dataset: read one column only
+        if "scene_id" not in rows.column_names:
+            return
+        ids = list(rows["scene_id"])
+    elif hasattr(rows, "columns") and hasattr(rows, "to_dict"):  # pandas
+        if "scene_id" not in rows.columns:
+            raise PrefSchemaError(0, "scene_id", "is missing", source)
+        ids = rows["scene_id"].tolist()
+    else:
+        ids = []
+        for i, r in enumerate(rows):
+            if "scene_id" not in r:
+                raise PrefSchemaError(i, "scene_id", "is missing", source)
+            ids.append(r["scene_id"])
+    for i, sid in enumerate(ids):
+        problem = _scene_problem(sid, world)
+        if problem:
+            raise PrefSchemaError(i, "scene_id", problem, source)
+
+
+def validate_rows(rows: Iterable[dict] | Any, world=None, scene_ids: set[str] | None = None,
+                  source: str | Path | None = None) -> list[dict]:
     """Checked, normalised copies of ``rows`` (``rejected_2`` None -> "", ``seed`` -> int).
 
-    ``world`` (a :class:`study.world.corpus.World`) or ``scene_ids`` enables the scene-id check.
+    A ``scene_id`` of the test split is always refused; ``world`` (a :class:`study.world.corpus.World`) or
+    ``scene_ids`` also checks that the scene exists. ``source`` (a file) is named in the errors.
     """
+    def error(row: int, column: str, msg: str) -> PrefSchemaError:
+        return PrefSchemaError(row, column, msg, source)
+
     out = []
     for i, r in enumerate(_as_records(rows)):
         for col in r:
             if col not in COLUMNS:
-                raise PrefSchemaError(i, col, f"is not a column of the schema {list(COLUMNS)}")
+                raise error(i, col, f"is not a column of the schema {list(COLUMNS)}")
         r = dict(r)
         if r.get("rejected_2", None) is None or (isinstance(r.get("rejected_2"), float) and np.isnan(r["rejected_2"])):
             r["rejected_2"] = ""
         for col in COLUMNS:
             if col not in r:
-                raise PrefSchemaError(i, col, "is missing")
+                raise error(i, col, "is missing")
         for col in TEXT_COLUMNS:
             if not isinstance(r[col], str):
-                raise PrefSchemaError(i, col, f"must be a string, got {type(r[col]).__name__}")
+                raise error(i, col, f"must be a string, got {type(r[col]).__name__}")
         seed = r["seed"]
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise PrefSchemaError(i, "seed", f"must be an integer, got {seed!r}")
+            raise error(i, "seed", f"must be an integer, got {seed!r}")
         r["seed"] = int(seed)
         for col in ("prompt", "chosen", "rejected", "recipe", "scene_id"):
             if not r[col].strip():
-                raise PrefSchemaError(i, col, "is empty")
+                raise error(i, col, "is empty")
         if r["chosen"].strip() == r["rejected"].strip():
-            raise PrefSchemaError(i, "rejected", "equals chosen (a preference pair needs two different answers)")
+            raise error(i, "rejected", "equals chosen (a preference pair needs two different answers)")
         if r["rejected_2"].strip() and r["rejected_2"].strip() == r["chosen"].strip():
-            raise PrefSchemaError(i, "rejected_2", "equals chosen")
+            raise error(i, "rejected_2", "equals chosen")
         try:
             src = json.loads(r["source_ids"])
         except json.JSONDecodeError as e:
-            raise PrefSchemaError(i, "source_ids", f"is not valid JSON ({e.msg})") from None
+            raise error(i, "source_ids", f"is not valid JSON ({e.msg})") from None
         if not isinstance(src, dict):
-            raise PrefSchemaError(i, "source_ids", "must be a JSON object")
-        if scene_ids is not None and r["scene_id"] not in scene_ids:
-            raise PrefSchemaError(i, "scene_id", f"unknown scene {r['scene_id']!r}")
-        if world is not None and not scene_exists(world, r["scene_id"]):
-            raise PrefSchemaError(i, "scene_id", f"unknown scene {r['scene_id']!r} (not in world {world.root})")
+            raise error(i, "source_ids", "must be a JSON object")
+        problem = _scene_problem(r["scene_id"], world, scene_ids)
+        if problem:
+            raise error(i, "scene_id", problem)
         out.append({c: r[c] for c in COLUMNS})
     return out
 
@@ -147,7 +209,8 @@ def save_prefs(rows, path: str | Path, world=None) -> Path:
 
 
 def load_prefs(path: str | Path, world=None) -> list[dict]:
-    """Read a parquet preference file and validate it (scene ids too when ``world`` is given)."""
+    """Read a parquet preference file and validate it (that its scenes exist too when ``world`` is given);
+    errors name the file and the row."""
     import pandas as pd
 
     path = Path(path)
@@ -156,8 +219,8 @@ def load_prefs(path: str | Path, world=None) -> list[dict]:
     df = pd.read_parquet(path, engine="pyarrow")
     for col in COLUMNS:
         if col not in df.columns:
-            raise PrefSchemaError(0, col, f"is missing from {path}")
-    return validate_rows(df, world)
+            raise PrefSchemaError(0, col, f"is missing from {path}", path)
+    return validate_rows(df, world, source=path)
 
 
 def assistant_turn(text: str) -> list[dict]:

@@ -88,6 +88,13 @@ def _rgb(key: str, value) -> tuple[int, int, int]:
     return tuple(value)  # type: ignore[return-value]
 
 
+def _mapping(d: dict, key: str, prefix: str = "") -> dict:
+    v = d.get(key) or {}
+    if not isinstance(v, dict):
+        raise _err(f"{prefix}.{key}" if prefix else key, f"must be a mapping, got {v!r}")
+    return dict(v)
+
+
 def parse_spec(raw: dict, source: str = "") -> WorldSpec:
     """Validate a raw spec mapping and build a :class:`WorldSpec`."""
     if not isinstance(raw, dict):
@@ -102,18 +109,20 @@ def parse_spec(raw: dict, source: str = "") -> WorldSpec:
     grid = raw.get("grid")
     if grid != 3:
         raise _err("grid", f"must be 3 (positions are named on a 3x3 layout), got {grid!r}")
-    colors = {k: _rgb(f"colors.{k}", v) for k, v in (raw.get("colors") or {}).items()}
+    colors = {k: _rgb(f"colors.{k}", v) for k, v in _mapping(raw, "colors").items()}
     if len(colors) < 2:
         raise _err("colors", "needs at least 2 colours")
-    sizes = raw.get("sizes") or {}
+    sizes = _mapping(raw, "sizes")
     for k, v in sizes.items():
         if not isinstance(v, (int, float)) or not 0.1 <= v <= 1.0:
             raise _err(f"sizes.{k}", f"must be a number in [0.1, 1.0], got {v!r}")
     if len(sizes) < 2:
         raise _err("sizes", "needs at least 2 sizes")
     cats: dict[str, Category] = {}
-    for name, c in (raw.get("categories") or {}).items():
+    for name, c in _mapping(raw, "categories").items():
         key = f"categories.{name}"
+        if not isinstance(c, dict):
+            raise _err(key, f"must be a mapping (shape, color, synonyms, plural), got {c!r}")
         if c.get("shape") not in SHAPES:
             raise _err(f"{key}.shape", f"must be one of {list(SHAPES)}, got {c.get('shape')!r}")
         if c.get("color") not in colors:
@@ -134,9 +143,11 @@ def parse_spec(raw: dict, source: str = "") -> WorldSpec:
     if dup:
         raise _err("categories", f"object words must be unique across categories: {sorted(dup)}")
     ctxs: dict[str, Context] = {}
-    for name, c in (raw.get("contexts") or {}).items():
+    for name, c in _mapping(raw, "contexts").items():
         key = f"contexts.{name}"
-        objs = dict(c.get("objects") or {})
+        if not isinstance(c, dict):
+            raise _err(key, f"must be a mapping (background, objects), got {c!r}")
+        objs = _mapping(c, "objects", key)
         for o, p in objs.items():
             if o not in cats:
                 raise _err(f"{key}.objects.{o}", "is not a category")
@@ -148,8 +159,23 @@ def parse_spec(raw: dict, source: str = "") -> WorldSpec:
     return WorldSpec(image_size, grid, colors, dict(sizes), cats, ctxs, source=source)
 
 
+class SpecError(ValueError):
+    """An invalid world spec file; the message names the file (and the line, or the key)."""
+
+
 def load_spec(path: str | Path) -> WorldSpec:
+    """Read and validate the spec file; any problem is a :class:`SpecError` naming ``path``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"world spec not found at {path} (run `dvc pull data.dvc` to fetch the study's inputs)")
-    return parse_spec(yaml.safe_load(path.read_text()), source=str(path))
+    try:
+        with path.open() as f:
+            raw = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise SpecError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+    try:
+        return parse_spec(raw, source=str(path))
+    except ValueError as e:
+        raise SpecError(f"{path}: {e}") from None

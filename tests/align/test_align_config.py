@@ -4,7 +4,7 @@ from unittest import mock
 import pytest
 
 from study.align import METHODS, AlignDataError, AlignParamsError, check_columns, make_params, train
-from study.align.config import AlignParams
+from study.align.config import AlignParams, check_data_path, check_run_name, run_params
 
 
 def test_registry_covers_every_method_and_loss_types_map():
@@ -92,3 +92,56 @@ def test_train_fails_before_touching_the_model(rows, world, tmp_path):
     assert model.method_calls == [] and not (tmp_path / "out").exists()
     with pytest.raises(AlignDataError, match="preference file not found"):
         train("dpo", policy=(model, None), world=world, data=tmp_path / "missing.parquet", out_dir=tmp_path / "o")
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"lora": "no"}, "align.lora: Input should be a valid boolean (got 'no')"),
+    ({"lora": 0}, "align.lora: Input should be a valid boolean (got 0)"),
+    ({"bf16": "true"}, "align.bf16: Input should be a valid boolean (got 'true')"),
+    ({"batch_size": True}, "align.batch_size: Input should be a valid integer (got True)"),
+    ({"lora_r": 8.0}, "align.lora_r: Input should be a valid integer (got 8.0)"),
+    ({"beta": "0.1"}, "align.beta: Input should be a valid number (got '0.1')"),
+    ({"beta": False}, "align.beta: Input should be a valid number (got False)"),
+])
+def test_knob_types_are_strict(kw, msg):
+    with pytest.raises(AlignParamsError) as e:
+        make_params(kw)
+    assert str(e.value) == f"invalid alignment params: {msg}"
+    assert [k for k, _ in e.value.issues] == [msg.split(":")[0]]  # the key, for study.config to name
+
+
+def test_floats_take_integers_and_exponent_strings():
+    p = make_params({"epochs": 2, "learning_rate": "5e-06", "lora": False})
+    assert (p.epochs, p.learning_rate, p.lora) == (2.0, 5e-6, False) and type(p.epochs) is float
+
+
+def test_run_params_names_the_key_as_written():
+    base = {"batch_size": 4, "ppo_minibatch": 8}
+    with pytest.raises(AlignParamsError) as e:  # a base knob breaking a rule of this run: named in align.base
+        run_params("ppo", {"method": "ppo", "data": "recipes/povid"}, base)
+    assert str(e.value) == ("invalid alignment params: align.base.ppo_minibatch: must be <= batch_size (4), got 8 "
+                            "(in align.runs.ppo)")
+    with pytest.raises(AlignParamsError) as e:  # the run's own knob: named in the run
+        run_params("ppo", {"method": "ppo", "data": "recipes/povid", "ppo_minibatch": 8}, {"batch_size": 4})
+    assert str(e.value) == "invalid alignment params: align.runs.ppo.ppo_minibatch: must be <= batch_size (4), got 8"
+
+
+@pytest.mark.parametrize("name", ["my/run", "my run", "1run", "_x", "a.b", "", 3])
+def test_run_names_must_be_identifiers(name):
+    with pytest.raises(AlignParamsError) as e:
+        run_params(name, {"method": "dpo", "data": "bdhs"})
+    assert str(e.value) == (f"invalid alignment params: align.runs: run name {name!r} must start with a letter and "
+                            "hold only letters, digits, `_` and `-`")
+    assert check_run_name("dpo_bdhs-2") == "dpo_bdhs-2"
+
+
+@pytest.mark.parametrize("data", ["../../..", "recipes/../../x", "/abs/path", "recipes//povid", ".hidden", "a\\b",
+                                  "", None, ["bdhs"]])
+def test_run_data_must_stay_inside_artifacts_prefs(data):
+    with pytest.raises(AlignParamsError) as e:
+        run_params("dpo_x", {"method": "dpo", "data": data}, section="rm_runs")
+    assert str(e.value) == ("invalid alignment params: align.rm_runs.dpo_x.data must be a path inside artifacts/prefs "
+                            "(it names artifacts/prefs/<data>.parquet): parts of letters, digits, `_`, `-` and `.` "
+                            f"joined by `/`, no `..`, not absolute; got {data!r}")
+    for ok in ("bdhs", "recipes/povid", "union/povid_bdhs", "recipes/v1.2"):
+        assert check_data_path(ok, "k") == ok

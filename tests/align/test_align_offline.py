@@ -91,7 +91,7 @@ class Crash(TrainerCallback):
 
 
 def test_killed_run_resumes_from_checkpoint_and_output_appears_atomically(fast, make_model, processor, rows, world,
-                                                                        tmp_path):
+                                                                        tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "previous.txt").write_text("an earlier result")
@@ -101,11 +101,37 @@ def test_killed_run_resumes_from_checkpoint_and_output_appears_atomically(fast, 
               live_dir=tmp_path / "live", callbacks=[Crash(3)])
     assert (out / "previous.txt").is_file() and not (out / "config.json").exists()  # old output untouched
     assert (tmp_path / "out.work" / "checkpoint-2").is_dir()
+    capsys.readouterr()
     m = train("dpo", policy=(make_model(), processor), world=world, data=rows[:8], params=params, out_dir=out,
               live_dir=tmp_path / "live")
     assert m["resumed_from"] == "checkpoint-2" and m["steps"] == 6
+    assert f"resuming dpo run {out} from {tmp_path / 'out.work'}: params and data unchanged" in capsys.readouterr().out
     assert not (out / "previous.txt").exists() and not (tmp_path / "out.work").exists()
     load_model(out)
+
+
+def test_killed_run_does_not_resume_under_other_params_or_data(fast, make_model, processor, rows, world, tmp_path,
+                                                               capsys):
+    """A model never mixes two configurations: changed beta/LR (or data) start clean, and say so."""
+    out, work = tmp_path / "out", tmp_path / "out.work"
+    params = fast(save_steps=2, epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        train("dpo", policy=(make_model(), processor), world=world, data=rows[:8], params=params, out_dir=out,
+              callbacks=[Crash(3)])
+    assert (work / "checkpoint-2").is_dir()
+    capsys.readouterr()
+    changed = fast(save_steps=2, epochs=3, beta=0.3, learning_rate=5e-3)
+    with pytest.raises(KeyboardInterrupt):  # killed again, now under the new params
+        train("dpo", policy=(make_model(), processor), world=world, data=rows[:8], params=changed, out_dir=out,
+              callbacks=[Crash(3)])
+    said = capsys.readouterr().out
+    assert f"not resuming dpo run {out} from {work}: written with other params.beta, params.learning_rate; " \
+           "starting clean" in said
+    m = train("dpo", policy=(make_model(), processor), world=world, data=rows[1:9], params=changed, out_dir=out)
+    assert "written with other data; starting clean" in capsys.readouterr().out  # other rows: clean again
+    assert m["resumed_from"] is None and m["steps"] == 6
+    meta = json.loads((out / "align.json").read_text())
+    assert meta["params"]["beta"] == 0.3 and meta["metrics"]["resumed_from"] is None
 
 
 def test_accepts_a_ready_trl_dataset(fast, make_model, processor, rows, world, tmp_path):

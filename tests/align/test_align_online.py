@@ -172,6 +172,28 @@ def test_killed_online_run_resumes_after_last_round(fast, make_model, processor,
                            make_model().state_dict()["model.multi_modal_projector.linear_1.weight"])
 
 
+def test_killed_online_run_starts_clean_under_other_params(fast, make_model, processor, rows, world, good_words,
+                                                           tmp_path, capsys):
+    calls = {"n": 0}
+
+    def dies_in_round_2(model, processor, images, prompts, p, seed):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated kill")
+        return O.sample_pairs(model, processor, images, prompts, p, seed)
+
+    with pytest.raises(KeyboardInterrupt):
+        train("online_dpo", policy=(make_model(), processor), world=world, data=rows[:8],
+              params=fast(epochs=2, round_size=4), out_dir=tmp_path / "out", annotator=good_words,
+              sample_fn=dies_in_round_2)
+    assert (tmp_path / "out.work" / "state" / "loop.json").is_file()
+    capsys.readouterr()
+    m = train("online_dpo", policy=(make_model(), processor), world=world, data=rows[:8],
+              params=fast(epochs=2, round_size=4, beta=0.5), out_dir=tmp_path / "out", annotator=good_words)
+    assert "written with other params.beta; starting clean" in capsys.readouterr().out
+    assert m["resumed_at_round"] is None and [h["round"] for h in m["history"]] == [0, 1, 2, 3]
+
+
 def test_project_annotators_plug_in(fast, rows, world):
     from study.align.config import make_params
 

@@ -7,6 +7,7 @@ from PIL import Image
 
 from study.prefs import COLUMNS, PrefSchemaError, load_prefs, make_row, save_prefs, to_trl, validate_rows
 from study.prefs.random_corruption import random_corruption_recipe
+from study.prefs.schema import check_scene_ids
 
 
 @pytest.fixture
@@ -118,3 +119,65 @@ def test_to_trl_conversational_vision_format(rows, world, tiny):
     image_id = processor.tokenizer.convert_tokens_to_ids("<image>")
     assert batch["input_ids"].shape[0] == 4 and batch["pixel_values"].shape[0] == 4
     assert int((batch["input_ids"][0] == image_id).sum()) == 64
+
+
+TEST_SPLIT = ("is a scene of the test split, which is held out for evaluation: preference data must not use it "
+              "(allowed splits: ['train', 'val'])")
+
+
+def test_test_split_scenes_are_refused_even_without_a_world(rows, world):
+    bad = [dict(r) for r in rows]
+    bad[2]["scene_id"] = "test-000001"  # a real scene of the world: leakage into evaluation, not a typo
+    assert world.scenes("test")[1].scene_id == "test-000001"
+    with pytest.raises(PrefSchemaError) as e:
+        validate_rows(bad)
+    assert str(e.value) == f"preference data: row 2, column 'scene_id': 'test-000001' {TEST_SPLIT}"
+    with pytest.raises(PrefSchemaError, match="test split"):
+        validate_rows(bad, world)
+    validate_rows([dict(bad[2], scene_id="val-000001")], world)  # val: allowed (held-out annotator pairs)
+    with pytest.raises(PrefSchemaError, match="'ood-000001' is a scene of the ood split, which is held out"):
+        validate_rows([dict(bad[3], scene_id="ood-000001")], world)  # the organism's ood gates are evaluation too
+
+
+def test_a_file_with_test_scenes_is_named(rows, tmp_path):
+    df = pd.DataFrame(rows)
+    df.loc[4, "scene_id"] = "test-000003"
+    df.to_parquet(tmp_path / "leaky.parquet")
+    with pytest.raises(PrefSchemaError) as e:
+        load_prefs(tmp_path / "leaky.parquet")
+    assert str(e.value) == f"preference data {tmp_path / 'leaky.parquet'}: row 4, column 'scene_id': 'test-000003' {TEST_SPLIT}"
+    assert e.value.source == tmp_path / "leaky.parquet" and e.value.row == 4
+
+
+def test_an_unknown_scene_names_the_file_and_row(rows, world, tmp_path):
+    df = pd.DataFrame(rows)
+    df.loc[3, "scene_id"] = "train-999999"
+    path = tmp_path / "unknown.parquet"
+    df.to_parquet(path)
+    with pytest.raises(PrefSchemaError) as e:
+        load_prefs(path, world)
+    msg = f"preference data {path}: row 3, column 'scene_id': unknown scene 'train-999999' (not in world {world.root})"
+    assert str(e.value) == msg
+
+
+def test_check_scene_ids_before_training(rows, world, tmp_path):
+    """What alignment calls before training: today an unknown id is a bare IndexError when its image loads."""
+    path = tmp_path / "prefs.parquet"
+    bad = [dict(r) for r in rows]
+    bad[5]["scene_id"] = "train-999999"
+    with pytest.raises(IndexError):
+        world.image("train-999999")
+    for data in (bad, pd.DataFrame(bad), [{"prompt": r["prompt"], "scene_id": r["scene_id"]} for r in bad]):
+        with pytest.raises(PrefSchemaError) as e:
+            check_scene_ids(data, world, source=path)
+        assert str(e.value) == (f"preference data {path}: row 5, column 'scene_id': unknown scene 'train-999999' "
+                                f"(not in world {world.root})")
+    bad[5]["scene_id"] = "test-000000"
+    with pytest.raises(PrefSchemaError) as e:
+        check_scene_ids(bad, world)
+    assert str(e.value) == f"preference data: row 5, column 'scene_id': 'test-000000' {TEST_SPLIT}"
+    with pytest.raises(PrefSchemaError, match=r"row 1, column 'scene_id': is missing"):
+        check_scene_ids([{"prompt": "a ?", "scene_id": "train-000000"}, {"prompt": "b ?"}], world)
+    check_scene_ids(rows, world)  # valid rows pass
+    check_scene_ids(to_trl(rows[:2], world), world)  # a ready TRL dataset has its images: nothing to check
+    check_scene_ids(to_trl(rows[:2], world, keep_ids=True), world)
