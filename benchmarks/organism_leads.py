@@ -73,6 +73,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sft-seed", type=int, default=None,
                     help="seed of the model's init, vision pretraining and SFT (default: params' seed); the world keeps params' seed")
+    ap.add_argument("--curve", type=int, default=0,
+                    help="record the yes/no AUROC on 100 val scenes every N SFT steps (study.eval.circuit_curve); 0 = off")
     ap.add_argument("--bdhs-n", type=int, default=100,
                     help="val descriptions of the BDHS gate's sweep (rho_th = 0 and bdhs.rho_th, one try); 0 = skip")
     args = ap.parse_args()
@@ -115,8 +117,18 @@ def main() -> None:
     model.train()
     t = time.perf_counter()
     mdir = out / "models" / args.name
-    sft = train_sft(model, processor, world, sft_params_of(p.sft), mdir, None, mseed)
+    curve = None
+    if args.curve:
+        from study.eval.circuit_curve import CircuitCurve
+
+        curve = CircuitCurve(processor, world, spec, split="val", n_scenes=100, n_pos=p.eval.n_pos, every=args.curve,
+                             seed=p.seed, batch_size=p.eval.batch_size)
+    sft = train_sft(model, processor, world, sft_params_of(p.sft), mdir, None, mseed,
+                    callbacks=[curve] if curve else ())
     times["sft_s"] = time.perf_counter() - t
+    if curve:
+        sft["circuit_curve"] = curve.points
+        times["curve_s"] = sum(q["seconds"] for q in curve.points)
     model.eval()
     t = time.perf_counter()
     kw = dict(n_scenes=args.n_scenes, n_pos=p.eval.n_pos, batch_size=p.eval.batch_size, n_boot=p.eval.n_boot,
@@ -153,6 +165,9 @@ def main() -> None:
               f"AUROC {lm['reading_auroc']:.3f}, loss {lm['train_loss']:.3f}")
     if proj:
         print(f"projector alignment: loss {proj['train_loss']:.3f}")
+    if curve:
+        print("circuit curve (step: val POPE-random AUROC / masked):",
+              "  ".join(f"{q['step']}: {q['auroc']:.2f}/{q['auroc_masked']:.2f}" for q in curve.points))
     for k, v in gates.items():
         val = "-" if v["value"] is None else f"{v['value']:.3f}"
         print(f"  {k:24s} {v['status']:13s} {val:>8s}  {v['target']}")

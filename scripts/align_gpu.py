@@ -145,6 +145,7 @@ def run(plan: dict, *, evaluate: bool = True) -> dict:
     from study import io
     from study.align import train
     from study.model.load import check_model_dir, load_model
+    from study.resume import default_work_dir, remove_if_empty
     from study.world.corpus import World
 
     ap = plan["params"]
@@ -163,12 +164,11 @@ def run(plan: dict, *, evaluate: bool = True) -> dict:
         model_dir = Path(plan["models"]) / f"seed{k}"
         train_metrics[k] = train(ap.method, policy=(model, processor), world=world, data=plan["data"], params=ap,
                                  out_dir=model_dir, live_dir=f"{plan['live_dir']}/seed{k}" if is_main() else None,
-                                 work_dir=Path(plan["models"] + ".work") / f"seed{k}", seed=k)
+                                 work_dir=default_work_dir(plan["models"]) / f"seed{k}", seed=k)
         del model
         _free()
-    work_root = Path(plan["models"] + ".work")
-    if is_main() and work_root.is_dir() and not any(work_root.iterdir()):  # each seed removed its own
-        work_root.rmdir()
+    if is_main():
+        remove_if_empty(default_work_dir(plan["models"]))  # each seed removed its own
     if not (evaluate and is_main()):
         return {"train": train_metrics}
     from study.eval.runner import write_results
@@ -199,6 +199,8 @@ def main(argv=None) -> int:
     from study.align.config import AlignParamsError
     from study.config import ParamsError
     from study.model.load import ModelPathError
+    from study.prefs.schema import PrefSchemaError
+    from study.world.spec import SpecError
 
     args = parse_args(argv)
     try:
@@ -209,7 +211,7 @@ def main(argv=None) -> int:
         if is_main():
             print(json.dumps(describe(plan), default=str), flush=True)
         run(plan, evaluate=not args.no_eval)
-    except (ParamsError, AlignParamsError, PlanError, ModelPathError, FileNotFoundError) as e:
+    except (ParamsError, AlignParamsError, PlanError, ModelPathError, PrefSchemaError, SpecError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -118,10 +118,12 @@ def run_metrics(result) -> dict:
 
 
 def train_sft(model, processor, world: World, p: SFTParams, out_dir: str | Path, live_dir: str | Path | None,
-              seed: int, work_dir: str | Path | None = None, pool_dir: str | Path | None = None) -> dict:
+              seed: int, work_dir: str | Path | None = None, pool_dir: str | Path | None = None,
+              callbacks=()) -> dict:
     """Train ``model`` on the world's SFT corpus; save model + processor (safetensors) to ``out_dir``.
 
-    With ``pool_dir``, the intermediate checkpoints of :class:`PoolSaver` are published there (atomically)."""
+    With ``pool_dir``, the intermediate checkpoints of :class:`PoolSaver` are published there (atomically).
+    ``callbacks``: further ``TrainerCallback``s (e.g. :class:`study.eval.circuit_curve.CircuitCurve`)."""
     from dvclive import Live
     from dvclive.huggingface import DVCLiveCallback
 
@@ -135,7 +137,7 @@ def train_sft(model, processor, world: World, p: SFTParams, out_dir: str | Path,
     train = vision_dataset(rows, world)
     val = vision_dataset(world.corpus("val")[: p.val_rows], world)
     work = start_clean(work_dir or default_work_dir(out_dir), "SFT")
-    callbacks = []
+    callbacks = list(callbacks)
     if live_dir is not None:
         callbacks.append(DVCLiveCallback(live=Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None)))
     if pool_dir is not None:
