@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     for _, knobs in points:
         make_params({**base, **knobs, "method": args.method})
     results = []
-    print(f"{args.method} on {args.data}; base {json.dumps({k: base[k] for k in ('beta', 'epochs', 'batch_size') if k in base})}")
+    print(f"{args.method} on {args.data}; base {json.dumps({k: base[k] for k in ('beta', 'beta_by_loss', 'epochs', 'batch_size') if k in base})}")
     print(f"{'point':<14}{'trainable':>11}{'train s':>9}  " + "  ".join(f"{c[0]:>22}" for c in columns))
     for name, knobs in points:
         with tempfile.TemporaryDirectory() as tmp:

@@ -34,6 +34,12 @@ OFFLINE = ("dpo", "ipo", "slic")
 ONLINE = ("online_dpo", "online_bdhs", "mixed_dpo")
 RL = ("rloo", "ppo")
 LOSS_TYPE = {"dpo": "sigmoid", "ipo": "ipo", "slic": "hinge"}
+# beta of each pair loss unless a run sets `beta` (digest §1.6, FT App. A grids: DPO {0.05, 0.1, 0.2, 0.5},
+# IPO {0.8, 0.9, 1.0}, SLiC {0.02, 0.1, 0.2}; the chosen values are not reported). params.yaml's
+# `align.base.beta_by_loss` is where the study sets them; these are the fallbacks of a bare AlignParams.
+# With TRL's length-normalised IPO, tau = 0.1 would ask for a 5-nat margin per token, unreachable: the loss
+# then stays at (1/(2 tau))^2 = 25 and only pushes margins apart (issue #10).
+BETA_BY_LOSS = {"dpo": 0.1, "ipo": 0.9, "slic": 0.1}
 ANNOTATORS = ("oracle", "noisy_oracle", "reward_model")
 # methods that need an annotator (a judge of sampled answers)
 NEEDS_ANNOTATOR = ("online_dpo", "mixed_dpo", "rloo", "ppo")
@@ -100,7 +106,12 @@ class AlignParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # true is not 1, "no" is not False
 
     method: Literal[METHODS] = "dpo"  # type: ignore[valid-type]
-    beta: Float = Field(0.1, gt=0, le=100, description="DPO/IPO/SLiC beta (IPO: tau)")
+    beta: Float | None = Field(None, gt=0, le=100, description="pair-loss beta (IPO: tau); None = "
+                                                                 "beta_by_loss of this method's pair loss")
+    beta_by_loss: dict[Literal["dpo", "ipo", "slic"], Float] = Field(
+        default_factory=lambda: dict(BETA_BY_LOSS),
+        description="beta of each pair loss when `beta` is not set: its scale differs by loss (IPO's tau sets a "
+                    "per-token margin target 1/(2 tau)), so one shared value cannot suit all three")
     pair_loss: Literal["dpo", "ipo", "slic"] = Field("dpo", description="pair loss of avg/online/mixed methods")
     p: Float = Field(0.5, ge=0, le=1, description="Mixed-DPO: P(a sample is the offline pair), Eq. 4")
     gamma: Float = Field(0.5, ge=0, le=1, description="Avg-DPO weight of the first rejected answer, Eq. 5")
@@ -165,6 +176,15 @@ class AlignParams(BaseModel):
     stop_on_collapse: bool = False
 
     @model_validator(mode="after")
+    def _resolve_beta(self):
+        missing = sorted(set(BETA_BY_LOSS) - set(self.beta_by_loss))
+        if missing:
+            raise _Rule("beta_by_loss", f": needs a beta for every pair loss {sorted(BETA_BY_LOSS)}, missing {missing}")
+        if self.beta is None:  # the resolved value is what trains and what the run's record shows
+            object.__setattr__(self, "beta", self.beta_by_loss[self.pair_loss_name])
+        return self
+
+    @model_validator(mode="after")
     def _cross_checks(self):
         if self.annotator == "reward_model" and self.method in NEEDS_ANNOTATOR:
             if not self.reward_model_path:
@@ -182,9 +202,14 @@ class AlignParams(BaseModel):
         return self
 
     @property
+    def pair_loss_name(self) -> str:
+        """``dpo`` | ``ipo`` | ``slic``: the method itself for offline methods, else ``pair_loss``."""
+        return self.method if self.method in OFFLINE else self.pair_loss
+
+    @property
     def loss_type(self) -> str:
         """TRL ``DPOConfig.loss_type`` of this method's pair loss."""
-        return LOSS_TYPE[self.method] if self.method in OFFLINE else LOSS_TYPE[self.pair_loss]
+        return LOSS_TYPE[self.pair_loss_name]
 
     @property
     def needs_annotator(self) -> bool:

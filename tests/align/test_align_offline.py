@@ -141,3 +141,20 @@ def test_accepts_a_ready_trl_dataset(fast, make_model, processor, rows, world, t
     m = train("dpo", policy=(make_model(), processor), world=world, data=ds, params=fast(epochs=1),
               out_dir=tmp_path / "out")
     assert m["steps"] == 1 and (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_ipo_uses_its_own_tau_and_a_short_run_lowers_its_loss(fast, make_model, processor, rows, world, tmp_path):
+    """IPO's loss (h_len - 1/(2 tau))^2 starts at (1/(2 tau))^2 (policy = reference); with the paper-grid tau
+    a short run brings it well below that. With DPO's beta = 0.1 as tau it started at 25 and stayed there."""
+    from study.align.config import BETA_BY_LOSS
+
+    tau = BETA_BY_LOSS["ipo"]
+    assert 0.8 <= tau <= 1.0 and make_params({"method": "ipo"}).beta == tau
+    assert make_params({"method": "dpo"}).beta == BETA_BY_LOSS["dpo"] and make_params({"method": "ipo", "beta": 0.5}).beta == 0.5
+    assert make_params({"method": "online_dpo", "pair_loss": "ipo"}).beta == tau
+    m = train("ipo", policy=(make_model(), processor), world=world, data=rows[:8], params=fast(epochs=8),
+              out_dir=tmp_path / "out")
+    start = (1 / (2 * tau)) ** 2
+    assert abs(m["loss_first"] - start) < 0.05 * start
+    assert m["loss_last"] < 0.5 * start
+    assert json.loads((tmp_path / "out" / "align.json").read_text())["params"]["beta"] == tau
