@@ -158,3 +158,17 @@ def test_ipo_uses_its_own_tau_and_a_short_run_lowers_its_loss(fast, make_model, 
     assert abs(m["loss_first"] - start) < 0.05 * start
     assert m["loss_last"] < 0.5 * start
     assert json.loads((tmp_path / "out" / "align.json").read_text())["params"]["beta"] == tau
+
+
+def test_an_unknown_or_held_out_scene_fails_before_training_naming_the_row(make_model, processor, rows, world, tmp_path):
+    """Was a bare IndexError when the unknown scene's image loaded; test scenes trained silently (leakage)."""
+    from study.prefs.schema import PrefSchemaError
+
+    for sid, why in (("train-999999", "unknown scene 'train-999999'"), ("test-000001", "is a scene of the test split")):
+        bad = [dict(r) for r in rows[:4]]
+        bad[2]["scene_id"] = sid
+        with pytest.raises(PrefSchemaError, match="row 2, column 'scene_id'") as e:
+            train("dpo", policy=(make_model(), processor), world=world, data=bad, params={"epochs": 1},
+                  out_dir=tmp_path / "out")
+        assert why in str(e.value)
+        assert not (tmp_path / "out").exists() and not (tmp_path / "out.work").exists()
