@@ -122,7 +122,7 @@ def main() -> None:
         from study.eval.circuit_curve import CircuitCurve
 
         curve = CircuitCurve(processor, world, spec, split="val", n_scenes=100, n_pos=p.eval.n_pos, every=args.curve,
-                             seed=p.seed, batch_size=p.eval.batch_size)
+                             seed=p.seed, batch_size=p.eval.batch_size, log=lambda s: print(s, flush=True))
     sft = train_sft(model, processor, world, sft_params_of(p.sft), mdir, None, mseed,
                     callbacks=[curve] if curve else ())
     times["sft_s"] = time.perf_counter() - t

@@ -27,13 +27,14 @@ from study.world.spec import WorldSpec
 
 class CircuitCurve(TrainerCallback):
     """Append ``{"step", "epoch", "auroc", "auroc_masked", "seconds"}`` to ``self.points`` every ``every``
-    steps (and at the end of training), on ``n_scenes`` scenes of ``split``."""
+    steps (and at the end of training), on ``n_scenes`` scenes of ``split``; ``log`` (e.g. ``print``) gets
+    a line per point, so a run can be watched, and stopped, while it trains."""
 
     def __init__(self, processor, world: World, spec: WorldSpec, *, split: str = "val", n_scenes: int = 100,
-                 n_pos: int = 3, every: int = 100, seed: int = 0, batch_size: int = 64):
+                 n_pos: int = 3, every: int = 100, seed: int = 0, batch_size: int = 64, log=None):
         scenes = world.scenes(split)[:n_scenes]
         items = build_items(spec, scenes, world.scenes("train"), n_pos=n_pos, seed=seed, suites=("pope_random",))
-        self.processor, self.every, self.batch_size = processor, every, batch_size
+        self.processor, self.every, self.batch_size, self.log = processor, every, batch_size, log
         self.images = [world.image(it["scene_id"]) for it in items]
         self.prompts = [it["prompt"] for it in items]
         self.labels = [int(it["label"] == "yes") for it in items]
@@ -50,6 +51,8 @@ class CircuitCurve(TrainerCallback):
         point = {"step": step, "epoch": epoch, "auroc": auroc(m, self.labels), "auroc_masked": auroc(mm, self.labels),
                  "seconds": time.perf_counter() - t0}
         self.points.append(point)
+        if self.log is not None:
+            self.log(f"circuit curve: step {step}: yes/no AUROC {point['auroc']:.3f} (masked {point['auroc_masked']:.3f})")
         return point
 
     def on_step_end(self, args, state, control, model=None, **kw):

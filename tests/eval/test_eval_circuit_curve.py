@@ -15,7 +15,8 @@ def test_curve_records_every_n_steps_and_its_last_point_is_the_trained_model(pre
     torch.set_num_threads(1)
     proc = build_processor(vocabulary(spec), 48, 6)
     model = build_model(proc, 48, TINY, seed=0)
-    curve = CircuitCurve(proc, pretrain_world, spec, split="val", n_scenes=8, every=3, seed=0)
+    lines = []
+    curve = CircuitCurve(proc, pretrain_world, spec, split="val", n_scenes=8, every=3, seed=0, log=lines.append)
     assert len(curve.prompts) == len(curve.labels) > 0 and 0 < sum(curve.labels) < len(curve.labels)
     m = train_sft(model, proc, pretrain_world, SFTParams(epochs=1, batch_size=64, val_rows=8), tmp_path / "sft", None,
                   seed=0, callbacks=[curve])
@@ -25,3 +26,4 @@ def test_curve_records_every_n_steps_and_its_last_point_is_the_trained_model(pre
     model.eval()
     final = auroc(yes_no_margins(model, proc, curve.images, curve.prompts), curve.labels)
     assert curve.points[-1]["auroc"] == final and m["train_rows"] > 0
+    assert len(lines) == len(curve.points) and lines[0].startswith("circuit curve: step 3: yes/no AUROC ")
