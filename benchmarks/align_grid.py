@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     world = World(args.world)
     spec = world.spec()
     sft_preds, scenes = load_predictions(args.sft_eval)
-    base = dict(params.align.base)
+    base = params.align_base()
     for _, knobs in points:
         make_params({**base, **knobs, "method": args.method})
     results = []

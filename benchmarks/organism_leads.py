@@ -142,8 +142,10 @@ def main() -> None:
         from study.bdhs.sweep import sweep
 
         t = time.perf_counter()
-        table = sweep(model, processor, world, spec, sorted({0.0, p.bdhs.rho_th}), split="val", n=args.bdhs_n,
-                      n_bdhs=1, eps_s=p.bdhs.eps_s, seed=p.seed)
+        from study.bdhs.stage import bdhs_params
+
+        table = sweep(model, processor, world, spec, sorted({0.0, p.bdhs.rho_th}), bdhs_params(p.bdhs, n_bdhs=1),
+                      split="val", n=args.bdhs_n, seed=p.seed)
         sweep_stats = {f"rho_{r['rho_th']:g}": {k: float(v) for k, v in r.items() if k != "rho_th"}
                        for r in table.to_dict("records")}
         times["bdhs_sweep_s"] = time.perf_counter() - t

@@ -322,6 +322,13 @@ class StudyParams(_Section):
     rm: RMSection = RMSection()
     align: AlignSection = Field(default_factory=AlignSection)  # built lazily: it imports study.align.config
 
+    def align_base(self) -> dict:
+        """``align.base`` as every run trains with it: the BDHS knobs of Online-BDHS (``bdhs_rho_th``,
+        ``bdhs_eps_s``, ``bdhs_n``) are the ``bdhs`` section's (``rho_th``, ``eps_s``, ``n_bdhs``) unless
+        ``align.base`` sets them, so one value drives the offline BDHS dataset and the online runs."""
+        return {"bdhs_rho_th": self.bdhs.rho_th, "bdhs_eps_s": self.bdhs.eps_s, "bdhs_n": self.bdhs.n_bdhs,
+                **self.align.base}
+
     @model_validator(mode="after")
     def _reward_models_are_trained(self) -> "StudyParams":
         # an rm_run judged by a reward model of the `reward_models` stage needs that recipe in rm.recipes

@@ -114,7 +114,7 @@ def _align(p: StudyParams, run: str) -> dict:
     runs = p.align.all_runs()
     if run not in runs:
         raise ParamsError(f"invalid params: `align.runs` / `align.rm_runs` have no run {run!r}; runs: {sorted(runs)}")
-    return {"run": run, "spec_run": runs[run], "base": p.align.base, "eval": p.eval.model_dump(),
+    return {"run": run, "spec_run": runs[run], "base": p.align_base(), "eval": p.eval.model_dump(),
             "seed": p.seed, "seeds": list(p.align.seeds), "world_spec": p.world.spec, "world_dir": str(ARTIFACTS / "world"),
             "sft_dir": str(ARTIFACTS / "models" / "sft"), "prefs_dir": str(ARTIFACTS / "prefs"),
             "out_dir": str(ARTIFACTS / "models" / "align" / run), "eval_dir": str(ARTIFACTS / "eval" / run),

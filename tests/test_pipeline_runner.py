@@ -89,3 +89,27 @@ def test_spec_stage_rejects_a_broken_spec_naming_the_file_and_line(tmp_path, mon
     assert r.returncode == 2
     assert r.stderr.strip() == ("error: data/world_spec.yaml: world spec: `grid` must be 3 (positions are named on "
                                 "a 3x3 layout), got 4")
+
+
+def test_bdhs_knobs_reach_online_bdhs_runs():
+    """``bdhs.rho_th`` / ``eps_s`` / ``n_bdhs`` drive Online-BDHS too (was: the library default rho_th 0.9,
+    whatever params.yaml said); ``align.base`` may still set its own."""
+    import copy
+
+    import yaml
+
+    from study.align.config import run_params
+    from study.align.online import bdhs_params
+    from study.config import resolve
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    edited = copy.deepcopy(raw)
+    edited["bdhs"].update(rho_th=0.75, eps_s=0.9, n_bdhs=3)
+    p = resolve(edited, "quick")
+    injected = P.STAGES["align"].inject(p, "online_bdhs")
+    ap, _, _ = run_params("online_bdhs", injected["spec_run"], injected["base"])
+    b = bdhs_params(ap)  # what the online loop samples with
+    assert (b.rho_th, b.eps_s, b.n_bdhs) == (0.75, 0.9, 3)
+    edited["align"]["base"]["bdhs_rho_th"] = 0.5
+    injected = P.STAGES["align"].inject(resolve(edited, "quick"), "online_bdhs")
+    assert bdhs_params(run_params("online_bdhs", injected["spec_run"], injected["base"])[0]).rho_th == 0.5

@@ -56,8 +56,8 @@ def run_bdhs(bdhs: dict, seed: int, world_spec: str, world_dir: str, model_dir: 
             save_prefs(own, Path(tmp) / "povid_distortion.parquet", world)
             save_prefs(union, Path(tmp) / "povid_bdhs.parquet", world)
         union_rows = len(union)
-    table = sweep(model, processor, world, spec, b.sweep_rho, split="val", n=b.sweep_n, n_bdhs=b.n_bdhs,
-                  eps_s=b.eps_s, noise_steps=b.noise_steps, encoder=encoder, seed=seed)
+    table = sweep(model, processor, world, spec, b.sweep_rho, bdhs_params(b), split="val", n=b.sweep_n,
+                  encoder=encoder, seed=seed)
     with io.atomic_path(sweep_path) as tmp:
         table.to_csv(tmp, index=False)
     import json

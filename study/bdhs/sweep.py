@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import pandas as pd
 import torch
@@ -30,21 +31,24 @@ def describe_rows(world: World, split: str, n: int) -> tuple[list, list[str], li
             [r["messages"][1]["content"][0]["text"] for r in rows], [scenes[r["scene_id"]] for r in rows])
 
 
-def sweep(model, processor, world: World, spec, rhos, *, split="val", n=200, n_bdhs=5, eps_s=0.97,
-          noise_steps=0, encoder=None, seed=0) -> pd.DataFrame:
+def sweep(model, processor, world: World, spec, rhos, params: BDHSParams, *, split="val", n=200, encoder=None,
+          seed=0) -> pd.DataFrame:
+    """One row per rho_th of ``rhos``; every other BDHS knob (eps_s, N_BDHS, noise steps, temperature,
+    max_new_tokens, batch size) is ``params``' (the study's ``bdhs`` section through
+    :func:`study.prefs.bdhs.bdhs_params`), so the sweep samples as the BDHS dataset does."""
     images, prompts, chosen, scenes = describe_rows(world, split, n)
     encoder = encoder or SentenceEncoder()
     k = int(model.config.image_seq_length)
     out = []
     for rho in rhos:
         t = time.time()
-        first = bdhs_sample(model, processor, images, prompts, chosen,
-                            BDHSParams(rho, eps_s, 1, noise_steps), encoder, seed, progress=False)
-        full = bdhs_sample(model, processor, images, prompts, chosen,
-                           BDHSParams(rho, eps_s, n_bdhs, noise_steps), encoder, seed, progress=False)
-        curve = acceptance_curve(full, eps_s, n_bdhs)
+        first = bdhs_sample(model, processor, images, prompts, chosen, replace(params, rho_th=rho, n_bdhs=1),
+                            encoder, seed, progress=False)
+        full = bdhs_sample(model, processor, images, prompts, chosen, replace(params, rho_th=rho), encoder, seed,
+                           progress=False)
+        curve = acceptance_curve(full, params.eps_s, params.n_bdhs)
         s1, sf = (content_summary(content_table(r, chosen, scenes, spec)) for r in (first, full))
-        out.append({"rho_th": rho, "noise_steps": noise_steps, "visible_expected": k * (1 - rho),
+        out.append({"rho_th": rho, "noise_steps": params.noise_steps, "visible_expected": k * (1 - rho),
                     "visible_mean": s1["mean_visible_tokens"],
                     "different_it1": float(curve["different"].iloc[0]),
                     "different_final": float(curve["different"].iloc[-1]),
@@ -75,8 +79,9 @@ def main(argv=None) -> None:
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     model, processor = load_model(a.model)
-    table = sweep(model, processor, World(a.world), load_spec(a.spec), a.rho, split=a.split, n=a.n,
-                  n_bdhs=a.n_bdhs, noise_steps=a.noise_steps, seed=a.seed)
+    table = sweep(model, processor, World(a.world), load_spec(a.spec), a.rho,
+                  BDHSParams(rho_th=a.rho[0], n_bdhs=a.n_bdhs, noise_steps=a.noise_steps), split=a.split, n=a.n,
+                  seed=a.seed)
     print(table.round(3).to_markdown(index=False) if _has_tabulate() else table.round(3).to_string(index=False))
     if a.out:
         table.to_csv(a.out, index=False)
