@@ -110,6 +110,11 @@ def test_mixed_dpo_draws_offline_pairs_at_rate_p(fast, make_model, processor, ro
         assert h["offline_pairs"] == h["drawn_offline"]
         assert h["pairs"] == h["drawn_offline"] + h["online_pairs"] - h["ties"]
     assert 0.2 < m["offline_share_drawn"] < 0.8  # 32 Bernoulli(0.5) draws
+    # the p it trains with: skipped ties (online only) raise the offline share above the drawn one
+    trained = sum(h["offline_pairs"] for h in hist) / sum(h["pairs"] for h in hist)
+    assert m["offline_share_trained"] == trained and m["pairs"] == sum(h["pairs"] for h in hist)
+    if sum(h["ties"] for h in hist):
+        assert m["offline_share_trained"] > m["offline_share_drawn"]
     assert m["train/rewards/margins_last"] > 0
 
 
