@@ -370,16 +370,18 @@ def _bounds(model: type[BaseModel], field: str) -> tuple[int, int]:
 
 def world_image_size(spec: str | Path) -> int | None:
     """``image_size`` of the world spec at ``spec`` (relative to the working directory or, failing that, to
-    the project root, as :meth:`study.world.corpus.World.spec` reads it); None when the file is missing or
-    unreadable (the ``world`` stage then fails on it with its own message)."""
+    the project root, as :meth:`study.world.corpus.World.spec` reads it), read by
+    :func:`study.world.spec.load_spec`; None when the file is missing or invalid (the ``spec`` stage then
+    fails on it with its own file-naming message)."""
+    from study.world.spec import load_spec
+
     path = Path(spec)
     if not path.is_absolute() and not path.is_file():
         path = PROJECT_ROOT / path
     try:
-        size = (yaml.safe_load(path.read_text()) or {}).get("image_size")
-    except (OSError, yaml.YAMLError, AttributeError):
+        return load_spec(path).image_size
+    except (OSError, ValueError):
         return None
-    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
 
 
 SECTIONS = ("world", "model", "sft", "eval", "bdhs")
