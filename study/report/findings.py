@@ -12,9 +12,12 @@ shared replicates; a difference counts only when its 95 % interval excludes 0) a
 * **F3** Mixed-DPO combines offline and online gains (Table 9): where offline ``dpo_povid`` beats SFT on
   hallucination columns and ``online_dpo_oracle`` beats SFT on helpfulness columns (Helpful, Recall),
   ``mixed_dpo_povid`` beats SFT on at least one column of each (:func:`f3`).
-* **F7** Reward models from construction-type data do not transfer (Table 7): every RM is above chance
-  in distribution (Wilson interval above 0.5) while every construction <-> ranking transfer cell
-  (POVID/RLHF-V RM on VLFeedback pairs and the reverse) is not above chance.
+* **F7** Reward models from construction-type data do not transfer (Table 7), as the paper states it
+  (digest §4.2): the POVID-style and the RLHF-V-style RM, each above chance in distribution (Wilson
+  interval above 0.5), fall *below* chance on each other's held-out pairs (interval below 0.5) --
+  *reproduced* if both cells do, *mixed* if one does, *contradicted* if neither (:func:`f7`). Our earlier
+  rule (:func:`f7_ours`: every construction <-> ranking cell at chance), which the paper's own
+  VLFeedback -> POVID cells (0.61 / 0.76) would fail, is reported beside it.
 * **F7-RL** RL on these reward models is fragile (Table 8): PPO/RLOO with the POVID-style RM collapse
   (the runs' collapse monitor, any seed), and with the VLFeedback-style RM they do not beat DPO on
   POVID-style data (``dpo_povid``) -- "beat" = better on some column and worse on none (:func:`f7_rl`).
@@ -25,9 +28,15 @@ is then its yes-ratio in disguise (exactly 50 % for "always yes"), and a change 
 hallucination. The organism's SFT model is such a model (README, "Known limitation").
 
 Status values: reproduced, contradicted, mixed, not resolved, missing (a run is absent).
+
+**Rules and their history** (:data:`RULES`). Every finding's rule, and the POPE rule above, is recorded with
+the commit that introduced it. Where a rule was changed after its results had been seen, the earlier rule's
+verdict on the same numbers is reported beside the current one (``earlier_rules`` of each finding in
+``metrics/paper.json``), so a reader can see what the change did.
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -62,22 +71,28 @@ def paired_compare(predictions: dict, scenes, spec, *, n_boot: int = 1000, seed:
     """A :data:`Compare` over ``predictions`` = ``{model: [rows of each seed]}`` (paired bootstrap).
 
     POPE columns of a pair involving a model of ``degenerate`` get the verdict 'not measurable' (their
-    difference is still computed and cached)."""
+    difference is still computed and cached). ``compare.pope_decides`` is the same comparison under the
+    earlier POPE rule (POPE decides like any column; :data:`RULES`), sharing the cache."""
     cache = {} if cache is None else cache
 
-    def compare(a: str, b: str, column: str) -> str:
-        if a not in predictions or b not in predictions:
-            return "missing"
-        key = (a, b, column)
-        if key not in cache:
-            suite, metric, hib = _COL[column]
-            d = paired_difference(predictions[a], predictions[b], scenes, spec, suite, metric, n_boot=n_boot,
-                                  seed=seed)
-            v = "not measurable" if column in POPE_COLUMNS and ({a, b} & set(degenerate)) else verdict(d, hib)
-            cache[key] = {**d, "verdict": v}
-        return cache[key]["verdict"]
+    def make(degen: frozenset) -> Compare:
+        def compare(a: str, b: str, column: str) -> str:
+            if a not in predictions or b not in predictions:
+                return "missing"
+            key = (a, b, column)
+            if key not in cache:
+                suite, metric, hib = _COL[column]
+                d = paired_difference(predictions[a], predictions[b], scenes, spec, suite, metric, n_boot=n_boot,
+                                      seed=seed)
+                cache[key] = {**d, "measured_verdict": verdict(d, hib)}
+            v = cache[key]["measured_verdict"]
+            return "not measurable" if column in POPE_COLUMNS and ({a, b} & degen) else v
 
-    compare.cache = cache  # type: ignore[attr-defined]
+        compare.cache = cache  # type: ignore[attr-defined]
+        return compare
+
+    compare = make(frozenset(degenerate))
+    compare.pope_decides = make(frozenset())  # type: ignore[attr-defined]
     return compare
 
 
@@ -149,12 +164,62 @@ def f3(compare: Compare) -> dict:
     return {**out, "status": status}
 
 
-def f7(rm_metrics: dict | None) -> dict:
-    claim = "RMs from construction-type data do not transfer to ranking-type data and back (Table 7)"
+def _rm_cells(rm_metrics: dict | None):
     if not rm_metrics or "accuracy" not in rm_metrics:
+        return None
+    return rm_metrics["accuracy"]
+
+
+def _side(cell: dict) -> str:
+    """'above' / 'below' chance when the 95 % interval excludes 0.5, else 'at chance'."""
+    lo, hi = cell["ci95"]
+    return "above" if lo > 0.5 else "below" if hi < 0.5 else "at chance"
+
+
+def f3_v1(compare: Compare) -> dict:
+    """The first F3 rule (:data:`RULES`, F3 v1): Mixed-DPO is *reproduced* if it is not worse than offline
+    DPO on any hallucination column, not worse than online DPO on any helpfulness column, and better than
+    SFT on some column; *contradicted* if it is worse than either; else *not resolved*."""
+    vs_offline = {c: compare("mixed_dpo_povid", "dpo_povid", c) for c in HALLUCINATION}
+    vs_online = {c: compare("mixed_dpo_povid", "online_dpo_oracle", c) for c in HELPFULNESS}
+    vs_sft = {c: compare("mixed_dpo_povid", "SFT", c) for c, *_ in COLUMNS}
+    if "missing" in [*vs_offline.values(), *vs_online.values(), *vs_sft.values()]:
+        status = "missing"
+    else:
+        keeps = "worse" not in vs_offline.values() and "worse" not in vs_online.values()
+        gains = "better" in vs_sft.values()
+        status = "reproduced" if keeps and gains else "contradicted" if not keeps else "not resolved"
+    return {"claim": "Mixed-DPO combines offline (hallucination) and online (helpfulness) gains (Table 9)",
+            "status": status, "vs_offline_dpo": vs_offline, "vs_online_dpo": vs_online, "vs_sft": vs_sft}
+
+
+def f7(rm_metrics: dict | None) -> dict:
+    """Table 7 as the paper states it (module docstring): POVID-style and RLHF-V-style RMs fall below chance
+    on each other's held-out pairs. Premise: both are above chance in distribution (else *not resolved*)."""
+    claim = "RMs trained on POVID-style and RLHF-V-style pairs fall below chance on each other's data (Table 7)"
+    acc = _rm_cells(rm_metrics)
+    a, b = CONSTRUCTION
+    if acc is None or any(t not in acc or e not in acc[t] for t in (a, b) for e in (a, b)):
         return {"claim": claim, "status": "missing"}
-    acc = rm_metrics["accuracy"]
-    above = lambda cell: cell["ci95"][0] > 0.5
+    diag = {t: _side(acc[t][t]) for t in (a, b)}
+    cross = {f"{a}->{b}": _side(acc[a][b]), f"{b}->{a}": _side(acc[b][a])}
+    out = {"claim": claim, "in_distribution": diag, "cross": cross}
+    if any(v != "above" for v in diag.values()):
+        return {**out, "status": "not resolved (" + ", ".join(f"the {t} RM is {v} in distribution"
+                                                            for t, v in diag.items() if v != "above") + ")"}
+    below = sum(v == "below" for v in cross.values())
+    return {**out, "status": "reproduced" if below == 2 else "mixed" if below == 1 else "contradicted"}
+
+
+def f7_ours(rm_metrics: dict | None) -> dict:
+    """The study's first F7 rule (:data:`RULES`, F7 v1), kept beside the paper's: every RM above chance in
+    distribution, every construction <-> ranking transfer cell (POVID/RLHF-V RM on VLFeedback pairs and the
+    reverse) not above chance."""
+    claim = "RMs from construction-type data do not transfer to ranking-type data and back (ours)"
+    acc = _rm_cells(rm_metrics)
+    if acc is None:
+        return {"claim": claim, "status": "missing"}
+    above = lambda cell: cell["ci95"][0] > 0.5  # noqa: E731
     diag = {t: above(acc[t][t]) for t in acc if t in acc[t]}
     cross = {f"{t}->{e}": not above(acc[t][e]) for t in acc for e in acc[t]
              if (t in CONSTRUCTION and e in RANKING) or (t in RANKING and e in CONSTRUCTION)}
@@ -213,12 +278,84 @@ def f7_rl(compare: Compare, runs: dict[str, dict]) -> dict:
             "no_gain_over_dpo_with_vlfeedback_rm": {"status": gain_status, "beats_dpo": beats, "verdicts": vs_dpo}}
 
 
+@dataclass(frozen=True)
+class Rule:
+    """One version of a finding's rule. ``introduced``: the commit (or issue item) that wrote it;
+    ``after_results``: whether it was written after results under an earlier version had been seen;
+    ``why``: the reason for the change."""
+
+    version: int
+    introduced: str
+    text: str
+    after_results: bool = False
+    why: str = ""
+
+
+RULES: dict[str, tuple[Rule, ...]] = {
+    "F1": (Rule(1, "4313b26", "dpo_bdhs vs SFT: better on some hallucination column, worse on none"),),
+    "F2": (Rule(1, "4313b26", "avg_povid_bdhs vs avg_povid_distortion: worse on no column"),),
+    "F3": (Rule(1, "4313b26", "mixed_dpo_povid not worse than dpo_povid (hallucination) nor online_dpo_oracle "
+                              "(helpfulness), and better than SFT on some column (f3_v1)"),
+           Rule(2, "c0ee4bb", "both gains must exist over SFT first; mixed_dpo_povid must beat SFT on a column of "
+                              "each (f3)", after_results=True,
+                why="v1 could call F3 reproduced when neither offline nor online DPO gained anything to combine; "
+                    "written in the commit that produced the first quick-profile results")),
+    "F7": (Rule(1, "4313b26", "every RM above chance in distribution, every construction <-> ranking cell at "
+                              "chance (f7_ours)"),
+           Rule(2, "#10 item 2 (2026-12-01)", "POVID-style and RLHF-V-style RMs, above chance in distribution, "
+                                              "fall below chance on each other's pairs, as the paper states (f7)",
+                after_results=True,
+                why="v1 tested a claim the paper does not make; the paper's own VLFeedback -> POVID cells "
+                    "(0.61 / 0.76) would fail it")),
+    "F7-RL": (Rule(1, "23197be", "POVID-RM runs collapse; VLFeedback-RM runs do not beat dpo_povid (f7_rl)"),),
+    "POPE": (Rule(1, "4313b26", "POPE columns decide findings like any column"),
+             Rule(2, "7ff7919", "POPE columns of a model whose yes-ratio is >= 0.95 or <= 0.05 on a split are "
+                                "not measurable (degenerate_pope)", after_results=True,
+                  why="every model then answered yes to ~100 % of POPE questions: its POPE accuracy was its "
+                      "yes-ratio in disguise; written after the first results")),
+}
+POPE_FINDINGS = ("F1", "F2", "F3", "F7-RL")      # findings with a POPE column among their comparisons
+
+
+def _rule(r: Rule) -> dict:
+    return asdict(r)
+
+
 def check_all(compare: Compare, runs: dict[str, dict], rm_metrics: dict | None) -> dict[str, dict]:
     """Every finding of the module docstring: ``{"F1": ..., "F2": ..., "F3": ..., "F7": ..., "F7-RL": ...}``,
-    each with ``claim`` and ``status``. ``runs``: ``{model: metrics JSON}``; ``rm_metrics``: the
-    ``reward_models`` stage's metrics (None if it has not run)."""
-    return {"F1": f1(compare), "F2": f2(compare), "F3": f3(compare), "F7": f7(rm_metrics),
-            "F7-RL": f7_rl(compare, runs)}
+    each with ``claim``, ``status``, its current ``rule`` and ``earlier_rules``: the verdict of each earlier
+    version of its rule (and of the earlier POPE rule, for findings with POPE columns) on the same numbers.
+    ``runs``: ``{model: metrics JSON}``; ``rm_metrics``: the ``reward_models`` stage's metrics (None if it
+    has not run). A ``compare`` without ``pope_decides`` (hand-made) is used as is for the POPE history."""
+    fns = {"F1": lambda c: f1(c), "F2": lambda c: f2(c), "F3": lambda c: f3(c), "F7": lambda c: f7(rm_metrics),
+           "F7-RL": lambda c: f7_rl(c, runs)}
+    earlier = {("F3", 1): lambda c: f3_v1(c), ("F7", 1): lambda c: f7_ours(rm_metrics)}
+    pope_v1 = getattr(compare, "pope_decides", compare)
+    out = {}
+    for name, fn in fns.items():
+        res = fn(compare)
+        history = [{**_rule(r), "status": earlier[(name, r.version)](compare)["status"]} for r in RULES[name][:-1]]
+        if name in POPE_FINDINGS:
+            history.append({**_rule(RULES["POPE"][0]), "rule_of": "POPE", "status": fn(pope_v1)["status"]})
+        out[name] = {**res, "rule": _rule(RULES[name][-1]), "earlier_rules": history}
+    return out
+
+
+def rules_table(result: dict[str, dict]):
+    """One row per finding and rule version: the verdict now and under each earlier rule (:data:`RULES`),
+    with the commit that wrote the rule and, for a rule written after results, why it changed."""
+    import pandas as pd
+
+    rows = []
+    for name, f in result.items():
+        r = f["rule"]
+        rows.append({"finding": name, "rule": f"{name} v{r['version']} (current)", "introduced": r["introduced"],
+                     "after results": r["after_results"], "status": f["status"], "why changed": r["why"]})
+        for e in f.get("earlier_rules", []):
+            rows.append({"finding": name, "rule": f"{e.get('rule_of', name)} v{e['version']}",
+                         "introduced": e["introduced"], "after results": e["after_results"], "status": e["status"],
+                         "why changed": ""})
+    return pd.DataFrame(rows)
 
 
 def delta_table(compare: Compare, models: list[str], base: str = "SFT"):

@@ -41,15 +41,73 @@ def _cell(lo, hi):
     return {"value": (lo + hi) / 2, "ci95": [lo, hi]}
 
 
-def test_f7_reads_the_reward_model_transfer_table():
+def test_f7_ours_reads_the_reward_model_transfer_table():
     acc = {"povid": {"povid": _cell(0.8, 0.9), "vlfeedback": _cell(0.45, 0.55)},
            "vlfeedback": {"vlfeedback": _cell(0.6, 0.7), "povid": _cell(0.3, 0.4)}}
-    assert findings.f7({"accuracy": acc})["status"] == "reproduced"
+    assert findings.f7_ours({"accuracy": acc})["status"] == "reproduced"
     acc["povid"]["vlfeedback"] = _cell(0.7, 0.8)
-    assert findings.f7({"accuracy": acc})["status"] == "mixed"
+    assert findings.f7_ours({"accuracy": acc})["status"] == "mixed"
     acc["vlfeedback"]["povid"] = _cell(0.6, 0.7)
-    assert findings.f7({"accuracy": acc})["status"] == "contradicted"
+    assert findings.f7_ours({"accuracy": acc})["status"] == "contradicted"
+    assert findings.f7_ours(None)["status"] == "missing"
+
+
+def _table7(povid_on_rlhfv, rlhfv_on_povid, diag=(0.9, 0.8)):
+    return {"accuracy": {"povid": {"povid": _cell(diag[0] - 0.05, diag[0] + 0.05), "rlhfv": povid_on_rlhfv,
+                                   "vlfeedback": _cell(0.5, 0.6)},
+                         "rlhfv": {"rlhfv": _cell(diag[1] - 0.05, diag[1] + 0.05), "povid": rlhfv_on_povid,
+                                   "vlfeedback": _cell(0.5, 0.6)},
+                         "vlfeedback": {"vlfeedback": _cell(0.7, 0.8), "povid": _cell(0.56, 0.66),
+                                        "rlhfv": _cell(0.5, 0.6)}}}
+
+
+def test_f7_is_the_papers_claim_below_chance_on_each_others_pairs():
+    """The paper's Table 7 (LLaVA 1.5: POVID RM 0.24 on RLHF-V, RLHF-V RM 0.12 on POVID) reproduces F7 even
+    though its VLFeedback RM is above chance on POVID pairs (0.61), which the earlier rule would fail."""
+    paper = _table7(_cell(0.18, 0.30), _cell(0.08, 0.16))
+    assert findings.f7(paper)["status"] == "reproduced"
+    assert findings.f7_ours(paper)["status"] != "reproduced"
+    assert findings.f7(_table7(_cell(0.18, 0.30), _cell(0.45, 0.55)))["status"] == "mixed"
+    assert findings.f7(_table7(_cell(0.45, 0.55), _cell(0.55, 0.65)))["status"] == "contradicted"
+    weak = findings.f7(_table7(_cell(0.18, 0.30), _cell(0.08, 0.16), diag=(0.55, 0.8)))
+    assert weak["status"] == "not resolved (the povid RM is at chance in distribution)"
     assert findings.f7(None)["status"] == "missing"
+    assert findings.f7({"accuracy": {"povid": {"povid": _cell(0.8, 0.9)}}})["status"] == "missing"
+
+
+def test_rules_record_every_finding_with_its_commit_and_keep_earlier_verdicts_beside():
+    assert set(findings.RULES) == {"F1", "F2", "F3", "F7", "F7-RL", "POPE"}
+    for name, versions in findings.RULES.items():
+        assert [r.version for r in versions] == list(range(1, len(versions) + 1))
+        assert all(r.introduced and r.text for r in versions)
+        assert all(r.why for r in versions if r.after_results)
+    # F3: v1 says reproduced where v2 says the premise is missing (no gains to combine)
+    cmp = _compare({("mixed_dpo_povid", "SFT", "CHAIR_i"): "better"})
+    out = findings.check_all(cmp, _rl_runs([True, True]), _table7(_cell(0.18, 0.30), _cell(0.08, 0.16)))
+    f3 = out["F3"]
+    assert f3["rule"]["version"] == 2 and f3["status"].startswith("not resolved")
+    assert [(e["version"], e["status"]) for e in f3["earlier_rules"] if "rule_of" not in e] == [(1, "reproduced")]
+    assert out["F7"]["status"] == "reproduced" and out["F7"]["earlier_rules"][0]["status"] == "mixed"
+    assert out["F1"]["earlier_rules"] == [{**findings._rule(findings.RULES["POPE"][0]), "rule_of": "POPE",
+                                           "status": "not resolved"}]
+
+
+def test_earlier_pope_rule_lets_pope_decide_again(spec):
+    """``compare.pope_decides`` gives the pre-7ff7919 verdict: a POPE difference against a degenerate model
+    counts again; the current compare calls it not measurable."""
+    def rows(answers):
+        return [{"item_id": f"p{i}", "suite": "pope_adversarial", "scene_id": f"s{i // 2}",
+                 "label": "yes" if i % 2 else "no", "answer": a, "prompt": "is there a cup in the image ?"}
+                for i, a in enumerate(answers)]
+    preds = {"SFT": [rows(["yes"] * 40)], "dpo_bdhs": [rows(["no", "yes"] * 20)]}
+    cmp = findings.paired_compare(preds, [], spec, n_boot=50, degenerate={"SFT"})
+    assert cmp("dpo_bdhs", "SFT", "POPE adv") == "not measurable"
+    assert cmp.pope_decides("dpo_bdhs", "SFT", "POPE adv") == "better"
+    hand = _compare({("dpo_bdhs", "SFT", "POPE adv"): "not measurable"})
+    hand.pope_decides = _compare({("dpo_bdhs", "SFT", "POPE adv"): "better"})
+    out = findings.check_all(hand, _rl_runs([True, True]), None)
+    assert out["F1"]["status"] == "not resolved"
+    assert [e["status"] for e in out["F1"]["earlier_rules"]] == ["reproduced"]
 
 
 def test_paper_tables_and_delta_table():
@@ -153,4 +211,5 @@ def test_check_all_states_every_finding_with_a_claim_and_a_status():
     assert list(out) == ["F1", "F2", "F3", "F7", "F7-RL"]
     assert all(v["claim"] and v["status"] for v in out.values())
     assert out["F1"]["status"] == "reproduced" and out["F7"]["status"] == "missing"
+    assert all(v["rule"]["version"] == findings.RULES[k][-1].version for k, v in out.items())
     assert out["F7-RL"]["status"] == "reproduced"
