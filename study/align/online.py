@@ -111,10 +111,10 @@ def annotate_pairs(annotator, scenes: Sequence, prompts: Sequence[str], a: Seque
     or None for a tie, which is skipped. ``stats`` (optional) receives ``score_samples``, the mean score of
     all 2n answers (the policy's quality as the judge sees it).
 
-    Ties: identical answers always; equal scores too when the judge decides from its scores (it has
-    ``prefer_from_scores``, as every :mod:`study.prefs.annotators` judge does: the noisy oracle's scores
-    are the oracle's, so a tie is an oracle tie). A judge with only ``prefer`` (purely pairwise) decides
-    every non-identical pair.
+    Ties: identical answers always; otherwise a judge with ``judge`` (every :mod:`study.prefs.annotators`
+    judge) decides, and its None (no preference: equal scores, or for the oracle neither description
+    Pareto-dominating the other) is a tie; a judge with only ``prefer_from_scores`` ties on equal scores;
+    a judge with only ``prefer`` (purely pairwise) decides every non-identical pair.
     """
     sa = C.score_batch(annotator, scenes, prompts, a)
     sb = C.score_batch(annotator, scenes, prompts, b)
@@ -122,11 +122,18 @@ def annotate_pairs(annotator, scenes: Sequence, prompts: Sequence[str], a: Seque
         stats["score_samples"] = float(np.mean([*sa, *sb]))
     out: list[dict | None] = []
     for s, q, x, y, u, v in zip(scenes, prompts, a, b, sa, sb):
-        scored = hasattr(annotator, "prefer_from_scores")
-        if x.strip() == y.strip() or (scored and u == v):
+        if x.strip() == y.strip():
             out.append(None)
             continue
-        k = annotator.prefer_from_scores(s, q, x, y, u, v) if scored else annotator.prefer(s, q, x, y)
+        if hasattr(annotator, "judge"):
+            k = annotator.judge(s, q, x, y, u, v)
+        elif hasattr(annotator, "prefer_from_scores"):   # a hand-made judge deciding from its scores
+            k = None if u == v else annotator.prefer_from_scores(s, q, x, y, u, v)
+        else:
+            k = annotator.prefer(s, q, x, y)
+        if k is None:
+            out.append(None)
+            continue
         if k not in (0, 1):
             raise ValueError(f"annotator.prefer must return 0 or 1, got {k!r}")
         c, r, sc, sr = (x, y, u, v) if k == 0 else (y, x, v, u)

@@ -2,8 +2,10 @@
 
 Interface (:class:`Annotator`):
 
-    score(scene, prompt, answer) -> float     higher = better
+    score(scene, prompt, answer) -> float     higher = better (the RL reward)
     prefer(scene, prompt, a, b)  -> 0 | 1     index of the preferred answer
+    judge(scene, prompt, a, b, sa, sb) -> 0 | 1 | None   a preference, or None when the judge has none
+                                              (online DPO skips such pairs); default: None iff sa == sb
     rank(scene, prompt, answers) -> [float]   scores used to rank a pool (VLFeedback); default = score
 
 ``prefer`` compares scores; a tie is broken at random by a generator seeded with (seed, crc32 of the
@@ -15,14 +17,29 @@ Oracle (:class:`OracleAnnotator`), exact from the scene graph:
     short QA (existence / colour / count / relation prompts, :func:`study.prefs.facts.parse_prompt`):
         score = +1 correct, -1 hallucinated, 0 unparseable (:func:`study.prefs.facts.qa_grade`, built on
         study.eval.typed_qa.grade and study.eval.pope.pope_parse).
-    anything else (descriptions):
-        score = W_COVERAGE * helpfulness - W_HALLUCINATION * H - W_ERROR * E
-        helpfulness = facts_stated / facts of :func:`study.eval.helpfulness.helpfulness_stats` (in [0, 1])
-        H = hallucinated object mentions (:func:`study.eval.chair.chair_stats` ``hallucinated``)
+    anything else (descriptions), with
+        F = facts stated (:func:`study.eval.helpfulness.helpfulness_stats` ``facts_stated``: each GT object
+            mentioned, and each of its colour / size / position stated),
+        H = hallucinated object mentions (:func:`study.eval.chair.chair_stats` ``hallucinated``),
         E = other false claims of :func:`study.prefs.facts.check_claims` (wrong colour / size /
-            position / count, false relation, false denial, wrong context)
-        with W_COVERAGE = 1, W_HALLUCINATION = 0.5, W_ERROR = 0.25: one hallucinated object costs as much
-        as leaving two of four objects of a scene unmentioned, and twice a wrong attribute.
+            position / count, false relation, false denial, wrong context):
+
+        preference (``judge``, ``prefer``, ``rank``): *Pareto*, as the paper's annotator prompt asks for
+            the answer with less hallucination AND more helpful information (digest §1.3). With the
+            false claims of an answer ``X = H + E``, a dominates b iff ``X_a <= X_b`` and ``F_a >= F_b``,
+            one of them strictly. Neither dominating (one says more, the other errs less) is no
+            preference: ``judge`` returns None, ``prefer`` breaks the tie at random. So the judge is
+            length-neutral: adding a true sentence wins, adding a false one loses, adding one of each is
+            a tie -- it never trades a hallucination for coverage or coverage for brevity. ``rank``
+            (pool ranking) = answers dominated minus answers dominating.
+        score (the scalar RL reward): W_COVERAGE * F / facts - W_HALLUCINATION * H - W_ERROR * E,
+            with W_COVERAGE = 1, W_HALLUCINATION = 0.5, W_ERROR = 0.25: one hallucinated object costs as
+            much as leaving two of four objects unmentioned. This scalar rewards saying less when the
+            policy's precision is low (an empty answer scores 0, one right and one wrong object
+            -0.057); it is only the RL reward, and the RL runs report their answer-length drift.
+
+    Before issue #10 item 3 the preference, too, compared these scalar scores; Online-DPO samples then
+    shrank from 21 to 17 words (``paper/organism_v2.md``).
 
 Noisy oracle (:class:`NoisyOracleAnnotator`): the oracle's preference (ties broken at random as above),
 flipped with probability ``1 - accuracy`` by a generator seeded with (seed, crc32 of the unordered
@@ -73,13 +90,18 @@ class Annotator:
         return [self.score(s, p, a) for s, p, a in zip(scenes, prompts, answers)]
 
     def prefer_from_scores(self, scene: Scene, prompt: str, a: str, b: str, sa: float, sb: float) -> int:
-        if sa > sb:
-            return 0
-        if sb > sa:
-            return 1
+        k = self.judge(scene, prompt, a, b, sa, sb)
+        return self.tie_break(scene, prompt, a, b) if k is None else k
+
+    def tie_break(self, scene: Scene, prompt: str, a: str, b: str) -> int:
+        """The seeded coin of the module docstring: ``tie_break(a, b)`` and ``tie_break(b, a)`` name the same answer."""
         lo, _ = sorted((a, b))
         winner_lo = bool(_pair_rng(self.seed, scene, prompt, a, b, 0).random() < 0.5)
         return 0 if (a == lo) == winner_lo else 1
+
+    def judge(self, scene: Scene, prompt: str, a: str, b: str, sa: float, sb: float) -> int | None:
+        """0 / 1 = the preferred answer, None = no preference (here: equal scores)."""
+        return None if sa == sb else (0 if sa > sb else 1)
 
     def prefer(self, scene: Scene, prompt: str, a: str, b: str) -> int:
         return self.prefer_from_scores(scene, prompt, a, b, self.score(scene, prompt, a), self.score(scene, prompt, b))
@@ -103,18 +125,60 @@ class OracleAnnotator(Annotator):
         self.spec, self.seed = spec, seed
         self.w_coverage, self.w_hallucination, self.w_error = w_coverage, w_hallucination, w_error
 
-    def description_score(self, scene: Scene, answer: str) -> float:
+    def description_counts(self, scene: Scene, answer: str) -> dict[str, int]:
+        """``F`` (facts stated), ``facts`` (of the scene), ``H`` (hallucinated objects), ``E`` (other false
+        claims) of one description (module docstring)."""
         h = helpfulness_stats(answer, scene, self.spec)
-        coverage = h["facts_stated"] / h["facts"] if h["facts"] else 0.0
-        halluc = chair_stats(answer, scene, self.spec)["hallucinated"]
-        other = check_claims(answer, scene, self.spec).n_other_errors
-        return self.w_coverage * coverage - self.w_hallucination * halluc - self.w_error * other
+        return {"F": h["facts_stated"], "facts": h["facts"],
+                "H": chair_stats(answer, scene, self.spec)["hallucinated"],
+                "E": check_claims(answer, scene, self.spec).n_other_errors}
+
+    def description_score(self, scene: Scene, answer: str) -> float:
+        c = self.description_counts(scene, answer)
+        coverage = c["F"] / c["facts"] if c["facts"] else 0.0
+        return self.w_coverage * coverage - self.w_hallucination * c["H"] - self.w_error * c["E"]
+
+    def dominance(self, scene: Scene, a: str, b: str) -> int | None:
+        """0 if description ``a`` Pareto-dominates ``b`` (fewer-or-equal false claims, more-or-equal facts, one
+        strictly), 1 if ``b`` dominates ``a``, None if neither."""
+        ca, cb = self.description_counts(scene, a), self.description_counts(scene, b)
+        xa, xb = ca["H"] + ca["E"], cb["H"] + cb["E"]
+        if (xa, ca["F"]) == (xb, cb["F"]):
+            return None
+        if xa <= xb and ca["F"] >= cb["F"]:
+            return 0
+        if xb <= xa and cb["F"] >= ca["F"]:
+            return 1
+        return None
+
+    def is_description(self, prompt: str) -> bool:
+        return parse_prompt(prompt, self.spec)["kind"] == "describe"
 
     def score(self, scene: Scene, prompt: str, answer: str) -> float:
         q = parse_prompt(prompt, self.spec)
         if q["kind"] != "describe":
             return float(qa_grade(q, answer, scene, self.spec))
         return float(self.description_score(scene, answer))
+
+    def judge(self, scene: Scene, prompt: str, a: str, b: str, sa: float, sb: float) -> int | None:
+        """Pareto on descriptions (:meth:`dominance`), the QA grade otherwise (module docstring)."""
+        if self.is_description(prompt):
+            return self.dominance(scene, a, b)
+        return super().judge(scene, prompt, a, b, sa, sb)
+
+    def rank(self, scene: Scene, prompt: str, answers: Sequence[str]) -> list[float]:
+        """Descriptions: answers each one dominates minus answers dominating it; QA: the grade."""
+        if not self.is_description(prompt):
+            return super().rank(scene, prompt, answers)
+        out = [0.0] * len(answers)
+        for i in range(len(answers)):
+            for j in range(i + 1, len(answers)):
+                k = self.dominance(scene, answers[i], answers[j])
+                if k is not None:
+                    w, l = (i, j) if k == 0 else (j, i)
+                    out[w] += 1.0
+                    out[l] -= 1.0
+        return out
 
 
 class NoisyOracleAnnotator(Annotator):
@@ -130,10 +194,17 @@ class NoisyOracleAnnotator(Annotator):
     def score(self, scene: Scene, prompt: str, answer: str) -> float:
         return self.oracle.score(scene, prompt, answer)
 
+    def _flip(self, scene, prompt, a, b) -> bool:
+        return bool(_pair_rng(self.seed, scene, prompt, a, b, 1).random() >= self.accuracy)
+
+    def judge(self, scene, prompt, a, b, sa, sb) -> int | None:
+        """The oracle's preference, flipped with probability ``1 - accuracy``; no preference stays none."""
+        k = self.oracle.judge(scene, prompt, a, b, sa, sb)
+        return None if k is None else (1 - k if self._flip(scene, prompt, a, b) else k)
+
     def prefer_from_scores(self, scene, prompt, a, b, sa, sb) -> int:
         p = self.oracle.prefer_from_scores(scene, prompt, a, b, sa, sb)
-        flip = _pair_rng(self.seed, scene, prompt, a, b, 1).random() >= self.accuracy
-        return 1 - p if flip else p
+        return 1 - p if self._flip(scene, prompt, a, b) else p
 
     def rank(self, scene: Scene, prompt: str, answers: Sequence[str]) -> list[float]:
         scores = self.score_batch([scene] * len(answers), [prompt] * len(answers), list(answers))

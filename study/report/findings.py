@@ -47,6 +47,9 @@ HALLUCINATION = ["CHAIR_i", "CHAIR_s", "QA halluc.", "POPE adv"]
 HELPFULNESS = ["Helpful", "Recall"]
 CONSTRUCTION, RANKING = ("povid", "rlhfv"), ("vlfeedback",)
 _COL = {c: (suite, metric, hib) for c, suite, metric, hib in COLUMNS}
+LENGTH = "Length"              # tokens of the greedy description: reported (length drift), decides nothing
+_COL[LENGTH] = ("describe", "length", True)
+ONLINE_METHODS = ("online_dpo", "mixed_dpo", "online_bdhs", "rloo", "ppo")
 
 POPE_COLUMNS = ("POPE rand", "POPE pop", "POPE adv")
 
@@ -338,6 +341,24 @@ def check_all(compare: Compare, runs: dict[str, dict], rm_metrics: dict | None) 
         if name in POPE_FINDINGS:
             history.append({**_rule(RULES["POPE"][0]), "rule_of": "POPE", "status": fn(pope_v1)["status"]})
         out[name] = {**res, "rule": _rule(RULES[name][-1]), "earlier_rules": history}
+    return out
+
+
+def length_drift(compare: Compare, runs: dict[str, dict]) -> dict[str, dict]:
+    """Answer-length drift of every online and RL run (``_meta.method`` in :data:`ONLINE_METHODS`): the paired
+    difference of the greedy description's length in tokens, run - SFT, on the same test items, with its
+    95 % interval; ``drift`` = longer / shorter when the interval excludes 0, else none. A judge or reward that
+    favours saying less (issue #10 item 3) shows here as ``shorter``."""
+    out = {}
+    for name, m in runs.items():
+        method = m.get("_meta", {}).get("method")
+        if method not in ONLINE_METHODS or compare(name, "SFT", LENGTH) == "missing":
+            continue
+        v = compare(name, "SFT", LENGTH)
+        d = compare.cache[(name, "SFT", LENGTH)]  # type: ignore[attr-defined]
+        out[name] = {"method": method, "sft_tokens": runs["SFT"]["describe"]["length"]["value"],
+                     "delta_tokens": d["delta"], "ci95": d["ci95"],
+                     "drift": {"better": "longer", "worse": "shorter"}.get(v, "none")}
     return out
 
 

@@ -30,8 +30,32 @@ def test_oracle_descriptions(spec, make_scene):
     assert o.score(scene, prompt, TRUE + " the cup is left of the fork .") == pytest.approx(1.0)
     assert o.prefer(scene, prompt, halluc, TRUE) == 1
     assert o.prefer(scene, prompt, TRUE, wrong_color) == 0
-    assert o.prefer(scene, prompt, partial, halluc) == 1  # 4/12 < 1 - 0.5
     assert o.score(scene, prompt, "") == 0.0
+    # preference is Pareto on (false claims, facts stated): the scalar's 4/12 < 1 - 0.5 does not decide it
+    assert o.judge(scene, prompt, partial, halluc, 0.0, 0.0) is None      # says less vs errs more
+    assert o.judge(scene, prompt, TRUE, partial, 0.0, 0.0) == 0           # more facts, no more errors
+    assert o.judge(scene, prompt, halluc, TRUE, 0.0, 0.0) == 1            # same facts, one more error
+    assert o.judge(scene, prompt, TRUE, TRUE + " the cup is left of the fork .", 0.0, 0.0) is None
+
+
+def test_oracle_judge_is_length_neutral(spec, make_scene):
+    """Adding a true sentence wins, a false one loses, one of each ties, and the empty answer beats
+    nothing that states a fact (the scalar score preferred "" to one right + one wrong object)."""
+    o = OracleAnnotator(spec)
+    scene = make_scene(OBJS)
+    prompt = "describe the image in detail ."
+    base = "there is a large white cup at the top left ."
+    right = base + " a small blue plate is at the center ."
+    wrong = base + " there is a small green bottle at the bottom left ."
+    both = right + " there is a small green bottle at the bottom left ."
+    j = lambda a, b: o.judge(scene, prompt, a, b, o.score(scene, prompt, a), o.score(scene, prompt, b))  # noqa: E731
+    assert j(right, base) == 0 and j(wrong, base) == 1 and j(both, base) is None
+    one_each = "there is a large white cup at the top left . there is a small green bottle at the bottom left ."
+    assert o.score(scene, prompt, "") > o.score(scene, prompt, one_each)   # the scalar rewards saying nothing
+    assert j("", one_each) is None                                          # the judge does not
+    assert j("", base) == 1
+    ranks = o.rank(scene, prompt, [base, right, wrong, both])
+    assert ranks == [0.0, 3.0, -3.0, 0.0]   # right dominates the other three; every other answer dominates wrong
 
 
 def test_oracle_short_qa(spec, make_scene):

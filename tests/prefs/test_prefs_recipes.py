@@ -92,8 +92,11 @@ def test_vlfeedback_recipe(spec, world, tiny_dirs):
         assert src["pool"] == tiny_dirs and src["chosen"] in tiny_dirs and src["rejected"] in tiny_dirs
         assert src["annotator"] == "oracle"
         scene = scenes[r["scene_id"]]
-        s_c, s_r = oracle.score(scene, r["prompt"], r["chosen"]), oracle.score(scene, r["prompt"], r["rejected"])
-        assert s_c == max(src["scores"]) > min(src["scores"]) == s_r  # best vs worst, ties skipped
+        assert max(src["scores"]) > min(src["scores"])  # best vs worst of the pool's ranking, ties skipped
+        # Pareto ranking: the rejected answer never dominates the chosen one (it would outrank it)
+        pair = [r["chosen"], r["rejected"]]
+        s_c, s_r = oracle.rank(scene, r["prompt"], pair)
+        assert s_c >= s_r and oracle.judge(scene, r["prompt"], *pair, *(oracle.score(scene, r["prompt"], a) for a in pair)) != 1
         assert r["recipe"] == "vlfeedback"
 
 

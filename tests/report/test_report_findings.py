@@ -213,3 +213,17 @@ def test_check_all_states_every_finding_with_a_claim_and_a_status():
     assert out["F1"]["status"] == "reproduced" and out["F7"]["status"] == "missing"
     assert all(v["rule"]["version"] == findings.RULES[k][-1].version for k, v in out.items())
     assert out["F7-RL"]["status"] == "reproduced"
+
+
+def test_length_drift_reports_online_and_rl_runs_only():
+    cmp = _compare({("online_dpo_oracle", "SFT", "Length"): "worse", ("rloo", "SFT", "Length"): "not resolved"})
+    cmp.cache = {("online_dpo_oracle", "SFT", "Length"): {"delta": -4.0, "ci95": [-5.0, -3.0]},
+                 ("rloo", "SFT", "Length"): {"delta": 0.5, "ci95": [-1.0, 2.0]}}
+    runs = {"SFT": {"describe": {"length": {"value": 21.0}}},
+            "online_dpo_oracle": {"_meta": {"method": "online_dpo"}}, "rloo": {"_meta": {"method": "rloo"}},
+            "dpo_povid": {"_meta": {"method": "dpo"}}}
+    out = findings.length_drift(cmp, runs)
+    assert set(out) == {"online_dpo_oracle", "rloo"}
+    assert out["online_dpo_oracle"] == {"method": "online_dpo", "sft_tokens": 21.0, "delta_tokens": -4.0,
+                                        "ci95": [-5.0, -3.0], "drift": "shorter"}
+    assert out["rloo"]["drift"] == "none"
