@@ -14,8 +14,9 @@ What it does:
    paper), else the organism's ``artifacts/models/sft`` -- in bfloat16 when ``align.bf16``, and aligns it
    with :func:`study.align.train` (the same call the ``align`` stage makes). Every process trains (TRL's
    trainers are DDP-aware); the merged policy is saved once, by the main process, with safetensors.
-3. On the main process, after all seeds have trained, evaluates each aligned policy exactly as the
-   ``align`` stage does (:func:`study.eval.stage.evaluate_model`) and writes the seed-aggregated metrics
+3. On the main process, after all seeds have trained, evaluates each aligned policy through the ``align``
+   stage's own :func:`study.align.stage.evaluate_aligned` (predictions, metrics with the training summary and
+   RL collapse report, ``scenes.jsonl`` for paired comparisons) and writes the seed-aggregated metrics
    (:func:`study.eval.seeds.aggregate_seeds`). ``--no-eval`` skips this.
 
 Batch size: ``align.batch_size`` is per process and ``batch_size * grad_accum`` is the global batch (the
@@ -171,23 +172,18 @@ def run(plan: dict, *, evaluate: bool = True) -> dict:
         remove_if_empty(default_work_dir(plan["models"]))  # each seed removed its own
     if not (evaluate and is_main()):
         return {"train": train_metrics}
-    from study.eval.runner import write_results
+    from study.align.stage import evaluate_aligned
     from study.eval.seeds import aggregate_seeds
-    from study.eval.stage import evaluate_model
     from study.world.spec import load_spec
 
     e, spec, per_seed = plan["eval"], load_spec(plan["world_spec"]), {}
     for k in plan["seeds"]:
         model, processor = load_model(Path(plan["models"]) / f"seed{k}", dtype=dtype, device=device)
-        preds, metrics = evaluate_model(model, processor, world, spec, e, plan["study_seed"])
-        metrics["train"] = {n: v for n, v in train_metrics[k].items() if isinstance(v, (int, float, str, bool))}
-        metrics["_meta"].update({"run": plan["run"], "method": ap.method, "data": plan["data"], "seed": k,
-                                 "split": e.split, "policy": plan["policy"], "profile": plan["profile"],
-                                 "processes": plan["processes"], "global_batch": plan["global_batch"],
-                                 "dtype": "bfloat16" if ap.bf16 else "float32"})
-        with io.atomic_dir(Path(plan["eval_dir"]) / f"seed{k}") as tmp:
-            write_results(tmp, preds, metrics)
-        per_seed[k] = metrics
+        meta = {"run": plan["run"], "method": ap.method, "data": plan["data"], "seed": k, "split": e.split,
+                "policy": plan["policy"], "profile": plan["profile"], "processes": plan["processes"],
+                "global_batch": plan["global_batch"], "dtype": "bfloat16" if ap.bf16 else "float32"}
+        per_seed[k] = evaluate_aligned(model, processor, world, spec, e, plan["study_seed"], train_metrics[k], meta,
+                                       Path(plan["eval_dir"]) / f"seed{k}")
         del model
         _free()
     metrics = aggregate_seeds(per_seed)

@@ -36,6 +36,21 @@ def train_summary(train_metrics: dict) -> dict:
     return out
 
 
+def evaluate_aligned(model, processor, world: World, spec, e: EvalSection, study_seed: int, train_metrics: dict,
+                     meta: dict, eval_dir: str | Path) -> dict:
+    """Evaluate one aligned policy exactly as the SFT model is (:func:`study.eval.stage.evaluate_model`), add its
+    training summary (:func:`train_summary`, the RL collapse report included) and ``meta`` to the metrics, and
+    write predictions, metrics and the evaluated ``scenes.jsonl`` (what :mod:`study.eval.paired` compares on)
+    to ``eval_dir`` atomically. The one evaluation path of the ``align`` stage and ``scripts/align_gpu.py``."""
+    preds, metrics = evaluate_model(model, processor, world, spec, e, study_seed)
+    metrics["train"] = train_summary(train_metrics)
+    metrics["_meta"].update(meta)
+    with io.atomic_dir(eval_dir) as tmp:
+        write_results(tmp, preds, metrics)
+        io.write_jsonl(Path(tmp) / "scenes.jsonl", (s.to_dict() for s in world.scenes(e.split)[: e.n_scenes]))
+    return metrics
+
+
 def run_align(run: str, spec_run: dict, base: dict, eval: dict, seed: int, seeds: list[int], world_spec: str,
               world_dir: str, sft_dir: str, prefs_dir: str, out_dir: str, eval_dir: str, live_dir: str,
               metrics_path: str) -> dict:
@@ -67,13 +82,9 @@ def run_align(run: str, spec_run: dict, base: dict, eval: dict, seed: int, seeds
         train_metrics = train(params.method, policy=sft_dir, world=world, data=str(data_path), params=params,
                               out_dir=model_dir, live_dir=live, work_dir=work / f"seed{k}", seed=k)
         model, processor = load_model(model_dir)
-        preds, metrics = evaluate_model(model, processor, world, spec, e, seed)
-        metrics["train"] = train_summary(train_metrics)
-        metrics["_meta"].update({"run": run, "method": params.method, "data": data, "seed": k, "split": e.split})
-        with io.atomic_dir(Path(eval_dir) / f"seed{k}") as tmp:
-            write_results(tmp, preds, metrics)
-            io.write_jsonl(Path(tmp) / "scenes.jsonl", (s.to_dict() for s in world.scenes(e.split)[: e.n_scenes]))
-        per_seed[k] = metrics
+        per_seed[k] = evaluate_aligned(model, processor, world, spec, e, seed, train_metrics,
+                                       {"run": run, "method": params.method, "data": data, "seed": k,
+                                        "split": e.split}, Path(eval_dir) / f"seed{k}")
     remove_if_empty(work)  # every seed removed its own work dir on success
     metrics = aggregate_seeds(per_seed)
     io.write_json(metrics_path, metrics)

@@ -277,7 +277,14 @@ def test_script_runs_one_seed_end_to_end(script, llava_next_dir, world, rows, tm
     metrics = json.loads((tmp_path / "gpu" / "metrics" / "dpo_povid.json").read_text())
     assert metrics["_meta"]["seeds"] == [3] and metrics["_meta"]["policy"] == str(llava_next_dir)
     assert metrics["_meta"]["dtype"] == ("bfloat16" if BF16 else "float32") and metrics["_meta"]["global_batch"] == 4
-    assert (tmp_path / "gpu" / "eval" / "dpo_povid" / "seed3" / "predictions.jsonl").is_file()
+    ev = tmp_path / "gpu" / "eval" / "dpo_povid" / "seed3"
+    assert (ev / "predictions.jsonl").is_file()
+    # the align stage's own evaluation path: scenes for paired comparisons, the training summary
+    from study.eval.paired import load_predictions
+
+    preds, scenes = load_predictions(ev.parent)
+    assert len(scenes) == 2 and {r["scene_id"] for r in preds[0]} <= {s["scene_id"] for s in scenes}
+    assert isinstance(metrics["train"], dict) and metrics["train"]
 
 
 def test_script_two_processes_train_like_one(script, llava_next_dir, world, rows, tmp_path):
