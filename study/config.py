@@ -164,6 +164,10 @@ class SFTSection(_Section):
 class VisionSection(_Section):
     """Vision-tower pretraining before SFT (:mod:`study.model.vision_pretrain`); ``epochs: 0`` skips it."""
     objective: Literal["presence", "clip"] = Field("presence", description="presence (multi-label BCE) | clip (contrastive)")
+    scenes: Literal["world", "uniform"] = Field(
+        "world", description="world: the world's train split | uniform: n_scenes scenes without co-occurrence "
+                             "(study.world.uniform, the analog of CLIP's web data)")
+    n_scenes: int = Field(3000, ge=1, le=1_000_000, description="uniform pretraining scenes (scenes: uniform)")
     epochs: Float = Field(8.0, ge=0, le=100)
     learning_rate: Float = Field(1e-3, gt=0, le=1)
     batch_size: int = Field(64, ge=1, le=4096)
@@ -242,6 +246,9 @@ class PrefsSection(_Section):
     heldout_recipes: list[Literal["povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"]] = Field(
         ["povid", "rlhfv", "vlfeedback"])
     heldout_n: int = Field(200, ge=1, le=100_000, description="held-out (val) pairs for annotator accuracy")
+    rlhfv_answerer: Literal["pool", "policy"] = Field(
+        "pool", description="whose answers the RLHF-V-style recipe corrects: pool = the strongest pool checkpoint "
+                            "other than the SFT model (RLHF-V corrected another model's answers) | policy = the SFT model")
     noisy_accuracies: list[Float] = Field([0.8, 0.95], description="noisy-oracle pairwise accuracies, in [0.5, 1]")
     threads: int = Field(1, ge=1, le=256)
 

@@ -27,6 +27,17 @@ def pool_paths(sft_dir: str, pool_dir: str) -> list[str]:
     return [sft_dir] + [str(p) for p in sorted(Path(pool_dir).iterdir()) if p.is_dir()]
 
 
+def rlhfv_answerer(pool: list[str]) -> str:
+    """The model whose answers the RLHF-V-style recipe corrects with ``prefs.rlhfv_answerer: pool``: the
+    strongest pool checkpoint other than the SFT model (``pool[0]``), i.e. the last of :func:`pool_paths`
+    (intermediate checkpoints sort by training fraction). RLHF-V's rejected answers were Muffin's, another
+    model than the policies aligned on them: the pairs are off-policy for the SFT model, as there."""
+    if len(pool) < 2:
+        raise ValueError("prefs.rlhfv_answerer: pool needs a checkpoint besides the SFT model in the answer pool "
+                         f"(sft.pool_fractions), got {pool}; or set prefs.rlhfv_answerer: policy")
+    return pool[-1]
+
+
 def build_recipe(name: str, world: World, p: PrefsSection, seed: int, split: str, n: int, model, processor,
                  pool: list[str], spec) -> list[dict]:
     fn = RECIPES[name]
@@ -34,7 +45,12 @@ def build_recipe(name: str, world: World, p: PrefsSection, seed: int, split: str
         return fn(world, n=n, seed=seed, split=split, model=model, processor=processor,
                   noise_steps=p.povid_noise_steps, spec=spec)
     if name == "rlhfv":
-        return fn(world, n=n, seed=seed, split=split, model=model, processor=processor, spec=spec)
+        if p.rlhfv_answerer == "policy":
+            return fn(world, n=n, seed=seed, split=split, model=model, processor=processor, spec=spec)
+        other = rlhfv_answerer(pool)
+        m, proc = load_model(other)
+        return fn(world, n=n, seed=seed, split=split, model=m, processor=proc, spec=spec,
+                  model_id=f"pool:{Path(other).name}")
     if name in ("vlfeedback", "vlf_corrupted"):
         return fn(world, n=n, seed=seed, split=split, pool=pool, annotator=OracleAnnotator(spec))
     if name == "random_corruption":
