@@ -51,7 +51,8 @@ import numpy as np
 import torch
 from transformers import CLIPConfig, CLIPModel
 
-from study.model.vision_pretrain import VisionPretrainParams, _pixels, patch_states, presence_labels
+from study.model.vision_pretrain import (PROBE_TRAIN, VisionPretrainParams, _pixels, patch_states,
+                                         pooled_patch_features, presence_labels)
 from study.world import language as L
 from study.world.corpus import World
 from study.world.scenes import SPLITS, Scene
@@ -59,7 +60,6 @@ from study.world.spec import WorldSpec
 
 TEXT_LAYERS = 2
 RETRIEVAL_CHUNK = 64
-PROBE_TRAIN = 1000
 SYNONYM_PROB = 0.2       # describe()'s defaults: synonyms and relations are still true statements
 RELATION_PROB = 0.5
 LOGIT_SCALE_MAX = math.log(100.0)
@@ -132,18 +132,6 @@ def retrieval_top1(clip: CLIPModel, pixels: torch.Tensor, enc: dict, texts: list
         top = out.logits_per_image.argmax(dim=1).tolist()
         accs.append(np.mean([texts[start + j] == texts[start + i] for i, j in enumerate(top)]))
     return float(np.mean(accs))
-
-
-@torch.no_grad()
-def pooled_patch_features(tower, processor, world: World, split: str, n: int, batch_size: int,
-                          feature_layer: int = -1) -> np.ndarray:
-    """Mean- and max-pooled patch states (CLS dropped) of the first ``n`` scenes of ``split``: (n, 2 hidden)."""
-    out = []
-    for start in range(0, n, batch_size):
-        h = patch_states(tower, _pixels(processor, world, split, np.arange(start, min(n, start + batch_size))),
-                         feature_layer)
-        out.append(torch.cat([h.mean(1), h.amax(1)], dim=1).float().cpu().numpy())
-    return np.concatenate(out)
 
 
 def pretrain_clip(model, processor, world: World, spec: WorldSpec, p: VisionPretrainParams, seed: int,

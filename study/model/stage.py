@@ -44,12 +44,20 @@ def vision_params_of(vp: VisionSection) -> VisionPretrainParams:
 
 
 def pretrain_tower(vp: VisionSection, net, processor, world: World, spec, seed: int) -> dict:
-    """Pretrain ``net``'s vision tower in place with ``vision.objective``; returns its metrics."""
+    """Pretrain ``net``'s vision tower in place with ``vision.objective`` on ``vision.scenes`` (the world's
+    train split, or uniform scenes without co-occurrence, :mod:`study.world.uniform`); returns its metrics,
+    with the tower's presence probe on the world's ``val`` and ``ood`` splits
+    (:func:`study.model.vision_pretrain.tower_presence_report`)."""
     from study.model.clip_pretrain import pretrain_clip
-    from study.model.vision_pretrain import pretrain_vision
+    from study.model.vision_pretrain import pretrain_vision, tower_presence_report
+    from study.world.uniform import UniformScenes
 
+    source = world if vp.scenes == "world" else UniformScenes.like(world, spec, n_train=vp.n_scenes, n_val=200)
     fn = {"presence": pretrain_vision, "clip": pretrain_clip}[vp.objective]
-    return fn(net, processor, world, spec, vision_params_of(vp), seed)
+    metrics = fn(net, processor, source, spec, vision_params_of(vp), seed)
+    metrics["scenes"] = vp.scenes
+    metrics["tower_probe"] = tower_presence_report(net, processor, source, world, spec, vp.batch_size)
+    return metrics
 
 
 def pretrain_language_model(lm: LMSection, net, processor, world: World, spec, seed: int, work_dir) -> dict:

@@ -28,6 +28,9 @@ from study.world.corpus import World
 from study.world.spec import WorldSpec
 
 
+PROBE_TRAIN = 1000       # scenes a tower's presence probe is fitted on
+
+
 @dataclass(frozen=True)
 class VisionPretrainParams:
     epochs: float
@@ -127,3 +130,43 @@ def pretrain_vision(model, processor, world: World, spec: WorldSpec, p: VisionPr
     return {"steps": total, "seconds": seconds, "images_per_s": total * p.batch_size / max(seconds, 1e-9),
             "loss_first": float(np.mean(losses[:10])), "loss_last": float(np.mean(losses[-10:])),
             "val_presence_auroc": float(np.mean(list(per.values()))), "val_presence_auroc_per_category": per}
+
+
+@torch.no_grad()
+def pooled_patch_features(tower, processor, world: World, split: str, n: int, batch_size: int,
+                          feature_layer: int = -1) -> np.ndarray:
+    """Mean- and max-pooled patch states (CLS dropped) of the first ``n`` scenes of ``split``: (n, 2 hidden)."""
+    out = []
+    for start in range(0, n, batch_size):
+        h = patch_states(tower, _pixels(processor, world, split, np.arange(start, min(n, start + batch_size))),
+                         feature_layer)
+        out.append(torch.cat([h.mean(1), h.amax(1)], dim=1).float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def tower_presence_report(model, processor, source, world: World, spec: WorldSpec, batch_size: int) -> dict:
+    """Does the tower see objects, or their context? A per-category logistic presence probe
+    (:func:`study.eval.grounding.presence_probe`) on the tower's pooled patch states
+    (:func:`pooled_patch_features`), fitted on the first <= ``PROBE_TRAIN`` scenes the tower was pretrained
+    on (``source``: the world, or :class:`study.world.uniform.UniformScenes`), scored by mean per-category
+    AUROC on the world's ``val`` split (in distribution) and ``ood`` split (categories drawn independently
+    of the context: a tower that encodes the background more than the glyphs falls towards 0.5 there)."""
+    from study.eval.grounding import presence_probe
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    tower = base.model.vision_tower
+    layer = base.config.vision_feature_layer if isinstance(base.config.vision_feature_layer, int) else -1
+    was_training = tower.training
+    tower.eval()
+    fit = source.scenes("train")[:PROBE_TRAIN]
+    x_fit = pooled_patch_features(tower, processor, source, "train", len(fit), batch_size, layer)
+    out = {"fit_scenes": len(fit)}
+    for split in ("val", "ood"):
+        scenes = world.scenes(split)
+        if not scenes:
+            continue
+        x = pooled_patch_features(tower, processor, world, split, len(scenes), batch_size, layer)
+        out[f"{split}_auroc"] = presence_probe(x_fit, presence_labels(spec, fit), x, presence_labels(spec, scenes),
+                                               spec.category_names)["mean_auroc"]
+    tower.train(was_training)
+    return out

@@ -88,19 +88,24 @@ def relations_of(objects: list[SceneObject]) -> list[dict]:
     return rels
 
 
-def _scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    return np.random.default_rng([seed, SPLITS.index(split), index])
+def _scene_rng(seed: int, split: str, index: int, stream: tuple[int, ...] = ()) -> np.random.Generator:
+    return np.random.default_rng([seed, *stream, SPLITS.index(split), index])
 
 
-def sample_scene(spec: WorldSpec, params: SceneParams, seed: int, split: str, index: int) -> Scene:
+def sample_scene(spec: WorldSpec, params: SceneParams, seed: int, split: str, index: int, *,
+                 uniform: bool | None = None, stream: tuple[int, ...] = ()) -> Scene:
+    """Scene ``index`` of ``split``. ``uniform`` (default: ``split == "ood"``) draws categories uniformly
+    instead of from the context; a non-empty ``stream`` gives a generator disjoint from the world's own
+    (seed, split, index) streams (another scene collection over the same spec, e.g. the vision tower's
+    pretraining scenes, :mod:`study.world.uniform`)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    rng = _scene_rng(seed, split, index)
+    rng = _scene_rng(seed, split, index, stream)
     ctx_names = list(spec.contexts)
     ctx = spec.contexts[ctx_names[rng.integers(len(ctx_names))]]
     cats_all = spec.category_names
     chosen: list[str] = []
-    if split == "ood":
+    if split == "ood" if uniform is None else uniform:
         n = int(rng.integers(1, params.max_objects + 1))
         chosen = [cats_all[i] for i in rng.choice(len(cats_all), size=min(n, len(cats_all)), replace=False)]
     else:
