@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from study.report.comparison import COLUMNS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -97,6 +99,9 @@ def test_repro_produces_every_output(smoke_repo):
     paper = json.loads((smoke_repo / "metrics/paper.json").read_text())
     assert {"F1", "F2", "F3", "F7", "F7-RL"} <= set(paper["findings"])
     assert paper["findings"]["F7-RL"]["status"] != "missing"
+    assert all(f["rule"]["introduced"] for f in paper["findings"].values())
+    assert {c for c, *_ in COLUMNS} >= set(paper["image_sensitivity"]) >= {"CHAIR_i", "QA halluc."}
+    assert all(isinstance(v["measurable"], bool) for v in paper["image_sensitivity"].values())
     assert (smoke_repo / "paper/figures/main.png").stat().st_size > 1000
     for nb in ("00_world", "01a_vision", "01b_lm", "01_sft", "02_evaluate", "03_preferences", "04_bdhs", "05_align_dpo_bdhs",
                "07_organism", "08_paper"):

@@ -25,6 +25,9 @@ from study.world.corpus import World
 from study.world.spec import load_spec
 
 
+BLIND_FILE = "predictions_blind.jsonl"
+
+
 def answer_fn_for(model, processor, world: World, e: EvalSection, keep_fn=None, seed: int = 0,
                   temperature: float | None = None):
     """Greedy answers, or sampled ones at ``temperature``."""
@@ -69,12 +72,27 @@ def masked_diagnostic(model, processor, world: World, spec, e: EvalSection, seed
     return out_preds, out
 
 
+def blind_predictions(model, processor, world: World, spec, e: EvalSection, seed: int) -> list[dict]:
+    """Every suite's items answered greedily with every image token masked (:func:`keep_none`): the model's
+    answers without its image, item for item beside its evaluation. :mod:`study.report.measurable` compares
+    the two to decide which columns can measure grounding at all."""
+    from study.model.generate import keep_none
+
+    scenes = world.scenes(e.split)[: e.n_scenes]
+    items = build_items(spec, scenes, world.scenes("train"), n_pos=e.n_pos, seed=seed)
+    return run_predictions(items, answer_fn_for(model, processor, world, e, keep_none, seed),
+                           batch_size=4 * e.batch_size)
+
+
 def run_eval(eval: dict, seed: int, world_spec: str, world_dir: str, model_dir: str, out_dir: str,
              metrics_path: str) -> dict:
+    """Evaluate the SFT model: its predictions and metrics, the masked diagnostic, and its blind answers to
+    every suite (``predictions_blind.jsonl``, :func:`blind_predictions`)."""
     e = EvalSection(**eval)
     spec, world = load_spec(world_spec), World(world_dir)
     model, processor = load_model(model_dir)
     preds, metrics = evaluate_model(model, processor, world, spec, e, seed)
+    blind = blind_predictions(model, processor, world, spec, e, seed)
     mpreds, diag = masked_diagnostic(model, processor, world, spec, e, seed)
     masked, sampled = diag[f"masked_keep{e.masked_keep_prob:g}"], diag["sampled"]
     ratio = lambda a, b: a / b if b > 0 else None  # noqa: E731
@@ -87,6 +105,7 @@ def run_eval(eval: dict, seed: int, world_spec: str, world_dir: str, model_dir: 
     with io.atomic_dir(out_dir) as tmp:
         write_results(tmp, preds, metrics)
         io.write_jsonl(Path(tmp) / "predictions_masked.jsonl", mpreds)
+        io.write_jsonl(Path(tmp) / BLIND_FILE, blind)
         io.write_jsonl(Path(tmp) / "scenes.jsonl", (s.to_dict() for s in world.scenes(e.split)[: e.n_scenes]))
     io.write_json(metrics_path, metrics)
     return metrics

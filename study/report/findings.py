@@ -25,11 +25,14 @@ shared replicates; a difference counts only when its 95 % interval excludes 0) a
 POPE columns are *not measurable* for a model whose POPE yes-ratio is >= 0.95 (or <= 0.05) on any split
 (:func:`degenerate_pope`): such a model answers (almost) every question the same way, its POPE accuracy
 is then its yes-ratio in disguise (exactly 50 % for "always yes"), and a change of it says nothing about
-hallucination. The organism's SFT model is such a model (README, "Known limitation").
+hallucination (the landed organism's SFT model was such a model before issue #9).
+
+Any column is *not measurable* when the SFT model's value on it does not depend on its image: the
+image-sensitivity test of :mod:`study.report.measurable` (the columns rule).
 
 Status values: reproduced, contradicted, mixed, not resolved, missing (a run is absent).
 
-**Rules and their history** (:data:`RULES`). Every finding's rule, and the POPE rule above, is recorded with
+**Rules and their history** (:data:`RULES`). Every finding's rule, and the POPE and columns rules above, is recorded with
 the commit that introduced it. Where a rule was changed after its results had been seen, the earlier rule's
 verdict on the same numbers is reported beside the current one (``earlier_rules`` of each finding in
 ``metrics/paper.json``), so a reader can see what the change did.
@@ -70,15 +73,17 @@ def degenerate_pope(runs: dict[str, dict], max_yes_ratio: float = 0.95) -> set[s
 
 
 def paired_compare(predictions: dict, scenes, spec, *, n_boot: int = 1000, seed: int = 0,
-                   cache: dict | None = None, degenerate: set[str] = frozenset()) -> Compare:
+                   cache: dict | None = None, degenerate: set[str] = frozenset(),
+                   unmeasurable: set[str] = frozenset()) -> Compare:
     """A :data:`Compare` over ``predictions`` = ``{model: [rows of each seed]}`` (paired bootstrap).
 
-    POPE columns of a pair involving a model of ``degenerate`` get the verdict 'not measurable' (their
-    difference is still computed and cached). ``compare.pope_decides`` is the same comparison under the
-    earlier POPE rule (POPE decides like any column; :data:`RULES`), sharing the cache."""
+    'not measurable' (the difference is still computed and cached): POPE columns of a pair involving a model
+    of ``degenerate`` (the POPE rule), and every comparison on a column of ``unmeasurable`` (the columns
+    rule, :mod:`study.report.measurable`). The earlier rules (:data:`RULES`) are variants sharing the cache:
+    ``compare.columns_v1`` (no columns rule) and ``compare.pope_decides`` (neither rule)."""
     cache = {} if cache is None else cache
 
-    def make(degen: frozenset) -> Compare:
+    def make(degen: frozenset, unmeas: frozenset) -> Compare:
         def compare(a: str, b: str, column: str) -> str:
             if a not in predictions or b not in predictions:
                 return "missing"
@@ -88,14 +93,16 @@ def paired_compare(predictions: dict, scenes, spec, *, n_boot: int = 1000, seed:
                 d = paired_difference(predictions[a], predictions[b], scenes, spec, suite, metric, n_boot=n_boot,
                                       seed=seed)
                 cache[key] = {**d, "measured_verdict": verdict(d, hib)}
-            v = cache[key]["measured_verdict"]
-            return "not measurable" if column in POPE_COLUMNS and ({a, b} & degen) else v
+            if column in unmeas or (column in POPE_COLUMNS and ({a, b} & degen)):
+                return "not measurable"
+            return cache[key]["measured_verdict"]
 
         compare.cache = cache  # type: ignore[attr-defined]
         return compare
 
-    compare = make(frozenset(degenerate))
-    compare.pope_decides = make(frozenset())  # type: ignore[attr-defined]
+    compare = make(frozenset(degenerate), frozenset(unmeasurable))
+    compare.columns_v1 = make(frozenset(degenerate), frozenset())  # type: ignore[attr-defined]
+    compare.pope_decides = make(frozenset(), frozenset())  # type: ignore[attr-defined]
     return compare
 
 
@@ -103,14 +110,23 @@ def compare_models(eval_dir: str | Path, runs: dict[str, dict], spec, *, n_boot:
                    ) -> tuple[Compare, set[str]]:
     """The study's :func:`paired_compare` over the models of ``runs`` (``{model: metrics JSON}``, as from
     :func:`study.report.comparison.load_runs`): predictions from ``<eval_dir>/sft`` (model ``SFT``) and
-    ``<eval_dir>/<run>[/seed<k>]``, each read once; POPE of :func:`degenerate_pope` models not measurable.
-    Returns ``(compare, degenerate models)``."""
+    ``<eval_dir>/<run>[/seed<k>]``, each read once; POPE of :func:`degenerate_pope` models not measurable,
+    and every column that fails the SFT model's image-sensitivity test
+    (:func:`study.report.measurable.sft_image_sensitivity`; ``compare.image_sensitivity`` holds its table,
+    None without blind predictions). Returns ``(compare, degenerate models)``."""
+    from study.report.measurable import sft_image_sensitivity
+
     preds, scenes = {}, None
     for m in runs:
         preds[m], sc = load_predictions(Path(eval_dir) / ("sft" if m == "SFT" else m))
         scenes = sc if scenes is None else scenes
     degenerate = degenerate_pope(runs)
-    return paired_compare(preds, scenes, spec, n_boot=n_boot, seed=seed, degenerate=degenerate), degenerate
+    sens = sft_image_sensitivity(eval_dir, spec, n_boot=n_boot, seed=seed)
+    unmeasurable = {c for c, v in (sens or {}).items() if not v["measurable"]}
+    compare = paired_compare(preds, scenes, spec, n_boot=n_boot, seed=seed, degenerate=degenerate,
+                             unmeasurable=unmeasurable)
+    compare.image_sensitivity = sens  # type: ignore[attr-defined]
+    return compare, degenerate
 
 
 def _status(verdicts: dict[str, str]) -> str:
@@ -311,13 +327,20 @@ RULES: dict[str, tuple[Rule, ...]] = {
                 why="v1 tested a claim the paper does not make; the paper's own VLFeedback -> POVID cells "
                     "(0.61 / 0.76) would fail it")),
     "F7-RL": (Rule(1, "23197be", "POVID-RM runs collapse; VLFeedback-RM runs do not beat dpo_povid (f7_rl)"),),
+    "COLUMNS": (Rule(1, "4313b26", "every column decides findings (the POPE rule aside)"),
+                Rule(2, "#10 item 4 (2026-12-01)", "a column decides only if the SFT model's value on it is better "
+                                                   "with the image than with every image token masked (paired 95 % "
+                                                   "interval excludes 0; study.report.measurable)",
+                     after_results=True,
+                     why="36 % of typed-QA items have an outcome the yes-bias forces, yet QA halluc. decided F1-F3; "
+                         "the test was written before its own outcome on any model was seen")),
     "POPE": (Rule(1, "4313b26", "POPE columns decide findings like any column"),
              Rule(2, "7ff7919", "POPE columns of a model whose yes-ratio is >= 0.95 or <= 0.05 on a split are "
                                 "not measurable (degenerate_pope)", after_results=True,
                   why="every model then answered yes to ~100 % of POPE questions: its POPE accuracy was its "
                       "yes-ratio in disguise; written after the first results")),
 }
-POPE_FINDINGS = ("F1", "F2", "F3", "F7-RL")      # findings with a POPE column among their comparisons
+POPE_FINDINGS = ("F1", "F2", "F3", "F7-RL")      # findings decided by column comparisons (POPE among them)
 
 
 def _rule(r: Rule) -> dict:
@@ -329,16 +352,19 @@ def check_all(compare: Compare, runs: dict[str, dict], rm_metrics: dict | None) 
     each with ``claim``, ``status``, its current ``rule`` and ``earlier_rules``: the verdict of each earlier
     version of its rule (and of the earlier POPE rule, for findings with POPE columns) on the same numbers.
     ``runs``: ``{model: metrics JSON}``; ``rm_metrics``: the ``reward_models`` stage's metrics (None if it
-    has not run). A ``compare`` without ``pope_decides`` (hand-made) is used as is for the POPE history."""
+    has not run). A ``compare`` without ``columns_v1`` / ``pope_decides`` (hand-made) is used as is for the
+    columns / POPE history. The POPE v1 entry applies neither the POPE nor the columns rule (both came later)."""
     fns = {"F1": lambda c: f1(c), "F2": lambda c: f2(c), "F3": lambda c: f3(c), "F7": lambda c: f7(rm_metrics),
            "F7-RL": lambda c: f7_rl(c, runs)}
     earlier = {("F3", 1): lambda c: f3_v1(c), ("F7", 1): lambda c: f7_ours(rm_metrics)}
+    columns_v1 = getattr(compare, "columns_v1", compare)
     pope_v1 = getattr(compare, "pope_decides", compare)
     out = {}
     for name, fn in fns.items():
         res = fn(compare)
         history = [{**_rule(r), "status": earlier[(name, r.version)](compare)["status"]} for r in RULES[name][:-1]]
         if name in POPE_FINDINGS:
+            history.append({**_rule(RULES["COLUMNS"][0]), "rule_of": "COLUMNS", "status": fn(columns_v1)["status"]})
             history.append({**_rule(RULES["POPE"][0]), "rule_of": "POPE", "status": fn(pope_v1)["status"]})
         out[name] = {**res, "rule": _rule(RULES[name][-1]), "earlier_rules": history}
     return out
@@ -360,6 +386,15 @@ def length_drift(compare: Compare, runs: dict[str, dict]) -> dict[str, dict]:
                      "delta_tokens": d["delta"], "ci95": d["ci95"],
                      "drift": {"better": "longer", "worse": "shorter"}.get(v, "none")}
     return out
+
+
+def sensitivity_table(sens: dict[str, dict]):
+    """The image-sensitivity test per column (percentage points, with image - blind, paired 95 % CI)."""
+    import pandas as pd
+
+    return pd.DataFrame({c: {"with image - blind": f"{100 * v['delta']:+.1f} [{100 * v['ci95'][0]:+.1f}, "
+                                                   f"{100 * v['ci95'][1]:+.1f}]",
+                             "measurable": v["measurable"]} for c, v in sens.items()}).T
 
 
 def rules_table(result: dict[str, dict]):

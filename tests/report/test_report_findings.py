@@ -76,7 +76,7 @@ def test_f7_is_the_papers_claim_below_chance_on_each_others_pairs():
 
 
 def test_rules_record_every_finding_with_its_commit_and_keep_earlier_verdicts_beside():
-    assert set(findings.RULES) == {"F1", "F2", "F3", "F7", "F7-RL", "POPE"}
+    assert set(findings.RULES) == {"F1", "F2", "F3", "F7", "F7-RL", "POPE", "COLUMNS"}
     for name, versions in findings.RULES.items():
         assert [r.version for r in versions] == list(range(1, len(versions) + 1))
         assert all(r.introduced and r.text for r in versions)
@@ -88,8 +88,9 @@ def test_rules_record_every_finding_with_its_commit_and_keep_earlier_verdicts_be
     assert f3["rule"]["version"] == 2 and f3["status"].startswith("not resolved")
     assert [(e["version"], e["status"]) for e in f3["earlier_rules"] if "rule_of" not in e] == [(1, "reproduced")]
     assert out["F7"]["status"] == "reproduced" and out["F7"]["earlier_rules"][0]["status"] == "mixed"
-    assert out["F1"]["earlier_rules"] == [{**findings._rule(findings.RULES["POPE"][0]), "rule_of": "POPE",
-                                           "status": "not resolved"}]
+    assert out["F1"]["earlier_rules"] == [
+        {**findings._rule(findings.RULES["COLUMNS"][0]), "rule_of": "COLUMNS", "status": "not resolved"},
+        {**findings._rule(findings.RULES["POPE"][0]), "rule_of": "POPE", "status": "not resolved"}]
 
 
 def test_earlier_pope_rule_lets_pope_decide_again(spec):
@@ -107,7 +108,8 @@ def test_earlier_pope_rule_lets_pope_decide_again(spec):
     hand.pope_decides = _compare({("dpo_bdhs", "SFT", "POPE adv"): "better"})
     out = findings.check_all(hand, _rl_runs([True, True]), None)
     assert out["F1"]["status"] == "not resolved"
-    assert [e["status"] for e in out["F1"]["earlier_rules"]] == ["reproduced"]
+    assert [(e["rule_of"], e["status"]) for e in out["F1"]["earlier_rules"]] == [("COLUMNS", "not resolved"),
+                                                                               ("POPE", "reproduced")]
 
 
 def test_paper_tables_and_delta_table():
@@ -227,3 +229,36 @@ def test_length_drift_reports_online_and_rl_runs_only():
     assert out["online_dpo_oracle"] == {"method": "online_dpo", "sft_tokens": 21.0, "delta_tokens": -4.0,
                                         "ci95": [-5.0, -3.0], "drift": "shorter"}
     assert out["rloo"]["drift"] == "none"
+
+
+def test_unmeasurable_columns_decide_nothing_and_the_earlier_columns_rule_is_kept(spec):
+    def rows(answers):
+        return [{"item_id": f"p{i}", "suite": "pope_random", "scene_id": f"s{i // 2}", "label": "yes" if i % 2 else "no",
+                 "answer": a, "prompt": "is there a cup in the image ?"} for i, a in enumerate(answers)]
+    preds = {"SFT": [rows(["no", "no"] * 20)], "dpo_bdhs": [rows(["no", "yes"] * 20)]}
+    cmp = findings.paired_compare(preds, [], spec, n_boot=50, unmeasurable={"POPE rand"})
+    assert cmp("dpo_bdhs", "SFT", "POPE rand") == "not measurable"
+    assert cmp.columns_v1("dpo_bdhs", "SFT", "POPE rand") == "better" == cmp.pope_decides("dpo_bdhs", "SFT", "POPE rand")
+
+
+def _describe_rows(answers, scenes):
+    return [{"item_id": f"{s.scene_id}:d", "suite": "describe", "scene_id": s.scene_id, "answer": a,
+             "prompt": "describe the image ."} for s, a in zip(scenes, answers)]
+
+
+def test_image_sensitivity_flags_a_column_the_blind_model_does_as_well_on(spec, make_scene):
+    """Hand-made: with the image the model names the scene's cup; blind it names a plate that is not there.
+    CHAIR and recall depend on the image (measurable); a column where the blind answers score the same
+    (POPE with identical answers) does not."""
+    from study.report.measurable import image_sensitivity
+
+    scenes = [make_scene([("cup", "white", "small", 0, 0)], scene_id=f"test-{i:06d}") for i in range(30)]
+    seeing = _describe_rows(["there is a small white cup at the top left ."] * 30, scenes)
+    blind = _describe_rows(["there is a small white plate at the top left ."] * 30, scenes)
+    pope = [{"item_id": f"{s.scene_id}:p{k}", "suite": "pope_random", "scene_id": s.scene_id, "label": lab,
+             "answer": "yes", "prompt": "is there a cup in the image ?"} for s in scenes for k, lab in enumerate(("yes", "no"))]
+    sens = image_sensitivity(seeing + pope, blind + pope, [s.to_dict() for s in scenes], spec, n_boot=50)
+    assert sens["CHAIR_i"]["measurable"] and sens["Recall"]["measurable"]
+    assert sens["CHAIR_i"]["delta"] == -1.0
+    assert not sens["POPE rand"]["measurable"] and sens["POPE rand"]["delta"] == 0.0
+    assert "QA halluc." not in sens        # no typed-QA items: no verdict either way
