@@ -160,8 +160,10 @@ def main() -> None:
     print("times:", {k: round(v, 1) for k, v in times.items()}, "| sft rows/s:",
           round(sft["train_rows"] * p.sft.epochs / max(sft["train_runtime_s"], 1e-9), 1))
     if vis:
-        print(f"vision ({p.vision.objective}): val presence AUROC {vis['val_presence_auroc']:.3f}"
-              + (f", retrieval top-1 {vis['val_retrieval_top1']:.3f}" if "val_retrieval_top1" in vis else ""))
+        tp = vis.get("tower_probe", {})
+        print(f"vision ({p.vision.objective} on {p.vision.scenes} scenes): val presence AUROC {vis['val_presence_auroc']:.3f}"
+              + (f", retrieval top-1 {vis['val_retrieval_top1']:.3f}" if "val_retrieval_top1" in vis else "")
+              + (f"; tower probe on the world: val {tp['val_auroc']:.3f}, ood {tp['ood_auroc']:.3f}" if tp else ""))
     if lm:
         print(f"lm: reading accuracy {lm['reading_accuracy_before']:.3f} -> {lm['reading_accuracy']:.3f}, "
               f"AUROC {lm['reading_auroc']:.3f}, loss {lm['train_loss']:.3f}")

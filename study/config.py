@@ -163,7 +163,8 @@ class SFTSection(_Section):
 
 class VisionSection(_Section):
     """Vision-tower pretraining before SFT (:mod:`study.model.vision_pretrain`); ``epochs: 0`` skips it."""
-    objective: Literal["presence", "clip"] = Field("presence", description="presence (multi-label BCE) | clip (contrastive)")
+    objective: Literal["presence", "clip", "dense"] = Field(
+        "presence", description="presence (multi-label BCE) | clip (contrastive) | dense (per-patch object/colour/size)")
     scenes: Literal["world", "uniform"] = Field(
         "world", description="world: the world's train split | uniform: n_scenes scenes without co-occurrence "
                              "(study.world.uniform, the analog of CLIP's web data)")

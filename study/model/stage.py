@@ -49,11 +49,12 @@ def pretrain_tower(vp: VisionSection, net, processor, world: World, spec, seed: 
     with the tower's presence probe on the world's ``val`` and ``ood`` splits
     (:func:`study.model.vision_pretrain.tower_presence_report`)."""
     from study.model.clip_pretrain import pretrain_clip
+    from study.model.dense_pretrain import pretrain_dense
     from study.model.vision_pretrain import pretrain_vision, tower_presence_report
     from study.world.uniform import UniformScenes
 
     source = world if vp.scenes == "world" else UniformScenes.like(world, spec, n_train=vp.n_scenes, n_val=200)
-    fn = {"presence": pretrain_vision, "clip": pretrain_clip}[vp.objective]
+    fn = {"presence": pretrain_vision, "clip": pretrain_clip, "dense": pretrain_dense}[vp.objective]
     metrics = fn(net, processor, source, spec, vision_params_of(vp), seed)
     metrics["scenes"] = vp.scenes
     metrics["tower_probe"] = tower_presence_report(net, processor, source, world, spec, vp.batch_size)
