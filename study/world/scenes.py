@@ -105,7 +105,8 @@ def sample_scene(spec: WorldSpec, params: SceneParams, seed: int, split: str, in
     ctx = spec.contexts[ctx_names[rng.integers(len(ctx_names))]]
     cats_all = spec.category_names
     chosen: list[str] = []
-    if split == "ood" if uniform is None else uniform:
+    draw_uniform = split == "ood" if uniform is None else uniform
+    if draw_uniform:
         n = int(rng.integers(1, params.max_objects + 1))
         chosen = [cats_all[i] for i in rng.choice(len(cats_all), size=min(n, len(cats_all)), replace=False)]
     else:
