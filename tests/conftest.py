@@ -28,15 +28,24 @@ def spec():
 
 
 @pytest.fixture(scope="session")
-def pretrain_world(tmp_path_factory, spec):
-    """A tiny built world for the vision-tower pretraining tests: 96 train and 32 val scenes."""
+def make_world(tmp_path_factory, spec):
+    """``make_world(name, train=, val=, test=, ood=)`` -> a built World of that many scenes per split (seed 0,
+    default scene, corpus and rendering knobs) in a fresh temporary directory."""
     from study.world.corpus import CorpusParams, World, build_world
     from study.world.scenes import SceneParams
 
-    d = tmp_path_factory.mktemp("pretrain_world") / "w"
-    build_world(spec, d, seed=0, sizes={"train": 96, "val": 32, "test": 4, "ood": 4}, scene_params=SceneParams(),
-                corpus_params=CorpusParams(), faint_alpha=0.3, noise_std=6.0)
-    return World(d)
+    def make(name: str, *, train: int, val: int, test: int, ood: int):
+        d = tmp_path_factory.mktemp(name) / "w"
+        build_world(spec, d, seed=0, sizes={"train": train, "val": val, "test": test, "ood": ood},
+                    scene_params=SceneParams(), corpus_params=CorpusParams(), faint_alpha=0.3, noise_std=6.0)
+        return World(d)
+    return make
+
+
+@pytest.fixture(scope="session")
+def pretrain_world(make_world):
+    """A tiny built world for the vision-tower pretraining tests: 96 train and 32 val scenes."""
+    return make_world("pretrain_world", train=96, val=32, test=4, ood=4)
 
 
 @pytest.fixture

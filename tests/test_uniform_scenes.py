@@ -71,14 +71,9 @@ def test_pretrain_tower_on_uniform_scenes_reports_val_and_ood_probes(pretrain_wo
 
 
 @pytest.fixture(scope="module")
-def ood_world(tmp_path_factory, spec):
+def ood_world(make_world):
     """A built world with enough ood scenes for a probe's AUROC (120)."""
-    from study.world.corpus import CorpusParams, World, build_world
-
-    d = tmp_path_factory.mktemp("ood_world") / "w"
-    build_world(spec, d, seed=0, sizes={"train": 8, "val": 60, "test": 2, "ood": 120}, scene_params=SceneParams(),
-                corpus_params=CorpusParams(), faint_alpha=0.3, noise_std=6.0)
-    return World(d)
+    return make_world("ood_world", train=8, val=60, test=2, ood=120)
 
 
 def test_tower_report_separates_a_tower_that_sees_objects_from_one_that_sees_context(ood_world, spec):

@@ -22,13 +22,12 @@ other objectives) and the patch-level category accuracy on object-holding patche
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 from torch import nn
 
-from study.model.vision_pretrain import VisionPretrainParams, _pixels, patch_states, presence_labels
+from study.model.vision_pretrain import (VisionPretrainParams, _pixels, patch_states, presence_labels,
+                                         train_tower_loop)
 from study.world.spec import WorldSpec
 
 
@@ -87,33 +86,15 @@ def pretrain_dense(model, processor, source, spec: WorldSpec, p: VisionPretrainP
     cells = patch_cells(vc.image_size, vc.patch_size, spec.grid)
     torch.manual_seed(seed)
     heads = DenseHeads(tower.config.hidden_size, spec)
-    opt = torch.optim.AdamW(list(tower.parameters()) + list(heads.parameters()), lr=p.learning_rate,
-                            weight_decay=p.weight_decay)
     train = source.scenes("train")
     targets = dense_targets(spec, train, cells)
-    n = len(train)
-    steps_per_epoch = (n + p.batch_size - 1) // p.batch_size
-    total = max(1, int(round(p.epochs * steps_per_epoch)))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p.learning_rate, total_steps=total, pct_start=0.05)
-    rng = np.random.default_rng(seed)
-    losses, step, t0 = [], 0, time.perf_counter()
     was_training = tower.training
-    tower.train()
-    while step < total:
-        order = rng.permutation(n)
-        for start in range(0, n, p.batch_size):
-            if step >= total:
-                break
-            idx = order[start:start + p.batch_size]
-            logits = heads(patch_states(tower, _pixels(processor, source, "train", idx), layer))
-            loss = dense_loss(logits, {k: v[idx] for k, v in targets.items()})
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            step += 1
-    seconds = time.perf_counter() - t0
+
+    def loss_of(idx):
+        logits = heads(patch_states(tower, _pixels(processor, source, "train", idx), layer))
+        return dense_loss(logits, {k: v[idx] for k, v in targets.items()})
+
+    run = train_tower_loop(tower, list(heads.parameters()), loss_of, len(train), p, seed)
 
     tower.eval()
     val = source.scenes("val")
@@ -132,7 +113,5 @@ def pretrain_dense(model, processor, source, spec: WorldSpec, p: VisionPretrainP
     z, y = np.concatenate(probs), presence_labels(spec, val[:n_val])
     per = {c: auroc(z[:, j], y[:, j]) for j, c in enumerate(spec.category_names) if 0 < y[:, j].sum() < n_val}
     tower.train(was_training)
-    return {"steps": total, "seconds": seconds, "images_per_s": total * p.batch_size / max(seconds, 1e-9),
-            "loss_first": float(np.mean(losses[:10])), "loss_last": float(np.mean(losses[-10:])),
-            "val_presence_auroc": float(np.mean(list(per.values()))), "val_presence_auroc_per_category": per,
+    return {**run, "val_presence_auroc": float(np.mean(list(per.values()))), "val_presence_auroc_per_category": per,
             "val_patch_accuracy": correct / max(counted, 1)}

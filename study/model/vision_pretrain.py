@@ -84,6 +84,37 @@ def presence_logits(vision_tower, head: PresenceHead, processor, world: World, s
     return np.concatenate(out)
 
 
+def train_tower_loop(tower, head_params: list, loss_of, n: int, p: VisionPretrainParams, seed: int) -> dict:
+    """The supervised pretraining loop shared by the per-patch objectives (``presence``, ``dense``): AdamW on
+    the tower's and the head's parameters, a one-cycle LR (5 % warm-up) over ``round(epochs * ceil(n / batch))``
+    steps; every epoch shuffles the ``n`` scene indices with ``seed`` and keeps the last partial batch;
+    ``loss_of(idx)`` is the batch loss. Leaves the tower in train mode. Returns ``steps``, ``seconds``,
+    ``images_per_s`` and the mean loss of the first and last 10 steps."""
+    opt = torch.optim.AdamW(list(tower.parameters()) + list(head_params), lr=p.learning_rate,
+                            weight_decay=p.weight_decay)
+    steps_per_epoch = (n + p.batch_size - 1) // p.batch_size
+    total = max(1, int(round(p.epochs * steps_per_epoch)))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p.learning_rate, total_steps=total, pct_start=0.05)
+    rng = np.random.default_rng(seed)
+    losses, step, t0 = [], 0, time.perf_counter()
+    tower.train()
+    while step < total:
+        order = rng.permutation(n)
+        for start in range(0, n, p.batch_size):
+            if step >= total:
+                break
+            loss = loss_of(order[start:start + p.batch_size])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            step += 1
+    seconds = time.perf_counter() - t0
+    return {"steps": total, "seconds": seconds, "images_per_s": total * p.batch_size / max(seconds, 1e-9),
+            "loss_first": float(np.mean(losses[:10])), "loss_last": float(np.mean(losses[-10:]))}
+
+
 def pretrain_vision(model, processor, world: World, spec: WorldSpec, p: VisionPretrainParams, seed: int,
                     n_val: int = 200) -> dict:
     """Train ``model``'s vision tower in place on object presence; returns metrics (losses, val AUROC).
@@ -96,40 +127,20 @@ def pretrain_vision(model, processor, world: World, spec: WorldSpec, p: VisionPr
     layer = base.config.vision_feature_layer if isinstance(base.config.vision_feature_layer, int) else -1
     torch.manual_seed(seed)
     head = PresenceHead(tower.config.hidden_size, len(spec.category_names))
-    params = list(tower.parameters()) + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=p.learning_rate, weight_decay=p.weight_decay)
     train = world.scenes("train")
-    n = len(train)
-    steps_per_epoch = (n + p.batch_size - 1) // p.batch_size
-    total = max(1, int(round(p.epochs * steps_per_epoch)))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p.learning_rate, total_steps=total, pct_start=0.05)
-    rng = np.random.default_rng(seed)
-    losses, step, t0 = [], 0, time.perf_counter()
-    tower.train()
-    while step < total:
-        order = rng.permutation(n)
-        for start in range(0, n, p.batch_size):
-            if step >= total:
-                break
-            idx = order[start:start + p.batch_size]
-            logits = head(patch_states(tower, _pixels(processor, world, "train", idx), layer))
-            loss = nn.functional.binary_cross_entropy_with_logits(logits, _labels(spec, train, idx))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            step += 1
-    seconds = time.perf_counter() - t0
+
+    def loss_of(idx):
+        logits = head(patch_states(tower, _pixels(processor, world, "train", idx), layer))
+        return nn.functional.binary_cross_entropy_with_logits(logits, _labels(spec, train, idx))
+
+    run = train_tower_loop(tower, list(head.parameters()), loss_of, len(train), p, seed)
     val = world.scenes("val")
     n_val = min(n_val, len(val))
     z = presence_logits(tower, head, processor, world, "val", n_val, p.batch_size, layer)
     y = _labels(spec, val, range(n_val)).numpy()
     per = {c: auroc(z[:, j], y[:, j]) for j, c in enumerate(spec.category_names) if 0 < y[:, j].sum() < n_val}
     tower.train()
-    return {"steps": total, "seconds": seconds, "images_per_s": total * p.batch_size / max(seconds, 1e-9),
-            "loss_first": float(np.mean(losses[:10])), "loss_last": float(np.mean(losses[-10:])),
-            "val_presence_auroc": float(np.mean(list(per.values()))), "val_presence_auroc_per_category": per}
+    return {**run, "val_presence_auroc": float(np.mean(list(per.values()))), "val_presence_auroc_per_category": per}
 
 
 @torch.no_grad()

@@ -39,7 +39,9 @@ def rlhfv_answerer(pool: list[str]) -> str:
 
 
 def build_recipe(name: str, world: World, p: PrefsSection, seed: int, split: str, n: int, model, processor,
-                 pool: list[str], spec) -> list[dict]:
+                 pool: list[str], spec, answerer=None) -> list[dict]:
+    """One recipe's rows. ``answerer``: the loaded ``(model, processor)`` of :func:`rlhfv_answerer` for
+    ``prefs.rlhfv_answerer: pool`` (loaded here when not given)."""
     fn = RECIPES[name]
     if name == "povid":
         return fn(world, n=n, seed=seed, split=split, model=model, processor=processor,
@@ -48,7 +50,7 @@ def build_recipe(name: str, world: World, p: PrefsSection, seed: int, split: str
         if p.rlhfv_answerer == "policy":
             return fn(world, n=n, seed=seed, split=split, model=model, processor=processor, spec=spec)
         other = rlhfv_answerer(pool)
-        m, proc = load_model(other)
+        m, proc = answerer or load_model(other)
         return fn(world, n=n, seed=seed, split=split, model=m, processor=proc, spec=spec,
                   model_id=f"pool:{Path(other).name}")
     if name in ("vlfeedback", "vlf_corrupted"):
@@ -67,10 +69,12 @@ def run_preferences(prefs: dict, seed: int, world_spec: str, world_dir: str, sft
     spec, world = load_spec(world_spec), World(world_dir)
     model, processor = load_model(sft_dir)
     pool = pool_paths(sft_dir, pool_dir)
+    uses_rlhfv = "rlhfv" in (*p.recipes, *p.heldout_recipes)
+    answerer = load_model(rlhfv_answerer(pool)) if uses_rlhfv and p.rlhfv_answerer == "pool" else None
     metrics: dict = {"recipes": {}, "annotators": {}}
     with io.atomic_dir(out_dir) as tmp:
         for name in p.recipes:
-            rows = build_recipe(name, world, p, seed, "train", p.n_pairs, model, processor, pool, spec)
+            rows = build_recipe(name, world, p, seed, "train", p.n_pairs, model, processor, pool, spec, answerer)
             save_prefs(rows, Path(tmp) / f"{name}.parquet", world)
             metrics["recipes"][name] = {"rows": len(rows),
                                         "with_rejected_2": sum(bool(r["rejected_2"]) for r in rows),
@@ -78,7 +82,8 @@ def run_preferences(prefs: dict, seed: int, world_spec: str, world_dir: str, sft
     scenes = {s.scene_id: s for s in world.scenes("val")}
     annotators = {"oracle": OracleAnnotator(spec)}
     annotators.update({f"noisy_{a:g}": NoisyOracleAnnotator(spec, a, seed=seed) for a in p.noisy_accuracies})
-    heldout = {name: build_recipe(name, world, p, seed + 1, "val", p.heldout_n, model, processor, pool, spec)
+    heldout = {name: build_recipe(name, world, p, seed + 1, "val", p.heldout_n, model, processor, pool, spec,
+                                  answerer)
                for name in p.heldout_recipes}
     if heldout_dir:
         with io.atomic_dir(heldout_dir) as tmp:

@@ -388,6 +388,15 @@ def length_drift(compare: Compare, runs: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
+def paper_summary(compare: Compare, runs: dict[str, dict], rm_metrics: dict | None, degenerate: set[str]) -> dict:
+    """The content of ``metrics/paper.json``: every finding (:func:`check_all`), the online/RL runs' length drift
+    (:func:`length_drift`), the columns' image-sensitivity test (``compare.image_sensitivity``, None without
+    blind predictions), the models compared and those whose POPE is not measurable."""
+    return {"findings": check_all(compare, runs, rm_metrics), "length_drift": length_drift(compare, runs),
+            "image_sensitivity": getattr(compare, "image_sensitivity", None), "models": sorted(runs),
+            "pope_not_measurable": sorted(degenerate), "test": "paired scene bootstrap, 95%, interval excludes 0"}
+
+
 def sensitivity_table(sens: dict[str, dict]):
     """The image-sensitivity test per column (percentage points, with image - blind, paired 95 % CI)."""
     import pandas as pd

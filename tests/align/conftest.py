@@ -7,9 +7,7 @@ import torch
 
 from study.model.build import ModelParams, build_model
 from study.model.processor import build_processor
-from study.world.corpus import CorpusParams, World, build_world
 from study.world.language import vocabulary
-from study.world.scenes import SceneParams
 
 TINY = ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64)
 
@@ -28,11 +26,8 @@ def make_model(processor):
 
 
 @pytest.fixture(scope="session")
-def world(tmp_path_factory, spec):
-    d = tmp_path_factory.mktemp("world") / "w"
-    build_world(spec, d, seed=0, sizes={"train": 16, "val": 4, "test": 4, "ood": 4}, scene_params=SceneParams(),
-                corpus_params=CorpusParams(), faint_alpha=0.3, noise_std=6.0)
-    return World(d)
+def world(make_world):
+    return make_world("world", train=16, val=4, test=4, ood=4)
 
 
 def _swap_object(text: str, spec) -> str:

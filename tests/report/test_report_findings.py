@@ -262,3 +262,14 @@ def test_image_sensitivity_flags_a_column_the_blind_model_does_as_well_on(spec, 
     assert sens["CHAIR_i"]["delta"] == -1.0
     assert not sens["POPE rand"]["measurable"] and sens["POPE rand"]["delta"] == 0.0
     assert "QA halluc." not in sens        # no typed-QA items: no verdict either way
+
+
+def test_paper_summary_holds_findings_drift_sensitivity_and_models():
+    cmp = _compare({("dpo_bdhs", "SFT", "CHAIR_i"): "better"})
+    cmp.image_sensitivity = {"CHAIR_i": {"delta": -0.1, "ci95": [-0.2, -0.05], "measurable": True}}
+    runs = {"SFT": {}, **_rl_runs([True, True])}
+    out = findings.paper_summary(cmp, runs, None, {"SFT"})
+    assert set(out) == {"findings", "length_drift", "image_sensitivity", "models", "pope_not_measurable", "test"}
+    assert out["findings"]["F1"]["status"] == "reproduced" and out["image_sensitivity"] is cmp.image_sensitivity
+    assert out["models"] == sorted(runs) and out["pope_not_measurable"] == ["SFT"] and out["length_drift"] == {}
+    assert findings.paper_summary(_compare({}), {}, None, set())["image_sensitivity"] is None
