@@ -314,6 +314,58 @@ class AlignSection(_Section):
         return {**self.runs, **self.rm_runs}
 
 
+class PopeBenchmark(_Section):
+    """POPE's label files (``coco_pope_{random,popular,adversarial}.json``) and COCO val2014 images."""
+    dir: str = Field("", description="folder holding the three label files; '' = not evaluated")
+    images: str = Field("", description="COCO val2014 image folder")
+    prompt_suffix: str = Field("", description="text appended to every question (e.g. LLaVA's answer-format line)")
+
+
+class AmberBenchmark(_Section):
+    """AMBER's ``data/`` folder (annotations.json, relation.json, safe_words.txt, query/) and its images."""
+    dir: str = Field("", description="AMBER's data folder; '' = not evaluated")
+    images: str = Field("", description="AMBER's image folder")
+    query_file: str = Field("query/query_all.json", description="query file, relative to dir")
+
+
+class HalBenchmark(_Section):
+    """Object-HalBench-style CHAIR: a question file, COCO images and COCO annotation files."""
+    questions: str = Field("", description="one {question_id, image, text} a line; '' = not evaluated")
+    images: str = Field("", description="COCO image folder")
+    instances: str = Field("", description="COCO instances_*.json")
+    captions: str = Field("", description="COCO captions_*.json, optional ('' = instances only)")
+
+
+class BenchmarksSection(_Section):
+    """Real benchmarks from local files (:mod:`study.bench`; ``python -m study.bench``)."""
+    model: str = Field("", description="checkpoint dir evaluated; '' = model.base_path")
+    out: str = Field("artifacts/bench", description="results: <out>/<benchmark>/")
+    batch_size: int = Field(16, ge=1, le=4096)
+    max_new_tokens: int = Field(512, ge=1, le=4096)
+    limit: int = Field(0, ge=0, le=10_000_000, description="first N items of each file; 0 = all")
+    n_boot: int = Field(1000, ge=10, le=100_000)
+    pope: PopeBenchmark = PopeBenchmark()
+    amber: AmberBenchmark = AmberBenchmark()
+    halbench: HalBenchmark = HalBenchmark()
+
+    @model_validator(mode="after")
+    def _paths_come_together(self) -> "BenchmarksSection":
+        needs = {"pope": ("dir", "images"), "amber": ("dir", "images"), "halbench": ("questions", "images", "instances")}
+        for name, keys in needs.items():
+            sub = getattr(self, name)
+            set_ = [k for k in keys if getattr(sub, k)]
+            if set_ and len(set_) < len(keys):
+                missing = [k for k in keys if not getattr(sub, k)]
+                raise RuleError.one(f"benchmarks.{name}.{missing[0]}",
+                                    f": must be set when benchmarks.{name}.{set_[0]} is ({getattr(sub, set_[0])!r})")
+        return self
+
+    def configured(self) -> list[str]:
+        """The benchmarks whose files are named, in a fixed order."""
+        first = {"pope": "dir", "amber": "dir", "halbench": "questions"}
+        return [n for n, k in first.items() if getattr(getattr(self, n), k)]
+
+
 class StudyParams(_Section):
     profile: str = "quick"
     seed: int = Field(0, ge=0, le=2**31 - 1)
@@ -329,6 +381,7 @@ class StudyParams(_Section):
     prefs: PrefsSection = PrefsSection()
     rm: RMSection = RMSection()
     align: AlignSection = Field(default_factory=AlignSection)  # built lazily: it imports study.align.config
+    benchmarks: BenchmarksSection = BenchmarksSection()
 
     def align_base(self) -> dict:
         """``align.base`` as every run trains with it: the BDHS knobs of Online-BDHS (``bdhs_rho_th``,

@@ -85,7 +85,7 @@ def ground_truth(instances_path: str | Path, captions_path: str | Path | None = 
     lexicon = lexicon or CocoLexicon()
     inst = read_json(instances_path, "COCO instance annotations ({images, annotations, categories})")
     for key in ("images", "annotations", "categories"):
-        if key not in inst:
+        if not isinstance(inst, dict) or key not in inst:
             raise BenchmarkFileError(f"{instances_path}: missing top-level key {key!r}")
     names = {c["id"]: c["name"] for c in inst["categories"]}
     unknown = sorted(set(names.values()) - set(lexicon.categories))
@@ -99,7 +99,9 @@ def ground_truth(instances_path: str | Path, captions_path: str | Path | None = 
         by_id[a["image_id"]].add(names[a["category_id"]])
     if captions_path:
         caps = read_json(captions_path, "COCO reference captions ({annotations: [{image_id, caption}]})")
-        for a in caps.get("annotations", []):
+        if not isinstance(caps, dict) or not isinstance(caps.get("annotations"), list):
+            raise BenchmarkFileError(f"{captions_path}: expected {{\"annotations\": [{{image_id, caption}}, ...]}}")
+        for a in caps["annotations"]:
             if a.get("image_id") in by_id:
                 by_id[a["image_id"]].update(lexicon.mentions(a["caption"]))
     return {f: by_id[i] for f, i in ids.items()}, ids
