@@ -22,13 +22,16 @@ def _run(args, cwd, timeout=1200):
 def test_two_queued_experiments_run_in_two_workers(tmp_path):
     repo = tmp_path / "study"
     repo.mkdir()
-    for name in ("data", "notebooks", "study"):
+    for name in ("notebooks", "study"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "data", repo / "data")
     shutil.copy(ROOT / "dvc.yaml", repo / "dvc.yaml")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["profile"] = "smoke"
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (repo / ".gitignore").write_text("/artifacts\n/metrics\n/dvclive\n__pycache__/\n")
+    # the project's .gitignore (metrics/ tracked by git: an experiment records it); data/ is committed here
+    ignore = [ln for ln in (ROOT / ".gitignore").read_text().splitlines() if ln.strip() != "/data"]
+    (repo / ".gitignore").write_text("\n".join(ignore) + "\n")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     _run(["git", "init", "-q"], repo)
     _run(["dvc", "init", "-q"], repo)
