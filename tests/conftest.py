@@ -19,6 +19,22 @@ def _chdir_root():
     os.chdir(old)
 
 
+def load_script(relpath: str):
+    """A script of the project (``scripts/``, ``benchmarks/``) imported as a module, by path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(Path(relpath).stem, ROOT / relpath)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def script_module():
+    """``script_module("benchmarks/gpu_check.py")`` -> the script imported as a module."""
+    return load_script
+
+
 @pytest.fixture(scope="session")
 def spec():
     """The study's world spec (``data/world_spec.yaml``)."""

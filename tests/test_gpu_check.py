@@ -1,20 +1,13 @@
 """benchmarks/gpu_check.py: refuses without CUDA, counts FLOPs from the shapes, runs end to end at tiny size."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def check():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def check(script_module):
+    return script_module("benchmarks/gpu_check.py")
 
 
 def test_refuses_without_cuda(check, monkeypatch, capsys):

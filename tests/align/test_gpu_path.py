@@ -1,7 +1,6 @@
 """The GPU path, tested on CPU: the `gpu` profile's knobs (LoRA, bf16, activation checkpointing) on a tiny
 random LLaVA-NeXT checkpoint built offline, through the same ``study.align.train`` call a GPU run makes;
 the `gpu` profile, the accelerate configs and ``scripts/align_gpu.py``."""
-import importlib.util
 import json
 import os
 import socket
@@ -207,11 +206,8 @@ def test_accelerate_configs():
 
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("align_gpu", ROOT / "scripts" / "align_gpu.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def script(script_module):
+    return script_module("scripts/align_gpu.py")
 
 
 @pytest.fixture
