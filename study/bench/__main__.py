@@ -20,7 +20,7 @@ NAMES = ("pope", "amber", "halbench")
 
 def prepare(name: str, b) -> tuple[list[dict], str, Callable[[list[dict], int], dict]]:
     """Read and check benchmark ``name``'s files (params section ``b``, :class:`study.config.BenchmarksSection`):
-    ``(items, image dir, score(rows) -> metrics)``. Runs before any model is loaded, so a bad file costs nothing."""
+    ``(items, image dir, score(rows, seed) -> metrics)``. Runs before any model is loaded, so a bad file costs nothing."""
     from study.bench import amber, halbench, pope_files
 
     limit = b.limit or None
