@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Sequence
 
 from study.bench.files import (BenchmarkFileError, check_images, read_json, require_dir, require_fields,
-                               require_file, words)
+                               require_file, singular_candidates, words)
 from study.eval.bootstrap import bootstrap_table, ratio, stack_stats
 from study.eval.pope import pope_parse
 
@@ -85,11 +85,9 @@ class AmberData:
     def nouns(self, text: str) -> list[str]:
         out = []
         for t in words(text):
-            for cand in (t, t[:-1] if t.endswith("s") else None, t[:-2] if t.endswith("es") else None,
-                         t[:-3] + "y" if t.endswith("ies") else None):
-                if cand and cand in self.vocabulary:
-                    out.append(cand)
-                    break
+            cand = next((c for c in singular_candidates(t) if c in self.vocabulary), None)
+            if cand is not None:
+                out.append(cand)
         return out
 
 

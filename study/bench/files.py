@@ -17,6 +17,19 @@ def words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+", text.lower())
 
 
+def singular_candidates(word: str) -> list[str]:
+    """``word`` and its regular-plural reductions, in the order to try: itself, minus ``s``, minus ``es``,
+    ``ies`` -> ``y`` (the matcher keeps the first that is in its vocabulary)."""
+    out = [word]
+    if word.endswith("s"):
+        out.append(word[:-1])
+    if word.endswith("es"):
+        out.append(word[:-2])
+    if word.endswith("ies"):
+        out.append(word[:-3] + "y")
+    return out
+
+
 class BenchmarkFileError(ValueError):
     """A benchmark file or image that is missing or malformed (the message names it)."""
 

@@ -29,7 +29,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from study.bench.files import BenchmarkFileError, check_images, read_json, read_json_lines, require_fields, words
+from study.bench.files import (BenchmarkFileError, check_images, read_json, read_json_lines, require_fields,
+                               singular_candidates, words)
 from study.eval.bootstrap import bootstrap_table, ratio, stack_stats
 
 LEXICON_FILE = Path(__file__).with_name("coco_objects.txt")
@@ -57,11 +58,7 @@ class CocoLexicon:
         self.longest = max(len(p) for p in self.phrases)
 
     def _reduce(self, tok: str) -> str:
-        for cand in (tok, tok[:-1] if tok.endswith("s") else None, tok[:-2] if tok.endswith("es") else None,
-                     tok[:-3] + "y" if tok.endswith("ies") else None):
-            if cand and cand in self.words:
-                return cand
-        return tok
+        return next((c for c in singular_candidates(tok) if c in self.words), tok)
 
     def mentions(self, text: str) -> list[str]:
         """Categories named in ``text``, in order of mention, with repeats."""

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from PIL import Image
-from tqdm.auto import tqdm
 
 from study import io
 from study.bench.parsers import DISAGREE_THRESHOLD, sensitivity_by_suite
+from study.eval.runner import run_predictions
 from study.model.generate import generate
 
 AnswerFn = Callable[[list[str], list[str]], list[str]]   # (image paths, prompts) -> raw answers
@@ -36,16 +36,10 @@ def model_answer_fn(model, processor, *, max_new_tokens: int, batch_size: int, s
 def answer_items(items: Sequence[dict], image_dir: str | Path, answer_fn: AnswerFn, *, batch_size: int = 16,
                  progress: bool = True) -> list[dict]:
     """Copies of ``items`` with ``answer`` set to ``answer_fn``'s raw text for the item's image and prompt."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    out = []
-    for start in tqdm(range(0, len(items), batch_size), desc="answer", disable=not progress, mininterval=2):
-        batch = items[start:start + batch_size]
-        answers = answer_fn([str(Path(image_dir) / it["image"]) for it in batch], [it["prompt"] for it in batch])
-        if len(answers) != len(batch):
-            raise ValueError(f"answer_fn returned {len(answers)} answers for {len(batch)} prompts")
-        out += [{**it, "answer": str(a)} for it, a in zip(batch, answers)]
-    return out
+    # the items' scene_id is their image file name: the organism's batching loop does the rest
+    return run_predictions(list(items), lambda names, prompts: answer_fn([str(Path(image_dir) / n) for n in names],
+                                                                         prompts),
+                           batch_size=batch_size, progress=progress)
 
 
 def with_parser_sensitivity(metrics: dict, rows: Sequence[dict], threshold: float = DISAGREE_THRESHOLD) -> dict:
