@@ -72,7 +72,7 @@ def main(argv=None) -> dict:
     import torch
 
     torch.set_num_threads(a.threads)
-    from study.align import common as C
+    from study.align import common
     from study.align.config import make_params
     from study.align.losses import plain_pair_loss
     from study.align.offline import make_dpo_trainer, train_offline
@@ -110,7 +110,7 @@ def main(argv=None) -> dict:
     # --- one step, TRL vs plain ------------------------------------------------------------------------
     model, proc = fresh()
     model.train()
-    trainer = make_dpo_trainer(model, proc, C.preference_dataset(pairs[:a.batch], world), p, tmp / "trl", 0)
+    trainer = make_dpo_trainer(model, proc, common.preference_dataset(pairs[:a.batch], world), p, tmp / "trl", 0)
     examples = [trainer.train_dataset[i] for i in range(a.batch)]
     t_coll = []
     for _ in range(a.warmup + a.steps):
@@ -129,10 +129,10 @@ def main(argv=None) -> dict:
         trl_losses.append(float(loss.detach()))
 
     plain, _ = fresh()
-    C.set_full_finetune(plain, p)
+    common.set_full_finetune(plain, p)
     plain.train()
-    ref = C.frozen_copy(plain)
-    popt = torch.optim.AdamW(C.param_groups(plain, p.learning_rate, p.projector_lr), lr=p.learning_rate)
+    ref = common.frozen_copy(plain)
+    popt = torch.optim.AdamW(common.param_groups(plain, p.learning_rate, p.projector_lr), lr=p.learning_rate)
     plain_times, plain_losses = [], []
     for i in range(a.warmup + a.steps):
         t0 = time.perf_counter()

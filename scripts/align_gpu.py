@@ -79,7 +79,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def make_plan(args: argparse.Namespace) -> dict:
     """Validate everything that can be validated without loading a model; returns the run's plan."""
-    from study.align import common as C
+    from study.align import common
     from study.align.config import check_reward_model, make_params, run_params
     from study.config import load_params
 
@@ -108,7 +108,7 @@ def make_plan(args: argparse.Namespace) -> dict:
     if mp not in ("no", "bf16" if ap.bf16 else "no"):
         raise PlanError(f"the accelerate config sets mixed_precision={mp!r} but align.bf16 is {ap.bf16}: the params "
                         "decide precision; use an accelerate config with mixed_precision: 'no' or the matching one")
-    C.check_precision(ap)
+    common.check_precision(ap)
     art = Path(args.artifacts)
     out = Path(args.out_root)
     policy = args.policy or params.model.base_path or str(art / "models" / "sft")

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from study import pipeline as P
+from study import pipeline
 from study.world.spec import SpecError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def test_a_stage_sweeps_what_a_killed_earlier_call_left(tmp_path, monkeypatch):
     Path("artifacts/.world.q9.tmp").mkdir(parents=True)  # an atomic_dir of a killed world stage
     Path("artifacts/.world.old").mkdir()
     Path("artifacts/.prefs.keep").mkdir()  # not a temporary sibling's name: kept
-    P.run_stage("world", "params.yaml", html=False)
+    pipeline.run_stage("world", "params.yaml", html=False)
     assert _hidden(Path("reports")) == [] and _hidden(Path("metrics")) == []
     assert _hidden(Path("artifacts")) == [".prefs.keep"]
     assert Path("reports/00_world.ipynb").is_file() and not Path("reports/00_world.failed.ipynb").exists()
@@ -79,11 +79,11 @@ def test_spec_stage_rejects_a_broken_spec_naming_the_file_and_line(tmp_path, mon
     monkeypatch.chdir(proj)
     spec = Path("data/world_spec.yaml")
     good = spec.read_text()
-    assert P.check_spec("params.yaml")["categories"] >= 12
+    assert pipeline.check_spec("params.yaml")["categories"] >= 12
     assert json.loads(Path("metrics/world_spec.json").read_text())["source"] == "data/world_spec.yaml"
     spec.write_text(good.replace("grid: 3", "grid: [3"))
     with pytest.raises(SpecError, match=r"^data/world_spec.yaml: not valid YAML at line \d+, column \d+: "):
-        P.check_spec("params.yaml")
+        pipeline.check_spec("params.yaml")
     spec.write_text(good.replace("grid: 3", "grid: 4"))
     r = subprocess.run([sys.executable, "-m", "study.pipeline", "spec"], capture_output=True, text=True, env=ENV)
     assert r.returncode == 2
@@ -106,10 +106,10 @@ def test_bdhs_knobs_reach_online_bdhs_runs():
     edited = copy.deepcopy(raw)
     edited["bdhs"].update(rho_th=0.75, eps_s=0.9, n_bdhs=3)
     p = resolve(edited, "quick")
-    injected = P.STAGES["align"].inject(p, "online_bdhs")
+    injected = pipeline.STAGES["align"].inject(p, "online_bdhs")
     ap, _, _ = run_params("online_bdhs", injected["spec_run"], injected["base"])
     b = bdhs_params(ap)  # what the online loop samples with
     assert (b.rho_th, b.eps_s, b.n_bdhs) == (0.75, 0.9, 3)
     edited["align"]["base"]["bdhs_rho_th"] = 0.5
-    injected = P.STAGES["align"].inject(resolve(edited, "quick"), "online_bdhs")
+    injected = pipeline.STAGES["align"].inject(resolve(edited, "quick"), "online_bdhs")
     assert bdhs_params(run_params("online_bdhs", injected["spec_run"], injected["base"])[0]).rho_th == 0.5

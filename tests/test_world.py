@@ -3,7 +3,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from study.world import language as L
+from study.world import language
 from study.world.corpus import CorpusParams, World, build_world, corpus_rows
 from study.world.render import render_scene
 from study.world.scenes import SceneParams, cooccurrence, generate_split, relations_of
@@ -116,18 +116,18 @@ def test_caption_noise_rate_is_honoured_and_inserted_objects_are_absent_context_
 
 def test_language_vocabulary_covers_the_corpus_and_qa_answers_are_true():
     scenes = generate_split(SPEC, SceneParams(), 0, "train", 300)
-    vocab = set(L.vocabulary(SPEC))
+    vocab = set(language.vocabulary(SPEC))
     for r in corpus_rows(SPEC, scenes, CorpusParams(qa_per_scene=4), 0):
         for m in r["messages"]:
             text = m["content"][-1]["text"]
             assert set(text.split()) <= vocab, text
     s = scenes[0]
     cat = s.objects[0].category
-    assert L.existence_qa(cat, True)[1].startswith("yes")
+    assert language.existence_qa(cat, True)[1].startswith("yes")
     n = s.count(cat)
-    assert L.count_qa(SPEC, s, cat)[1].split()[2] in (L.NUMBER_WORDS[n], cat, SPEC.categories[cat].plural[cat])
-    assert L.split_sentences("a b . c d") == ["a b .", "c d"]
-    assert L.split_sentences("no boundary here") == ["no boundary here"]
+    assert language.count_qa(SPEC, s, cat)[1].split()[2] in (language.NUMBER_WORDS[n], cat, SPEC.categories[cat].plural[cat])
+    assert language.split_sentences("a b . c d") == ["a b .", "c d"]
+    assert language.split_sentences("no boundary here") == ["no boundary here"]
 
 
 def test_a_world_pickles_as_its_directory_not_its_loaded_arrays(tmp_path):
@@ -182,7 +182,7 @@ def test_position_first_sentences_are_true_claims_and_off_by_default_changes_not
 
     scenes = generate_split(SPEC, SceneParams(), 0, "train", 200)
     first = corpus_rows(SPEC, scenes, CorpusParams(caption_noise_rate=0.0, position_first_prob=1.0), 0)
-    vocab = set(L.vocabulary(SPEC))
+    vocab = set(language.vocabulary(SPEC))
     by_id = {s.scene_id: s for s in scenes}
     n_first = 0
     for r in first:
@@ -191,7 +191,7 @@ def test_position_first_sentences_are_true_claims_and_off_by_default_changes_not
         text = r["messages"][1]["content"][0]["text"]
         assert set(text.split()) <= vocab
         assert check_claims(text, by_id[r["scene_id"]], SPEC).n_errors == 0, text   # the grader reads them
-        objects = [s for s in L.split_sentences(text) if set(s.split()) & set(SPEC.word_to_category())
+        objects = [s for s in language.split_sentences(text) if set(s.split()) & set(SPEC.word_to_category())
                    and not s.startswith("the ")]                                        # not the relation sentence
         assert all(s.startswith("at the ") for s in objects), text
         n_first += len(objects)
@@ -199,6 +199,6 @@ def test_position_first_sentences_are_true_claims_and_off_by_default_changes_not
     # at 0 no random number is drawn for it: the corpus is the one written before the knob existed
     assert corpus_rows(SPEC, scenes, CorpusParams(position_first_prob=0.0), 0) == corpus_rows(SPEC, scenes, CorpusParams(), 0)
     half = corpus_rows(SPEC, scenes, CorpusParams(position_first_prob=0.5), 0)
-    objects = [s for r in half if r["kind"] == "describe" for s in L.split_sentences(r["messages"][1]["content"][0]["text"])
+    objects = [s for r in half if r["kind"] == "describe" for s in language.split_sentences(r["messages"][1]["content"][0]["text"])
                if not s.startswith(("this is", "the image shows", "the "))]      # object sentences only
     assert 0.4 < np.mean([s.startswith("at the ") for s in objects]) < 0.6

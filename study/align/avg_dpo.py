@@ -27,7 +27,7 @@ from pathlib import Path
 
 from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 
-from study.align import common as C
+from study.align import common
 from study.align.config import AlignParams, check_columns
 from study.align.offline import AlignDPOTrainer, default_work_dir, make_dpo_trainer, run_dpo_trainer
 
@@ -88,17 +88,17 @@ def train_avg_dpo(model, processor, world, data, p: AlignParams, out_dir: str | 
     """Avg-DPO on rows with ``rejected`` and ``rejected_2`` (or a TRL dataset with both); same outputs,
     resume and atomic save as :func:`study.align.offline.train_offline`."""
     check_columns(data, "avg_dpo")
-    model = C.prepare_model(model, p)
-    train_ds = data if C.is_trl_dataset(data) else C.preference_dataset(data, world, with_rejected_2=True)
+    model = common.prepare_model(model, p)
+    train_ds = data if common.is_trl_dataset(data) else common.preference_dataset(data, world, with_rejected_2=True)
     eval_ds = None
     if eval_data is not None:
         check_columns(eval_data, "avg_dpo")
-        eval_ds = eval_data if C.is_trl_dataset(eval_data) else C.preference_dataset(eval_data, world,
+        eval_ds = eval_data if common.is_trl_dataset(eval_data) else common.preference_dataset(eval_data, world,
                                                                                      with_rejected_2=True)
     work = Path(work_dir) if work_dir else default_work_dir(out_dir)
-    ckpt = C.last_checkpoint(work)
+    ckpt = common.last_checkpoint(work)
     trainer = make_dpo_trainer(model, processor, train_ds, p, work, seed, trainer_cls=AvgDPOTrainer, eval_ds=eval_ds,
-                               callbacks=[C.dvclive_callback(live_dir, resume=ckpt is not None), *callbacks],
+                               callbacks=[common.dvclive_callback(live_dir, resume=ckpt is not None), *callbacks],
                                trainer_kwargs={"gamma": p.gamma})
     info = {"method": "avg_dpo", "loss_type": p.loss_type, "gamma": p.gamma, "params": p.model_dump(), "seed": seed,
             "rows": len(train_ds)}

@@ -394,16 +394,16 @@ def history_summary(history: list[dict], keys: Sequence[str] = ("loss", "rewards
 
 def make_annotator(p: AlignParams, world, seed: int = 0):
     """The judge named by ``p.annotator`` (lazy import of :mod:`study.prefs.annotators`)."""
-    from study.prefs import annotators as A
+    from study.prefs import annotators
 
     if p.annotator == "oracle":
-        return A.OracleAnnotator(world_spec(world), seed=seed)
+        return annotators.OracleAnnotator(world_spec(world), seed=seed)
     if p.annotator == "noisy_oracle":
-        return A.NoisyOracleAnnotator(world_spec(world), p.annotator_accuracy, seed=seed)
+        return annotators.NoisyOracleAnnotator(world_spec(world), p.annotator_accuracy, seed=seed)
     from study.prefs.reward_model import load_reward_model
 
     rm, rm_proc = load_reward_model(p.reward_model_path)
-    return A.RewardModelAnnotator(rm, rm_proc, world, seed=seed, name=f"reward_model:{Path(p.reward_model_path).name}")
+    return annotators.RewardModelAnnotator(rm, rm_proc, world, seed=seed, name=f"reward_model:{Path(p.reward_model_path).name}")
 
 
 def score_batch(annotator, scenes, prompts, answers) -> list[float]:

@@ -26,12 +26,12 @@ from pathlib import Path
 
 from trl import DPOTrainer
 
-from study.align import common as C
+from study.align import common
 from study.align.config import AlignParams, check_columns
 from study.resume import default_work_dir  # noqa: F401  (re-exported: online, rl, ppo, avg_dpo)
 
 
-class AlignDPOTrainer(C.ProjectorLRMixin, DPOTrainer):
+class AlignDPOTrainer(common.ProjectorLRMixin, DPOTrainer):
     """``DPOTrainer`` whose AdamW puts the multimodal projector in its own group at ``projector_lr`` (a
     keyword argument, :class:`study.align.common.ProjectorLRMixin`)."""
 
@@ -47,16 +47,16 @@ def make_dpo_trainer(model, processor, train_ds, p: AlignParams, work_dir: str |
     (a frozen copy of the initial policy is made when ``ref_model`` is None). ``peft=False`` skips the
     wrapping (the caller passes an already wrapped model, as the online rounds do).
     """
-    args = C.dpo_args(p, work_dir, seed, **({"eval_strategy": "epoch"} if eval_ds is not None else {}), **arg_overrides)
+    args = common.dpo_args(p, work_dir, seed, **({"eval_strategy": "epoch"} if eval_ds is not None else {}), **arg_overrides)
     peft_config = None
     if peft is None:
         peft = p.lora
     if peft:
-        peft_config = C.lora_config(p)
+        peft_config = common.lora_config(p)
     elif not hasattr(model, "peft_config"):
-        C.set_full_finetune(model, p)
+        common.set_full_finetune(model, p)
         if ref_model is None:
-            ref_model = C.frozen_copy(model)
+            ref_model = common.frozen_copy(model)
     model.train()
     return trainer_cls(model=model, ref_model=ref_model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                        processing_class=processor, callbacks=[c for c in callbacks if c is not None],
@@ -71,13 +71,13 @@ def run_dpo_trainer(trainer, processor, out_dir, work: Path, info: dict, resume_
     metrics = {"train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics["train_runtime"]),
                "steps": int(trainer.state.global_step), "resumed_from": Path(resume_from).name if resume_from else None,
                "trainable_params": sum(q.numel() for q in trainer.model.parameters() if q.requires_grad)}
-    metrics.update(C.history_summary(trainer.state.log_history))
+    metrics.update(common.history_summary(trainer.state.log_history))
     if trainer.eval_dataset is not None:
         metrics.update({k: float(v) for k, v in trainer.evaluate().items() if k.startswith("eval_")
                         and isinstance(v, (int, float))})
     metrics["wall_s"] = time.perf_counter() - t0
-    C.save_policy(trainer.model, processor, out_dir, {**info, "metrics": metrics})  # main process; all wait
-    if work.exists() and C.is_main_process():
+    common.save_policy(trainer.model, processor, out_dir, {**info, "metrics": metrics})  # main process; all wait
+    if work.exists() and common.is_main_process():
         shutil.rmtree(work)
     return metrics
 
@@ -93,16 +93,16 @@ def train_offline(model, processor, world, data, p: AlignParams, out_dir: str | 
     if p.method not in ("dpo", "ipo", "slic"):
         raise ValueError(f"train_offline runs dpo/ipo/slic, got method {p.method!r}")
     check_columns(data, p.method)
-    model = C.prepare_model(model, p)  # bf16 weights (trainable ones are upcast by the trainer)
-    train_ds = data if C.is_trl_dataset(data) else C.preference_dataset(data, world)
+    model = common.prepare_model(model, p)  # bf16 weights (trainable ones are upcast by the trainer)
+    train_ds = data if common.is_trl_dataset(data) else common.preference_dataset(data, world)
     eval_ds = None
     if eval_data is not None:
         check_columns(eval_data, p.method)
-        eval_ds = eval_data if C.is_trl_dataset(eval_data) else C.preference_dataset(eval_data, world)
+        eval_ds = eval_data if common.is_trl_dataset(eval_data) else common.preference_dataset(eval_data, world)
     work = Path(work_dir) if work_dir else default_work_dir(out_dir)
-    ckpt = C.last_checkpoint(work)
+    ckpt = common.last_checkpoint(work)
     trainer = make_dpo_trainer(model, processor, train_ds, p, work, seed, eval_ds=eval_ds,
-                               callbacks=[C.dvclive_callback(live_dir, resume=ckpt is not None), *callbacks])
+                               callbacks=[common.dvclive_callback(live_dir, resume=ckpt is not None), *callbacks])
     info = {"method": p.method, "loss_type": p.loss_type, "params": p.model_dump(), "seed": seed,
             "rows": len(train_ds)}
     return run_dpo_trainer(trainer, processor, out_dir, work, info, ckpt)

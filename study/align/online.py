@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from study import io
-from study.align import common as C
+from study.align import common
 from study.align.config import AlignParams, check_columns
 
 
@@ -116,8 +116,8 @@ def annotate_pairs(annotator, scenes: Sequence, prompts: Sequence[str], a: Seque
     Pareto-dominating the other) is a tie; a judge with only ``prefer_from_scores`` ties on equal scores;
     a judge with only ``prefer`` (purely pairwise) decides every non-identical pair.
     """
-    sa = C.score_batch(annotator, scenes, prompts, a)
-    sb = C.score_batch(annotator, scenes, prompts, b)
+    sa = common.score_batch(annotator, scenes, prompts, a)
+    sb = common.score_batch(annotator, scenes, prompts, b)
     if stats is not None and (sa or sb):
         stats["score_samples"] = float(np.mean([*sa, *sb]))
     out: list[dict | None] = []
@@ -150,9 +150,9 @@ def bdhs_params(p: AlignParams):
 
 
 def load_encoder():
-    from study.bdhs import similarity as S
+    from study.bdhs import similarity
 
-    return S.load_encoder(None) if hasattr(S, "load_encoder") else S.SentenceEncoder(None)
+    return similarity.load_encoder(None) if hasattr(similarity, "load_encoder") else similarity.SentenceEncoder(None)
 
 
 def default_bdhs_fn(model, processor, images, prompts, chosen, params, encoder, seed) -> list[str]:
@@ -274,34 +274,34 @@ def train_online(model, processor, world, data, p: AlignParams, out_dir: str | P
     if method not in ("online_dpo", "online_bdhs", "mixed_dpo"):
         raise ValueError(f"train_online runs online_dpo/online_bdhs/mixed_dpo, got {method!r}")
     check_columns(data, method)
-    rows = C.as_records(data)
+    rows = common.as_records(data)
     if method == "online_bdhs" and p.bdhs_with_external:
         check_columns(rows, "mixed_dpo")  # needs the external rejected answer too
     if method != "online_bdhs" and annotator is None:
-        annotator = C.make_annotator(p, world, seed)
+        annotator = common.make_annotator(p, world, seed)
     if method == "online_bdhs":
         bdhs_fn = bdhs_fn or default_bdhs_fn
         if encoder is None and bdhs_fn is default_bdhs_fn:
             encoder = load_encoder()
     sample_fn = sample_fn or sample_pairs
-    scenes = C.scene_lookup(world) if method != "online_bdhs" else {}
+    scenes = common.scene_lookup(world) if method != "online_bdhs" else {}
 
     work = Path(work_dir) if work_dir else default_work_dir(out_dir)
     state_dir = work / "state"
     # policy and reference (the reference is copied before anything patches or wraps the model; in bf16
     # if p.bf16); trainable parameters in fp32; activation checkpointing comes with each round's trainer
-    model = C.prepare_model(model, p)
-    ref = C.frozen_copy(model)
+    model = common.prepare_model(model, p)
+    ref = common.frozen_copy(model)
     if p.lora:
-        model = C.wrap_lora(model, p)
+        model = common.wrap_lora(model, p)
     else:
-        C.set_full_finetune(model, p)
-    C.upcast_trainable(model)
+        common.set_full_finetune(model, p)
+    common.upcast_trainable(model)
     model.train()
     total = n_rounds(len(rows), p.round_size, p.epochs)
     steps_per_round = math.ceil(math.ceil(p.round_size / p.batch_size) / p.grad_accum)
-    optimizer = C.build_optimizer(model, p)
-    scheduler = C.schedule(optimizer, p, total * steps_per_round)
+    optimizer = common.build_optimizer(model, p)
+    scheduler = common.schedule(optimizer, p, total * steps_per_round)
     loop = {"round": -1, "cache": {}, "history": []}
     resumed = state_dir.is_dir()
     if resumed:
@@ -325,7 +325,7 @@ def train_online(model, processor, world, data, p: AlignParams, out_dir: str | P
         stats["pairs"] = len(round_rows)
         stats["offline_pairs"] = sum(x["source"] == "offline" for x in round_rows)
         if round_rows:
-            ds = C.preference_dataset(round_rows, world, with_rejected_2=avg)
+            ds = common.preference_dataset(round_rows, world, with_rejected_2=avg)
             trainer = make_dpo_trainer(
                 model, processor, ds, p, work / "round", _seed(seed, "round", r),
                 trainer_cls=AvgDPOTrainer if avg else AlignDPOTrainer, ref_model=ref, peft=False,
@@ -339,15 +339,15 @@ def train_online(model, processor, world, data, p: AlignParams, out_dir: str | P
                 if vals:
                     stats[f"train/{k}"] = float(np.mean(vals))
             stats["steps"] = len(steps)
-            C.unpatch_forward(model)
-            C.unpatch_forward(ref)
+            common.unpatch_forward(model)
+            common.unpatch_forward(ref)
             del trainer
         loop["history"].append(stats)
         loop["round"] = r
         if live is not None:
             for k, v in stats.items():
                 if k != "round" and isinstance(v, (int, float)):
-                    live.log_metric(C.metric_name(k if "/" in k else f"round/{k}"), v)
+                    live.log_metric(common.metric_name(k if "/" in k else f"round/{k}"), v)
             live.next_step()
         save_state(state_dir, model, optimizer, scheduler, loop)
     if live is not None:
@@ -366,7 +366,7 @@ def train_online(model, processor, world, data, p: AlignParams, out_dir: str | P
         if vals:
             metrics[f"{k}_first"], metrics[f"{k}_last"] = float(vals[0]), float(vals[-1])
     metrics["history"] = hist
-    C.save_policy(model, processor, out_dir, {"method": method, "loss_type": p.loss_type, "params": p.model_dump(),
+    common.save_policy(model, processor, out_dir, {"method": method, "loss_type": p.loss_type, "params": p.model_dump(),
                                               "seed": seed, "rows": len(rows),
                                               "metrics": {k: v for k, v in metrics.items() if k != "history"}})
     if work.exists():

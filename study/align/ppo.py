@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from study.align import common as C
+from study.align import common
 from study.align.config import AlignParams, check_columns
 from study.align.reward import CollapseMonitor, RewardScorer, make_scorer
 
@@ -186,32 +186,32 @@ def train_ppo(model, processor, world, data, p: AlignParams, out_dir: str | Path
     from study.align.online import load_state, round_indices, save_state
 
     check_columns(data, "ppo")
-    rows = C.as_records(data)
-    model = C.prepare_model(model, p)
+    rows = common.as_records(data)
+    model = common.prepare_model(model, p)
     scorer = scorer or make_scorer(p, world, annotator, seed)
     stats = scorer.fit(model, processor, world, rows, p, seed) if p.reward_norm_prompts else {}
     work = Path(work_dir) if work_dir else default_work_dir(out_dir)
     ref = None
     if p.lora:
-        model = C.wrap_lora(model, p)
+        model = common.wrap_lora(model, p)
     else:
-        ref = C.frozen_copy(model)
-        C.set_full_finetune(model, p)
-    C.upcast_trainable(model)  # bf16: frozen weights bf16, trained ones fp32 (no autocast in this loop)
+        ref = common.frozen_copy(model)
+        common.set_full_finetune(model, p)
+    common.upcast_trainable(model)  # bf16: frozen weights bf16, trained ones fp32 (no autocast in this loop)
     if p.gradient_checkpointing:
-        C.enable_checkpointing(model)
+        common.enable_checkpointing(model)
     model.train()
     hidden = model.config.get_text_config().hidden_size
     torch.manual_seed(seed)
     value_head = ValueHead(hidden).to(next(model.parameters()).device)
     both = nn.ModuleDict({"policy": model, "value": value_head})
-    groups = C.param_groups(model, p.learning_rate, p.projector_lr, p.weight_decay)
+    groups = common.param_groups(model, p.learning_rate, p.projector_lr, p.weight_decay)
     groups.append({"params": list(value_head.parameters()), "lr": p.learning_rate, "weight_decay": 0.0,
                    "name": "value"})
     optimizer = torch.optim.AdamW(groups, lr=p.learning_rate)
     n_batches = max(1, math.ceil(p.epochs * len(rows) / p.batch_size))
     mb_per_batch = math.ceil(p.batch_size / p.ppo_minibatch)
-    scheduler = C.schedule(optimizer, p, n_batches * p.ppo_epochs * mb_per_batch)
+    scheduler = common.schedule(optimizer, p, n_batches * p.ppo_epochs * mb_per_batch)
     monitor = CollapseMonitor(p.collapse_min_tokens, p.collapse_length_ratio)
     loop = {"round": -1, "history": []}
     state_dir = work / "state"
@@ -276,7 +276,7 @@ def train_ppo(model, processor, world, data, p: AlignParams, out_dir: str | Path
         if live is not None:
             for k, v in h.items():
                 if k != "batch":
-                    live.log_metric(C.metric_name(f"ppo/{k}"), v)
+                    live.log_metric(common.metric_name(f"ppo/{k}"), v)
             live.next_step()
         save_state(state_dir, both, optimizer, scheduler, loop)
         if reason and p.stop_on_collapse:
@@ -292,7 +292,7 @@ def train_ppo(model, processor, world, data, p: AlignParams, out_dir: str | Path
             metrics[f"{k}_first"], metrics[f"{k}_last"] = vals[0], vals[-1]
     metrics["collapse"] = monitor.report()
     metrics["history"] = hist
-    C.save_policy(model, processor, out_dir, {"method": "ppo", "params": p.model_dump(), "seed": seed,
+    common.save_policy(model, processor, out_dir, {"method": "ppo", "params": p.model_dump(), "seed": seed,
                                               "rows": len(rows),
                                               "metrics": {k: v for k, v in metrics.items() if k != "history"}})
     if work.exists():

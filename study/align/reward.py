@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 from transformers import TrainerCallback
 
-from study.align import common as C
+from study.align import common
 from study.align.config import AlignParams
 
 
@@ -39,7 +39,7 @@ class RewardScorer:
         self.annotator, self.scenes, self.mean, self.std, self.audit = annotator, scenes, mean, std, audit
 
     def raw(self, scene_ids: Sequence[str], prompts: Sequence[str], answers: Sequence[str]) -> list[float]:
-        return C.score_batch(self.annotator, [self.scenes[s] for s in scene_ids], prompts, answers)
+        return common.score_batch(self.annotator, [self.scenes[s] for s in scene_ids], prompts, answers)
 
     def normalise(self, raw: Sequence[float]) -> list[float]:
         return [(float(r) - self.mean) / self.std for r in raw]
@@ -50,7 +50,7 @@ class RewardScorer:
     def audit_scores(self, scene_ids, prompts, answers) -> list[float] | None:
         if self.audit is None:
             return None
-        return C.score_batch(self.audit, [self.scenes[s] for s in scene_ids], prompts, answers)
+        return common.score_batch(self.audit, [self.scenes[s] for s in scene_ids], prompts, answers)
 
     def fit(self, model, processor, world, rows: list[dict], p: AlignParams, seed: int) -> dict:
         """Set mean/std from ``rloo_k`` samples of ``model`` on the first ``reward_norm_prompts`` rows of a
@@ -76,13 +76,13 @@ class RewardScorer:
 
 
 def make_scorer(p: AlignParams, world, annotator=None, seed: int = 0) -> RewardScorer:
-    annotator = annotator or C.make_annotator(p, world, seed)
+    annotator = annotator or common.make_annotator(p, world, seed)
     audit = None
     if p.audit_with_oracle and p.annotator != "oracle":
         from study.prefs.annotators import OracleAnnotator
 
-        audit = OracleAnnotator(C.world_spec(world), seed=seed)
-    return RewardScorer(annotator, C.scene_lookup(world), audit=audit)
+        audit = OracleAnnotator(common.world_spec(world), seed=seed)
+    return RewardScorer(annotator, common.scene_lookup(world), audit=audit)
 
 
 def trl_reward_func(scorer: RewardScorer):

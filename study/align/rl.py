@@ -24,7 +24,7 @@ from pathlib import Path
 
 from trl import RLOOConfig, RLOOTrainer
 
-from study.align import common as C
+from study.align import common
 from study.align.config import AlignParams, check_columns
 from study.align.ppo import (Rollout, ValueHead, gae, kl_penalised_rewards, logps_values, masked_mean,  # noqa: F401
                              masked_whiten, ppo_loss, rollout, train_ppo)
@@ -34,7 +34,7 @@ from study.align.reward import (CollapseCallback, CollapseMonitor, RewardScorer,
 
 # ------------------------------------------------------------------------------------------------ RLOO
 
-class AlignRLOOTrainer(C.ProjectorLRMixin, RLOOTrainer):
+class AlignRLOOTrainer(common.ProjectorLRMixin, RLOOTrainer):
     """``RLOOTrainer`` whose AdamW puts the multimodal projector in its own group at ``projector_lr``."""
 
 
@@ -45,7 +45,7 @@ def rloo_args(p: AlignParams, output_dir, seed: int, **overrides) -> RLOOConfig:
               gradient_accumulation_steps=p.grad_accum, max_grad_norm=p.max_grad_norm, weight_decay=p.weight_decay,
               lr_scheduler_type=p.lr_scheduler, warmup_steps=p.warmup_ratio, logging_steps=p.logging_steps,
               save_strategy="steps", save_steps=p.save_steps, save_total_limit=1, report_to=[], seed=seed,
-              data_seed=seed, use_cpu=C.use_cpu(), **C.precision_args(p), remove_unused_columns=False,
+              data_seed=seed, use_cpu=common.use_cpu(), **common.precision_args(p), remove_unused_columns=False,
               normalize_advantages=False, disable_tqdm=True, dataloader_num_workers=0)
     kw.update(overrides)
     return RLOOConfig(**kw)
@@ -57,37 +57,37 @@ def train_rloo(model, processor, world, data, p: AlignParams, out_dir: str | Pat
     from study.align.offline import default_work_dir
 
     check_columns(data, "rloo")
-    rows = C.as_records(data)
-    model = C.prepare_model(model, p)
+    rows = common.as_records(data)
+    model = common.prepare_model(model, p)
     scorer = scorer or make_scorer(p, world, annotator, seed)
     stats = scorer.fit(model, processor, world, rows, p, seed) if p.reward_norm_prompts else {}
     work = Path(work_dir) if work_dir else default_work_dir(out_dir)
     trainer_dir = work / "trainer"
-    ckpt = C.last_checkpoint(trainer_dir)
-    peft_config = C.lora_config(p) if p.lora else None
+    ckpt = common.last_checkpoint(trainer_dir)
+    peft_config = common.lora_config(p) if p.lora else None
     if not p.lora:
-        C.set_full_finetune(model, p)
+        common.set_full_finetune(model, p)
         init = work / "init"
         if not (init / "config.json").is_file():  # TRL builds pi_ref from name_or_path: the initial policy
-            C.save_policy(model, processor, init)
+            common.save_policy(model, processor, init)
         model.config._name_or_path = str(init)
     monitor = CollapseMonitor(p.collapse_min_tokens, p.collapse_length_ratio)
     model.train()
     trainer = AlignRLOOTrainer(
         model=model, reward_funcs=trl_reward_func(scorer), args=rloo_args(p, trainer_dir, seed),
-        train_dataset=C.prompt_dataset(rows, world), processing_class=processor, peft_config=peft_config,
-        callbacks=[c for c in (C.dvclive_callback(live_dir, resume=ckpt is not None),
+        train_dataset=common.prompt_dataset(rows, world), processing_class=processor, peft_config=peft_config,
+        callbacks=[c for c in (common.dvclive_callback(live_dir, resume=ckpt is not None),
                                CollapseCallback(monitor, p.stop_on_collapse), *callbacks) if c is not None],
         projector_lr=p.projector_lr)
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=ckpt)
     metrics = {"train_loss": float(result.training_loss), "steps": int(trainer.state.global_step),
                "wall_s": time.perf_counter() - t0, "resumed_from": Path(ckpt).name if ckpt else None, **stats}
-    metrics.update(C.history_summary(trainer.state.log_history, ("reward", "reward_raw", "kl", "audit/oracle_score",
+    metrics.update(common.history_summary(trainer.state.log_history, ("reward", "reward_raw", "kl", "audit/oracle_score",
                                                                  "completions/mean_length", "entropy")))
     metrics["collapse"] = monitor.report()
-    C.save_policy(trainer.model, processor, out_dir, {"method": "rloo", "params": p.model_dump(), "seed": seed,
+    common.save_policy(trainer.model, processor, out_dir, {"method": "rloo", "params": p.model_dump(), "seed": seed,
                                                       "rows": len(rows), "metrics": metrics})
-    if work.exists() and C.is_main_process():
+    if work.exists() and common.is_main_process():
         shutil.rmtree(work)
     return metrics

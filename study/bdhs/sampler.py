@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from study.bdhs import guided as G
+from study.bdhs import guided as guidance
 from study.bdhs.mask import SharedKeep
 from study.bdhs.noise import N_STEPS, add_diffusion_noise
 from study.bdhs.similarity import SentenceEncoder
@@ -85,7 +85,7 @@ def _check_inputs(images, prompts, chosen) -> None:
     for row, (img, c) in enumerate(zip(images, chosen)):
         if img is None:
             raise ValueError(f"image of row {row} is missing (None)")
-        G.chosen_sentences(c, row)
+        guidance.chosen_sentences(c, row)
 
 
 def _round(model, processor, images, prompts, chosen, pending, params, it, seed, guided):
@@ -93,14 +93,14 @@ def _round(model, processor, images, prompts, chosen, pending, params, it, seed,
     rngs = [np.random.default_rng([seed, it, i]) for i in pending]
     imgs = [add_diffusion_noise(images[i], params.noise_steps, r) for i, r in zip(pending, rngs)]
     if guided:
-        plans = [G.plan(chosen[i], r, row=i) for i, r in zip(pending, rngs)]
+        plans = [guidance.plan(chosen[i], r, row=i) for i, r in zip(pending, rngs)]
         row_sample = [j for j, p in enumerate(plans) for _ in p.sentences]
-        prefixes = [pre for p in plans for pre in G.assistant_prefixes(p)]
+        prefixes = [pre for p in plans for pre in guidance.assistant_prefixes(p)]
         budget = params.max_new_tokens
     else:
         row_sample = list(range(len(pending)))
         prefixes = None
-        budget = params.max_new_tokens * max(len(G.chosen_sentences(chosen[i], i)) for i in pending)
+        budget = params.max_new_tokens * max(len(guidance.chosen_sentences(chosen[i], i)) for i in pending)
     # rows sorted by prefix length so that each generate batch pads little; outputs are put back in order
     order = sorted(range(len(row_sample)), key=lambda r: len(prefixes[r].split()) if prefixes else 0)
     keep = SharedKeep([row_sample[r] for r in order], params.rho_th)
@@ -115,7 +115,7 @@ def _round(model, processor, images, prompts, chosen, pending, params, it, seed,
         outs[r] = o
     if guided:
         bounds = np.cumsum([0] + [len(p.sentences) for p in plans])
-        texts = [G.join(p, outs[bounds[j]:bounds[j + 1]]) for j, p in enumerate(plans)]
+        texts = [guidance.join(p, outs[bounds[j]:bounds[j + 1]]) for j, p in enumerate(plans)]
     else:
         texts = [" ".join(o.split()) for o in outs]
     return texts, [keep.visible(j) for j in range(len(pending))]

@@ -6,9 +6,9 @@ A sentence *asserts* a category if it holds a non-negated mention of it (any syn
 
     category fact stated  iff some sentence asserts c;
     colour / size fact    iff some sentence asserts c and contains o's colour / size word;
-    position fact         iff some sentence asserts c and contains o's position phrase, where position
-                          phrases are matched longest-first ("top left" is not also "top") and a phrase
-                          followed by "of" is a relation ("left of"), not a position.
+    position fact         iff some sentence asserts c and contains o's position phrase
+                          (:func:`study.world.phrases.position_phrases`: longest first, "left of" is a
+                          relation, not a position).
 
 Matching is per sentence, not one-to-one: two objects of one category may be credited by the same
 sentence. Metrics: ``helpfulness = sum stated facts / sum facts`` (micro over the corpus) and
@@ -18,28 +18,11 @@ from __future__ import annotations
 
 from study.eval.bootstrap import ratio
 from study.eval.mentions import is_negated, modifier_words, sentences, tokenize
+from study.world.phrases import position_phrases
 from study.world.scenes import Scene
 from study.world.spec import WorldSpec
 
 FACT_KINDS = ("category", "color", "size", "position")
-
-
-def position_phrases(tokens: list[str], spec: WorldSpec) -> set[str]:
-    """Position names in ``tokens`` (longest match first; a phrase followed by "of" is skipped)."""
-    names = sorted({spec.position_name(r, c) for r in range(spec.grid) for c in range(spec.grid)},
-                   key=lambda p: -len(p.split()))
-    found, i = set(), 0
-    while i < len(tokens):
-        for name in names:
-            k = len(name.split())
-            if tokens[i:i + k] == name.split():
-                if i + k >= len(tokens) or tokens[i + k] != "of":
-                    found.add(name)
-                i += k
-                break
-        else:
-            i += 1
-    return found
 
 
 def _sentence_claims(text: str, spec: WorldSpec) -> list[tuple[set[str], set[str]]]:

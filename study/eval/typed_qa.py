@@ -13,8 +13,9 @@ Grading of answer a (tokens and negation as in :mod:`study.eval.mentions`):
 
     attribute    colours C = colour words in a. Correct iff set(C) == {expected}. If C is empty and a
                  denies X ("there is no X") the answer is a (false) denial; with neither it is unparseable.
-    count        k = the number word right after "there is" / "there are" (``no``=0, ``a``/``an``=1,
-                 ``one``..``six``, digits). Correct iff k == expected; no such k: unparseable.
+    count        k = the answered count (:func:`study.world.phrases.answered_count`: the first number word
+                 after "there is" / "there are", ``no`` = 0, ``a``/``an`` = 1, digits). Correct iff
+                 k == expected; no such k: unparseable.
     relation     POPE parser (:func:`study.eval.pope.pope_parse`); correct iff it equals expected. An
                  empty answer is unparseable here (POPE would read it as "yes").
     adversarial  correct iff a denies X; else if a names any colour it attributes a colour to an absent
@@ -31,42 +32,41 @@ from __future__ import annotations
 from study.eval.bootstrap import ratio
 from study.eval.mentions import denied_categories, tokenize
 from study.eval.pope import pope_parse, scene_rng
-from study.world import language as L
+from study.world import language
+from study.world.phrases import INVERSE, answered_count
 from study.world.scenes import Scene
 from study.world.spec import WorldSpec
 
 QTYPES = ("attribute", "count", "relation", "adversarial")
-INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
-COUNT_WORDS = {**{w: i for i, w in enumerate(L.NUMBER_WORDS)}, "a": 1, "an": 1}
 
 
 def typed_questions(spec: WorldSpec, scene: Scene, seed: int = 0) -> list[dict]:
     """``[{"qtype", "object", "expected", "prompt"}]`` for the scene (relation items add ``relation``)."""
     rng = scene_rng(seed, scene.scene_id, 2)
     out = []
-    uniq = sorted(o.category for o in L.unique_objects(scene))
+    uniq = sorted(o.category for o in language.unique_objects(scene))
     if uniq:
         cat = uniq[int(rng.integers(len(uniq)))]
         color = next(o.color for o in scene.objects if o.category == cat)
-        out.append({"qtype": "attribute", "object": cat, "expected": color, "prompt": L.color_qa(scene, cat)[0]})
+        out.append({"qtype": "attribute", "object": cat, "expected": color, "prompt": language.color_qa(scene, cat)[0]})
     present = sorted(scene.categories)
     cat = present[int(rng.integers(len(present)))]
     out.append({"qtype": "count", "object": cat, "expected": scene.count(cat),
-                "prompt": L.count_qa(spec, scene, cat)[0]})
-    fact = L.relation_fact(scene, rng)
+                "prompt": language.count_qa(spec, scene, cat)[0]})
+    fact = language.relation_fact(scene, rng)
     if fact is not None:
         if rng.random() < 0.5:
             fact = {**fact, "rel": INVERSE[fact["rel"]]}
-        holds = L.relation_holds(scene, fact["a"], fact["rel"], fact["b"])
+        holds = language.relation_holds(scene, fact["a"], fact["rel"], fact["b"])
         out.append({"qtype": "relation", "object": fact["a"], "expected": "yes" if holds else "no",
                     "relation": [fact["a"], fact["rel"], fact["b"]],
-                    "prompt": L.relation_qa(scene, fact["a"], fact["rel"], fact["b"])[0]})
+                    "prompt": language.relation_qa(scene, fact["a"], fact["rel"], fact["b"])[0]})
     ctx = spec.contexts[scene.context].objects
     absent = [c for c in ctx if c not in scene.categories]
     if absent:
         w = [ctx[c] for c in absent]
         cat = absent[int(rng.choice(len(absent), p=[x / sum(w) for x in w]))]
-        out.append({"qtype": "adversarial", "object": cat, "expected": "absent", "prompt": L.color_qa(scene, cat)[0]})
+        out.append({"qtype": "adversarial", "object": cat, "expected": "absent", "prompt": language.color_qa(scene, cat)[0]})
     return out
 
 
@@ -75,16 +75,8 @@ def parse_colors(answer: str, spec: WorldSpec) -> set[str]:
 
 
 def parse_count(answer: str) -> int | None:
-    """The number after the first "there is" / "there are", or None."""
-    toks = tokenize(answer)
-    for i in range(len(toks) - 2):
-        if toks[i] == "there" and toks[i + 1] in ("is", "are"):
-            w = toks[i + 2]
-            if w in COUNT_WORDS:
-                return COUNT_WORDS[w]
-            if w.isdigit():
-                return int(w)
-    return None
+    """The count an answer gives (:func:`study.world.phrases.answered_count`), or None."""
+    return answered_count(tokenize(answer))
 
 
 def grade(qtype: str, answer: str, expected, obj: str, spec: WorldSpec) -> tuple[bool, bool]:

@@ -53,7 +53,7 @@ from transformers import CLIPConfig, CLIPModel
 
 from study.model.vision_pretrain import (PROBE_TRAIN, VisionPretrainParams, _pixels, patch_states,
                                          pooled_patch_features, presence_labels)
-from study.world import language as L
+from study.world import language
 from study.world.corpus import World
 from study.world.scenes import SPLITS, Scene
 from study.world.spec import WorldSpec
@@ -69,7 +69,7 @@ _STREAM = 7919           # separates the caption rng streams from the corpus' on
 def caption(spec: WorldSpec, scene: Scene, split: str, index: int, seed: int, epoch: int = 0) -> str:
     """A clean (``noise_rate=0``) description of ``scene``, deterministic in (seed, split, epoch, index)."""
     rng = np.random.default_rng([seed, _STREAM, SPLITS.index(split), epoch, index])
-    text, inserted = L.describe(spec, scene, rng, synonym_prob=SYNONYM_PROB, noise_rate=0.0,
+    text, inserted = language.describe(spec, scene, rng, synonym_prob=SYNONYM_PROB, noise_rate=0.0,
                                 relation_prob=RELATION_PROB)
     assert inserted is None
     return text
@@ -82,10 +82,10 @@ def max_caption_words(spec: WorldSpec, scenes) -> int:
     names = max(n(w) for c in spec.categories.values() for w in c.names)
     cat = max(n(c) for c in spec.category_names)
     pos = max(n(spec.position_name(r, c)) for r in range(spec.grid) for c in range(spec.grid))
-    obj = max(free(t) for t in L.OBJECT_TEMPLATES) + max(map(n, spec.sizes)) + max(map(n, spec.colors)) + names + pos
-    intro = max(free(t) for t in L.INTRO_TEMPLATES) + max(map(n, spec.contexts))
+    obj = max(free(t) for t in language.OBJECT_TEMPLATES) + max(map(n, spec.sizes)) + max(map(n, spec.colors)) + names + pos
+    intro = max(free(t) for t in language.INTRO_TEMPLATES) + max(map(n, spec.contexts))
     rels = [n(r["relation"]) for s in scenes for r in s.relations]
-    rel = free(L.RELATION_TEMPLATE) + 2 * cat + max(rels, default=0)
+    rel = free(language.RELATION_TEMPLATE) + 2 * cat + max(rels, default=0)
     return intro + max((len(s.objects) for s in scenes), default=0) * obj + rel
 
 

@@ -35,7 +35,7 @@ import torch
 from datasets import Dataset
 from trl import SFTTrainer
 
-from study.world import language as L
+from study.world import language
 from study.world.corpus import CorpusParams, World, existence_item, qa_item
 from study.world.scenes import SPLITS, Scene
 from study.world.spec import WorldSpec
@@ -50,7 +50,7 @@ class LMPretrainParams:
 
 def passage(spec: WorldSpec, scene: Scene, rng: np.random.Generator, p: CorpusParams) -> str:
     """A clean description of ``scene`` (every object, no absent one): the text stand-in for its image."""
-    return L.describe(spec, scene, rng, synonym_prob=p.synonym_prob, noise_rate=0.0, relation_prob=p.relation_prob,
+    return language.describe(spec, scene, rng, synonym_prob=p.synonym_prob, noise_rate=0.0, relation_prob=p.relation_prob,
                       position_first_prob=p.position_first_prob)[0]
 
 
@@ -63,10 +63,10 @@ def text_rows(spec: WorldSpec, scenes: list[Scene], p: CorpusParams, seed: int) 
         text = passage(spec, scene, rng, p)
 
         def describe() -> str:
-            return L.describe(spec, scene, rng, synonym_prob=p.synonym_prob, noise_rate=p.caption_noise_rate,
+            return language.describe(spec, scene, rng, synonym_prob=p.synonym_prob, noise_rate=p.caption_noise_rate,
                               relation_prob=p.relation_prob, position_first_prob=p.position_first_prob)[0]
 
-        ask = L.DESCRIBE_PROMPTS[int(rng.integers(len(L.DESCRIBE_PROMPTS)))]
+        ask = language.DESCRIBE_PROMPTS[int(rng.integers(len(language.DESCRIBE_PROMPTS)))]
         rows.append({"scene_id": scene.scene_id, "kind": "read_describe", "prompt": f"{text} {ask}", "answer": describe()})
         for _ in range(p.qa_per_scene):
             kind, q, a = qa_item(spec, scene, rng)
@@ -74,7 +74,7 @@ def text_rows(spec: WorldSpec, scenes: list[Scene], p: CorpusParams, seed: int) 
         for _ in range(p.exist_per_scene):
             q, a = existence_item(spec, scene, rng)
             rows.append({"scene_id": scene.scene_id, "kind": "read_exist", "prompt": f"{text} {q}", "answer": a})
-        ask = L.DESCRIBE_PROMPTS[int(rng.integers(len(L.DESCRIBE_PROMPTS)))]
+        ask = language.DESCRIBE_PROMPTS[int(rng.integers(len(language.DESCRIBE_PROMPTS)))]
         rows.append({"scene_id": scene.scene_id, "kind": "prior_describe", "prompt": ask, "answer": describe()})
     return rows
 

@@ -30,13 +30,13 @@ def bdhs_recipe(world, *, n: int | None, seed: int, model=None, processor=None, 
     ``BDHSParams(rho_th=study.bdhs.DEFAULT_RHO_TH)``; ``encoder`` to ``study.bdhs.similarity.load_encoder(None)`` (only when the default
     sampler is used). Sampling runs in chunks of ``chunk`` items."""
     if sampler is None:
-        import study.bdhs as B
+        import study.bdhs as bdhs_package
         from study.bdhs.similarity import load_encoder
 
-        sampler = B.bdhs_sample
+        sampler = bdhs_package.bdhs_sample
         if params is None:  # the BDHS package's default threshold (rho_th has no dataclass default)
-            rho = getattr(B, "DEFAULT_RHO_TH", None)
-            params = B.BDHSParams() if rho is None else B.BDHSParams(rho_th=rho)
+            rho = getattr(bdhs_package, "DEFAULT_RHO_TH", None)
+            params = bdhs_package.BDHSParams() if rho is None else bdhs_package.BDHSParams(rho_th=rho)
         encoder = encoder if encoder is not None else load_encoder(None)
     items = candidates(corpus_items(world, split, kinds_for(prompt_source, kinds)), n, seed, overdraw)
     kept = []

@@ -33,13 +33,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from study.eval.mentions import is_negated, modifier_words, sentences
-from study.world.language import NUMBER_WORDS
+from study.world.phrases import CLAIM_COUNT_WORDS, RELATIONS, claimed_count_index, position_spans, relation_spans
 from study.world.scenes import Scene, SceneObject
 from study.world.spec import WorldSpec
 
-RELATIONS = ("left of", "right of", "above", "below")
-INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
-COUNT_WORDS = {w: i for i, w in enumerate(NUMBER_WORDS) if i >= 1}
 ERROR_KINDS = ("hallucinated_object", "wrong_color", "wrong_size", "wrong_position", "wrong_count",
                "false_relation", "false_denial", "wrong_context")
 
@@ -96,34 +93,6 @@ class ClaimReport:
         return self.n_hallucinated + self.n_other_errors
 
 
-def position_spans(tokens: list[str], spec: WorldSpec) -> list[tuple[int, int]]:
-    """Spans of position phrases, longest match first; a phrase followed by "of" is a relation."""
-    names = sorted({spec.position_name(r, c) for r in range(spec.grid) for c in range(spec.grid)},
-                   key=lambda p: -len(p.split()))
-    out, i = [], 0
-    while i < len(tokens):
-        for name in names:
-            k = len(name.split())
-            if tokens[i:i + k] == name.split():
-                if i + k >= len(tokens) or tokens[i + k] != "of":
-                    out.append((i, i + k))
-                i += k
-                break
-        else:
-            i += 1
-    return out
-
-
-def relation_spans(tokens: list[str]) -> list[tuple[int, int, str]]:
-    out = []
-    for i, t in enumerate(tokens):
-        if t in ("left", "right") and i + 1 < len(tokens) and tokens[i + 1] == "of":
-            out.append((i, i + 2, f"{t} of"))
-        elif t in ("above", "below"):
-            out.append((i, i + 1, t))
-    return out
-
-
 def relation_true(scene: Scene, a: str, rel: str, b: str) -> bool:
     """Some instance of ``a`` stands in ``rel`` to some instance of ``b``."""
     ids_a = {o.id for o in scene.objects if o.category == a}
@@ -171,10 +140,7 @@ def parse_sentence(tokens: list[str], spec: WorldSpec) -> SentenceInfo:
     if len(cats) == 1 and not rels:
         info.kind = "object"
         info.category = next(iter(cats))
-        for i in range(len(tokens) - 2):
-            if tokens[i] == "there" and tokens[i + 1] in ("is", "are") and tokens[i + 2] in COUNT_WORDS:
-                info.count = i + 2
-                break
+        info.count = claimed_count_index(tokens)
     return info
 
 
@@ -196,7 +162,7 @@ def check_sentence(info: SentenceInfo, scene: Scene, spec: WorldSpec) -> Sentenc
         scored = [(len(_mismatches(info, o)), k, o) for k, o in enumerate(inst)]
         _, _, info.best = min(scored, key=lambda t: (t[0], t[1]))
         info.errors += _mismatches(info, info.best)
-        if info.count is not None and COUNT_WORDS[info.tokens[info.count]] != len(inst):
+        if info.count is not None and CLAIM_COUNT_WORDS[info.tokens[info.count]] != len(inst):
             info.errors.append("wrong_count")
     return info
 
@@ -221,7 +187,7 @@ def parse_prompt(prompt: str, spec: WorldSpec) -> dict:
     ``describe``. Matching is on the world's templates (:mod:`study.world.language`), object words through
     the mention lexicon (synonyms and plurals included).
     """
-    from study.world import language as L
+    from study.world import language
 
     lexicon = spec.word_to_category()
     toks = sentences(prompt)
@@ -254,17 +220,17 @@ def parse_prompt(prompt: str, spec: WorldSpec) -> dict:
                 i += 1
         return out if i == len(t) else None
 
-    for tpl in L.EXIST_PROMPTS:
+    for tpl in language.EXIST_PROMPTS:
         m = match(tpl)
         if m:
             return {"kind": "exist", "object": m["name"]}
-    m = match(L.COLOR_PROMPT)
+    m = match(language.COLOR_PROMPT)
     if m:
         return {"kind": "color", "object": m["name"]}
-    m = match(L.COUNT_PROMPT)
+    m = match(language.COUNT_PROMPT)
     if m:
         return {"kind": "count", "object": m["plural"]}
-    m = match(L.RELATION_PROMPT)
+    m = match(language.RELATION_PROMPT)
     if m:
         return {"kind": "relation", "a": m["a"], "rel": m["rel"], "b": m["b"]}
     return {"kind": "describe"}
@@ -316,15 +282,15 @@ def qa_grade(q: dict, answer: str, scene: Scene, spec: WorldSpec) -> int:
 
 def gt_answer(q: dict, scene: Scene, spec: WorldSpec) -> str:
     """The world's template answer to short-QA prompt ``q`` (what the SFT corpus would say)."""
-    from study.world import language as L
+    from study.world import language
 
     kind = q["kind"]
     if kind == "exist":
-        return L.existence_qa(q["object"], q["object"] in scene.categories)[1]
+        return language.existence_qa(q["object"], q["object"] in scene.categories)[1]
     if kind == "color":
-        return L.color_qa(scene, q["object"])[1]
+        return language.color_qa(scene, q["object"])[1]
     if kind == "count":
-        return L.count_qa(spec, scene, q["object"])[1]
+        return language.count_qa(spec, scene, q["object"])[1]
     if kind == "relation":
         holds = relation_true(scene, q["a"], q["rel"], q["b"])
         ans = f"yes , the {q['a']} is {q['rel']} the {q['b']} ." if holds else \

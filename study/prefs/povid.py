@@ -44,11 +44,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from study.prefs.facts import (INVERSE, RELATIONS, SentenceInfo, check_claims, check_sentence, parse_prompt,
-                               parse_sentence, relation_true)
+from study.prefs.facts import (SentenceInfo, check_claims, check_sentence, parse_prompt, parse_sentence,
+                               relation_true)
 from study.prefs.schema import make_row, validate_rows
 from study.prefs.sources import candidates, corpus_items, kinds_for, subsample, world_spec
-from study.world import language as L
+from study.world import language
+from study.world.phrases import INVERSE, NUMBER_WORDS, RELATIONS
 from study.world.scenes import Scene, cooccurrence
 from study.world.spec import WorldSpec
 
@@ -150,7 +151,7 @@ def _insert_reading_order(infos: list[SentenceInfo], new: SentenceInfo, cell: in
 
 def object_sentence(spec: WorldSpec, category: str, color: str, size: str, pos: str, rng: np.random.Generator,
                     word: str | None = None) -> list[str]:
-    tpl = L.OBJECT_TEMPLATES[int(rng.integers(len(L.OBJECT_TEMPLATES)))]
+    tpl = language.OBJECT_TEMPLATES[int(rng.integers(len(language.OBJECT_TEMPLATES)))]
     return tpl.format(size=size, color=color, name=word or category, pos=pos).split()
 
 
@@ -264,13 +265,13 @@ def _edit_relation(infos, scene, spec, cooc, rng):
         out = list(infos)
         out[k] = parse_sentence(toks, spec)
         return out, {"type": "relation", "how": "invert"}
-    uniq = sorted({o.category for o in L.unique_objects(scene)})
+    uniq = sorted({o.category for o in language.unique_objects(scene)})
     pairs = [(a, b, rel) for a in uniq for b in uniq if a != b for rel in RELATIONS
              if not relation_true(scene, a, rel, b)]
     if not pairs:
         return None
     a, b, rel = pairs[int(rng.integers(len(pairs)))]
-    toks = L.RELATION_TEMPLATE.format(a=a, rel=rel, b=b).split()
+    toks = language.RELATION_TEMPLATE.format(a=a, rel=rel, b=b).split()
     return list(infos) + [parse_sentence(toks, spec)], {"type": "relation", "how": "insert"}
 
 
@@ -288,7 +289,7 @@ def _qa_corruptions(q: dict, chosen: str, scene: Scene, spec: WorldSpec, rng: np
     if kind == "exist":
         x = q["object"]
         flip = pope_parse(chosen) == "yes"
-        out.append((L.existence_qa(x, not flip)[1], {"type": "qa_exist_flip", "object": x}))
+        out.append((language.existence_qa(x, not flip)[1], {"type": "qa_exist_flip", "object": x}))
     elif kind == "color":
         x = q["object"]
         inst = [o for o in scene.objects if o.category == x]
@@ -304,12 +305,12 @@ def _qa_corruptions(q: dict, chosen: str, scene: Scene, spec: WorldSpec, rng: np
         x = q["object"]
         k = parse_count(chosen)
         k = scene.count(x) if k is None else k
-        opts = [v for v in (k + 1, k - 1) if 0 <= v <= len(L.NUMBER_WORDS) - 1 and v != k]
+        opts = [v for v in (k + 1, k - 1) if 0 <= v <= len(NUMBER_WORDS) - 1 and v != k]
         rng.shuffle(opts)
         plural = spec.categories[x].plural[x]
         for v in opts:
             text = f"there are no {plural} ." if v == 0 else (f"there is one {x} ." if v == 1 else
-                                                             f"there are {L.NUMBER_WORDS[v]} {plural} .")
+                                                             f"there are {NUMBER_WORDS[v]} {plural} .")
             out.append((text, {"type": "count", "object": x}))
     elif kind == "relation":
         a, rel, b = q["a"], q["rel"], q["b"]

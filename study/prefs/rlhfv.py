@@ -42,12 +42,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from study.prefs.facts import (INVERSE, RELATIONS, SentenceInfo, check_claims, gt_answer, parse_prompt,
-                               parse_sentence, qa_grade, relation_true)
+from study.prefs.facts import (SentenceInfo, check_claims, gt_answer, parse_prompt, parse_sentence, qa_grade,
+                               relation_true)
 from study.prefs.schema import make_row, validate_rows
 from study.prefs.sources import (PoolMember, answer_items, candidates, corpus_items, kinds_for, scene_map,
                                  subsample, world_spec)
-from study.world.language import NUMBER_WORDS
+from study.world.phrases import INVERSE, NUMBER_WORDS, RELATIONS
 from study.world.scenes import Scene
 from study.world.spec import WorldSpec
 

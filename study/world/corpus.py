@@ -22,7 +22,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from study import io
-from study.world import language as L
+from study.world import language
+from study.world.phrases import INVERSE
 from study.world.render import render_scene
 from study.world.scenes import SPLITS, Scene, SceneParams, generate_split
 from study.world.spec import WorldSpec
@@ -56,9 +57,9 @@ def existence_item(spec: WorldSpec, scene: Scene, rng: np.random.Generator) -> t
     absent = [c for c in spec.category_names if c not in scene.categories]
     ctx_absent = [c for c in spec.contexts[scene.context].objects if c not in scene.categories]
     if rng.random() < 0.5 or not absent:
-        return L.existence_qa(present[int(rng.integers(len(present)))], True, rng)
+        return language.existence_qa(present[int(rng.integers(len(present)))], True, rng)
     pool = ctx_absent if ctx_absent and rng.random() < 0.5 else absent
-    return L.existence_qa(pool[int(rng.integers(len(pool)))], False, rng)
+    return language.existence_qa(pool[int(rng.integers(len(pool)))], False, rng)
 
 
 def qa_item(spec: WorldSpec, scene: Scene, rng: np.random.Generator) -> tuple[str, str, str]:
@@ -74,31 +75,30 @@ def qa_item(spec: WorldSpec, scene: Scene, rng: np.random.Generator) -> tuple[st
     if kind == "exist":
         return kind, *existence_item(spec, scene, rng)
     if kind == "color":
-        uniq = [o.category for o in L.unique_objects(scene)]
+        uniq = [o.category for o in language.unique_objects(scene)]
         if uniq and (rng.random() < 0.85 or not absent):
-            return kind, *L.color_qa(scene, uniq[int(rng.integers(len(uniq)))])
+            return kind, *language.color_qa(scene, uniq[int(rng.integers(len(uniq)))])
         pool = ctx_absent or absent
-        return kind, *L.color_qa(scene, pool[int(rng.integers(len(pool)))])
+        return kind, *language.color_qa(scene, pool[int(rng.integers(len(pool)))])
     if kind == "count":
         pool = present if rng.random() < 0.8 or not absent else absent
-        return kind, *L.count_qa(spec, scene, pool[int(rng.integers(len(pool)))])
-    fact = L.relation_fact(scene, rng)
+        return kind, *language.count_qa(spec, scene, pool[int(rng.integers(len(pool)))])
+    fact = language.relation_fact(scene, rng)
     if fact is None:  # fewer than two unique objects: a balanced existence question instead
         return "exist", *existence_item(spec, scene, rng)
     if rng.random() < 0.5:  # a false relation: the inverse direction
-        inverse = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
-        fact = {**fact, "rel": inverse[fact["rel"]]}
-    return kind, *L.relation_qa(scene, fact["a"], fact["rel"], fact["b"])
+        fact = {**fact, "rel": INVERSE[fact["rel"]]}
+    return kind, *language.relation_qa(scene, fact["a"], fact["rel"], fact["b"])
 
 
 def corpus_rows(spec: WorldSpec, scenes: list[Scene], params: CorpusParams, seed: int) -> list[dict]:
     rows = []
     for i, scene in enumerate(scenes):
         rng = np.random.default_rng([seed, 104729, SPLITS.index(scene.split), i])
-        text, inserted = L.describe(spec, scene, rng, synonym_prob=params.synonym_prob,
+        text, inserted = language.describe(spec, scene, rng, synonym_prob=params.synonym_prob,
                                     noise_rate=params.caption_noise_rate, relation_prob=params.relation_prob,
                                     position_first_prob=params.position_first_prob)
-        prompt = L.DESCRIBE_PROMPTS[int(rng.integers(len(L.DESCRIBE_PROMPTS)))]
+        prompt = language.DESCRIBE_PROMPTS[int(rng.integers(len(language.DESCRIBE_PROMPTS)))]
         rows.append({"scene_id": scene.scene_id, "kind": "describe", "noisy_object": inserted,
                      "messages": conversation(prompt, text)})
         for _ in range(params.qa_per_scene):

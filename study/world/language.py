@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from study.world.phrases import NUMBER_WORDS, RELATIONS, position_names
 from study.world.scenes import Scene, SceneObject
 from study.world.spec import WorldSpec
 
@@ -31,7 +32,6 @@ EXIST_PROMPTS = ("is there a {name} in the image ?", "is there a {name} in this 
 COLOR_PROMPT = "what color is the {name} ?"
 COUNT_PROMPT = "how many {plural} are there ?"
 RELATION_PROMPT = "is the {a} {rel} the {b} ?"
-NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six")
 ABSENT_ANSWER = "there is no {name} in the image ."
 
 
@@ -168,9 +168,8 @@ def vocabulary(spec: WorldSpec) -> list[str]:
     words.update(spec.contexts)
     words.update(spec.colors)
     words.update(spec.sizes)
-    words.update(w for r in ("left of", "right of", "above", "below") for w in r.split())
-    words.update(w for pos in ("top left", "top", "top right", "left", "center", "right", "bottom left", "bottom",
-                               "bottom right") for w in pos.split())
+    words.update(w for r in RELATIONS for w in r.split())
+    words.update(w for pos in position_names(spec) for w in pos.split())
     for cat in spec.categories.values():
         words.update(cat.names)
         words.update(cat.plural.values())

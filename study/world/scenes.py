@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from study.world.phrases import RELATIONS  # noqa: F401  (re-exported: the relations a scene graph holds)
 from study.world.spec import WorldSpec
 
 SPLITS = ("train", "val", "test", "ood")
-RELATIONS = ("left of", "right of", "above", "below")
 
 
 @dataclass(frozen=True)

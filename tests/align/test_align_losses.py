@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from study.align import common as C
+from study.align import common
 from study.align import losses as Lo
 from study.align.avg_dpo import AvgDPOTrainer
 from study.align.config import make_params
@@ -52,7 +52,7 @@ def _batch(rows_idx):
 @pytest.fixture(scope="module")
 def trainer(make_model, processor, rows, world, tmp_path_factory):
     p = make_params(method="dpo", lora=False, beta=0.5, batch_size=2)
-    ds = C.preference_dataset(rows[:4], world, with_rejected_2=True)
+    ds = common.preference_dataset(rows[:4], world, with_rejected_2=True)
     t = make_dpo_trainer(make_model(), processor, ds, p, tmp_path_factory.mktemp("w"), 0, trainer_cls=AvgDPOTrainer,
                          trainer_kwargs={"gamma": 0.25})
     return t
@@ -128,7 +128,7 @@ def test_avg_collator_pairs_share_chosen_and_differ_in_rejected(trainer, rows):
 @pytest.mark.parametrize("loss_type", ["sigmoid", "ipo", "hinge"])
 def test_trl_loss_on_real_batch_equals_plain_pytorch(trainer, loss_type, rows, world):
     model = trainer.model
-    ref = C.frozen_copy(model)
+    ref = common.frozen_copy(model)
     with torch.no_grad():  # a reference that differs from the policy, so the margin is not 0
         for q in ref.parameters():
             q.add_(0.05 * torch.randn_like(q))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from study.align import common as C
+from study.align import common
 from study.align import train
 from study.align.config import make_params
 from study.align.offline import make_dpo_trainer
@@ -33,7 +33,7 @@ def test_offline_run_moves_margin_and_saves_loadable_policy(fast, method, lora, 
     trained, proc = load_model(tmp_path / "out")
     initial = make_model().eval()
     p = make_params(params, method=method)
-    d = C.implicit_rewards(trained, initial, proc, *_pairs(data, world), beta=p.beta, loss_type=p.loss_type)
+    d = common.implicit_rewards(trained, initial, proc, *_pairs(data, world), beta=p.beta, loss_type=p.loss_type)
     start = INITIAL_LOSS.get(p.loss_type, (1 / (2 * p.beta)) ** 2)  # IPO starts at (1/(2 beta))^2
     assert d["accuracy"] >= 0.75 and d["reward_margin_mean"] > 0 and d["loss_mean"] < start
     info = json.loads((tmp_path / "out" / "align.json").read_text())
@@ -54,7 +54,7 @@ def test_offline_run_moves_margin_and_saves_loadable_policy(fast, method, lora, 
 @pytest.mark.parametrize("lora", [True, False])
 def test_projector_gets_its_own_learning_rate(fast, lora, make_model, processor, rows, world, tmp_path):
     p = make_params(fast(lora=lora, learning_rate=1e-3, projector_lr=0.123))
-    t = make_dpo_trainer(make_model(), processor, C.preference_dataset(rows[:4], world), p, tmp_path, 0)
+    t = make_dpo_trainer(make_model(), processor, common.preference_dataset(rows[:4], world), p, tmp_path, 0)
     opt = t.create_optimizer()
     names = {id(q): n for n, q in t.model.named_parameters()}
     by_lr = {}
@@ -77,7 +77,7 @@ def test_avg_dpo_run_moves_both_margins(fast, make_model, processor, rows, world
     trained, proc = load_model(tmp_path / "out")
     initial = make_model().eval()
     for key in ("rejected", "rejected_2"):
-        d = C.implicit_rewards(trained, initial, proc, *_pairs(data, world, key), beta=0.1)
+        d = common.implicit_rewards(trained, initial, proc, *_pairs(data, world, key), beta=0.1)
         assert d["accuracy"] >= 0.75 and d["reward_margin_mean"] > 0
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from study.align import common as C
-from study.align import online as O
+from study.align import common
+from study.align import online
 from study.align import train
 from study.model.generate import generate
 from study.model.load import load_model
@@ -38,31 +38,31 @@ class PreferOnly:
 def test_annotator_choice_becomes_chosen_and_ties_are_skipped(good_words):
     a = ["a b c", "same answer", "x", "cup cup"]
     b = ["a b", "same answer", "y", "cup cup"]
-    v = O.annotate_pairs(PairwiseJudge(), [None] * 4, ["q"] * 4, a, b)
+    v = online.annotate_pairs(PairwiseJudge(), [None] * 4, ["q"] * 4, a, b)
     assert v[0] == {"chosen": "a b", "rejected": "a b c", "score_chosen": 2.0, "score_rejected": 3.0}
     assert v[1] is None and v[3] is None  # identical answers
     assert v[2] is None  # equal scores (1 word each) -> tie, skipped
     stats = {}
     gw = sorted(good_words.good)[5]
     bw = next(w for w in sorted(good_words.good | {"cup", "is", "dog"}) if w not in good_words.good)
-    g = O.annotate_pairs(good_words, [None] * 2, ["q"] * 2, [f"{gw} {gw}", bw], [bw, f"{gw} {gw}"], stats)
+    g = online.annotate_pairs(good_words, [None] * 2, ["q"] * 2, [f"{gw} {gw}", bw], [bw, f"{gw} {gw}"], stats)
     assert [x["chosen"] for x in g] == [f"{gw} {gw}"] * 2 and [x["rejected"] for x in g] == [bw] * 2
     assert stats["score_samples"] == pytest.approx(0.5)
-    p = O.annotate_pairs(PreferOnly(), [None] * 3, ["q"] * 3, ["bad one", "good one", "same"],
+    p = online.annotate_pairs(PreferOnly(), [None] * 3, ["q"] * 3, ["bad one", "good one", "same"],
                          ["good two", "bad two", "same"])
     assert [x and x["chosen"] for x in p] == ["good two", "good one", None]  # pairwise: only identical ties
 
 
 def test_mixed_assignment_rate_is_p():
     for p in (0.0, 0.3, 0.5, 1.0):
-        a = O.mixed_assignment(20000, p, np.random.default_rng(1))
+        a = online.mixed_assignment(20000, p, np.random.default_rng(1))
         assert abs(a.mean() - p) < 0.012  # 3.5 sigma at p = 0.5
 
 
 def test_rounds_cover_each_epoch_once():
     n, size = 10, 4
-    stream = [i for r in range(O.n_rounds(n, size, 2.0)) for i in O.round_indices(n, size, r, seed=3)]
-    assert O.n_rounds(n, size, 2.0) == 5 and len(stream) == 20
+    stream = [i for r in range(online.n_rounds(n, size, 2.0)) for i in online.round_indices(n, size, r, seed=3)]
+    assert online.n_rounds(n, size, 2.0) == 5 and len(stream) == 20
     assert sorted(stream[:10]) == list(range(10)) and sorted(stream[10:]) == list(range(10))
     assert stream[:10] != stream[10:]  # reshuffled per epoch
 
@@ -83,7 +83,7 @@ def test_online_dpo_samples_current_policy_and_improves_judge_score(fast, make_m
 
     def spy(model, processor, images, prompts, p, seed):
         seen.append(_fingerprint(model))
-        return O.sample_pairs(model, processor, images, prompts, p, seed)
+        return online.sample_pairs(model, processor, images, prompts, p, seed)
 
     data = [{"prompt": r["prompt"], "scene_id": r["scene_id"]} for r in rows]  # prompts only
     m = train("online_dpo", policy=(make_model(), processor), world=world, data=data,
@@ -144,7 +144,7 @@ def test_online_bdhs_with_real_sampler_and_external_rejected(fast, make_model, p
     assert m["rounds"] == 2 and m["pairs"] == 8
     assert m["train/rewards/margins_last"] > 0  # Avg-DPO on (GT, external y-) and (GT, BDHS y~-)
     trained, proc = load_model(tmp_path / "out")
-    d = C.implicit_rewards(trained, make_model().eval(), proc, [world.image(r["scene_id"]) for r in rows[:4]],
+    d = common.implicit_rewards(trained, make_model().eval(), proc, [world.image(r["scene_id"]) for r in rows[:4]],
                            [r["prompt"] for r in rows[:4]], [r["chosen"] for r in rows[:4]],
                            [r["rejected"] for r in rows[:4]], beta=0.1)
     assert d["reward_margin_mean"] > 0
@@ -160,7 +160,7 @@ def test_killed_online_run_resumes_after_last_round(fast, make_model, processor,
         n["calls"] += 1
         if n["calls"] == 3:
             raise Boom()
-        return O.sample_pairs(model, processor, images, prompts, p, seed)
+        return online.sample_pairs(model, processor, images, prompts, p, seed)
 
     params = fast(epochs=2, round_size=4)
     with pytest.raises(Boom):
@@ -185,7 +185,7 @@ def test_killed_online_run_starts_clean_under_other_params(fast, make_model, pro
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt("simulated kill")
-        return O.sample_pairs(model, processor, images, prompts, p, seed)
+        return online.sample_pairs(model, processor, images, prompts, p, seed)
 
     with pytest.raises(KeyboardInterrupt):
         train("online_dpo", policy=(make_model(), processor), world=world, data=rows[:8],
@@ -202,12 +202,12 @@ def test_killed_online_run_starts_clean_under_other_params(fast, make_model, pro
 def test_project_annotators_plug_in(fast, rows, world):
     from study.align.config import make_params
 
-    oracle = C.make_annotator(make_params(annotator="oracle"), world)
-    noisy = C.make_annotator(make_params(annotator="noisy_oracle", annotator_accuracy=1.0), world)
-    scenes = C.scene_lookup(world)
+    oracle = common.make_annotator(make_params(annotator="oracle"), world)
+    noisy = common.make_annotator(make_params(annotator="noisy_oracle", annotator_accuracy=1.0), world)
+    scenes = common.scene_lookup(world)
     sc = [scenes[r["scene_id"]] for r in rows]
     for judge in (oracle, noisy):
-        v = O.annotate_pairs(judge, sc, [r["prompt"] for r in rows], [r["rejected"] for r in rows],
+        v = online.annotate_pairs(judge, sc, [r["prompt"] for r in rows], [r["rejected"] for r in rows],
                              [r["chosen"] for r in rows])
         decided = [x for x in v if x is not None]
         assert decided and all(x["chosen"] == r["chosen"] for x, r in zip(v, rows) if x is not None)

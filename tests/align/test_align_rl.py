@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from study.align import rl as R
+from study.align import rl
 from study.align import train
 from study.model.generate import generate
 from study.model.load import load_model
@@ -15,19 +15,19 @@ def test_gae_on_hand_numbers():
     # delta2 = 1 - 0.3 = 0.7;  A2 = 0.7
     # delta1 = 0 + 0.3 - 0.4 = -0.1;  A1 = -0.1 + 0.5 * 0.7 = 0.25
     # delta0 = 0 + 0.4 - 0.5 = -0.1;  A0 = -0.1 + 0.5 * 0.25 = 0.025;  returns = A + V
-    adv, ret = R.gae(torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[0.5, 0.4, 0.3]]), torch.ones(1, 3), 1.0, 0.5)
+    adv, ret = rl.gae(torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[0.5, 0.4, 0.3]]), torch.ones(1, 3), 1.0, 0.5)
     assert adv[0].tolist() == pytest.approx([0.025, 0.25, 0.7])
     assert ret[0].tolist() == pytest.approx([0.525, 0.65, 1.0])
     # a 2-token answer padded to 3: the value after its last token is 0, the padded step gets nothing
     # gamma = 0.9: delta1 = 1 + 0 - 0.4 = 0.6 = A1; delta0 = 0.9 * 0.4 - 0.5 = -0.14, A0 = -0.14 + 0.45 * 0.6 = 0.13
-    adv, _ = R.gae(torch.tensor([[0.0, 1.0, 5.0]]), torch.tensor([[0.5, 0.4, 9.0]]), torch.tensor([[1, 1, 0]]),
+    adv, _ = rl.gae(torch.tensor([[0.0, 1.0, 5.0]]), torch.tensor([[0.5, 0.4, 9.0]]), torch.tensor([[1, 1, 0]]),
                    0.9, 0.5)
     assert adv[0].tolist() == pytest.approx([-0.14 + 0.45 * 0.6, 0.6, 0.0])
 
 
 def test_kl_penalised_rewards_put_the_score_on_the_last_answer_token():
     # kl_coef 0.1, log pi_old - log pi_ref = (0.5, -0.5, 0.2) on a 2-token answer (3rd is padding)
-    r = R.kl_penalised_rewards(torch.tensor([2.0]), torch.tensor([[-1.0, -2.0, -1.0]]),
+    r = rl.kl_penalised_rewards(torch.tensor([2.0]), torch.tensor([[-1.0, -2.0, -1.0]]),
                                torch.tensor([[-1.5, -1.5, -1.2]]), torch.tensor([[1, 1, 0]]), 0.1)
     assert r[0].tolist() == pytest.approx([-0.05, 0.05 + 2.0, 0.0])
 
@@ -40,13 +40,13 @@ def test_ppo_loss_clips_on_hand_numbers():
     adv = torch.tensor([[1.0, 1.0, -1.0]])
     # value: V = 1.0, V_old = 0.5, R = 0 (eps_v 0.2): max((1-0)^2, (0.7-0)^2) = 1 -> 0.5 * 1 on each token
     v, v_old, ret = torch.ones(1, 3), torch.full((1, 3), 0.5), torch.zeros(1, 3)
-    out = R.ppo_loss(logp, logp_old, adv, v, v_old, ret, torch.ones(1, 3), clip=0.2, clip_v=0.2, vf_coef=0.1)
+    out = rl.ppo_loss(logp, logp_old, adv, v, v_old, ret, torch.ones(1, 3), clip=0.2, clip_v=0.2, vf_coef=0.1)
     assert float(out["pg_loss"]) == pytest.approx(-0.2)
     assert float(out["clipfrac"]) == pytest.approx(1 / 3)  # only the first token was clipped
     assert float(out["vf_loss"]) == pytest.approx(0.5)
     assert float(out["loss"]) == pytest.approx(-0.2 + 0.1 * 0.5)
     # a masked token does not count
-    out2 = R.ppo_loss(logp, logp_old, adv, v, v_old, ret, torch.tensor([[1, 1, 0]]), clip=0.2, clip_v=0.2,
+    out2 = rl.ppo_loss(logp, logp_old, adv, v, v_old, ret, torch.tensor([[1, 1, 0]]), clip=0.2, clip_v=0.2,
                       vf_coef=0.1)
     assert float(out2["pg_loss"]) == pytest.approx((-1.2 - 0.5) / 2)
 
@@ -54,13 +54,13 @@ def test_ppo_loss_clips_on_hand_numbers():
 def test_masked_whiten():
     x = torch.tensor([[1.0, 2.0, 3.0, 100.0]])
     m = torch.tensor([[1, 1, 1, 0]])
-    w = R.masked_whiten(x, m)
-    assert float(R.masked_mean(w, m)) == pytest.approx(0, abs=1e-6)
-    assert float(R.masked_mean(w ** 2, m)) == pytest.approx(1, abs=1e-4) and float(w[0, 3]) == 0
+    w = rl.masked_whiten(x, m)
+    assert float(rl.masked_mean(w, m)) == pytest.approx(0, abs=1e-6)
+    assert float(rl.masked_mean(w ** 2, m)) == pytest.approx(1, abs=1e-4) and float(w[0, 3]) == 0
 
 
 def test_collapse_and_reward_hacking_are_flagged():
-    mon = R.CollapseMonitor(min_tokens=2.0, length_ratio=0.25)
+    mon = rl.CollapseMonitor(min_tokens=2.0, length_ratio=0.25)
     for step, (ln, rw, au) in enumerate([(8, 0.0, 1.0), (7, 0.3, 0.8), (6, 0.6, 0.5), (5, 0.9, 0.2)]):
         assert mon.update(step, ln, rw, au) is None
     rep = mon.report()
@@ -68,10 +68,10 @@ def test_collapse_and_reward_hacking_are_flagged():
     assert "collapse_min_tokens" in mon.update(4, 1.5)
     rep = mon.report()
     assert rep["collapsed"] and rep["collapse_step"] == 4 and rep["length_last"] == 1.5
-    ratio = R.CollapseMonitor(min_tokens=0.0, length_ratio=0.25)
+    ratio = rl.CollapseMonitor(min_tokens=0.0, length_ratio=0.25)
     ratio.update(0, 40.0)
     assert "0.25 x its start value" in ratio.update(1, 9.0)
-    honest = R.CollapseMonitor(2.0, 0.25)
+    honest = rl.CollapseMonitor(2.0, 0.25)
     for s, (rw, au) in enumerate([(0, 0), (1, 1), (2, 2)]):
         honest.update(s, 8.0, rw, au)
     assert not honest.report()["reward_hacking"]
@@ -83,10 +83,10 @@ class ListJudge:
 
 
 def test_reward_scorer_normalises_with_precomputed_stats_and_trl_func_logs_audit():
-    scorer = R.RewardScorer(ListJudge(), {"s": None}, mean=2.0, std=4.0, audit=ListJudge())
+    scorer = rl.RewardScorer(ListJudge(), {"s": None}, mean=2.0, std=4.0, audit=ListJudge())
     assert scorer(["s", "s"], ["q", "q"], ["a b", "a b c d e f"]) == [0.0, 1.0]
     logged = {}
-    fn = R.trl_reward_func(scorer)
+    fn = rl.trl_reward_func(scorer)
     out = fn(prompts=[[], []], completions=[[{"role": "assistant", "content": "a b"}]] * 2, scene_id=["s", "s"],
              prompt_text=["q", "q"], log_metric=lambda k, v: logged.setdefault(k, v), trainer_state=None)
     assert out == [0.0, 0.0] and logged == {"reward_raw": 2.0, "audit/oracle_score": 2.0}

@@ -13,7 +13,7 @@ import torch
 import yaml
 from transformers import TrainerCallback
 
-from study.align import common as C
+from study.align import common
 from study.align import train
 from study.align.config import PAPER_LR_GRID, AlignParamsError, make_params
 from study.config import ParamsError, resolve
@@ -21,7 +21,7 @@ from study.model.load import ModelPathError, check_model_dir, load_model
 
 ROOT = Path(__file__).resolve().parents[2]
 # what this CPU can do (AVX-512 BF16 here): bf16 is tested where it runs, refused where it does not
-BF16 = C.bf16_available()
+BF16 = common.bf16_available()
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_bf16_detection_matches_this_machine():
 
 
 def test_bf16_is_refused_where_it_cannot_run(monkeypatch, llava_next_dir, world, rows, tmp_path):
-    monkeypatch.setattr(C, "bf16_available", lambda: False)
+    monkeypatch.setattr(common, "bf16_available", lambda: False)
     model, proc = load_model(llava_next_dir)
     with pytest.raises(AlignParamsError, match=r"align\.bf16 is true"):
         train("dpo", policy=(model, proc), world=world, data=rows[:4], params=gpu_knobs(bf16=True),
@@ -132,10 +132,10 @@ def test_precision_args_reach_the_trl_configs(tmp_path):
     from study.align.rl import rloo_args
 
     p = make_params(gpu_knobs(bf16=True, gradient_checkpointing=True))
-    for args in (C.dpo_args(p, tmp_path, 0), rloo_args(p, tmp_path, 0)):
+    for args in (common.dpo_args(p, tmp_path, 0), rloo_args(p, tmp_path, 0)):
         assert args.bf16 and args.mixed_precision == "bf16"
         assert args.activation_checkpointing and args.activation_checkpointing_kwargs == {"use_reentrant": False}
-    off = C.dpo_args(make_params(gpu_knobs(bf16=False, gradient_checkpointing=False)), tmp_path, 0)
+    off = common.dpo_args(make_params(gpu_knobs(bf16=False, gradient_checkpointing=False)), tmp_path, 0)
     assert not off.bf16 and not off.activation_checkpointing  # TRL's own defaults (True/True) are overridden
 
 
@@ -147,8 +147,8 @@ def test_bf16_policy_generates_outside_autocast(llava_next_dir, world):
         pytest.skip("bf16 does not run on this machine")
     model, proc = load_model(llava_next_dir)
     p = make_params(gpu_knobs())
-    model = C.wrap_lora(C.prepare_model(model, p), p)
-    assert C.upcast_trainable(model) > 0
+    model = common.wrap_lora(common.prepare_model(model, p), p)
+    assert common.upcast_trainable(model) > 0
     sid = world.scenes("train")[0].scene_id
     out = generate(model, proc, [world.image(sid)], ["describe the image in detail ."], max_new_tokens=4)
     assert len(out) == 1 and isinstance(out[0], str)

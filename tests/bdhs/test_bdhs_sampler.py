@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import study.bdhs.sampler as S
+from study.bdhs import sampler
 from study.bdhs import BDHSParams, bdhs_sample
 
 CHOSEN = ["this is a park scene . a small green tree is at the top .",
@@ -77,7 +77,7 @@ def test_one_batched_call_per_iteration(tiny, images, encoder, monkeypatch):
         calls.append({"n": len(prompts), "prefixes": prefixes, "images": imgs, "stop": stop_at_sentence, "budget": max_new_tokens})
         return ["zebra crossing ." for _ in prompts]
 
-    monkeypatch.setattr(S, "generate", fake_generate)
+    monkeypatch.setattr(sampler, "generate", fake_generate)
     res = run(tiny, images, encoder, eps_s=-1.0, n_bdhs=3, max_new_tokens=5)
     n_sent = [2, 1, 1, 3]
     assert [c["n"] for c in calls] == [sum(n_sent), sum(n_sent), 4]
@@ -99,7 +99,7 @@ def test_guided_rejection_rejoins_the_reference(tiny, images, encoder, monkeypat
         [keep_fn(64, torch.Generator()) for _ in prompts]
         return ["zebra ." for _ in prompts]
 
-    monkeypatch.setattr(S, "generate", fake_generate)
+    monkeypatch.setattr(sampler, "generate", fake_generate)
     res = run(tiny, images, encoder, eps_s=1.0)
     sentences = res[3].rejected.split(" . ")
     assert len(sentences) == 3 and res[3].rejected.endswith("zebra .")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from study.world import language as L
+from study.world import language
 
 
 @pytest.fixture(scope="session")
@@ -20,16 +20,16 @@ def _oracle(spec, scenes):
         out = []
         for sid, p in zip(scene_ids, prompts):
             scene, t = by_id[sid], p.split()
-            if p in L.DESCRIBE_PROMPTS:
-                out.append(L.describe(spec, scene, np.random.default_rng(len(out)), noise_rate=0.0)[0])
+            if p in language.DESCRIBE_PROMPTS:
+                out.append(language.describe(spec, scene, np.random.default_rng(len(out)), noise_rate=0.0)[0])
             elif p.startswith("is there a"):
-                out.append(L.existence_qa(t[3], t[3] in scene.categories)[1])
+                out.append(language.existence_qa(t[3], t[3] in scene.categories)[1])
             elif p.startswith("what color is the"):
-                out.append(L.color_qa(scene, t[4])[1])
+                out.append(language.color_qa(scene, t[4])[1])
             elif p.startswith("how many"):
-                out.append(L.count_qa(spec, scene, lexicon[t[2]])[1])
+                out.append(language.count_qa(spec, scene, lexicon[t[2]])[1])
             elif p.startswith("is the"):
-                out.append(L.relation_qa(scene, t[2], " ".join(t[3:-3]), t[-2])[1])
+                out.append(language.relation_qa(scene, t[2], " ".join(t[3:-3]), t[-2])[1])
             else:
                 raise AssertionError(f"oracle cannot answer {p!r}")
         return out

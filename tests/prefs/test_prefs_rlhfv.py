@@ -6,7 +6,7 @@ import numpy as np
 from study.eval.chair import chair_stats
 from study.prefs import OracleAnnotator, check_claims, correct_answer, corrupt, rlhfv_recipe
 from study.prefs.sources import corpus_items, scene_map
-from study.world import language as L
+from study.world import language
 from study.world.scenes import cooccurrence
 
 OBJS = [("cup", "white", "large", 0, 0), ("plate", "blue", "small", 1, 1), ("fork", "yellow", "small", 2, 2)]
@@ -92,7 +92,7 @@ def test_rlhfv_recipe_skips_correct_answers(spec, world):
     def true_answer(it):  # corpus QA answers are exact; descriptions are redrawn without caption noise
         if it["kind"] != "describe":
             return it["answer"]
-        return L.describe(spec, scenes[it["scene_id"]], np.random.default_rng(0), noise_rate=0.0)[0]
+        return language.describe(spec, scenes[it["scene_id"]], np.random.default_rng(0), noise_rate=0.0)[0]
 
     def answer_fn(items):  # even items answer correctly (nothing to correct), odd ones hallucinate
         return [true_answer(it) if k % 2 == 0 else hallucinate(it) for k, it in enumerate(items)]
