@@ -13,6 +13,7 @@ difference against SFT (one scene bootstrap shared by both models, :mod:`study.e
 recall, typed-QA hallucination and helpfulness, in points with 95 % intervals; ``*`` marks an interval
 that excludes 0. Needs the ``sft`` and ``preferences``/``bdhs`` stages' outputs (``dvc repro bdhs``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,32 +83,52 @@ def main(argv=None) -> int:
     for _, knobs in points:
         make_params({**base, **knobs, "method": args.method})
     results = []
-    print(f"{args.method} on {args.data}; base {json.dumps({k: base[k] for k in ('beta', 'beta_by_loss', 'epochs', 'batch_size') if k in base})}")
+    print(
+        f"{args.method} on {args.data}; base {json.dumps({k: base[k] for k in ('beta', 'beta_by_loss', 'epochs', 'batch_size') if k in base})}"
+    )
     print(f"{'point':<14}{'trainable':>11}{'train s':>9}  " + "  ".join(f"{c[0]:>22}" for c in columns))
     for name, knobs in points:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            m = train(args.method, policy=args.model, world=world, data=args.data, params={**base, **knobs},
-                      out_dir=Path(tmp) / "model", seed=args.seed)
+            m = train(
+                args.method,
+                policy=args.model,
+                world=world,
+                data=args.data,
+                params={**base, **knobs},
+                out_dir=Path(tmp) / "model",
+                seed=args.seed,
+            )
             train_s = time.perf_counter() - t0
             model, processor = load_model(Path(tmp) / "model")
             preds, metrics = evaluate_model(model, processor, world, spec, params.eval, params.seed)
-        row = {"point": name, **knobs, "train_s": train_s, "trainable": m.get("trainable_params"),
-               "train_loss": m.get("train_loss"), "margin_last": m.get("rewards/margins_last"), "vs_sft": {}}
+        row = {
+            "point": name,
+            **knobs,
+            "train_s": train_s,
+            "trainable": m.get("trainable_params"),
+            "train_loss": m.get("train_loss"),
+            "margin_last": m.get("rewards/margins_last"),
+            "vs_sft": {},
+        }
         cells = []
         for col, suite, metric, hib in columns:
-            d = paired_difference([preds], sft_preds, scenes, spec, suite, metric, n_boot=params.eval.n_boot,
-                                  seed=params.seed)
+            d = paired_difference(
+                [preds], sft_preds, scenes, spec, suite, metric, n_boot=params.eval.n_boot, seed=params.seed
+            )
             lo, hi = d["ci95"]
             sig = "*" if lo > 0 or hi < 0 else " "
             cells.append(f"{100 * d['delta']:+5.1f} [{100 * lo:+5.1f},{100 * hi:+5.1f}]{sig}")
             row["vs_sft"][col] = {"delta": d["delta"], "ci95": [lo, hi], "value": metrics[suite][metric]["value"]}
         results.append(row)
-        print(f"{name:<14}{str(row['trainable'] or '-'):>11}{train_s:>9.1f}  " + "  ".join(f"{c:>22}" for c in cells),
-              flush=True)
+        print(
+            f"{name:<14}{str(row['trainable'] or '-'):>11}{train_s:>9.1f}  " + "  ".join(f"{c:>22}" for c in cells),
+            flush=True,
+        )
     if args.out:
-        Path(args.out).write_text(json.dumps({"method": args.method, "data": args.data, "base": base,
-                                              "results": results}, indent=2))
+        Path(args.out).write_text(
+            json.dumps({"method": args.method, "data": args.data, "base": base, "results": results}, indent=2)
+        )
     return 0
 
 

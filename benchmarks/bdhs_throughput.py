@@ -17,6 +17,7 @@ rows/s is reported next to samples/s. Time is split into generation (calls to ``
 embedding (calls to the sentence encoder); the rest is overhead. Without ``--model`` a tiny random LLaVA
 is built and the samples are drawn from the world spec.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,17 @@ class Timer:
         return out
 
 
-def run(model, processor, data, params: BDHSParams, encoder: SentenceEncoder, seed: int, *,
-        per_sample: bool = False, drop_masked: bool = True) -> dict:
+def run(
+    model,
+    processor,
+    data,
+    params: BDHSParams,
+    encoder: SentenceEncoder,
+    seed: int,
+    *,
+    per_sample: bool = False,
+    drop_masked: bool = True,
+) -> dict:
     timer = Timer(encoder)
     gen = timer.generate
     sampler.generate = lambda *a, **kw: gen(*a, drop_masked=drop_masked, **kw)
@@ -62,17 +72,30 @@ def run(model, processor, data, params: BDHSParams, encoder: SentenceEncoder, se
     try:
         t = time.perf_counter()
         if per_sample:
-            res = [r for i in range(len(data[0])) for r in bdhs_sample(
-                model, processor, *(d[i:i + 1] for d in data), params, encoder, seed + i, progress=False)]
+            res = [
+                r
+                for i in range(len(data[0]))
+                for r in bdhs_sample(
+                    model, processor, *(d[i : i + 1] for d in data), params, encoder, seed + i, progress=False
+                )
+            ]
         else:
             res = bdhs_sample(model, processor, *data, params, encoder, seed, progress=False)
         total = time.perf_counter() - t
     finally:
         sampler.generate = timer._generate
         del encoder.embed
-    return {"seconds": total, "samples_per_s": len(res) / total, "rows": timer.rows, "rows_per_s": timer.rows / total,
-            "gen_s": timer.gen_s, "gen_rows_per_s": timer.rows / timer.gen_s, "gen_share": timer.gen_s / total, "emb_share": timer.emb_s / total,
-            "mean_iterations": float(np.mean([r.iterations for r in res]))}
+    return {
+        "seconds": total,
+        "samples_per_s": len(res) / total,
+        "rows": timer.rows,
+        "rows_per_s": timer.rows / total,
+        "gen_s": timer.gen_s,
+        "gen_rows_per_s": timer.rows / timer.gen_s,
+        "gen_share": timer.gen_s / total,
+        "emb_share": timer.emb_s / total,
+        "mean_iterations": float(np.mean([r.iterations for r in res])),
+    }
 
 
 def load_data(args):
@@ -82,19 +105,23 @@ def load_data(args):
     spec = load_spec(args.spec)
     if args.model:
         from study.model import load_model
+
         model, processor = load_model(args.model)
     else:
         from study.model.build import ModelParams, build_model
         from study.model.processor import build_processor
+
         processor = build_processor(vocabulary(spec), spec.image_size, 6)
         model = build_model(processor, spec.image_size, ModelParams(), seed=0).eval()
     if args.world:
-        from study.world.corpus import World
         from study.bdhs.sweep import describe_rows
+        from study.world.corpus import World
+
         images, prompts, chosen, _ = describe_rows(World(args.world), "val", args.n)
     else:
         from study.world.render import render_scene
         from study.world.scenes import SceneParams, generate_split
+
         scenes = generate_split(spec, SceneParams(), 0, "test", args.n)
         images = [Image.fromarray(render_scene(spec, s)) for s in scenes]
         chosen = [describe(spec, s, np.random.default_rng(i))[0] for i, s in enumerate(scenes)]
@@ -112,15 +139,21 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=1, help="alternating batched/naive repeats (medians reported)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads; 1 avoids OpenMP thrashing when other processes share the 2 cores")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads; 1 avoids OpenMP thrashing when other processes share the 2 cores",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, processor, data = load_data(args)
     encoder = SentenceEncoder()
     params = BDHSParams(rho_th=args.rho, batch_size=args.batch_size)
-    print(f"{' '.join(f'{k}={v}' for k, v in vars(args).items())}\ntorch threads {torch.get_num_threads()}, {args.n} samples, "
-          f"{sum(len(c.split(' . ')) for c in data[2])} chosen sentences, rho_th {args.rho}")
+    print(
+        f"{' '.join(f'{k}={v}' for k, v in vars(args).items())}\ntorch threads {torch.get_num_threads()}, {args.n} samples, "
+        f"{sum(len(c.split(' . ')) for c in data[2])} chosen sentences, rho_th {args.rho}"
+    )
     encoder.embed(data[2][:8])  # warm-up
     n_pol = sum(x.numel() for x in model.parameters())
     n_enc = sum(x.numel() for x in encoder.model.parameters())
@@ -133,16 +166,20 @@ def main() -> None:
         runs["naive-gen"].append(run(model, processor, data, one, encoder, args.seed, drop_masked=False))
     med = {k: {m: statistics.median(r[m] for r in v) for m in v[0]} for k, v in runs.items()}
     for k, m in med.items():
-        print(f"{k:8s} {m['seconds']:7.1f} s  {m['samples_per_s']:6.2f} samples/s  {m['rows']:5.0f} rows "
-              f"{m['rows_per_s']:7.1f} rows/s  generation {m['gen_share']:.0%}  embedding {m['emb_share']:.0%}  "
-              f"mean iterations {m['mean_iterations']:.2f}")
+        print(
+            f"{k:8s} {m['seconds']:7.1f} s  {m['samples_per_s']:6.2f} samples/s  {m['rows']:5.0f} rows "
+            f"{m['rows_per_s']:7.1f} rows/s  generation {m['gen_share']:.0%}  embedding {m['emb_share']:.0%}  "
+            f"mean iterations {m['mean_iterations']:.2f}"
+        )
     b = med["batched"]
     for name in ("naive", "naive-gen"):
         n = med[name]
-        print(f"batched vs {name}: {b['samples_per_s'] / n['samples_per_s']:.1f}x samples/s, "
-              f"{b['rows_per_s'] / n['rows_per_s']:.1f}x rows/s end to end (target >= 10x); generation alone "
-              f"{b['gen_rows_per_s']:.1f} vs {n['gen_rows_per_s']:.1f} rows/s = "
-              f"{b['gen_rows_per_s'] / n['gen_rows_per_s']:.1f}x")
+        print(
+            f"batched vs {name}: {b['samples_per_s'] / n['samples_per_s']:.1f}x samples/s, "
+            f"{b['rows_per_s'] / n['rows_per_s']:.1f}x rows/s end to end (target >= 10x); generation alone "
+            f"{b['gen_rows_per_s']:.1f} vs {n['gen_rows_per_s']:.1f} rows/s = "
+            f"{b['gen_rows_per_s'] / n['gen_rows_per_s']:.1f}x"
+        )
 
 
 if __name__ == "__main__":

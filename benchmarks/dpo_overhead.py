@@ -18,6 +18,7 @@ and the final save included) gives pairs/s.
 Pairs: chosen = the ground-truth description of a train scene, rejected = the same with its first
 object word swapped for another category (the tests' hand-made pairs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,14 @@ def handmade_pairs(world, spec, n: int) -> list[dict]:
         rejected = " ".join(words)
         if rejected == chosen:
             continue
-        out.append({"prompt": r["messages"][0]["content"][1]["text"], "chosen": chosen, "rejected": rejected,
-                    "scene_id": r["scene_id"]})
+        out.append(
+            {
+                "prompt": r["messages"][0]["content"][1]["text"],
+                "chosen": chosen,
+                "rejected": rejected,
+                "scene_id": r["scene_id"],
+            }
+        )
         if len(out) == n:
             break
     return out
@@ -85,8 +92,16 @@ def main(argv=None) -> dict:
     if a.world:
         world = World(a.world)
     else:
-        build_world(spec, tmp / "world", seed=0, sizes={"train": max(a.pairs, a.batch), "val": 4, "test": 4, "ood": 4},
-                    scene_params=SceneParams(), corpus_params=CorpusParams(), faint_alpha=0.3, noise_std=6.0)
+        build_world(
+            spec,
+            tmp / "world",
+            seed=0,
+            sizes={"train": max(a.pairs, a.batch), "val": 4, "test": 4, "ood": 4},
+            scene_params=SceneParams(),
+            corpus_params=CorpusParams(),
+            faint_alpha=0.3,
+            noise_std=6.0,
+        )
         world = World(tmp / "world")
 
     def fresh():
@@ -99,18 +114,31 @@ def main(argv=None) -> dict:
         from study.world.language import vocabulary
 
         proc = build_processor(vocabulary(spec), spec.image_size, 6)
-        return build_model(proc, spec.image_size, ModelParams(text_hidden=32, text_layers=1, vision_hidden=16,
-                                                              vision_layers=1, text_intermediate=64), seed=0), proc
+        return build_model(
+            proc,
+            spec.image_size,
+            ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64),
+            seed=0,
+        ), proc
 
     pairs = handmade_pairs(world, spec, max(a.pairs, a.batch))
-    p = make_params(method={"sigmoid": "dpo", "ipo": "ipo", "hinge": "slic"}[a.loss], lora=False, learning_rate=1e-5,
-                    projector_lr=1e-5, batch_size=a.batch, epochs=1, warmup_ratio=0.0, lr_scheduler="constant",
-                    logging_steps=10**6, save_steps=10**6)
+    p = make_params(
+        method={"sigmoid": "dpo", "ipo": "ipo", "hinge": "slic"}[a.loss],
+        lora=False,
+        learning_rate=1e-5,
+        projector_lr=1e-5,
+        batch_size=a.batch,
+        epochs=1,
+        warmup_ratio=0.0,
+        lr_scheduler="constant",
+        logging_steps=10**6,
+        save_steps=10**6,
+    )
 
     # --- one step, TRL vs plain ------------------------------------------------------------------------
     model, proc = fresh()
     model.train()
-    trainer = make_dpo_trainer(model, proc, common.preference_dataset(pairs[:a.batch], world), p, tmp / "trl", 0)
+    trainer = make_dpo_trainer(model, proc, common.preference_dataset(pairs[: a.batch], world), p, tmp / "trl", 0)
     examples = [trainer.train_dataset[i] for i in range(a.batch)]
     t_coll = []
     for _ in range(a.warmup + a.steps):
@@ -143,31 +171,50 @@ def main(argv=None) -> dict:
         plain_times.append(time.perf_counter() - t0)
         plain_losses.append(float(loss.detach()))
 
-    med = lambda xs: statistics.median(xs[a.warmup:])  # noqa: E731
+    med = lambda xs: statistics.median(xs[a.warmup :])  # noqa: E731
     n_params = sum(q.numel() for q in plain.parameters())
-    res = {"model": a.model or "tiny random organism", "params": n_params, "batch_pairs": a.batch,
-           "threads": a.threads, "collate_ms": 1e3 * med(t_coll), "trl_step_ms": 1e3 * med(trl_times),
-           "plain_step_ms": 1e3 * med(plain_times), "trl_losses": trl_losses[:3], "plain_losses": plain_losses[:3]}
+    res = {
+        "model": a.model or "tiny random organism",
+        "params": n_params,
+        "batch_pairs": a.batch,
+        "threads": a.threads,
+        "collate_ms": 1e3 * med(t_coll),
+        "trl_step_ms": 1e3 * med(trl_times),
+        "plain_step_ms": 1e3 * med(plain_times),
+        "trl_losses": trl_losses[:3],
+        "plain_losses": plain_losses[:3],
+    }
     res["trl_over_plain"] = res["trl_step_ms"] / res["plain_step_ms"]
 
     # --- one offline epoch through study.align ----------------------------------------------------------
     model, proc = fresh()
     pe = make_params(p, lora=a.lora, lora_r=16, lora_alpha=32)
     t0 = time.perf_counter()
-    m = train_offline(model, proc, world, pairs[:a.pairs], pe, tmp / "epoch_out", seed=0)
+    m = train_offline(model, proc, world, pairs[: a.pairs], pe, tmp / "epoch_out", seed=0)
     wall = time.perf_counter() - t0
-    res.update({"epoch_pairs": a.pairs, "epoch_lora": a.lora, "epoch_wall_s": wall,
-                "epoch_trainer_runtime_s": m["train_runtime_s"], "epoch_pairs_per_s": a.pairs / m["train_runtime_s"]})
+    res.update(
+        {
+            "epoch_pairs": a.pairs,
+            "epoch_lora": a.lora,
+            "epoch_wall_s": wall,
+            "epoch_trainer_runtime_s": m["train_runtime_s"],
+            "epoch_pairs_per_s": a.pairs / m["train_runtime_s"],
+        }
+    )
 
-    print(f"\nDPO overhead ({res['model']}, {n_params:,} parameters, batch {a.batch} pairs, {a.threads} thread(s), "
-          f"loss {a.loss})")
+    print(
+        f"\nDPO overhead ({res['model']}, {n_params:,} parameters, batch {a.batch} pairs, {a.threads} thread(s), "
+        f"loss {a.loss})"
+    )
     print(f"  collate (TRL vision collator)   {res['collate_ms']:8.1f} ms / batch")
     fmt = lambda xs: ", ".join(f"{x:.6f}" for x in xs[:3])  # noqa: E731
     print(f"  TRL DPOTrainer.training_step    {res['trl_step_ms']:8.1f} ms / step   (losses {fmt(trl_losses)})")
     print(f"  plain PyTorch step, same loss   {res['plain_step_ms']:8.1f} ms / step   (losses {fmt(plain_losses)})")
     print(f"  TRL / plain                     {res['trl_over_plain']:8.2f} x")
-    print(f"  offline epoch, {a.pairs} pairs ({'LoRA' if a.lora else 'full FT'}): {wall:.1f} s wall, trainer "
-          f"{m['train_runtime_s']:.1f} s = {res['epoch_pairs_per_s']:.1f} pairs/s")
+    print(
+        f"  offline epoch, {a.pairs} pairs ({'LoRA' if a.lora else 'full FT'}): {wall:.1f} s wall, trainer "
+        f"{m['train_runtime_s']:.1f} s = {res['epoch_pairs_per_s']:.1f} pairs/s"
+    )
     import shutil
 
     shutil.rmtree(tmp, ignore_errors=True)

@@ -18,6 +18,7 @@ Two leads at once: run each with ``--threads 1`` (2 cores), from a frozen copy o
 Prints the gate table and stage times and writes ``<out>/<name>.json`` (the reports, gate values,
 timings, the resolved params). Worlds are cached under ``<out>/worlds/<hash of the world params>``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,19 +72,31 @@ def main() -> None:
     ap.add_argument("--n-scenes", type=int, default=200)
     ap.add_argument("--test", action="store_true", help="also report the test split (never used to choose)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--sft-seed", type=int, default=None,
-                    help="seed of the model's init, vision pretraining and SFT (default: params' seed); the world keeps params' seed")
-    ap.add_argument("--curve", type=int, default=0,
-                    help="record the yes/no AUROC on 100 val scenes every N SFT steps (study.eval.circuit_curve); 0 = off")
-    ap.add_argument("--bdhs-n", type=int, default=100,
-                    help="val descriptions of the BDHS gate's sweep (rho_th = 0 and bdhs.rho_th, one try); 0 = skip")
+    ap.add_argument(
+        "--sft-seed",
+        type=int,
+        default=None,
+        help="seed of the model's init, vision pretraining and SFT (default: params' seed); the world keeps params' seed",
+    )
+    ap.add_argument(
+        "--curve",
+        type=int,
+        default=0,
+        help="record the yes/no AUROC on 100 val scenes every N SFT steps (study.eval.circuit_curve); 0 = off",
+    )
+    ap.add_argument(
+        "--bdhs-n",
+        type=int,
+        default=100,
+        help="val descriptions of the BDHS gate's sweep (rho_th = 0 and bdhs.rho_th, one try); 0 = skip",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     from study.io import write_json
     from study.model.build import n_parameters
-    from study.model.stage import align_projector_of, base_model, pretrain_language_model, pretrain_tower, sft_params_of
     from study.model.sft import train_sft
+    from study.model.stage import align_projector_of, base_model, pretrain_language_model, pretrain_tower, sft_params_of
     from study.world.corpus import World
     from study.world.spec import load_spec
     from study.world.stage import run_world
@@ -91,7 +104,9 @@ def main() -> None:
     p = load_params(ROOT / "params.yaml", profile=args.profile, overrides=_parse_sets(args.set))
     out = Path(args.out)
     times: dict[str, float] = {}
-    wkey = hashlib.sha256(json.dumps({"world": p.world.model_dump(), "seed": p.seed}, sort_keys=True).encode()).hexdigest()[:12]
+    wkey = hashlib.sha256(
+        json.dumps({"world": p.world.model_dump(), "seed": p.seed}, sort_keys=True).encode()
+    ).hexdigest()[:12]
     wdir = out / "worlds" / wkey
     if not (wdir / "spec.json").is_file():
         t = time.perf_counter()
@@ -121,18 +136,30 @@ def main() -> None:
     if args.curve:
         from study.eval.circuit_curve import CircuitCurve
 
-        curve = CircuitCurve(processor, world, spec, split="val", n_scenes=100, n_pos=p.eval.n_pos, every=args.curve,
-                             seed=p.seed, batch_size=p.eval.batch_size, log=lambda s: print(s, flush=True))
-    sft = train_sft(model, processor, world, sft_params_of(p.sft), mdir, None, mseed,
-                    callbacks=[curve] if curve else ())
+        curve = CircuitCurve(
+            processor,
+            world,
+            spec,
+            split="val",
+            n_scenes=100,
+            n_pos=p.eval.n_pos,
+            every=args.curve,
+            seed=p.seed,
+            batch_size=p.eval.batch_size,
+            log=lambda s: print(s, flush=True),
+        )
+    sft = train_sft(
+        model, processor, world, sft_params_of(p.sft), mdir, None, mseed, callbacks=[curve] if curve else ()
+    )
     times["sft_s"] = time.perf_counter() - t
     if curve:
         sft["circuit_curve"] = curve.points
         times["curve_s"] = sum(q["seconds"] for q in curve.points)
     model.eval()
     t = time.perf_counter()
-    kw = dict(n_scenes=args.n_scenes, n_pos=p.eval.n_pos, batch_size=p.eval.batch_size, n_boot=p.eval.n_boot,
-              seed=p.seed)
+    kw = dict(
+        n_scenes=args.n_scenes, n_pos=p.eval.n_pos, batch_size=p.eval.batch_size, n_boot=p.eval.n_boot, seed=p.seed
+    )
     rep, _ = grounding_report(model, processor, world, spec, split="val", **kw)
     ood, _ = grounding_report(model, processor, world, spec, split="ood", **kw)
     test = grounding_report(model, processor, world, spec, split="test", **kw)[0] if args.test else None
@@ -144,39 +171,75 @@ def main() -> None:
         t = time.perf_counter()
         from study.bdhs.stage import bdhs_params
 
-        table = sweep(model, processor, world, spec, sorted({0.0, p.bdhs.rho_th}), bdhs_params(p.bdhs, n_bdhs=1),
-                      split="val", n=args.bdhs_n, seed=p.seed)
-        sweep_stats = {f"rho_{r['rho_th']:g}": {k: float(v) for k, v in r.items() if k != "rho_th"}
-                       for r in table.to_dict("records")}
+        table = sweep(
+            model,
+            processor,
+            world,
+            spec,
+            sorted({0.0, p.bdhs.rho_th}),
+            bdhs_params(p.bdhs, n_bdhs=1),
+            split="val",
+            n=args.bdhs_n,
+            seed=p.seed,
+        )
+        sweep_stats = {
+            f"rho_{r['rho_th']:g}": {k: float(v) for k, v in r.items() if k != "rho_th"}
+            for r in table.to_dict("records")
+        }
         times["bdhs_sweep_s"] = time.perf_counter() - t
     values = gate_values(rep, ood, sweep_stats, p.bdhs.rho_th)
     gates = check_gates(values)
-    result = {"name": args.name, "overrides": args.set, "sft_seed": mseed, "world_dir": str(wdir), "times": times, "cpu": _cpu(),
-              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-              "parameters": n_parameters(model), "vision": vis, "lm": lm, "projector": proj, "sft": sft, "gates": gates, "bdhs_sweep": sweep_stats,
-              "reports": {"val": rep, "ood": ood, "test": test}}
+    result = {
+        "name": args.name,
+        "overrides": args.set,
+        "sft_seed": mseed,
+        "world_dir": str(wdir),
+        "times": times,
+        "cpu": _cpu(),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "parameters": n_parameters(model),
+        "vision": vis,
+        "lm": lm,
+        "projector": proj,
+        "sft": sft,
+        "gates": gates,
+        "bdhs_sweep": sweep_stats,
+        "reports": {"val": rep, "ood": ood, "test": test},
+    }
     write_json(out / f"{args.name}.json", result)
     print(f"\n== {args.name} ({' '.join(args.set)}) — {_cpu()}")
-    print("times:", {k: round(v, 1) for k, v in times.items()}, "| sft rows/s:",
-          round(sft["train_rows"] * p.sft.epochs / max(sft["train_runtime_s"], 1e-9), 1))
+    print(
+        "times:",
+        {k: round(v, 1) for k, v in times.items()},
+        "| sft rows/s:",
+        round(sft["train_rows"] * p.sft.epochs / max(sft["train_runtime_s"], 1e-9), 1),
+    )
     if vis:
         tp = vis.get("tower_probe", {})
-        print(f"vision ({p.vision.objective} on {p.vision.scenes} scenes): val presence AUROC {vis['val_presence_auroc']:.3f}"
-              + (f", retrieval top-1 {vis['val_retrieval_top1']:.3f}" if "val_retrieval_top1" in vis else "")
-              + (f"; tower probe on the world: val {tp['val_auroc']:.3f}, ood {tp['ood_auroc']:.3f}" if tp else ""))
+        print(
+            f"vision ({p.vision.objective} on {p.vision.scenes} scenes): val presence AUROC {vis['val_presence_auroc']:.3f}"
+            + (f", retrieval top-1 {vis['val_retrieval_top1']:.3f}" if "val_retrieval_top1" in vis else "")
+            + (f"; tower probe on the world: val {tp['val_auroc']:.3f}, ood {tp['ood_auroc']:.3f}" if tp else "")
+        )
     if lm:
-        print(f"lm: reading accuracy {lm['reading_accuracy_before']:.3f} -> {lm['reading_accuracy']:.3f}, "
-              f"AUROC {lm['reading_auroc']:.3f}, loss {lm['train_loss']:.3f}")
+        print(
+            f"lm: reading accuracy {lm['reading_accuracy_before']:.3f} -> {lm['reading_accuracy']:.3f}, "
+            f"AUROC {lm['reading_auroc']:.3f}, loss {lm['train_loss']:.3f}"
+        )
     if proj:
         print(f"projector alignment: loss {proj['train_loss']:.3f}")
     if curve:
-        print("circuit curve (step: val POPE-random AUROC / masked):",
-              "  ".join(f"{q['step']}: {q['auroc']:.2f}/{q['auroc_masked']:.2f}" for q in curve.points))
+        print(
+            "circuit curve (step: val POPE-random AUROC / masked):",
+            "  ".join(f"{q['step']}: {q['auroc']:.2f}/{q['auroc_masked']:.2f}" for q in curve.points),
+        )
     for k, v in gates.items():
         val = "-" if v["value"] is None else f"{v['value']:.3f}"
         print(f"  {k:24s} {v['status']:13s} {val:>8s}  {v['target']}")
-    print(f"  ood chair_i {ood['describe']['chair_i']['value']:.3f}; masked AUROC r/p/a "
-          + " / ".join(f"{rep[f'pope_{t}']['auroc_masked']['value']:.2f}" for t in ("random", "popular", "adversarial")))
+    print(
+        f"  ood chair_i {ood['describe']['chair_i']['value']:.3f}; masked AUROC r/p/a "
+        + " / ".join(f"{rep[f'pope_{t}']['auroc_masked']['value']:.2f}" for t in ("random", "popular", "adversarial"))
+    )
 
 
 if __name__ == "__main__":

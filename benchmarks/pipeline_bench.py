@@ -13,6 +13,7 @@ Peak memory is the largest resident set of any process the pipeline started (the
 included), from ``getrusage(RUSAGE_CHILDREN)``. Targets (issue 2, 2 CPU cores): quick repro <= 10 min,
 full SFT <= 15 min, no-op repro <= 5 s, peak memory <= 4 GB.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,12 +66,21 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--until", default=None, help="last stage to run (default: all)")
-    ap.add_argument("--stages", nargs="+", default=None,
-                    help="explicit stages to run in this order (each with --single-item; a stage's inputs must "
-                         "come from earlier ones)")
+    ap.add_argument(
+        "--stages",
+        nargs="+",
+        default=None,
+        help="explicit stages to run in this order (each with --single-item; a stage's inputs must "
+        "come from earlier ones)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the scratch copy and print its path")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a knob of the profile (YAML value), e.g. --set align.seeds=[0]; repeatable")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a knob of the profile (YAML value), e.g. --set align.seeds=[0]; repeatable",
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="study-bench-"))
     repo = scratch_copy(args.profile, tmp, tuple(args.set))

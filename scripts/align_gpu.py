@@ -34,6 +34,7 @@ Outputs (outside the DVC pipeline's outputs): ``<out-root>/models/<run>/seed<k>`
 ``<out-root>/eval/<run>/seed<k>``, ``<out-root>/metrics/<run>.json``, curves in
 ``<out-root>/dvclive/<run>/seed<k>`` (main process). ``--out-root`` defaults to ``artifacts/gpu``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--run", required=True, help="an entry of align.runs or align.rm_runs (e.g. dpo_povid)")
     ap.add_argument("--profile", default=None, help="params profile (e.g. gpu); default: params.yaml's `profile`")
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--policy", default=None,
-                    help="checkpoint to align; default: model.base_path, else artifacts/models/sft")
+    ap.add_argument(
+        "--policy", default=None, help="checkpoint to align; default: model.base_path, else artifacts/models/sft"
+    )
     ap.add_argument("--seed", type=int, default=None, help="train only this seed (default: every seed of the run)")
     ap.add_argument("--artifacts", default="artifacts", help="where the world and the preference data are")
     ap.add_argument("--out-root", default="artifacts/gpu")
@@ -95,40 +97,71 @@ def make_plan(args: argparse.Namespace) -> dict:
         seeds = [args.seed]
     n = world_size()
     if n > 1 and ap.method not in MULTI_PROCESS_METHODS:
-        raise PlanError(f"method {ap.method!r} runs in one process only (its loop is not distributed); launch "
-                        "with configs/accelerate/single_gpu.yaml. Multi-process methods: "
-                        f"{list(MULTI_PROCESS_METHODS)}")
+        raise PlanError(
+            f"method {ap.method!r} runs in one process only (its loop is not distributed); launch "
+            "with configs/accelerate/single_gpu.yaml. Multi-process methods: "
+            f"{list(MULTI_PROCESS_METHODS)}"
+        )
     global_batch = ap.batch_size * ap.grad_accum
     if n > 1:
         if ap.grad_accum % n:
-            raise PlanError(f"align.grad_accum ({ap.grad_accum}) must be divisible by the number of processes ({n}) "
-                            f"to keep the global batch of {global_batch} pairs")
+            raise PlanError(
+                f"align.grad_accum ({ap.grad_accum}) must be divisible by the number of processes ({n}) "
+                f"to keep the global batch of {global_batch} pairs"
+            )
         ap = make_params(ap, grad_accum=ap.grad_accum // n)
     mp = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     if mp not in ("no", "bf16" if ap.bf16 else "no"):
-        raise PlanError(f"the accelerate config sets mixed_precision={mp!r} but align.bf16 is {ap.bf16}: the params "
-                        "decide precision; use an accelerate config with mixed_precision: 'no' or the matching one")
+        raise PlanError(
+            f"the accelerate config sets mixed_precision={mp!r} but align.bf16 is {ap.bf16}: the params "
+            "decide precision; use an accelerate config with mixed_precision: 'no' or the matching one"
+        )
     common.check_precision(ap)
     art = Path(args.artifacts)
     out = Path(args.out_root)
     policy = args.policy or params.model.base_path or str(art / "models" / "sft")
     return {
-        "run": args.run, "profile": params.profile, "method": ap.method, "params": ap,
-        "data": str(art / "prefs" / f"{data}.parquet"), "world_dir": str(art / "world"),
+        "run": args.run,
+        "profile": params.profile,
+        "method": ap.method,
+        "params": ap,
+        "data": str(art / "prefs" / f"{data}.parquet"),
+        "world_dir": str(art / "world"),
         "world_spec": params.world.spec,
-        "policy": policy, "seeds": seeds, "processes": n, "global_batch": ap.batch_size * ap.grad_accum * n,
-        "study_seed": params.seed, "eval": params.eval,
-        "models": str(out / "models" / args.run), "eval_dir": str(out / "eval" / args.run),
-        "live_dir": str(out / "dvclive" / args.run), "metrics_path": str(out / "metrics" / f"{args.run}.json"),
+        "policy": policy,
+        "seeds": seeds,
+        "processes": n,
+        "global_batch": ap.batch_size * ap.grad_accum * n,
+        "study_seed": params.seed,
+        "eval": params.eval,
+        "models": str(out / "models" / args.run),
+        "eval_dir": str(out / "eval" / args.run),
+        "live_dir": str(out / "dvclive" / args.run),
+        "metrics_path": str(out / "metrics" / f"{args.run}.json"),
     }
 
 
 def describe(plan: dict) -> dict:
     ap = plan["params"]
-    keys = ("lora", "lora_r", "lora_alpha", "bf16", "gradient_checkpointing", "learning_rate", "projector_lr",
-            "epochs", "batch_size", "grad_accum", "beta", "loss_type")
-    return {**{k: v for k, v in plan.items() if k not in ("params", "eval")},
-            "align": {k: getattr(ap, k) for k in keys}, "eval": plan["eval"].model_dump()}
+    keys = (
+        "lora",
+        "lora_r",
+        "lora_alpha",
+        "bf16",
+        "gradient_checkpointing",
+        "learning_rate",
+        "projector_lr",
+        "epochs",
+        "batch_size",
+        "grad_accum",
+        "beta",
+        "loss_type",
+    )
+    return {
+        **{k: v for k, v in plan.items() if k not in ("params", "eval")},
+        "align": {k: getattr(ap, k) for k in keys},
+        "eval": plan["eval"].model_dump(),
+    }
 
 
 def _free() -> None:
@@ -152,8 +185,10 @@ def run(plan: dict, *, evaluate: bool = True) -> dict:
     ap = plan["params"]
     check_model_dir(plan["policy"])
     if not Path(plan["data"]).is_file():
-        raise FileNotFoundError(f"align run {plan['run']!r}: no preference dataset at {plan['data']} "
-                                "(run the CPU pipeline's `preferences`/`bdhs` stages first)")
+        raise FileNotFoundError(
+            f"align run {plan['run']!r}: no preference dataset at {plan['data']} "
+            "(run the CPU pipeline's `preferences`/`bdhs` stages first)"
+        )
     world = World(plan["world_dir"])
     dtype = torch.bfloat16 if ap.bf16 else None
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -163,9 +198,17 @@ def run(plan: dict, *, evaluate: bool = True) -> dict:
         torch.manual_seed(k)
         model, processor = load_model(plan["policy"], dtype=dtype, device=device)
         model_dir = Path(plan["models"]) / f"seed{k}"
-        train_metrics[k] = train(ap.method, policy=(model, processor), world=world, data=plan["data"], params=ap,
-                                 out_dir=model_dir, live_dir=f"{plan['live_dir']}/seed{k}" if is_main() else None,
-                                 work_dir=default_work_dir(plan["models"]) / f"seed{k}", seed=k)
+        train_metrics[k] = train(
+            ap.method,
+            policy=(model, processor),
+            world=world,
+            data=plan["data"],
+            params=ap,
+            out_dir=model_dir,
+            live_dir=f"{plan['live_dir']}/seed{k}" if is_main() else None,
+            work_dir=default_work_dir(plan["models"]) / f"seed{k}",
+            seed=k,
+        )
         del model
         _free()
     if is_main():
@@ -179,11 +222,29 @@ def run(plan: dict, *, evaluate: bool = True) -> dict:
     e, spec, per_seed = plan["eval"], load_spec(plan["world_spec"]), {}
     for k in plan["seeds"]:
         model, processor = load_model(Path(plan["models"]) / f"seed{k}", dtype=dtype, device=device)
-        meta = {"run": plan["run"], "method": ap.method, "data": plan["data"], "seed": k, "split": e.split,
-                "policy": plan["policy"], "profile": plan["profile"], "processes": plan["processes"],
-                "global_batch": plan["global_batch"], "dtype": "bfloat16" if ap.bf16 else "float32"}
-        per_seed[k] = evaluate_aligned(model, processor, world, spec, e, plan["study_seed"], train_metrics[k], meta,
-                                       Path(plan["eval_dir"]) / f"seed{k}")
+        meta = {
+            "run": plan["run"],
+            "method": ap.method,
+            "data": plan["data"],
+            "seed": k,
+            "split": e.split,
+            "policy": plan["policy"],
+            "profile": plan["profile"],
+            "processes": plan["processes"],
+            "global_batch": plan["global_batch"],
+            "dtype": "bfloat16" if ap.bf16 else "float32",
+        }
+        per_seed[k] = evaluate_aligned(
+            model,
+            processor,
+            world,
+            spec,
+            e,
+            plan["study_seed"],
+            train_metrics[k],
+            meta,
+            Path(plan["eval_dir"]) / f"seed{k}",
+        )
         del model
         _free()
     metrics = aggregate_seeds(per_seed)
@@ -207,7 +268,15 @@ def main(argv=None) -> int:
         if is_main():
             print(json.dumps(describe(plan), default=str), flush=True)
         run(plan, evaluate=not args.no_eval)
-    except (ParamsError, AlignParamsError, PlanError, ModelPathError, PrefSchemaError, SpecError, FileNotFoundError) as e:
+    except (
+        ParamsError,
+        AlignParamsError,
+        PlanError,
+        ModelPathError,
+        PrefSchemaError,
+        SpecError,
+        FileNotFoundError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

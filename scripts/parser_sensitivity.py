@@ -7,6 +7,7 @@ POPE suites under POPE's rule, an exact "yes"/"no" match and a first-word rule
 (:mod:`study.bench.parsers`) and prints accuracy and yes-ratio under each, flagging suites whose parsers'
 accuracies differ by more than one point.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,16 +41,22 @@ def main(argv=None) -> int:
     if not rows:
         print(f"error: no predictions.jsonl with POPE rows under {args.eval_root}", file=sys.stderr)
         return 2
-    print("| model | suite | n | acc POPE / exact / first word | yes-ratio POPE / exact / first word | unparsed (exact) | gap | flag |")
+    print(
+        "| model | suite | n | acc POPE / exact / first word | yes-ratio POPE / exact / first word | unparsed (exact) | gap | flag |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         p = r["parsers"]
         acc = " / ".join(f"{p[k]['accuracy']:.3f}" for k in ("pope", "exact", "first_word"))
         yes = " / ".join(f"{p[k]['yes_ratio']:.3f}" for k in ("pope", "exact", "first_word"))
-        print(f"| {r['model']} | {r['suite']} | {r['n']} | {acc} | {yes} | {p['exact']['unparsed']:.3f} | "
-              f"{r['accuracy_gap']:.3f} | {'parser-sensitive' if r['sensitive'] else ''} |")
+        print(
+            f"| {r['model']} | {r['suite']} | {r['n']} | {acc} | {yes} | {p['exact']['unparsed']:.3f} | "
+            f"{r['accuracy_gap']:.3f} | {'parser-sensitive' if r['sensitive'] else ''} |"
+        )
     n_flag = sum(r["sensitive"] for r in rows)
-    print(f"\n{n_flag} of {len(rows)} (model, suite) pairs parser-sensitive (> {rows[0]['threshold']:.2f} accuracy gap)")
+    print(
+        f"\n{n_flag} of {len(rows)} (model, suite) pairs parser-sensitive (> {rows[0]['threshold']:.2f} accuracy gap)"
+    )
     return 0
 
 

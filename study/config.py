@@ -10,6 +10,7 @@ Types are strict: a boolean is a YAML boolean (``"no"``, ``1`` are refused), a c
 (``model.patch_size`` divides the world's image size, hidden sizes divide by head counts, ...), align
 run names are identifiers and a run's ``data`` stays inside ``artifacts/prefs``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,9 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
-                      model_validator)
-
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 REWARD_MODELS_DIR = "artifacts/models/rm"  # the reward_models stage's output: one model per rm.recipes entry
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +48,7 @@ class Issue(NamedTuple):
     (``": ..."`` or ``" ..."``); ``others``: the text for each further key when that one is named.
     ``quoted``: the key is shown in backticks (alignment knobs are shown bare, as :mod:`study.align.config`
     names them)."""
+
     keys: tuple[str, ...]
     text: str
     quoted: bool = True
@@ -115,26 +115,46 @@ class ModelSection(_Section):
         if self.base_path:  # a checkpoint brings its own architecture: these knobs are not used
             return self
         issues = []
-        vh, vn, th, tn, kv = (self.vision_hidden, self.vision_heads, self.text_hidden, self.text_heads,
-                              self.text_kv_heads)
+        vh, vn, th, tn, kv = (
+            self.vision_hidden,
+            self.vision_heads,
+            self.text_hidden,
+            self.text_heads,
+            self.text_kv_heads,
+        )
         if vh % vn:
-            issues.append(Issue(("model.vision_hidden", "model.vision_heads"),
-                                f": {vh} must be divisible by model.vision_heads ({vn})",
-                                others=(f": {vn} must divide model.vision_hidden ({vh})",)))
+            issues.append(
+                Issue(
+                    ("model.vision_hidden", "model.vision_heads"),
+                    f": {vh} must be divisible by model.vision_heads ({vn})",
+                    others=(f": {vn} must divide model.vision_hidden ({vh})",),
+                )
+            )
         if th % tn:
-            issues.append(Issue(("model.text_hidden", "model.text_heads"),
-                                f": {th} must be divisible by model.text_heads ({tn})",
-                                others=(f": {tn} must divide model.text_hidden ({th})",)))
+            issues.append(
+                Issue(
+                    ("model.text_hidden", "model.text_heads"),
+                    f": {th} must be divisible by model.text_heads ({tn})",
+                    others=(f": {tn} must divide model.text_hidden ({th})",),
+                )
+            )
         elif (th // tn) % 2:
             why = "which must be even (rotary position embeddings rotate pairs of dimensions)"
-            issues.append(Issue(("model.text_hidden", "model.text_heads"),
-                                f": {th} / model.text_heads ({tn}) gives attention heads of size {th // tn}, {why}",
-                                others=(f": model.text_hidden ({th}) / {tn} gives attention heads of size {th // tn}, "
-                                        f"{why}",)))
+            issues.append(
+                Issue(
+                    ("model.text_hidden", "model.text_heads"),
+                    f": {th} / model.text_heads ({tn}) gives attention heads of size {th // tn}, {why}",
+                    others=(f": model.text_hidden ({th}) / {tn} gives attention heads of size {th // tn}, {why}",),
+                )
+            )
         if tn % kv:
-            issues.append(Issue(("model.text_heads", "model.text_kv_heads"),
-                                f": {tn} must be a multiple of model.text_kv_heads ({kv}) (grouped-query attention)",
-                                others=(f": {kv} must divide model.text_heads ({tn}) (grouped-query attention)",)))
+            issues.append(
+                Issue(
+                    ("model.text_heads", "model.text_kv_heads"),
+                    f": {tn} must be a multiple of model.text_kv_heads ({kv}) (grouped-query attention)",
+                    others=(f": {kv} must divide model.text_heads ({tn}) (grouped-query attention)",),
+                )
+            )
         if issues:
             raise RuleError(issues)
         return self
@@ -147,11 +167,13 @@ class SFTSection(_Section):
     weight_decay: Float = Field(0.0, ge=0, le=1)
     warmup_ratio: Float = Field(0.05, ge=0, lt=1)
     lr_scheduler: Literal["cosine", "constant", "warmup_stable_decay"] = Field(
-        "cosine", description="LR after warm-up: cosine decay | constant | constant then a final cosine decay")
+        "cosine", description="LR after warm-up: cosine decay | constant | constant then a final cosine decay"
+    )
     val_rows: int = Field(300, ge=1, le=100_000)
     freeze_vision: bool = Field(True, description="keep the (pretrained) vision tower frozen, as LLaVA does")
-    pool_fractions: list[Float] = Field([0.1, 0.3], min_length=2,
-                                        description="intermediate checkpoints kept for the VLFeedback-style pool")
+    pool_fractions: list[Float] = Field(
+        [0.1, 0.3], min_length=2, description="intermediate checkpoints kept for the VLFeedback-style pool"
+    )
 
     @field_validator("pool_fractions")
     @classmethod
@@ -163,11 +185,15 @@ class SFTSection(_Section):
 
 class VisionSection(_Section):
     """Vision-tower pretraining before SFT (:mod:`study.model.vision_pretrain`); ``epochs: 0`` skips it."""
+
     objective: Literal["presence", "clip", "dense"] = Field(
-        "presence", description="presence (multi-label BCE) | clip (contrastive) | dense (per-patch object/colour/size)")
+        "presence", description="presence (multi-label BCE) | clip (contrastive) | dense (per-patch object/colour/size)"
+    )
     scenes: Literal["world", "uniform"] = Field(
-        "world", description="world: the world's train split | uniform: n_scenes scenes without co-occurrence "
-                             "(study.world.uniform, the analog of CLIP's web data)")
+        "world",
+        description="world: the world's train split | uniform: n_scenes scenes without co-occurrence "
+        "(study.world.uniform, the analog of CLIP's web data)",
+    )
     n_scenes: int = Field(3000, ge=1, le=1_000_000, description="uniform pretraining scenes (scenes: uniform)")
     epochs: Float = Field(8.0, ge=0, le=100)
     learning_rate: Float = Field(1e-3, gt=0, le=1)
@@ -178,6 +204,7 @@ class VisionSection(_Section):
 class LMSection(_Section):
     """Text-only pretraining of the organism's language model before it sees an image
     (:mod:`study.model.lm_pretrain`; the corpus knobs are ``world``'s); ``epochs: 0`` skips it."""
+
     epochs: Float = Field(0.0, ge=0, le=100)
     learning_rate: Float = Field(2e-3, gt=0, le=1)
     batch_size: int = Field(32, ge=1, le=4096)
@@ -186,6 +213,7 @@ class LMSection(_Section):
 class ProjectorSection(_Section):
     """Projector alignment with the tower and the language model frozen, on the train descriptions
     (:mod:`study.model.projector_align`, LLaVA's stage 1); ``epochs: 0`` skips it."""
+
     epochs: Float = Field(0.0, ge=0, le=100)
     learning_rate: Float = Field(2e-3, gt=0, le=1)
     batch_size: int = Field(32, ge=1, le=4096)
@@ -204,6 +232,7 @@ class EvalSection(_Section):
 
 class OrganismSection(_Section):
     """The ``organism`` stage: grounding report and validity gates of the SFT organism (study/eval/gates.py)."""
+
     gate_split: Literal["val", "test"] = Field("val", description="split the gates are decided on (test: report only)")
     probe_train: int = Field(1000, ge=10, le=1_000_000, description="train scenes the presence probes are fitted on")
     sft_seeds: list[int] = Field([0], min_length=1, description="SFT seeds gated (>= 3 for the stability gates)")
@@ -241,15 +270,19 @@ class BDHSSection(_Section):
 
 class PrefsSection(_Section):
     recipes: list[Literal["povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"]] = Field(
-        ["povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"])
+        ["povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"]
+    )
     n_pairs: int = Field(600, ge=1, le=1_000_000, description="common size of every recipe (the '5k' analog)")
     povid_noise_steps: int = Field(500, ge=0, le=1000, description="noisy-image teacher forcing (2nd rejected)")
     heldout_recipes: list[Literal["povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"]] = Field(
-        ["povid", "rlhfv", "vlfeedback"])
+        ["povid", "rlhfv", "vlfeedback"]
+    )
     heldout_n: int = Field(200, ge=1, le=100_000, description="held-out (val) pairs for annotator accuracy")
     rlhfv_answerer: Literal["pool", "policy"] = Field(
-        "pool", description="whose answers the RLHF-V-style recipe corrects: pool = the strongest pool checkpoint "
-                            "other than the SFT model (RLHF-V corrected another model's answers) | policy = the SFT model")
+        "pool",
+        description="whose answers the RLHF-V-style recipe corrects: pool = the strongest pool checkpoint "
+        "other than the SFT model (RLHF-V corrected another model's answers) | policy = the SFT model",
+    )
     noisy_accuracies: list[Float] = Field([0.8, 0.95], description="noisy-oracle pairwise accuracies, in [0.5, 1]")
     threads: int = Field(1, ge=1, le=256)
 
@@ -265,8 +298,10 @@ class RMSection(_Section):
     """Reward models (paper §4.3, Table 7 analog): one RM per recipe of ``recipes`` (trained with TRL's
     RewardTrainer on that recipe's train pairs), each scored on the held-out pairs of every recipe of
     ``prefs.heldout_recipes``."""
+
     recipes: list[Literal["povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"]] = Field(
-        ["povid", "rlhfv", "vlfeedback"])
+        ["povid", "rlhfv", "vlfeedback"]
+    )
     learning_rate: Float = Field(2e-4, gt=0, le=1)
     batch_size: int = Field(16, ge=1, le=4096, description="pairs per step")
     epochs: Float = Field(1.0, gt=0, le=100)
@@ -283,6 +318,7 @@ class AlignSection(_Section):
     Every run's knobs are validated here (:func:`study.align.config.run_params`), so a bad alignment knob
     fails when params are loaded, before any stage does work. That a reward model directory exists is
     checked when its run starts training (it is an output of an earlier stage)."""
+
     base: dict = Field(default_factory=dict)
     seeds: list = Field(default_factory=lambda: [0])
     runs: dict[str, dict] = Field(default_factory=dict)
@@ -299,11 +335,19 @@ class AlignSection(_Section):
                 for name, run in runs.items():
                     p, _, _ = run_params(name, run, self.base, section=section)
                     if section == "rm_runs" and (p.annotator != "reward_model" or "reward_model_path" not in run):
-                        raise AlignParamsError.of([(f"align.rm_runs.{name}", " must set annotator: reward_model and "
-                                                    "its own reward_model_path (runs judged otherwise go in align.runs)")])
+                        raise AlignParamsError.of(
+                            [
+                                (
+                                    f"align.rm_runs.{name}",
+                                    " must set annotator: reward_model and "
+                                    "its own reward_model_path (runs judged otherwise go in align.runs)",
+                                )
+                            ]
+                        )
         except AlignParamsError as e:
-            raise RuleError([Issue((k,), t, quoted=False) for k, t in e.issues]
-                            or [Issue(("align",), f": {e}")]) from None
+            raise RuleError(
+                [Issue((k,), t, quoted=False) for k, t in e.issues] or [Issue(("align",), f": {e}")]
+            ) from None
         both = sorted(set(self.runs) & set(self.rm_runs))
         if both:
             raise RuleError.one("align.rm_runs", f": run names must differ from align.runs, both have {both}")
@@ -316,6 +360,7 @@ class AlignSection(_Section):
 
 class PopeBenchmark(_Section):
     """POPE's label files (``coco_pope_{random,popular,adversarial}.json``) and COCO val2014 images."""
+
     dir: str = Field("", description="folder holding the three label files; '' = not evaluated")
     images: str = Field("", description="COCO val2014 image folder")
     prompt_suffix: str = Field("", description="text appended to every question (e.g. LLaVA's answer-format line)")
@@ -323,6 +368,7 @@ class PopeBenchmark(_Section):
 
 class AmberBenchmark(_Section):
     """AMBER's ``data/`` folder (annotations.json, relation.json, safe_words.txt, query/) and its images."""
+
     dir: str = Field("", description="AMBER's data folder; '' = not evaluated")
     images: str = Field("", description="AMBER's image folder")
     query_file: str = Field("query/query_all.json", description="query file, relative to dir")
@@ -330,6 +376,7 @@ class AmberBenchmark(_Section):
 
 class HalBenchmark(_Section):
     """Object-HalBench-style CHAIR: a question file, COCO images and COCO annotation files."""
+
     questions: str = Field("", description="one {question_id, image, text} a line; '' = not evaluated")
     images: str = Field("", description="COCO image folder")
     instances: str = Field("", description="COCO instances_*.json")
@@ -338,6 +385,7 @@ class HalBenchmark(_Section):
 
 class BenchmarksSection(_Section):
     """Real benchmarks from local files (:mod:`study.bench`; ``python -m study.bench``)."""
+
     model: str = Field("", description="checkpoint dir evaluated; '' = model.base_path")
     out: str = Field("artifacts/bench", description="results: <out>/<benchmark>/")
     batch_size: int = Field(16, ge=1, le=4096)
@@ -350,14 +398,20 @@ class BenchmarksSection(_Section):
 
     @model_validator(mode="after")
     def _paths_come_together(self) -> "BenchmarksSection":
-        needs = {"pope": ("dir", "images"), "amber": ("dir", "images"), "halbench": ("questions", "images", "instances")}
+        needs = {
+            "pope": ("dir", "images"),
+            "amber": ("dir", "images"),
+            "halbench": ("questions", "images", "instances"),
+        }
         for name, keys in needs.items():
             sub = getattr(self, name)
             set_ = [k for k in keys if getattr(sub, k)]
             if set_ and len(set_) < len(keys):
                 missing = [k for k in keys if not getattr(sub, k)]
-                raise RuleError.one(f"benchmarks.{name}.{missing[0]}",
-                                    f": must be set when benchmarks.{name}.{set_[0]} is ({getattr(sub, set_[0])!r})")
+                raise RuleError.one(
+                    f"benchmarks.{name}.{missing[0]}",
+                    f": must be set when benchmarks.{name}.{set_[0]} is ({getattr(sub, set_[0])!r})",
+                )
         return self
 
     def configured(self) -> list[str]:
@@ -387,8 +441,12 @@ class StudyParams(_Section):
         """``align.base`` as every run trains with it: the BDHS knobs of Online-BDHS (``bdhs_rho_th``,
         ``bdhs_eps_s``, ``bdhs_n``) are the ``bdhs`` section's (``rho_th``, ``eps_s``, ``n_bdhs``) unless
         ``align.base`` sets them, so one value drives the offline BDHS dataset and the online runs."""
-        return {"bdhs_rho_th": self.bdhs.rho_th, "bdhs_eps_s": self.bdhs.eps_s, "bdhs_n": self.bdhs.n_bdhs,
-                **self.align.base}
+        return {
+            "bdhs_rho_th": self.bdhs.rho_th,
+            "bdhs_eps_s": self.bdhs.eps_s,
+            "bdhs_n": self.bdhs.n_bdhs,
+            **self.align.base,
+        }
 
     @model_validator(mode="after")
     def _reward_models_are_trained(self) -> "StudyParams":
@@ -396,15 +454,20 @@ class StudyParams(_Section):
         for name, run in self.align.rm_runs.items():
             path = Path(str(run["reward_model_path"]))
             if path.parent == Path(REWARD_MODELS_DIR) and path.name not in self.rm.recipes:
-                raise RuleError.one(f"align.rm_runs.{name}.reward_model_path",
-                                    f": {path} is not trained by the reward_models stage; rm.recipes is {self.rm.recipes}")
+                raise RuleError.one(
+                    f"align.rm_runs.{name}.reward_model_path",
+                    f": {path} is not trained by the reward_models stage; rm.recipes is {self.rm.recipes}",
+                )
         return self
 
     @model_validator(mode="after")
     def _organism_seeds(self) -> "StudyParams":
         if self.seed not in self.organism.sft_seeds:
-            raise RuleError.one("organism.sft_seeds", f": {self.organism.sft_seeds} must contain `seed` ({self.seed}): "
-                                "the pipeline's SFT model is the first of them")
+            raise RuleError.one(
+                "organism.sft_seeds",
+                f": {self.organism.sft_seeds} must contain `seed` ({self.seed}): "
+                "the pipeline's SFT model is the first of them",
+            )
         return self
 
     @model_validator(mode="after")
@@ -416,8 +479,11 @@ class StudyParams(_Section):
         if size is not None and size % self.model.patch_size:
             lo, hi = _bounds(ModelSection, "patch_size")
             allowed = [d for d in range(lo, hi + 1) if size % d == 0]
-            raise RuleError.one("model.patch_size", f": {self.model.patch_size} must divide the world's image_size "
-                                                    f"({size}, world.spec {self.world.spec}); allowed: {allowed}")
+            raise RuleError.one(
+                "model.patch_size",
+                f": {self.model.patch_size} must divide the world's image_size "
+                f"({size}, world.spec {self.world.spec}); allowed: {allowed}",
+            )
         return self
 
 
@@ -523,11 +589,14 @@ def resolve(raw: dict[str, Any], profile: str | None = None, overrides: dict | N
     raw = dict(raw)
     profiles = raw.pop("profiles", {}) or {}
     if not isinstance(profiles, dict):
-        raise ParamsError(f"invalid params: `profiles` must be a mapping of profile name -> overrides, got {profiles!r}")
+        raise ParamsError(
+            f"invalid params: `profiles` must be a mapping of profile name -> overrides, got {profiles!r}"
+        )
     for pname, override in profiles.items():
         if override is not None and not isinstance(override, dict):
-            raise ParamsError(f"invalid params: `profiles.{pname}` must be a mapping of the keys it overrides, "
-                              f"got {override!r}")
+            raise ParamsError(
+                f"invalid params: `profiles.{pname}` must be a mapping of the keys it overrides, got {override!r}"
+            )
     name = profile or raw.get("profile", "quick")
     if name not in profiles and profiles:
         raise ParamsError(f"invalid params: `profile` must be one of {sorted(profiles)}, got {name!r}")
@@ -539,8 +608,9 @@ def resolve(raw: dict[str, Any], profile: str | None = None, overrides: dict | N
     return _validate(merged)
 
 
-def load_params(path: str | Path = "params.yaml", profile: str | None = None,
-                overrides: dict | None = None) -> StudyParams:
+def load_params(
+    path: str | Path = "params.yaml", profile: str | None = None, overrides: dict | None = None
+) -> StudyParams:
     """Read, apply the profile and ``overrides`` (:func:`resolve`), validate."""
     path = Path(path)
     if not path.is_file():

@@ -3,6 +3,7 @@
 A stage killed mid-write therefore leaves either the previous file or nothing, never half a file.
 Directories are built in a temporary sibling and swapped in whole by :func:`atomic_dir`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -137,4 +138,6 @@ def load_state(path: str | Path):
     from safetensors.torch import load_file
 
     path = Path(path)
-    return _join_tensors(json.loads(path.with_suffix(".json").read_text()), load_file(str(path.with_suffix(".safetensors"))))
+    return _join_tensors(
+        json.loads(path.with_suffix(".json").read_text()), load_file(str(path.with_suffix(".safetensors")))
+    )

@@ -21,6 +21,7 @@ stage at a time in a workspace, so none of them can belong to a call still runni
 ``metrics/world_spec.json``; the ``world`` stage depends on that record, so an invalid spec stops
 ``dvc repro`` before any stage that builds something has run (and removed its outputs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,83 +48,161 @@ class Stage:
 
 
 def _world(p: StudyParams) -> dict:
-    return {"world": p.world.model_dump(), "seed": p.seed, "out_dir": str(ARTIFACTS / "world"),
-            "metrics_path": str(METRICS / "world.json")}
+    return {
+        "world": p.world.model_dump(),
+        "seed": p.seed,
+        "out_dir": str(ARTIFACTS / "world"),
+        "metrics_path": str(METRICS / "world.json"),
+    }
 
 
 def _vision(p: StudyParams) -> dict:
-    return {"model": p.model.model_dump(), "vision": p.vision.model_dump(), "seed": p.seed,
-            "world_spec": p.world.spec, "world_dir": str(ARTIFACTS / "world"),
-            "out_dir": str(ARTIFACTS / "models" / "vision"), "metrics_path": str(METRICS / "vision.json")}
+    return {
+        "model": p.model.model_dump(),
+        "vision": p.vision.model_dump(),
+        "seed": p.seed,
+        "world_spec": p.world.spec,
+        "world_dir": str(ARTIFACTS / "world"),
+        "out_dir": str(ARTIFACTS / "models" / "vision"),
+        "metrics_path": str(METRICS / "vision.json"),
+    }
 
 
 def _lm(p: StudyParams) -> dict:
-    return {"model": p.model.model_dump(), "lm": p.lm.model_dump(), "projector": p.projector.model_dump(),
-            "seed": p.seed, "world_spec": p.world.spec, "world_dir": str(ARTIFACTS / "world"),
-            "init_dir": str(ARTIFACTS / "models" / "vision"), "out_dir": str(ARTIFACTS / "models" / "lm"),
-            "metrics_path": str(METRICS / "lm.json")}
+    return {
+        "model": p.model.model_dump(),
+        "lm": p.lm.model_dump(),
+        "projector": p.projector.model_dump(),
+        "seed": p.seed,
+        "world_spec": p.world.spec,
+        "world_dir": str(ARTIFACTS / "world"),
+        "init_dir": str(ARTIFACTS / "models" / "vision"),
+        "out_dir": str(ARTIFACTS / "models" / "lm"),
+        "metrics_path": str(METRICS / "lm.json"),
+    }
 
 
 def _sft(p: StudyParams) -> dict:
-    return {"model": p.model.model_dump(), "sft": p.sft.model_dump(), "seed": p.seed,
-            "world_spec": p.world.spec, "world_dir": str(ARTIFACTS / "world"),
-            "out_dir": str(ARTIFACTS / "models" / "sft"), "live_dir": "dvclive/sft",
-            "metrics_path": str(METRICS / "sft.json"), "pool_dir": str(ARTIFACTS / "models" / "pool"),
-            "init_dir": str(ARTIFACTS / "models" / "lm")}
+    return {
+        "model": p.model.model_dump(),
+        "sft": p.sft.model_dump(),
+        "seed": p.seed,
+        "world_spec": p.world.spec,
+        "world_dir": str(ARTIFACTS / "world"),
+        "out_dir": str(ARTIFACTS / "models" / "sft"),
+        "live_dir": "dvclive/sft",
+        "metrics_path": str(METRICS / "sft.json"),
+        "pool_dir": str(ARTIFACTS / "models" / "pool"),
+        "init_dir": str(ARTIFACTS / "models" / "lm"),
+    }
 
 
 def _organism(p: StudyParams) -> dict:
-    return {"eval": p.eval.model_dump(), "organism": p.organism.model_dump(), "bdhs": p.bdhs.model_dump(),
-            "model": p.model.model_dump(), "vision": p.vision.model_dump(), "lm": p.lm.model_dump(),
-            "projector": p.projector.model_dump(), "sft": p.sft.model_dump(),
-            "seed": p.seed, "world_spec": p.world.spec, "world_dir": str(ARTIFACTS / "world"),
-            "model_dir": str(ARTIFACTS / "models" / "sft"), "bdhs_metrics": str(METRICS / "bdhs.json"),
-            "out_dir": str(ARTIFACTS / "eval" / "organism"), "metrics_path": str(METRICS / "organism.json")}
+    return {
+        "eval": p.eval.model_dump(),
+        "organism": p.organism.model_dump(),
+        "bdhs": p.bdhs.model_dump(),
+        "model": p.model.model_dump(),
+        "vision": p.vision.model_dump(),
+        "lm": p.lm.model_dump(),
+        "projector": p.projector.model_dump(),
+        "sft": p.sft.model_dump(),
+        "seed": p.seed,
+        "world_spec": p.world.spec,
+        "world_dir": str(ARTIFACTS / "world"),
+        "model_dir": str(ARTIFACTS / "models" / "sft"),
+        "bdhs_metrics": str(METRICS / "bdhs.json"),
+        "out_dir": str(ARTIFACTS / "eval" / "organism"),
+        "metrics_path": str(METRICS / "organism.json"),
+    }
 
 
 def _evaluate(p: StudyParams) -> dict:
-    return {"eval": p.eval.model_dump(), "seed": p.seed, "world_spec": p.world.spec,
-            "world_dir": str(ARTIFACTS / "world"), "model_dir": str(ARTIFACTS / "models" / "sft"),
-            "out_dir": str(ARTIFACTS / "eval" / "sft"), "metrics_path": str(METRICS / "eval_sft.json")}
+    return {
+        "eval": p.eval.model_dump(),
+        "seed": p.seed,
+        "world_spec": p.world.spec,
+        "world_dir": str(ARTIFACTS / "world"),
+        "model_dir": str(ARTIFACTS / "models" / "sft"),
+        "out_dir": str(ARTIFACTS / "eval" / "sft"),
+        "metrics_path": str(METRICS / "eval_sft.json"),
+    }
 
 
 def _bdhs(p: StudyParams) -> dict:
-    return {"bdhs": p.bdhs.model_dump(), "seed": p.seed, "world_spec": p.world.spec,
-            "world_dir": str(ARTIFACTS / "world"), "model_dir": str(ARTIFACTS / "models" / "sft"),
-            "out_path": str(ARTIFACTS / "prefs" / "bdhs.parquet"), "sweep_path": str(ARTIFACTS / "bdhs" / "sweep.csv"),
-            "metrics_path": str(METRICS / "bdhs.json"),
-            "povid_path": str(ARTIFACTS / "prefs" / "recipes" / "povid.parquet"),
-            "union_dir": str(ARTIFACTS / "prefs" / "union")}
+    return {
+        "bdhs": p.bdhs.model_dump(),
+        "seed": p.seed,
+        "world_spec": p.world.spec,
+        "world_dir": str(ARTIFACTS / "world"),
+        "model_dir": str(ARTIFACTS / "models" / "sft"),
+        "out_path": str(ARTIFACTS / "prefs" / "bdhs.parquet"),
+        "sweep_path": str(ARTIFACTS / "bdhs" / "sweep.csv"),
+        "metrics_path": str(METRICS / "bdhs.json"),
+        "povid_path": str(ARTIFACTS / "prefs" / "recipes" / "povid.parquet"),
+        "union_dir": str(ARTIFACTS / "prefs" / "union"),
+    }
 
 
 def _preferences(p: StudyParams) -> dict:
-    return {"prefs": p.prefs.model_dump(), "seed": p.seed, "world_spec": p.world.spec,
-            "world_dir": str(ARTIFACTS / "world"), "sft_dir": str(ARTIFACTS / "models" / "sft"),
-            "pool_dir": str(ARTIFACTS / "models" / "pool"), "out_dir": str(ARTIFACTS / "prefs" / "recipes"),
-            "metrics_path": str(METRICS / "prefs.json"), "heldout_dir": str(ARTIFACTS / "prefs" / "heldout")}
+    return {
+        "prefs": p.prefs.model_dump(),
+        "seed": p.seed,
+        "world_spec": p.world.spec,
+        "world_dir": str(ARTIFACTS / "world"),
+        "sft_dir": str(ARTIFACTS / "models" / "sft"),
+        "pool_dir": str(ARTIFACTS / "models" / "pool"),
+        "out_dir": str(ARTIFACTS / "prefs" / "recipes"),
+        "metrics_path": str(METRICS / "prefs.json"),
+        "heldout_dir": str(ARTIFACTS / "prefs" / "heldout"),
+    }
 
 
 def _reward_models(p: StudyParams) -> dict:
-    return {"rm": p.rm.model_dump(), "seed": p.seed, "world_dir": str(ARTIFACTS / "world"),
-            "sft_dir": str(ARTIFACTS / "models" / "sft"), "train_dir": str(ARTIFACTS / "prefs" / "recipes"),
-            "heldout_dir": str(ARTIFACTS / "prefs" / "heldout"), "out_dir": REWARD_MODELS_DIR,
-            "metrics_path": str(METRICS / "reward_models.json")}
+    return {
+        "rm": p.rm.model_dump(),
+        "seed": p.seed,
+        "world_dir": str(ARTIFACTS / "world"),
+        "sft_dir": str(ARTIFACTS / "models" / "sft"),
+        "train_dir": str(ARTIFACTS / "prefs" / "recipes"),
+        "heldout_dir": str(ARTIFACTS / "prefs" / "heldout"),
+        "out_dir": REWARD_MODELS_DIR,
+        "metrics_path": str(METRICS / "reward_models.json"),
+    }
 
 
 def _align(p: StudyParams, run: str) -> dict:
     runs = p.align.all_runs()
     if run not in runs:
         raise ParamsError(f"invalid params: `align.runs` / `align.rm_runs` have no run {run!r}; runs: {sorted(runs)}")
-    return {"run": run, "spec_run": runs[run], "base": p.align_base(), "eval": p.eval.model_dump(),
-            "seed": p.seed, "seeds": list(p.align.seeds), "world_spec": p.world.spec, "world_dir": str(ARTIFACTS / "world"),
-            "sft_dir": str(ARTIFACTS / "models" / "sft"), "prefs_dir": str(ARTIFACTS / "prefs"),
-            "out_dir": str(ARTIFACTS / "models" / "align" / run), "eval_dir": str(ARTIFACTS / "eval" / run),
-            "live_dir": f"dvclive/align/{run}", "metrics_path": str(METRICS / "align" / f"{run}.json")}
+    return {
+        "run": run,
+        "spec_run": runs[run],
+        "base": p.align_base(),
+        "eval": p.eval.model_dump(),
+        "seed": p.seed,
+        "seeds": list(p.align.seeds),
+        "world_spec": p.world.spec,
+        "world_dir": str(ARTIFACTS / "world"),
+        "sft_dir": str(ARTIFACTS / "models" / "sft"),
+        "prefs_dir": str(ARTIFACTS / "prefs"),
+        "out_dir": str(ARTIFACTS / "models" / "align" / run),
+        "eval_dir": str(ARTIFACTS / "eval" / run),
+        "live_dir": f"dvclive/align/{run}",
+        "metrics_path": str(METRICS / "align" / f"{run}.json"),
+    }
 
 
 def _paper(p: StudyParams) -> dict:
-    return {"runs": list(p.align.all_runs()), "metrics_dir": str(METRICS), "paper_dir": "paper",
-            "eval_dir": str(ARTIFACTS / "eval"), "world_spec": p.world.spec, "n_boot": p.eval.n_boot, "seed": p.seed}
+    return {
+        "runs": list(p.align.all_runs()),
+        "metrics_dir": str(METRICS),
+        "paper_dir": "paper",
+        "eval_dir": str(ARTIFACTS / "eval"),
+        "world_spec": p.world.spec,
+        "n_boot": p.eval.n_boot,
+        "seed": p.seed,
+    }
 
 
 STAGES: dict[str, Stage] = {
@@ -149,8 +228,14 @@ def check_spec(params_path: str | Path = "params.yaml", stamp: str | Path = METR
 
     p = load_params(params_path)
     spec = load_spec(p.world.spec)
-    record = {"source": p.world.spec, "sha256": file_digest(p.world.spec), "image_size": spec.image_size,
-              "categories": len(spec.categories), "contexts": len(spec.contexts), "colors": len(spec.colors)}
+    record = {
+        "source": p.world.spec,
+        "sha256": file_digest(p.world.spec),
+        "image_size": spec.image_size,
+        "categories": len(spec.categories),
+        "contexts": len(spec.contexts),
+        "colors": len(spec.colors),
+    }
     io.write_json(stamp, record)
     return record
 
@@ -180,8 +265,14 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run_stage(name: str, params_path: str | Path = "params.yaml", notebooks: str | Path = "notebooks",
-              reports: str | Path = REPORTS, html: bool = True, run: str | None = None) -> Path:
+def run_stage(
+    name: str,
+    params_path: str | Path = "params.yaml",
+    notebooks: str | Path = "notebooks",
+    reports: str | Path = REPORTS,
+    html: bool = True,
+    run: str | None = None,
+) -> Path:
     """Execute one stage; ``run`` names the entry of a per-run stage (``align``)."""
     if name not in STAGES:
         raise SystemExit(f"unknown stage {name!r}; stages: {sorted(STAGES)}")
@@ -199,8 +290,15 @@ def run_stage(name: str, params_path: str | Path = "params.yaml", notebooks: str
     with io.atomic_path(out) as tmp:
         tmp_nb = tmp.with_suffix(".ipynb")
         try:
-            pm.execute_notebook(str(src), str(tmp_nb), parameters=parameters, kernel_name="python3",
-                                progress_bar=False, log_output=True, cwd=os.getcwd())
+            pm.execute_notebook(
+                str(src),
+                str(tmp_nb),
+                parameters=parameters,
+                kernel_name="python3",
+                progress_bar=False,
+                log_output=True,
+                cwd=os.getcwd(),
+            )
         except BaseException:  # an error, Ctrl-C or SIGTERM (see main): keep one failure record
             if tmp_nb.exists():
                 os.replace(tmp_nb, failed)

@@ -23,6 +23,7 @@ Digests (:func:`tree_digest`) hash file contents; files larger than ``FULL_HASH_
 checkpoint's weight shards) contribute their name, size and modification time instead, which changes
 whenever the file is rewritten.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -94,8 +95,7 @@ def differing_keys(old: dict, new: dict) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k, object()) != b.get(k, object()))
 
 
-def claim_work_dir(work_dir: str | Path, fingerprint: dict, what: str,
-                   log: Callable[[str], None] = print) -> bool:
+def claim_work_dir(work_dir: str | Path, fingerprint: dict, what: str, log: Callable[[str], None] = print) -> bool:
     """Make ``work_dir`` safe for a call with ``fingerprint``; True iff its state may be resumed.
 
     The rule and the messages are the module's. ``fingerprint`` must be JSON-serialisable (it is
@@ -111,8 +111,11 @@ def claim_work_dir(work_dir: str | Path, fingerprint: dict, what: str,
             log(f"resuming {what} from {work}: params and data unchanged")
             resume = True
         else:
-            why = ("no record of the configuration that wrote it" if old is None
-                   else "written with other " + ", ".join(differing_keys(old, fp)[:8]))
+            why = (
+                "no record of the configuration that wrote it"
+                if old is None
+                else "written with other " + ", ".join(differing_keys(old, fp)[:8])
+            )
             log(f"not resuming {what} from {work}: {why}; starting clean")
             shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -125,8 +128,10 @@ def start_clean(work_dir: str | Path, what: str, log: Callable[[str], None] = pr
     ``work_dir``, saying so, and return the fresh, empty directory."""
     work = Path(work_dir)
     if work.is_dir() and any(work.iterdir()):
-        log(f"not resuming {what} from {work}: it does not resume, the leftover state "
-            f"({', '.join(sorted(p.name for p in work.iterdir()))}) is removed; starting clean")
+        log(
+            f"not resuming {what} from {work}: it does not resume, the leftover state "
+            f"({', '.join(sorted(p.name for p in work.iterdir()))}) is removed; starting clean"
+        )
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)

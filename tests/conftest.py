@@ -52,9 +52,18 @@ def make_world(tmp_path_factory, spec):
 
     def make(name: str, *, train: int, val: int, test: int, ood: int):
         d = tmp_path_factory.mktemp(name) / "w"
-        build_world(spec, d, seed=0, sizes={"train": train, "val": val, "test": test, "ood": ood},
-                    scene_params=SceneParams(), corpus_params=CorpusParams(), faint_alpha=0.3, noise_std=6.0)
+        build_world(
+            spec,
+            d,
+            seed=0,
+            sizes={"train": train, "val": val, "test": test, "ood": ood},
+            scene_params=SceneParams(),
+            corpus_params=CorpusParams(),
+            faint_alpha=0.3,
+            noise_std=6.0,
+        )
         return World(d)
+
     return make
 
 
@@ -70,9 +79,12 @@ def make_scene(spec):
     from study.world.scenes import Scene, SceneObject, relations_of
 
     def make(objs, context="kitchen", scene_id="test-000000"):
-        objects = [SceneObject(i, c, col, size, r, cc, spec.position_name(r, cc), False)
-                   for i, (c, col, size, r, cc) in enumerate(objs)]
+        objects = [
+            SceneObject(i, c, col, size, r, cc, spec.position_name(r, cc), False)
+            for i, (c, col, size, r, cc) in enumerate(objs)
+        ]
         return Scene(scene_id, "test", context, objects, relations_of(objects))
+
     return make
 
 
@@ -92,19 +104,46 @@ def save_tiny_llava_next():
 
     def save(d, spec, text_layers: int = 1, seed: int = 0) -> Path:
         tok = build_tokenizer(vocabulary(spec))
-        ip = LlavaNextImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
-                                        image_grid_pinpoints=_PINPOINTS)
-        proc = LlavaNextProcessor(image_processor=ip, tokenizer=tok, patch_size=8,
-                                  vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
-                                  num_additional_image_tokens=1)
-        text = dict(model_type="llama", vocab_size=len(tok), hidden_size=32, num_hidden_layers=text_layers,
-                    num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
-                    pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        vision = dict(model_type="clip_vision_model", image_size=32, patch_size=8, hidden_size=16,
-                      num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, projection_dim=16)
-        cfg = LlavaNextConfig(text_config=text, vision_config=vision,
-                              image_token_index=tok.convert_tokens_to_ids("<image>"), image_grid_pinpoints=_PINPOINTS,
-                              vision_feature_layer=-1, vision_feature_select_strategy="default")
+        ip = LlavaNextImageProcessorPil(
+            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, image_grid_pinpoints=_PINPOINTS
+        )
+        proc = LlavaNextProcessor(
+            image_processor=ip,
+            tokenizer=tok,
+            patch_size=8,
+            vision_feature_select_strategy="default",
+            chat_template=CHAT_TEMPLATE,
+            num_additional_image_tokens=1,
+        )
+        text = dict(
+            model_type="llama",
+            vocab_size=len(tok),
+            hidden_size=32,
+            num_hidden_layers=text_layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=64,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+        vision = dict(
+            model_type="clip_vision_model",
+            image_size=32,
+            patch_size=8,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            projection_dim=16,
+        )
+        cfg = LlavaNextConfig(
+            text_config=text,
+            vision_config=vision,
+            image_token_index=tok.convert_tokens_to_ids("<image>"),
+            image_grid_pinpoints=_PINPOINTS,
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="default",
+        )
         torch.manual_seed(seed)
         LlavaNextForConditionalGeneration(cfg).save_pretrained(d)
         proc.save_pretrained(d)

@@ -22,19 +22,22 @@ def test_profile_overrides_only_what_it_names():
     assert p.world.faint_alpha == RAW["world"]["faint_alpha"]
 
 
-@pytest.mark.parametrize("path,value,needle", [
-    (("world", "n_train"), 0, "world.n_train"),
-    (("world", "faint_prob"), 1.5, "world.faint_prob"),
-    (("sft", "learning_rate"), -1, "sft.learning_rate"),
-    (("eval", "split"), "train", "eval.split"),
-    (("world", "n_trian"), 5, "world.n_trian` is not a known parameter"),
-    (("sft", "epochs"), "many", "sft.epochs"),
-    (("vision", "objective"), "mae", "vision.objective"),
-    (("vision", "epochs"), -1, "vision.epochs"),
-    (("world", "exist_per_scene"), 11, "world.exist_per_scene"),
-    (("organism", "gate_split"), "ood", "organism.gate_split"),
-    (("organism", "sft_seeds"), [0, 0, 1], "organism.sft_seeds"),
-])
+@pytest.mark.parametrize(
+    "path,value,needle",
+    [
+        (("world", "n_train"), 0, "world.n_train"),
+        (("world", "faint_prob"), 1.5, "world.faint_prob"),
+        (("sft", "learning_rate"), -1, "sft.learning_rate"),
+        (("eval", "split"), "train", "eval.split"),
+        (("world", "n_trian"), 5, "world.n_trian` is not a known parameter"),
+        (("sft", "epochs"), "many", "sft.epochs"),
+        (("vision", "objective"), "mae", "vision.objective"),
+        (("vision", "epochs"), -1, "vision.epochs"),
+        (("world", "exist_per_scene"), 11, "world.exist_per_scene"),
+        (("organism", "gate_split"), "ood", "organism.gate_split"),
+        (("organism", "sft_seeds"), [0, 0, 1], "organism.sft_seeds"),
+    ],
+)
 def test_bad_values_name_the_key(path, value, needle):
     raw = yaml.safe_load(open("params.yaml"))
     raw[path[0]][path[1]] = value
@@ -68,8 +71,9 @@ def test_bad_alignment_run_is_named_at_load_time():
         resolve(raw)
 
 
-@pytest.mark.parametrize("seeds,msg", [([], "non-empty list"), ([0, -1], "integers >= 0"), ([1, 1], "repeated"),
-                                       ("0", "valid list")])
+@pytest.mark.parametrize(
+    "seeds,msg", [([], "non-empty list"), ([0, -1], "integers >= 0"), ([1, 1], "repeated"), ("0", "valid list")]
+)
 def test_bad_alignment_seeds_are_named(seeds, msg):
     raw = yaml.safe_load(open("params.yaml"))
     raw["align"]["seeds"] = seeds
@@ -86,14 +90,28 @@ def test_full_profile_trains_three_seeds_and_quick_one():
     assert load_params(profile="quick").align.seeds == [0]
 
 
-@pytest.mark.parametrize("edit,needle", [
-    (lambda a: a["rm_runs"]["rloo_rm_povid"].pop("reward_model_path"), r"align.rm_runs.rloo_rm_povid.*reward_model_path"),
-    (lambda a: a["rm_runs"]["rloo_rm_povid"].update(annotator="oracle"), r"align.rm_runs.rloo_rm_povid must set annotator"),
-    (lambda a: a["rm_runs"]["rloo_rm_povid"].update(kl_coef=-1), r"align.rm_runs.rloo_rm_povid.kl_coef must be >= 0"),
-    (lambda a: a["rm_runs"].update(ppo=a["rm_runs"]["ppo_rm_povid"]), r"run names must differ.*'ppo'"),
-    (lambda a: a["rm_runs"]["ppo_rm_povid"].update(reward_model_path="artifacts/models/rm/random_corruption"),
-     r"`align.rm_runs.ppo_rm_povid.reward_model_path`: .*random_corruption is not trained by the reward_models stage"),
-])
+@pytest.mark.parametrize(
+    "edit,needle",
+    [
+        (
+            lambda a: a["rm_runs"]["rloo_rm_povid"].pop("reward_model_path"),
+            r"align.rm_runs.rloo_rm_povid.*reward_model_path",
+        ),
+        (
+            lambda a: a["rm_runs"]["rloo_rm_povid"].update(annotator="oracle"),
+            r"align.rm_runs.rloo_rm_povid must set annotator",
+        ),
+        (
+            lambda a: a["rm_runs"]["rloo_rm_povid"].update(kl_coef=-1),
+            r"align.rm_runs.rloo_rm_povid.kl_coef must be >= 0",
+        ),
+        (lambda a: a["rm_runs"].update(ppo=a["rm_runs"]["ppo_rm_povid"]), r"run names must differ.*'ppo'"),
+        (
+            lambda a: a["rm_runs"]["ppo_rm_povid"].update(reward_model_path="artifacts/models/rm/random_corruption"),
+            r"`align.rm_runs.ppo_rm_povid.reward_model_path`: .*random_corruption is not trained by the reward_models stage",
+        ),
+    ],
+)
 def test_bad_reward_model_runs_are_named_at_load_time(edit, needle):
     raw = yaml.safe_load(open("params.yaml"))
     edit(raw["align"])
@@ -141,20 +159,32 @@ def test_base_of_params_yaml_is_valid_without_any_profile():
 @pytest.mark.parametrize("profile", sorted(RAW["profiles"]))
 def test_a_base_error_names_the_plain_key_whatever_the_profile(profile):
     assert error_of(lambda r: r["world"].update(faint_prob=1.5), profile) == (
-        "invalid params: `world.faint_prob`: Input should be less than or equal to 1 (got 1.5)")
+        "invalid params: `world.faint_prob`: Input should be less than or equal to 1 (got 1.5)"
+    )
 
 
-@pytest.mark.parametrize("edit,msg", [
-    (lambda r: r["profiles"]["smoke"]["world"].update(faint_prob=1.5),
-     "invalid params: `profiles.smoke.world.faint_prob`: Input should be less than or equal to 1 (got 1.5)"),
-    (lambda r: r["profiles"]["smoke"]["organism"].update(sft_seeds=[1]),
-     "invalid params: `profiles.smoke.organism.sft_seeds`: [1] must contain `seed` (0): the pipeline's SFT model is "
-     "the first of them"),
-    (lambda r: r["profiles"]["gpu"]["align"]["base"].update(beta=-1),
-     "invalid params: profiles.gpu.align.base.beta must be > 0, got -1"),
-    (lambda r: r["profiles"]["full"].update(model={"text_kv_heads": 3}),  # the second key of a two-key rule
-     "invalid params: `profiles.full.model.text_kv_heads`: 3 must divide model.text_heads (4) (grouped-query attention)"),
-])
+@pytest.mark.parametrize(
+    "edit,msg",
+    [
+        (
+            lambda r: r["profiles"]["smoke"]["world"].update(faint_prob=1.5),
+            "invalid params: `profiles.smoke.world.faint_prob`: Input should be less than or equal to 1 (got 1.5)",
+        ),
+        (
+            lambda r: r["profiles"]["smoke"]["organism"].update(sft_seeds=[1]),
+            "invalid params: `profiles.smoke.organism.sft_seeds`: [1] must contain `seed` (0): the pipeline's SFT model is "
+            "the first of them",
+        ),
+        (
+            lambda r: r["profiles"]["gpu"]["align"]["base"].update(beta=-1),
+            "invalid params: profiles.gpu.align.base.beta must be > 0, got -1",
+        ),
+        (
+            lambda r: r["profiles"]["full"].update(model={"text_kv_heads": 3}),  # the second key of a two-key rule
+            "invalid params: `profiles.full.model.text_kv_heads`: 3 must divide model.text_heads (4) (grouped-query attention)",
+        ),
+    ],
+)
 def test_a_profile_override_error_names_the_profile_key(edit, msg):
     assert error_of(edit, "quick") == msg  # every profile is checked, not only the selected one
 
@@ -162,33 +192,41 @@ def test_a_profile_override_error_names_the_profile_key(edit, msg):
 def test_a_base_value_failing_only_with_a_profile_names_the_base_key_and_the_profile():
     # smoke's align.base.batch_size 4 with the default ppo_minibatch (8): the ppo run breaks only under smoke
     assert error_of(lambda r: r["profiles"]["smoke"]["align"]["base"].pop("ppo_minibatch")) == (
-        "invalid params: align.runs.ppo.ppo_minibatch (with profile smoke): must be <= batch_size (4), got 8")
+        "invalid params: align.runs.ppo.ppo_minibatch (with profile smoke): must be <= batch_size (4), got 8"
+    )
 
 
 def test_a_bad_align_base_knob_names_align_base():
-    assert error_of(lambda r: r["align"]["base"].update(beta=-1)) == "invalid params: align.base.beta must be > 0, got -1"
+    assert (
+        error_of(lambda r: r["align"]["base"].update(beta=-1)) == "invalid params: align.base.beta must be > 0, got -1"
+    )
     assert error_of(lambda r: r["align"]["base"].update(ppo_minibatch=32)) == (
-        "invalid params: align.base.ppo_minibatch: must be <= batch_size (16), got 32 (in align.runs.ppo)")
+        "invalid params: align.base.ppo_minibatch: must be <= batch_size (16), got 32 (in align.runs.ppo)"
+    )
 
 
 def test_profiles_must_be_mappings():
     assert error_of(lambda r: r["profiles"].update(smoke=5)) == (
-        "invalid params: `profiles.smoke` must be a mapping of the keys it overrides, got 5")
+        "invalid params: `profiles.smoke` must be a mapping of the keys it overrides, got 5"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # strict types, fitting shapes, paths inside the project, identifier names (issue #11, item 5)
 
 
-@pytest.mark.parametrize("section,key,value,msg", [
-    ("world", "n_train", True, "`world.n_train`: Input should be a valid integer (got True)"),
-    ("world", "n_train", 3000.0, "`world.n_train`: Input should be a valid integer (got 3000.0)"),
-    ("sft", "freeze_vision", "no", "`sft.freeze_vision`: Input should be a valid boolean (got 'no')"),
-    ("sft", "freeze_vision", 1, "`sft.freeze_vision`: Input should be a valid boolean (got 1)"),
-    ("eval", "n_boot", "1000", "`eval.n_boot`: Input should be a valid integer (got '1000')"),
-    ("sft", "learning_rate", "0.002", "`sft.learning_rate`: Input should be a valid number (got '0.002')"),
-    ("organism", "sft_seeds", [False, 1, 2], "`organism.sft_seeds.0`: Input should be a valid integer (got False)"),
-])
+@pytest.mark.parametrize(
+    "section,key,value,msg",
+    [
+        ("world", "n_train", True, "`world.n_train`: Input should be a valid integer (got True)"),
+        ("world", "n_train", 3000.0, "`world.n_train`: Input should be a valid integer (got 3000.0)"),
+        ("sft", "freeze_vision", "no", "`sft.freeze_vision`: Input should be a valid boolean (got 'no')"),
+        ("sft", "freeze_vision", 1, "`sft.freeze_vision`: Input should be a valid boolean (got 1)"),
+        ("eval", "n_boot", "1000", "`eval.n_boot`: Input should be a valid integer (got '1000')"),
+        ("sft", "learning_rate", "0.002", "`sft.learning_rate`: Input should be a valid number (got '0.002')"),
+        ("organism", "sft_seeds", [False, 1, 2], "`organism.sft_seeds.0`: Input should be a valid integer (got False)"),
+    ],
+)
 def test_types_are_strict(section, key, value, msg):
     assert error_of(lambda r: r[section].update({key: value})) == f"invalid params: {msg}"
 
@@ -204,18 +242,29 @@ def test_floats_accept_integers_and_exponents_yaml_reads_as_strings():
     assert make_params(p.align.base).learning_rate == 5e-6
 
 
-@pytest.mark.parametrize("where,value,msg", [
-    (("align", "base", "lora"), "no", "align.base.lora: Input should be a valid boolean (got 'no')"),
-    (("align", "runs", "dpo_bdhs", "lora"), "no", "align.runs.dpo_bdhs.lora: Input should be a valid boolean (got 'no')"),
-    (("align", "runs", "dpo_bdhs", "batch_size"), True,
-     "align.runs.dpo_bdhs.batch_size: Input should be a valid integer (got True)"),
-])
+@pytest.mark.parametrize(
+    "where,value,msg",
+    [
+        (("align", "base", "lora"), "no", "align.base.lora: Input should be a valid boolean (got 'no')"),
+        (
+            ("align", "runs", "dpo_bdhs", "lora"),
+            "no",
+            "align.runs.dpo_bdhs.lora: Input should be a valid boolean (got 'no')",
+        ),
+        (
+            ("align", "runs", "dpo_bdhs", "batch_size"),
+            True,
+            "align.runs.dpo_bdhs.batch_size: Input should be a valid integer (got True)",
+        ),
+    ],
+)
 def test_alignment_knobs_are_strict(where, value, msg):
     def edit(r):
         node = r
         for k in where[:-1]:
             node = node[k]
         node[where[-1]] = value
+
     assert error_of(edit) == f"invalid params: {msg}"
 
 
@@ -223,22 +272,32 @@ def test_patch_size_must_divide_the_world_image_size():
     assert yaml.safe_load(open(RAW["world"]["spec"]))["image_size"] == 48
     assert error_of(lambda r: r["model"].update(patch_size=7)) == (
         "invalid params: `model.patch_size`: 7 must divide the world's image_size (48, world.spec "
-        "data/world_spec.yaml); allowed: [1, 2, 3, 4, 6, 8, 12, 16, 24, 48]")
+        "data/world_spec.yaml); allowed: [1, 2, 3, 4, 6, 8, 12, 16, 24, 48]"
+    )
     assert error_of(lambda r: r["profiles"]["smoke"]["model"].update(patch_size=5), "quick").startswith(
-        "invalid params: `profiles.smoke.model.patch_size`: 5 must divide the world's image_size (48, ")
+        "invalid params: `profiles.smoke.model.patch_size`: 5 must divide the world's image_size (48, "
+    )
     raw = copy.deepcopy(RAW)
     raw["profiles"]["gpu"]["model"]["patch_size"] = 7  # a checkpoint brings its own architecture: not used
     assert resolve(raw, "gpu").model.patch_size == 7
 
 
-@pytest.mark.parametrize("model,msg", [
-    ({"vision_heads": 3}, "`model.vision_hidden`: 64 must be divisible by model.vision_heads (3)"),
-    ({"text_hidden": 130}, "`model.text_hidden`: 130 must be divisible by model.text_heads (4)"),
-    ({"text_hidden": 12, "text_intermediate": 64}, "`model.text_hidden`: 12 / model.text_heads (4) gives attention "
-     "heads of size 3, which must be even (rotary position embeddings rotate pairs of dimensions)"),
-    ({"text_kv_heads": 3}, "`model.text_heads`: 4 must be a multiple of model.text_kv_heads (3) (grouped-query "
-     "attention)"),
-])
+@pytest.mark.parametrize(
+    "model,msg",
+    [
+        ({"vision_heads": 3}, "`model.vision_hidden`: 64 must be divisible by model.vision_heads (3)"),
+        ({"text_hidden": 130}, "`model.text_hidden`: 130 must be divisible by model.text_heads (4)"),
+        (
+            {"text_hidden": 12, "text_intermediate": 64},
+            "`model.text_hidden`: 12 / model.text_heads (4) gives attention "
+            "heads of size 3, which must be even (rotary position embeddings rotate pairs of dimensions)",
+        ),
+        (
+            {"text_kv_heads": 3},
+            "`model.text_heads`: 4 must be a multiple of model.text_kv_heads (3) (grouped-query attention)",
+        ),
+    ],
+)
 def test_attention_shapes_must_divide(model, msg):
     assert error_of(lambda r: r["model"].update(model)) == f"invalid params: {msg}"
 
@@ -248,16 +307,19 @@ def test_a_run_data_path_stays_inside_artifacts_prefs(data):
     assert error_of(lambda r: r["align"]["runs"]["dpo_bdhs"].update(data=data)) == (
         "invalid params: align.runs.dpo_bdhs.data must be a path inside artifacts/prefs (it names "
         "artifacts/prefs/<data>.parquet): parts of letters, digits, `_`, `-` and `.` joined by `/`, no `..`, not "
-        f"absolute; got {data!r}")
+        f"absolute; got {data!r}"
+    )
 
 
-@pytest.mark.parametrize("section,name", [("runs", "my/run"), ("runs", "my run"), ("rm_runs", "1run"),
-                                          ("runs", "_dpo"), ("runs", "dpo.x")])
+@pytest.mark.parametrize(
+    "section,name", [("runs", "my/run"), ("runs", "my run"), ("rm_runs", "1run"), ("runs", "_dpo"), ("runs", "dpo.x")]
+)
 def test_run_names_are_identifiers(section, name):
     run = {"method": "dpo", "data": "bdhs"} if section == "runs" else dict(RAW["align"]["rm_runs"]["ppo_rm_povid"])
     assert error_of(lambda r: r["align"][section].update({name: run})) == (
         f"invalid params: align.{section}: run name {name!r} must start with a letter and hold only letters, digits, "
-        "`_` and `-`")
+        "`_` and `-`"
+    )
 
 
 def test_every_run_name_and_data_path_of_params_yaml_passes():

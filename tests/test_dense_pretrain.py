@@ -1,4 +1,5 @@
 """The dense (per-patch what-is-where) vision pretraining objective (tiny world, tiny organism)."""
+
 import numpy as np
 import torch
 
@@ -26,7 +27,7 @@ def test_dense_targets_name_the_object_of_each_patch_cell(spec, make_scene):
     cats = spec.category_names
     none = len(cats)
     assert t["category"][0, 0] == cats.index("cup") and t["category"][0, 63] == cats.index("fork")
-    assert (t["category"][0, cells == 4] == none).all()                 # empty centre cell
+    assert (t["category"][0, cells == 4] == none).all()  # empty centre cell
     assert t["color"][0, 0] == list(spec.colors).index("white") and t["size"][0, 63] == list(spec.sizes).index("small")
     assert t["color"][0, cells == 4].tolist() == [len(spec.colors)] * 4
 

@@ -1,5 +1,6 @@
 """DVC's experiment queue runs study variants in parallel workers: two queued experiments at the smoke size,
 two workers, both finish with their metrics, compared with ``dvc exp show``."""
+
 import json
 import shutil
 import subprocess
@@ -50,13 +51,16 @@ def test_two_queued_experiments_run_in_two_workers(tmp_path):
         time.sleep(5)
     assert status.count("Success") == 2, status
     shown = json.loads(_run(["dvc", "exp", "show", "--json"], repo))
-    exps = {e["name"]: e for rev in shown for e in (rev.get("experiments") or [])
-            for e in [e["revs"][0]] if e.get("name")}
+    exps = {
+        e["name"]: e for rev in shown for e in (rev.get("experiments") or []) for e in [e["revs"][0]] if e.get("name")
+    }
     assert set(exps) == {"lr2", "lr4"}, list(exps)
     for name, lr in (("lr2", 0.002), ("lr4", 0.004)):
         data = exps[name]["data"]
         assert data["params"]["params.yaml"]["data"]["sft"]["learning_rate"] == lr
         sft = data["metrics"]["metrics/sft.json"]["data"]
         assert sft["eval_loss"] > 0
-    assert exps["lr2"]["data"]["metrics"]["metrics/sft.json"]["data"]["eval_loss"] != \
-        exps["lr4"]["data"]["metrics"]["metrics/sft.json"]["data"]["eval_loss"]
+    assert (
+        exps["lr2"]["data"]["metrics"]["metrics/sft.json"]["data"]["eval_loss"]
+        != exps["lr4"]["data"]["metrics"]["metrics/sft.json"]["data"]["eval_loss"]
+    )

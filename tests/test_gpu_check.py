@@ -1,4 +1,5 @@
 """benchmarks/gpu_check.py: refuses without CUDA, counts FLOPs from the shapes, runs end to end at tiny size."""
+
 import json
 
 import pytest
@@ -14,7 +15,7 @@ def test_refuses_without_cuda(check, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert check.main([]) == 2
     assert "needs a CUDA GPU and none is visible" in capsys.readouterr().err
-    assert check.main(["--tiny"]) == 2          # --tiny alone does not run on CPU
+    assert check.main(["--tiny"]) == 2  # --tiny alone does not run on CPU
 
 
 def test_flops_follow_the_7b_shapes(check):
@@ -22,11 +23,11 @@ def test_flops_follow_the_7b_shapes(check):
     # LLaMA-7B's published parameter count: matmuls + input embedding (vocab 32,000) + 65 RMSNorm vectors
     assert check.lm_matmul_params(text, 32000) + 32000 * 4096 + 65 * 4096 == 6_738_415_616
     n, L, d = check.lm_matmul_params(text, 32064), 32, 4096
-    assert check.lm_forward_flops(text, 32064, 1000) == 2 * n * 1000 + 4 * L * d * 1000 ** 2
+    assert check.lm_forward_flops(text, 32064, 1000) == 2 * n * 1000 + 4 * L * d * 1000**2
     v = check.SHAPES["7b"]["vision"]
     one = check.vision_forward_flops(v, 4096, 336, 14, 1)
     assert check.vision_forward_flops(v, 4096, 336, 14, 5) == pytest.approx(5 * one)
-    assert 2 * 0.30e9 * 577 < one < 2 * 0.34e9 * 577 * 1.2   # ViT-L/14 (~0.30 B params) + projector (~21 M)
+    assert 2 * 0.30e9 * 577 < one < 2 * 0.34e9 * 577 * 1.2  # ViT-L/14 (~0.30 B params) + projector (~21 M)
     step = check.dpo_step_flops(text, v, 32064, 336, 14, [2000, 2000], 5)
     assert step == pytest.approx(2 * (3 * check.lm_forward_flops(text, 32064, 2000) + 2 * 5 * one))
     assert check.peak_tflops("NVIDIA H200") == 989.0 and check.peak_tflops("Tesla T4") is None

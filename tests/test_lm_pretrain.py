@@ -33,14 +33,14 @@ def test_text_rows_put_the_clean_passage_where_the_image_goes(world, spec):
     assert len(rows) == 20 * (1 + CP.qa_per_scene + CP.exist_per_scene + 1)
     for r in rows:
         scene = scenes[int(r["scene_id"].rsplit("-", 1)[1])]
-        if r["kind"] == "prior_describe":          # the language prior: no passage at all
+        if r["kind"] == "prior_describe":  # the language prior: no passage at all
             assert not any(c in r["prompt"].split() for c in spec.category_names)
             continue
         # every object of the scene is named in its passage (synonym_prob = 0) and no absent category is
-        passage = " ".join(split_sentences(r["prompt"])[:-1])        # the last sentence is the question
+        passage = " ".join(split_sentences(r["prompt"])[:-1])  # the last sentence is the question
         named = set(passage.split()) & set(spec.category_names)
         assert named == set(scene.categories), r
-    assert text_rows(spec, scenes, CP, seed=0) == rows          # same seed, same corpus
+    assert text_rows(spec, scenes, CP, seed=0) == rows  # same seed, same corpus
     assert text_rows(spec, scenes, CP, seed=1) != rows
 
 
@@ -71,7 +71,7 @@ def test_reading_accuracy_is_the_sign_of_the_yes_no_margin(world, spec):
     exact = reading_accuracy(_Reader(proc.tokenizer, spec), proc.tokenizer, spec, scenes, CP, seed=0)
     assert exact["reading_items"] == 32 and exact["reading_accuracy"] == 1.0 and exact["reading_auroc"] == 1.0
     blind = reading_accuracy(_Reader(proc.tokenizer, spec, blind=True), proc.tokenizer, spec, scenes, CP, seed=0)
-    assert blind["reading_auroc"] == 0.5 and 0.2 < blind["reading_accuracy"] < 0.8   # = the share of "yes" items
+    assert blind["reading_auroc"] == 0.5 and 0.2 < blind["reading_accuracy"] < 0.8  # = the share of "yes" items
 
 
 def test_language_pretraining_moves_only_the_language_model_and_lowers_the_loss(world, spec, tmp_path):
@@ -82,8 +82,10 @@ def test_language_pretraining_moves_only_the_language_model_and_lowers_the_loss(
     after = model.state_dict()
     moved = {k for k in before if not torch.equal(before[k], after[k])}
     assert moved and all(k.startswith(("model.language_model.", "lm_head.")) for k in moved)
-    c = world.corpus_params()                                          # the world's own corpus knobs
-    assert m["train_rows"] == 96 * (2 + c.qa_per_scene + c.exist_per_scene) and m["train_loss"] < 4.5  # ~ln(vocab) at init
+    c = world.corpus_params()  # the world's own corpus knobs
+    assert (
+        m["train_rows"] == 96 * (2 + c.qa_per_scene + c.exist_per_scene) and m["train_loss"] < 4.5
+    )  # ~ln(vocab) at init
     assert not (tmp_path / "work").exists()
     json.dumps(m)
 
@@ -92,12 +94,18 @@ def test_projector_alignment_moves_only_the_projector(world, spec, tmp_path):
     torch.set_num_threads(1)
     model, proc = _tiny(spec)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    m = align_projector(model, proc, world, ProjectorAlignParams(epochs=1, learning_rate=3e-3, batch_size=16),
-                        seed=0, work_dir=tmp_path / "work")
+    m = align_projector(
+        model,
+        proc,
+        world,
+        ProjectorAlignParams(epochs=1, learning_rate=3e-3, batch_size=16),
+        seed=0,
+        work_dir=tmp_path / "work",
+    )
     moved = {k for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
     assert moved and all(k.startswith("model.multi_modal_projector.") for k in moved)
     assert m["trainable_params"] == sum(q.numel() for q in model.model.multi_modal_projector.parameters())
-    assert all(q.requires_grad for q in model.parameters())            # SFT decides what it freezes
+    assert all(q.requires_grad for q in model.parameters())  # SFT decides what it freezes
     assert m["train_rows"] == 96
 
 

@@ -1,4 +1,5 @@
 """Loader and generation: tiny random LLaVA-1.5 and LLaVA-NeXT checkpoints built offline."""
+
 import numpy as np
 import pytest
 import torch
@@ -35,13 +36,16 @@ def _images(n=2, size=48):
     return [Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)) for _ in range(n)]
 
 
-@pytest.mark.parametrize("fixture,cls", [("llava_dir", "LlavaForConditionalGeneration"),
-                                         ("llava_next_dir", "LlavaNextForConditionalGeneration")])
+@pytest.mark.parametrize(
+    "fixture,cls",
+    [("llava_dir", "LlavaForConditionalGeneration"), ("llava_next_dir", "LlavaNextForConditionalGeneration")],
+)
 def test_loader_accepts_llava_family_and_generates(request, fixture, cls):
     model, proc = load_model(request.getfixturevalue(fixture))
     assert type(model).__name__ == cls and not model.training
-    out = generate(model, proc, _images(), ["describe the image in detail .", "is there a cup in the image ?"],
-                   max_new_tokens=6)
+    out = generate(
+        model, proc, _images(), ["describe the image in detail .", "is there a cup in the image ?"], max_new_tokens=6
+    )
     assert len(out) == 2 and all(isinstance(o, str) for o in out)
     assert all(len(o.split()) <= 6 for o in out)
     assert all(set(o.split()) <= set(proc.tokenizer.get_vocab()) for o in out)
@@ -59,8 +63,10 @@ def test_missing_path_fails_at_once_offline(tmp_path):
 
 def test_processor_expands_image_and_roundtrips_text(llava_dir):
     _, proc = load_model(llava_dir)
-    text = proc.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "is there a cup in the image ?"}]}],
-                                    add_generation_prompt=True)
+    text = proc.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "is there a cup in the image ?"}]}],
+        add_generation_prompt=True,
+    )
     enc = proc(images=_images(1), text=[text], return_tensors="pt")
     n_img = int((enc["input_ids"] == proc.tokenizer.convert_tokens_to_ids("<image>")).sum())
     assert n_img == (48 // 6) ** 2
@@ -78,8 +84,18 @@ def test_masking_every_image_token_blocks_the_image(request, fixture):
     blind_b = generate(model, proc, [b], prompt, keep_fn=keep_none, **kw)
     assert blind_a == blind_b
     # and the mask is real: with every token kept the logits depend on the image
-    enc = proc(images=[a, b], text=[proc.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt[0]}]}], add_generation_prompt=True)] * 2,
-               return_tensors="pt", padding=True)
+    enc = proc(
+        images=[a, b],
+        text=[
+            proc.apply_chat_template(
+                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt[0]}]}],
+                add_generation_prompt=True,
+            )
+        ]
+        * 2,
+        return_tensors="pt",
+        padding=True,
+    )
     with torch.no_grad():
         logits = model(**enc).logits[:, -1]
     assert not torch.allclose(logits[0], logits[1])
@@ -106,10 +122,16 @@ def test_dropping_masked_image_tokens_is_exact(request, fixture):
     imgs = _images(3, size)
     prompts = ["describe the image in detail ."] * 3
     prefixes = ["the image shows", "", "the image shows a kitchen scene . a"]  # unequal lengths: left padding
-    enc = proc(images=imgs, text=render_prompts(proc, prompts, prefixes), return_tensors="pt", padding=True,
-               padding_side="left")
-    masked, pos, visible = apply_image_keep(enc["input_ids"], enc["attention_mask"], image_token_id(model),
-                                            keep_fn(0.5), torch.Generator().manual_seed(0))
+    enc = proc(
+        images=imgs,
+        text=render_prompts(proc, prompts, prefixes),
+        return_tensors="pt",
+        padding=True,
+        padding_side="left",
+    )
+    masked, pos, visible = apply_image_keep(
+        enc["input_ids"], enc["attention_mask"], image_token_id(model), keep_fn(0.5), torch.Generator().manual_seed(0)
+    )
     n_img = int((enc["input_ids"][0] == image_token_id(model)).sum())
     assert 0 < min(visible) and max(visible) < n_img  # a partial mask
     with torch.no_grad():
@@ -119,5 +141,6 @@ def test_dropping_masked_image_tokens_is_exact(request, fixture):
     assert e.shape[1] < enc["input_ids"].shape[1]
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
     kw = dict(prefixes=prefixes, keep_fn=keep_fn(0.5), max_new_tokens=8, seed=2)
-    assert generate(model, proc, imgs, prompts, drop_masked=True, **kw) == \
-        generate(model, proc, imgs, prompts, drop_masked=False, **kw)
+    assert generate(model, proc, imgs, prompts, drop_masked=True, **kw) == generate(
+        model, proc, imgs, prompts, drop_masked=False, **kw
+    )

@@ -1,4 +1,5 @@
 """End to end: the real DVC + papermill pipeline at the smoke size, in a scratch copy of the project."""
+
 import json
 import shutil
 import subprocess
@@ -43,15 +44,16 @@ def test_repro_produces_every_output(smoke_repo):
     assert sft["train_rows"] == 120 * n_rows and sft["eval_loss"] > 0
     vision = json.loads((smoke_repo / "metrics/vision.json").read_text())
     assert vision["steps"] > 0 and 0 <= vision["val_presence_auroc"] <= 1
-    lm = json.loads((smoke_repo / "metrics/lm.json").read_text())            # text pretraining + projector alignment
+    lm = json.loads((smoke_repo / "metrics/lm.json").read_text())  # text pretraining + projector alignment
     assert lm["lm"]["train_rows"] == 120 * (n_rows + 1) and 0 <= lm["lm"]["reading_accuracy"] <= 1
     assert lm["projector"]["train_rows"] == 120 and lm["projector"]["trainable_params"] > 0
     # the organism's instruments and validity gates
     org = json.loads((smoke_repo / "metrics/organism.json").read_text())
     from study.eval.gates import GATE_NAMES
+
     assert set(org["gates"]) == set(GATE_NAMES) and org["gate_split"] == "val"
-    assert org["gates"]["bdhs_new_halluc_ratio"]["status"] != "not measured"   # smoke sweeps rho 0 and 0.9
-    assert org["gates"]["seeds_passing"]["status"] == "not measured"           # one SFT seed
+    assert org["gates"]["bdhs_new_halluc_ratio"]["status"] != "not measured"  # smoke sweeps rho 0 and 0.9
+    assert org["gates"]["seeds_passing"]["status"] == "not measured"  # one SFT seed
     for split in ("val", "test", "ood"):
         auroc = org["reports"][split]["pope_random"]["auroc"]
         assert 0 <= auroc["ci95"][0] <= auroc["value"] <= auroc["ci95"][1] <= 1
@@ -67,6 +69,7 @@ def test_repro_produces_every_output(smoke_repo):
     assert preds and {"item_id", "suite", "prompt", "answer"} <= set(json.loads(preds[0]))
     # preference data, BDHS, alignment and the paper tables
     from study.prefs import load_prefs
+
     for name in ("povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"):
         rows = load_prefs(smoke_repo / f"artifacts/prefs/recipes/{name}.parquet")
         assert rows and all(r["recipe"] == name for r in rows)
@@ -103,8 +106,18 @@ def test_repro_produces_every_output(smoke_repo):
     assert {c for c, *_ in COLUMNS} >= set(paper["image_sensitivity"]) >= {"CHAIR_i", "QA halluc."}
     assert all(isinstance(v["measurable"], bool) for v in paper["image_sensitivity"].values())
     assert (smoke_repo / "paper/figures/main.png").stat().st_size > 1000
-    for nb in ("00_world", "01a_vision", "01b_lm", "01_sft", "02_evaluate", "03_preferences", "04_bdhs", "05_align_dpo_bdhs",
-               "07_organism", "08_paper"):
+    for nb in (
+        "00_world",
+        "01a_vision",
+        "01b_lm",
+        "01_sft",
+        "02_evaluate",
+        "03_preferences",
+        "04_bdhs",
+        "05_align_dpo_bdhs",
+        "07_organism",
+        "08_paper",
+    ):
         assert (smoke_repo / f"reports/{nb}.html").stat().st_size > 10_000
         executed = json.loads((smoke_repo / f"reports/{nb}.ipynb").read_text())
         assert any(c.get("outputs") for c in executed["cells"] if c["cell_type"] == "code")
@@ -119,12 +132,14 @@ def test_second_repro_is_a_noop_and_metrics_recompute_from_files(smoke_repo):
     assert "didn't change, skipping" in out or "up to date" in out
     assert "Running stage" not in out
     # the documented results layout is enough to recompute every metric
-    code = ("from study.eval.runner import score_files; from study.world.spec import load_spec; import json;"
-            "m = score_files('artifacts/eval/sft/predictions.jsonl', 'artifacts/eval/sft/scenes.jsonl', "
-            "load_spec('data/world_spec.yaml'), n_boot=20, seed=0);"
-            "e = json.load(open('metrics/eval_sft.json'));"
-            "assert abs(m['describe']['chair_i']['value'] - e['describe']['chair_i']['value']) < 1e-12;"
-            "assert m['pope_adversarial']['accuracy'] == e['pope_adversarial']['accuracy']")
+    code = (
+        "from study.eval.runner import score_files; from study.world.spec import load_spec; import json;"
+        "m = score_files('artifacts/eval/sft/predictions.jsonl', 'artifacts/eval/sft/scenes.jsonl', "
+        "load_spec('data/world_spec.yaml'), n_boot=20, seed=0);"
+        "e = json.load(open('metrics/eval_sft.json'));"
+        "assert abs(m['describe']['chair_i']['value'] - e['describe']['chair_i']['value']) < 1e-12;"
+        "assert m['pope_adversarial']['accuracy'] == e['pope_adversarial']['accuracy']"
+    )
     _run([sys.executable, "-c", code], smoke_repo)
 
 
@@ -134,8 +149,12 @@ def test_bad_params_fail_before_any_work(smoke_repo, tmp_path):
     params["world"]["faint_prob"] = 1.5
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(params))
-    r = subprocess.run([sys.executable, "-m", "study.pipeline", "world", "--params", str(bad)], cwd=smoke_repo,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "study.pipeline", "world", "--params", str(bad)],
+        cwd=smoke_repo,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2
     assert "world.faint_prob" in r.stderr
     assert not (smoke_repo / "reports/00_world.failed.ipynb").exists()
@@ -144,8 +163,19 @@ def test_bad_params_fail_before_any_work(smoke_repo, tmp_path):
 @pytest.mark.slow
 def test_a_full_repro_leaves_no_debris(smoke_repo):
     """No hidden partial notebooks, temporary siblings or emptied work dirs after a successful repro."""
-    dirs = [smoke_repo / d for d in ("reports", "metrics", "metrics/align", "artifacts", "artifacts/models",
-                                     "artifacts/models/align", "artifacts/prefs", "artifacts/eval")]
+    dirs = [
+        smoke_repo / d
+        for d in (
+            "reports",
+            "metrics",
+            "metrics/align",
+            "artifacts",
+            "artifacts/models",
+            "artifacts/models/align",
+            "artifacts/prefs",
+            "artifacts/eval",
+        )
+    ]
     assert [str(p) for d in dirs for p in d.iterdir() if p.name.startswith(".")] == []
     assert [str(p) for d in dirs for p in d.glob("*.work")] == []
     assert not list((smoke_repo / "reports").glob("*.failed.ipynb"))

@@ -1,5 +1,6 @@
 """The stage runner (study/pipeline.py): debris of killed runs is swept, an interrupt (SIGTERM) leaves one
 failure record and nothing hidden, and the ``spec`` stage rejects a broken world spec naming the file."""
+
 import json
 import os
 import shutil
@@ -40,8 +41,12 @@ def _hidden(d: Path) -> list[str]:
 def test_a_stage_sweeps_what_a_killed_earlier_call_left(tmp_path, monkeypatch):
     proj = _project(tmp_path, "print('ok')")
     monkeypatch.chdir(proj)
-    for debris in ("reports/.00_world.ipynb.k2j3.ipynb", "reports/.00_world.ipynb.k2j3.tmp",
-                   "reports/.00_world.html.x8.tmp", "metrics/.world.json.a1.tmp"):
+    for debris in (
+        "reports/.00_world.ipynb.k2j3.ipynb",
+        "reports/.00_world.ipynb.k2j3.tmp",
+        "reports/.00_world.html.x8.tmp",
+        "metrics/.world.json.a1.tmp",
+    ):
         Path(debris).parent.mkdir(parents=True, exist_ok=True)
         Path(debris).write_text("partial")
     Path("artifacts/.world.q9.tmp").mkdir(parents=True)  # an atomic_dir of a killed world stage
@@ -57,8 +62,14 @@ def test_sigterm_leaves_one_failure_record_and_nothing_hidden(tmp_path):
     proj = _project(tmp_path, "import time\nprint('started', flush=True)\ntime.sleep(120)")
     (proj / "reports").mkdir()
     (proj / "reports" / "00_world.failed.ipynb").write_text("{}")  # an older failure: replaced, not kept beside
-    proc = subprocess.Popen([sys.executable, "-m", "study.pipeline", "world"], cwd=proj,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "study.pipeline", "world"],
+        cwd=proj,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ENV,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not list((proj / "reports").glob(".00_world.ipynb.*.ipynb")):
         assert proc.poll() is None, proc.communicate()[0]
@@ -70,7 +81,9 @@ def test_sigterm_leaves_one_failure_record_and_nothing_hidden(tmp_path):
     assert proc.returncode != 0, out
     assert _hidden(proj / "reports") == []
     failed = json.loads((proj / "reports" / "00_world.failed.ipynb").read_text())
-    assert any("".join(c["source"]).startswith("import time") for c in failed["cells"])  # the interrupted run's own record
+    assert any(
+        "".join(c["source"]).startswith("import time") for c in failed["cells"]
+    )  # the interrupted run's own record
     assert not (proj / "reports" / "00_world.ipynb").exists()
 
 
@@ -87,8 +100,9 @@ def test_spec_stage_rejects_a_broken_spec_naming_the_file_and_line(tmp_path, mon
     spec.write_text(good.replace("grid: 3", "grid: 4"))
     r = subprocess.run([sys.executable, "-m", "study.pipeline", "spec"], capture_output=True, text=True, env=ENV)
     assert r.returncode == 2
-    assert r.stderr.strip() == ("error: data/world_spec.yaml: world spec: `grid` must be 3 (positions are named on "
-                                "a 3x3 layout), got 4")
+    assert r.stderr.strip() == (
+        "error: data/world_spec.yaml: world spec: `grid` must be 3 (positions are named on a 3x3 layout), got 4"
+    )
 
 
 def test_bdhs_knobs_reach_online_bdhs_runs():

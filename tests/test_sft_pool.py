@@ -1,5 +1,6 @@
 """SFT never resumes: what a killed SFT left in its work dir (e.g. pool checkpoints of other
 ``sft.pool_fractions``) is removed, with a line, and the pool holds exactly the configured members."""
+
 import torch
 
 from study.model.build import ModelParams, build_model
@@ -21,7 +22,9 @@ def test_a_killed_sfts_pool_checkpoints_do_not_join_the_next_pool(pretrain_world
     p = SFTParams(epochs=1, batch_size=64, val_rows=8, pool_fractions=(0.2, 0.5))
     m = train_sft(model, proc, pretrain_world, p, out, None, seed=0, pool_dir=pool)
     said = capsys.readouterr().out
-    assert f"not resuming SFT from {tmp_path / 'sft.work'}: it does not resume, the leftover state (pool) is " \
-           "removed; starting clean" in said
+    assert (
+        f"not resuming SFT from {tmp_path / 'sft.work'}: it does not resume, the leftover state (pool) is "
+        "removed; starting clean" in said
+    )
     assert m["pool"] == ["frac0.2", "frac0.5"] and sorted(d.name for d in pool.iterdir()) == ["frac0.2", "frac0.5"]
     assert not (tmp_path / "sft.work").exists()

@@ -90,7 +90,7 @@ def test_tower_report_separates_a_tower_that_sees_objects_from_one_that_sees_con
             x = pixel_values
             if not self.sees:
                 x = x[:, :, :1, :1].expand_as(x)
-            patches = torch.nn.functional.unfold(x, kernel_size=16, stride=16).transpose(1, 2)   # (b, 9, 3*256)
+            patches = torch.nn.functional.unfold(x, kernel_size=16, stride=16).transpose(1, 2)  # (b, 9, 3*256)
             h = torch.cat([torch.zeros_like(patches[:, :1]), patches], dim=1)
             return type("O", (), {"hidden_states": (h,)})()
 

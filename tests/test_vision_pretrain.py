@@ -29,12 +29,19 @@ def test_pretraining_moves_only_the_tower_and_lowers_the_loss(world, spec):
     proc = build_processor(vocabulary(spec), 48, 6)
     model = build_model(proc, 48, TINY, seed=0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    m = pretrain_vision(model, proc, world, spec, VisionPretrainParams(epochs=6, learning_rate=3e-3, batch_size=16,
-                                                                       weight_decay=0.0), seed=0, n_val=32)
+    m = pretrain_vision(
+        model,
+        proc,
+        world,
+        spec,
+        VisionPretrainParams(epochs=6, learning_rate=3e-3, batch_size=16, weight_decay=0.0),
+        seed=0,
+        n_val=32,
+    )
     after = model.state_dict()
     moved = {k for k in before if not torch.equal(before[k], after[k])}
     assert moved and all(k.startswith("model.vision_tower.") for k in moved)
-    assert set(after) == set(before)          # the head is not part of the model
+    assert set(after) == set(before)  # the head is not part of the model
     assert m["steps"] == 36 and m["loss_last"] < m["loss_first"]
     assert 0.0 <= m["val_presence_auroc"] <= 1.0
     json.dumps(m)

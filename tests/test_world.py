@@ -20,6 +20,7 @@ def test_spec_has_enough_categories_and_contexts():
 
 def test_spec_validation_names_the_key():
     import yaml
+
     raw = yaml.safe_load(open("data/world_spec.yaml"))
     raw["categories"]["cup"]["shape"] = "blob"
     with pytest.raises(ValueError, match="categories.cup.shape"):
@@ -37,8 +38,12 @@ def test_scenes_have_1_to_6_objects_on_distinct_cells_and_exact_relations():
         assert len({(o.row, o.col) for o in s.objects}) == len(s.objects)
         for r in s.relations:
             a, b = s.objects[r["subject"]], s.objects[r["object"]]
-            assert {"left of": a.col < b.col, "right of": a.col > b.col, "above": a.row < b.row,
-                    "below": a.row > b.row}[r["relation"]]
+            assert {
+                "left of": a.col < b.col,
+                "right of": a.col > b.col,
+                "above": a.row < b.row,
+                "below": a.row > b.row,
+            }[r["relation"]]
     # a scene's relations are exactly those implied by its cells
     assert scenes[0].relations == relations_of(scenes[0].objects)
 
@@ -49,8 +54,8 @@ def test_cooccurrence_is_context_driven_and_ood_breaks_it():
     ood = generate_split(SPEC, SceneParams(), 0, "ood", 2000)
     c_tr, c_ood = cooccurrence(train, cats), cooccurrence(ood, cats)
     i, j, k = cats.index("cup"), cats.index("plate"), cats.index("car")
-    assert c_tr[i, j] > 0.5 and c_tr[i, k] < 0.2      # same context vs other context
-    assert abs(c_ood[i, j] - c_ood[i, k]) < 0.15       # uniform objects: no context structure
+    assert c_tr[i, j] > 0.5 and c_tr[i, k] < 0.2  # same context vs other context
+    assert abs(c_ood[i, j] - c_ood[i, k]) < 0.15  # uniform objects: no context structure
 
 
 def test_prefix_stable_and_seeded():
@@ -83,8 +88,14 @@ def _digest(root):
 
 
 def test_same_seed_gives_byte_identical_world(tmp_path):
-    kw = dict(seed=1, sizes={"train": 30, "val": 5, "test": 5, "ood": 5}, scene_params=SceneParams(),
-              corpus_params=CorpusParams(), faint_alpha=0.3, noise_std=6.0)
+    kw = dict(
+        seed=1,
+        sizes={"train": 30, "val": 5, "test": 5, "ood": 5},
+        scene_params=SceneParams(),
+        corpus_params=CorpusParams(),
+        faint_alpha=0.3,
+        noise_std=6.0,
+    )
     build_world(SPEC, tmp_path / "a", **kw)
     build_world(SPEC, tmp_path / "b", **kw)
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
@@ -102,7 +113,7 @@ def test_caption_noise_rate_is_honoured_and_inserted_objects_are_absent_context_
     desc = [r for r in rows if r["kind"] == "describe"]
     noisy = [r for r in desc if r["noisy_object"]]
     share = len(noisy) / len(desc)
-    assert 0.2 < share <= 0.32   # <= rate: a scene with every context object present cannot get one
+    assert 0.2 < share <= 0.32  # <= rate: a scene with every context object present cannot get one
     by_id = {s.scene_id: s for s in scenes}
     for r in noisy:
         s = by_id[r["scene_id"]]
@@ -125,7 +136,11 @@ def test_language_vocabulary_covers_the_corpus_and_qa_answers_are_true():
     cat = s.objects[0].category
     assert language.existence_qa(cat, True)[1].startswith("yes")
     n = s.count(cat)
-    assert language.count_qa(SPEC, s, cat)[1].split()[2] in (language.NUMBER_WORDS[n], cat, SPEC.categories[cat].plural[cat])
+    assert language.count_qa(SPEC, s, cat)[1].split()[2] in (
+        language.NUMBER_WORDS[n],
+        cat,
+        SPEC.categories[cat].plural[cat],
+    )
     assert language.split_sentences("a b . c d") == ["a b .", "c d"]
     assert language.split_sentences("no boundary here") == ["no boundary here"]
 
@@ -138,8 +153,16 @@ def test_a_world_pickles_as_its_directory_not_its_loaded_arrays(tmp_path):
 
     from datasets import Dataset
 
-    build_world(SPEC, tmp_path / "w", seed=1, sizes={"train": 200, "val": 5, "test": 5, "ood": 5},
-                scene_params=SceneParams(), corpus_params=CorpusParams(), faint_alpha=0.3, noise_std=6.0)
+    build_world(
+        SPEC,
+        tmp_path / "w",
+        seed=1,
+        sizes={"train": 200, "val": 5, "test": 5, "ood": 5},
+        scene_params=SceneParams(),
+        corpus_params=CorpusParams(),
+        faint_alpha=0.3,
+        noise_std=6.0,
+    )
     w = World(tmp_path / "w")
     w.scenes("train")
     assert w.images("train").nbytes > 1_000_000
@@ -148,7 +171,8 @@ def test_a_world_pickles_as_its_directory_not_its_loaded_arrays(tmp_path):
     w2 = pickle.loads(blob)
     assert w2.root == w.root and np.array_equal(np.asarray(w2.image("train-3")), np.asarray(w.image("train-3")))
     ds = Dataset.from_dict({"scene_id": ["train-0"]}).with_transform(
-        lambda b: {"images": [w.image(s) for s in b["scene_id"]]})
+        lambda b: {"images": [w.image(s) for s in b["scene_id"]]}
+    )
     assert np.array_equal(np.asarray(ds[0]["images"]), np.asarray(w.image("train-0")))
 
 
@@ -159,7 +183,7 @@ def test_yes_no_questions_are_balanced_and_relation_fallbacks_are_not_all_yes():
     base = corpus_rows(SPEC, scenes, CorpusParams(qa_per_scene=2), 0)
     fallback = [r for r in base if r["kind"] == "exist"]
     first = [r["messages"][1]["content"][0]["text"].split()[0] for r in fallback]
-    assert 0.42 < first.count("yes") / len(first) < 0.58          # was ~0.8: every fallback was a "yes"
+    assert 0.42 < first.count("yes") / len(first) < 0.58  # was ~0.8: every fallback was a "yes"
     more = corpus_rows(SPEC, scenes, CorpusParams(qa_per_scene=2, exist_per_scene=3), 0)
     extra = len(more) - len(base)
     assert extra == 3 * len(scenes)
@@ -170,7 +194,7 @@ def test_yes_no_questions_are_balanced_and_relation_fallbacks_are_not_all_yes():
     kept = {(r["scene_id"], r["kind"], r["messages"][1]["content"][0]["text"]) for r in base}
     assert kept <= {(r["scene_id"], r["kind"], r["messages"][1]["content"][0]["text"]) for r in more}
     by_id = {s.scene_id: s for s in scenes}
-    for r in more:   # every existence answer is true and half the negatives are co-occurring objects
+    for r in more:  # every existence answer is true and half the negatives are co-occurring objects
         if r["kind"] == "exist":
             words = r["messages"][0]["content"][1]["text"].split()
             cat = next(w for w in words if w in SPEC.categories)
@@ -190,15 +214,25 @@ def test_position_first_sentences_are_true_claims_and_off_by_default_changes_not
             continue
         text = r["messages"][1]["content"][0]["text"]
         assert set(text.split()) <= vocab
-        assert check_claims(text, by_id[r["scene_id"]], SPEC).n_errors == 0, text   # the grader reads them
-        objects = [s for s in language.split_sentences(text) if set(s.split()) & set(SPEC.word_to_category())
-                   and not s.startswith("the ")]                                        # not the relation sentence
+        assert check_claims(text, by_id[r["scene_id"]], SPEC).n_errors == 0, text  # the grader reads them
+        objects = [
+            s
+            for s in language.split_sentences(text)
+            if set(s.split()) & set(SPEC.word_to_category()) and not s.startswith("the ")
+        ]  # not the relation sentence
         assert all(s.startswith("at the ") for s in objects), text
         n_first += len(objects)
     assert n_first > 300
     # at 0 no random number is drawn for it: the corpus is the one written before the knob existed
-    assert corpus_rows(SPEC, scenes, CorpusParams(position_first_prob=0.0), 0) == corpus_rows(SPEC, scenes, CorpusParams(), 0)
+    assert corpus_rows(SPEC, scenes, CorpusParams(position_first_prob=0.0), 0) == corpus_rows(
+        SPEC, scenes, CorpusParams(), 0
+    )
     half = corpus_rows(SPEC, scenes, CorpusParams(position_first_prob=0.5), 0)
-    objects = [s for r in half if r["kind"] == "describe" for s in language.split_sentences(r["messages"][1]["content"][0]["text"])
-               if not s.startswith(("this is", "the image shows", "the "))]      # object sentences only
+    objects = [
+        s
+        for r in half
+        if r["kind"] == "describe"
+        for s in language.split_sentences(r["messages"][1]["content"][0]["text"])
+        if not s.startswith(("this is", "the image shows", "the "))
+    ]  # object sentences only
     assert 0.4 < np.mean([s.startswith("at the ") for s in objects]) < 0.6

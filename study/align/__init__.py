@@ -18,13 +18,21 @@ Modules: :mod:`.config` (params, checks), :mod:`.losses` (the losses in plain to
 (Eq. 5), :mod:`.online` (Online-DPO, Online-BDHS, Mixed-DPO), :mod:`.reward` (reward scorer, collapse
 monitor), :mod:`.rl` (RLOO via TRL; re-exports PPO), :mod:`.ppo` (compact PPO).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Callable
 
-from study.align.config import (METHODS as METHOD_NAMES, AlignDataError, AlignParams, AlignParamsError,
-                                check_columns, check_reward_model, make_params)
+from study.align.config import METHODS as METHOD_NAMES
+from study.align.config import (
+    AlignDataError,
+    AlignParams,
+    AlignParamsError,
+    check_columns,
+    check_reward_model,
+    make_params,
+)
 
 
 def _offline(*a, **k):
@@ -59,9 +67,15 @@ def _ppo(*a, **k):
 
 # method -> fn(model, processor, world, data, params, out_dir, *, live_dir, work_dir, seed, annotator, ...)
 METHODS: dict[str, Callable[..., dict]] = {
-    "dpo": _offline, "ipo": _offline, "slic": _offline, "avg_dpo": _avg,
-    "online_dpo": _online, "online_bdhs": _online, "mixed_dpo": _online,
-    "rloo": _rloo, "ppo": _ppo,
+    "dpo": _offline,
+    "ipo": _offline,
+    "slic": _offline,
+    "avg_dpo": _avg,
+    "online_dpo": _online,
+    "online_bdhs": _online,
+    "mixed_dpo": _online,
+    "rloo": _rloo,
+    "ppo": _ppo,
 }
 assert set(METHODS) == set(METHOD_NAMES)
 
@@ -82,8 +96,20 @@ def load_data(data):
     return data
 
 
-def train(method: str, *, policy, world, data, params: AlignParams | dict[str, Any] | None = None, out_dir,
-          live_dir=None, work_dir=None, seed: int = 0, annotator=None, **kwargs) -> dict:
+def train(
+    method: str,
+    *,
+    policy,
+    world,
+    data,
+    params: AlignParams | dict[str, Any] | None = None,
+    out_dir,
+    live_dir=None,
+    work_dir=None,
+    seed: int = 0,
+    annotator=None,
+    **kwargs,
+) -> dict:
     """Align ``policy`` with ``method`` and save the result to ``out_dir`` (loadable by
     :func:`study.model.load_model`); returns the run's metrics.
 
@@ -124,8 +150,19 @@ def train(method: str, *, policy, world, data, params: AlignParams | dict[str, A
     # resume only state written by this very configuration (study.resume); one line says which happened
     work = Path(work_dir) if work_dir else default_work_dir(out_dir)
     claim_work_dir(work, run_fingerprint(p, seed, data, policy, w), f"{method} run {Path(out_dir)}")
-    return METHODS[method](model, processor, w, rows, p, out_dir, live_dir=live_dir, work_dir=work, seed=seed,
-                           annotator=annotator, **kwargs)
+    return METHODS[method](
+        model,
+        processor,
+        w,
+        rows,
+        p,
+        out_dir,
+        live_dir=live_dir,
+        work_dir=work,
+        seed=seed,
+        annotator=annotator,
+        **kwargs,
+    )
 
 
 def run_fingerprint(p: AlignParams, seed: int, data, policy, world) -> dict:
@@ -133,9 +170,14 @@ def run_fingerprint(p: AlignParams, seed: int, data, policy, world) -> dict:
     digests of the preference data, the initial policy, the world and the reward model."""
     from study.resume import tree_digest
 
-    return {"params": p.model_dump(), "seed": seed, "data": _data_digest(data), "policy": _policy_digest(policy),
-            "world": tree_digest(world.root),
-            "reward_model": tree_digest(p.reward_model_path) if p.reward_model_path else None}
+    return {
+        "params": p.model_dump(),
+        "seed": seed,
+        "data": _data_digest(data),
+        "policy": _policy_digest(policy),
+        "world": tree_digest(world.root),
+        "reward_model": tree_digest(p.reward_model_path) if p.reward_model_path else None,
+    }
 
 
 def _data_digest(data) -> str:
@@ -166,5 +208,14 @@ def _policy_digest(policy) -> str:
     return h.hexdigest()
 
 
-__all__ = ["METHODS", "AlignParams", "AlignParamsError", "AlignDataError", "check_columns", "make_params", "train",
-           "load_data", "run_fingerprint"]
+__all__ = [
+    "METHODS",
+    "AlignParams",
+    "AlignParamsError",
+    "AlignDataError",
+    "check_columns",
+    "make_params",
+    "train",
+    "load_data",
+    "run_fingerprint",
+]

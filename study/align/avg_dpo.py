@@ -19,6 +19,7 @@ Cost: the chosen answer is scored twice (once per half), i.e. 4B sequences per s
 exchange every number is TRL's. The logged ``rewards/*`` metrics average both halves;
 ``avg_dpo/loss_a`` and ``avg_dpo/loss_b`` are logged separately.
 """
+
 from __future__ import annotations
 
 import copy
@@ -45,14 +46,23 @@ class AvgPreferenceCollator:
     @staticmethod
     def _pair(examples: list[dict], key: str) -> list[dict]:
         # TRL's collator rewrites the message lists in place, so each half gets its own copies
-        return [{"prompt": copy.deepcopy(e["prompt"]), "chosen": copy.deepcopy(e["chosen"]),
-                 "rejected": copy.deepcopy(e[key]), "images": list(e["images"])} for e in examples]
+        return [
+            {
+                "prompt": copy.deepcopy(e["prompt"]),
+                "chosen": copy.deepcopy(e["chosen"]),
+                "rejected": copy.deepcopy(e[key]),
+                "images": list(e["images"]),
+            }
+            for e in examples
+        ]
 
     def __call__(self, examples: list[dict]) -> dict:
         if "rejected_2" not in examples[0]:
             raise KeyError("Avg-DPO examples need a 'rejected_2' answer")
-        return {"pair_a": self.base(self._pair(examples, "rejected")),
-                "pair_b": self.base(self._pair(examples, "rejected_2"))}
+        return {
+            "pair_a": self.base(self._pair(examples, "rejected")),
+            "pair_b": self.base(self._pair(examples, "rejected_2")),
+        }
 
 
 class AvgDPOTrainer(AlignDPOTrainer):
@@ -83,8 +93,21 @@ class AvgDPOTrainer(AlignDPOTrainer):
         return loss
 
 
-def train_avg_dpo(model, processor, world, data, p: AlignParams, out_dir: str | Path, *, live_dir=None,
-                  work_dir=None, seed: int = 0, eval_data=None, callbacks=(), annotator=None) -> dict:
+def train_avg_dpo(
+    model,
+    processor,
+    world,
+    data,
+    p: AlignParams,
+    out_dir: str | Path,
+    *,
+    live_dir=None,
+    work_dir=None,
+    seed: int = 0,
+    eval_data=None,
+    callbacks=(),
+    annotator=None,
+) -> dict:
     """Avg-DPO on rows with ``rejected`` and ``rejected_2`` (or a TRL dataset with both); same outputs,
     resume and atomic save as :func:`study.align.offline.train_offline`."""
     check_columns(data, "avg_dpo")
@@ -93,13 +116,31 @@ def train_avg_dpo(model, processor, world, data, p: AlignParams, out_dir: str | 
     eval_ds = None
     if eval_data is not None:
         check_columns(eval_data, "avg_dpo")
-        eval_ds = eval_data if common.is_trl_dataset(eval_data) else common.preference_dataset(eval_data, world,
-                                                                                     with_rejected_2=True)
+        eval_ds = (
+            eval_data
+            if common.is_trl_dataset(eval_data)
+            else common.preference_dataset(eval_data, world, with_rejected_2=True)
+        )
     work = Path(work_dir) if work_dir else default_work_dir(out_dir)
     ckpt = common.last_checkpoint(work)
-    trainer = make_dpo_trainer(model, processor, train_ds, p, work, seed, trainer_cls=AvgDPOTrainer, eval_ds=eval_ds,
-                               callbacks=[common.dvclive_callback(live_dir, resume=ckpt is not None), *callbacks],
-                               trainer_kwargs={"gamma": p.gamma})
-    info = {"method": "avg_dpo", "loss_type": p.loss_type, "gamma": p.gamma, "params": p.model_dump(), "seed": seed,
-            "rows": len(train_ds)}
+    trainer = make_dpo_trainer(
+        model,
+        processor,
+        train_ds,
+        p,
+        work,
+        seed,
+        trainer_cls=AvgDPOTrainer,
+        eval_ds=eval_ds,
+        callbacks=[common.dvclive_callback(live_dir, resume=ckpt is not None), *callbacks],
+        trainer_kwargs={"gamma": p.gamma},
+    )
+    info = {
+        "method": "avg_dpo",
+        "loss_type": p.loss_type,
+        "gamma": p.gamma,
+        "params": p.model_dump(),
+        "seed": seed,
+        "rows": len(train_ds),
+    }
     return run_dpo_trainer(trainer, processor, out_dir, work, info, ckpt)

@@ -33,6 +33,7 @@ Saving (:func:`save_policy`): LoRA is merged (``merge_and_unload``) and the plai
 into a temporary sibling swapped in whole (:func:`study.io.atomic_dir`), so the result loads with
 :func:`study.model.load_model` and a killed run never leaves half a model.
 """
+
 from __future__ import annotations
 
 import copy
@@ -56,6 +57,7 @@ def use_cpu() -> bool:
 
 # ------------------------------------------------------------------------------ precision / processes
 
+
 def bf16_available() -> bool:
     """True if bfloat16 training works here: a CUDA GPU that supports bf16 (Ampere or newer), or, with
     no GPU, a CPU on which bf16 autocast runs (checked with a tiny matmul)."""
@@ -75,8 +77,9 @@ def check_precision(p: AlignParams) -> None:
 
     if p.bf16 and not bf16_available():
         where = "this GPU (needs Ampere or newer)" if torch.cuda.is_available() else "this CPU"
-        raise AlignParamsError(f"invalid alignment params: align.bf16 is true but {where} cannot run bfloat16; "
-                               "set align.bf16: false")
+        raise AlignParamsError(
+            f"invalid alignment params: align.bf16 is true but {where} cannot run bfloat16; set align.bf16: false"
+        )
 
 
 def _cast_inputs_to_own_dtype(module, args, kwargs):
@@ -134,8 +137,11 @@ def _checkpointing_fields() -> tuple[str, str]:
 def precision_args(p: AlignParams) -> dict[str, Any]:
     """The TRL/transformers config fields of ``p.bf16`` and ``p.gradient_checkpointing``."""
     on, kwargs = _checkpointing_fields()
-    return {"bf16": p.bf16, on: p.gradient_checkpointing,
-            kwargs: {"use_reentrant": False} if p.gradient_checkpointing else None}
+    return {
+        "bf16": p.bf16,
+        on: p.gradient_checkpointing,
+        kwargs: {"use_reentrant": False} if p.gradient_checkpointing else None,
+    }
 
 
 def enable_checkpointing(model) -> None:
@@ -169,6 +175,7 @@ def barrier() -> None:
 
 # ----------------------------------------------------------------------------------------------- world
 
+
 def world_spec(world):
     """The :class:`WorldSpec` a built world was made from (see :meth:`study.world.corpus.World.spec`)."""
     return world.spec()
@@ -195,6 +202,7 @@ def is_trl_dataset(data) -> bool:
 
 # -------------------------------------------------------------------------------------------- datasets
 
+
 def assistant_turn(text: str) -> list[dict]:
     return [{"role": "assistant", "content": [{"type": "text", "text": text}]}]
 
@@ -213,17 +221,23 @@ def preference_dataset(rows, world, *, with_rejected_2: bool = False):
     from study.world.corpus import user_turn
 
     rows = as_records(rows)
-    cols = {"scene_id": [r["scene_id"] for r in rows], "prompt_text": [r["prompt"] for r in rows],
-            "chosen_text": [r["chosen"] for r in rows], "rejected_text": [r["rejected"] for r in rows]}
+    cols = {
+        "scene_id": [r["scene_id"] for r in rows],
+        "prompt_text": [r["prompt"] for r in rows],
+        "chosen_text": [r["chosen"] for r in rows],
+        "rejected_text": [r["rejected"] for r in rows],
+    }
     if with_rejected_2:
         cols["rejected_2_text"] = [r["rejected_2"] for r in rows]
     ds = Dataset.from_dict(cols)
 
     def attach(batch: dict) -> dict:
-        out = {"prompt": [[user_turn(p)] for p in batch["prompt_text"]],
-               "chosen": [assistant_turn(a) for a in batch["chosen_text"]],
-               "rejected": [assistant_turn(a) for a in batch["rejected_text"]],
-               "images": [[world.image(s)] for s in batch["scene_id"]]}
+        out = {
+            "prompt": [[user_turn(p)] for p in batch["prompt_text"]],
+            "chosen": [assistant_turn(a) for a in batch["chosen_text"]],
+            "rejected": [assistant_turn(a) for a in batch["rejected_text"]],
+            "images": [[world.image(s)] for s in batch["scene_id"]],
+        }
         if "rejected_2_text" in batch:
             out["rejected_2"] = [assistant_turn(a) for a in batch["rejected_2_text"]]
         return out
@@ -242,20 +256,30 @@ def prompt_dataset(rows, world):
     ds = Dataset.from_dict({"scene_id": [r["scene_id"] for r in rows], "prompt_text": [r["prompt"] for r in rows]})
 
     def attach(batch: dict) -> dict:
-        return {"prompt": [[user_turn(p)] for p in batch["prompt_text"]],
-                "images": [[world.image(s)] for s in batch["scene_id"]],
-                "scene_id": list(batch["scene_id"]), "prompt_text": list(batch["prompt_text"])}
+        return {
+            "prompt": [[user_turn(p)] for p in batch["prompt_text"]],
+            "images": [[world.image(s)] for s in batch["scene_id"]],
+            "scene_id": list(batch["scene_id"]),
+            "prompt_text": list(batch["prompt_text"]),
+        }
 
     return ds.with_transform(attach)
 
 
 # ---------------------------------------------------------------------------------- trainable params
 
+
 def lora_config(p: AlignParams):
     from peft import LoraConfig
 
-    return LoraConfig(r=p.lora_r, lora_alpha=p.lora_alpha, lora_dropout=p.lora_dropout, target_modules=LORA_TARGETS,
-                      modules_to_save=[PROJECTOR], bias="none")
+    return LoraConfig(
+        r=p.lora_r,
+        lora_alpha=p.lora_alpha,
+        lora_dropout=p.lora_dropout,
+        target_modules=LORA_TARGETS,
+        modules_to_save=[PROJECTOR],
+        bias="none",
+    )
 
 
 def set_full_finetune(model, p: AlignParams):
@@ -284,16 +308,23 @@ def param_groups(model, lr: float, projector_lr: float, weight_decay: float = 0.
         groups.setdefault(key, []).append(param)
     out = []
     for (is_proj, decay), params in sorted(groups.items()):
-        out.append({"params": params, "lr": projector_lr if is_proj else lr,
-                    "weight_decay": weight_decay if decay else 0.0, "name": ("projector" if is_proj else "policy")})
+        out.append(
+            {
+                "params": params,
+                "lr": projector_lr if is_proj else lr,
+                "weight_decay": weight_decay if decay else 0.0,
+                "name": ("projector" if is_proj else "policy"),
+            }
+        )
     if not out:
         raise ValueError("the model has no trainable parameter")
     return out
 
 
 def build_optimizer(model, p: AlignParams, lr: float | None = None) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(param_groups(model, lr or p.learning_rate, p.projector_lr, p.weight_decay),
-                             lr=lr or p.learning_rate)
+    return torch.optim.AdamW(
+        param_groups(model, lr or p.learning_rate, p.projector_lr, p.weight_decay), lr=lr or p.learning_rate
+    )
 
 
 class ProjectorLRMixin:
@@ -314,7 +345,10 @@ class ProjectorLRMixin:
             a = self.args
             self.optimizer = torch.optim.AdamW(
                 param_groups(opt_model, a.learning_rate, self.projector_lr or a.learning_rate, a.weight_decay),
-                lr=a.learning_rate, betas=(a.adam_beta1, a.adam_beta2), eps=a.adam_epsilon)
+                lr=a.learning_rate,
+                betas=(a.adam_beta1, a.adam_beta2),
+                eps=a.adam_epsilon,
+            )
         return self.optimizer
 
 
@@ -340,23 +374,46 @@ def unpatch_forward(model) -> None:
 def schedule(optimizer, p: AlignParams, total_steps: int):
     from transformers import get_scheduler
 
-    return get_scheduler(p.lr_scheduler, optimizer, num_warmup_steps=int(math.ceil(p.warmup_ratio * total_steps)),
-                         num_training_steps=max(total_steps, 1))
+    return get_scheduler(
+        p.lr_scheduler,
+        optimizer,
+        num_warmup_steps=int(math.ceil(p.warmup_ratio * total_steps)),
+        num_training_steps=max(total_steps, 1),
+    )
 
 
 # -------------------------------------------------------------------------------------------- configs
+
 
 def dpo_args(p: AlignParams, output_dir: str | Path, seed: int, **overrides):
     from trl import DPOConfig
 
     kw: dict[str, Any] = dict(
-        output_dir=str(output_dir), num_train_epochs=p.epochs, learning_rate=p.learning_rate,
-        per_device_train_batch_size=p.batch_size, per_device_eval_batch_size=p.batch_size,
-        gradient_accumulation_steps=p.grad_accum, weight_decay=p.weight_decay, warmup_steps=p.warmup_ratio,
-        lr_scheduler_type=p.lr_scheduler, max_grad_norm=p.max_grad_norm, beta=p.beta, loss_type=[p.loss_type],
-        logging_steps=p.logging_steps, save_strategy="steps", save_steps=p.save_steps, save_total_limit=1,
-        report_to=[], seed=seed, data_seed=seed, use_cpu=use_cpu(), **precision_args(p),
-        max_length=p.max_length, remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=True,
+        output_dir=str(output_dir),
+        num_train_epochs=p.epochs,
+        learning_rate=p.learning_rate,
+        per_device_train_batch_size=p.batch_size,
+        per_device_eval_batch_size=p.batch_size,
+        gradient_accumulation_steps=p.grad_accum,
+        weight_decay=p.weight_decay,
+        warmup_steps=p.warmup_ratio,
+        lr_scheduler_type=p.lr_scheduler,
+        max_grad_norm=p.max_grad_norm,
+        beta=p.beta,
+        loss_type=[p.loss_type],
+        logging_steps=p.logging_steps,
+        save_strategy="steps",
+        save_steps=p.save_steps,
+        save_total_limit=1,
+        report_to=[],
+        seed=seed,
+        data_seed=seed,
+        use_cpu=use_cpu(),
+        **precision_args(p),
+        max_length=p.max_length,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
         precompute_ref_log_probs=False,
     )
     kw.update(overrides)
@@ -366,8 +423,9 @@ def dpo_args(p: AlignParams, output_dir: str | Path, seed: int, **overrides):
 def dvclive_callback(live_dir: str | Path | None, resume: bool = False):
     if live_dir is None:
         return None
-    from dvclive import Live
     from dvclive.huggingface import DVCLiveCallback
+
+    from dvclive import Live
 
     return DVCLiveCallback(live=Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, resume=resume))
 
@@ -379,8 +437,10 @@ def last_checkpoint(work_dir: str | Path) -> str | None:
     return get_last_checkpoint(str(w)) if w.is_dir() else None
 
 
-def history_summary(history: list[dict], keys: Sequence[str] = ("loss", "rewards/margins", "rewards/accuracies",
-                                                                 "rewards/chosen", "rewards/rejected")) -> dict:
+def history_summary(
+    history: list[dict],
+    keys: Sequence[str] = ("loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected"),
+) -> dict:
     """``{key}_first`` / ``{key}_last`` of the logged training curves (TRL's log history)."""
     out = {}
     for k in keys:
@@ -391,6 +451,7 @@ def history_summary(history: list[dict], keys: Sequence[str] = ("loss", "rewards
 
 
 # ------------------------------------------------------------------------------------------- judging
+
 
 def make_annotator(p: AlignParams, world, seed: int = 0):
     """The judge named by ``p.annotator`` (lazy import of :mod:`study.prefs.annotators`)."""
@@ -403,7 +464,9 @@ def make_annotator(p: AlignParams, world, seed: int = 0):
     from study.prefs.reward_model import load_reward_model
 
     rm, rm_proc = load_reward_model(p.reward_model_path)
-    return annotators.RewardModelAnnotator(rm, rm_proc, world, seed=seed, name=f"reward_model:{Path(p.reward_model_path).name}")
+    return annotators.RewardModelAnnotator(
+        rm, rm_proc, world, seed=seed, name=f"reward_model:{Path(p.reward_model_path).name}"
+    )
 
 
 def score_batch(annotator, scenes, prompts, answers) -> list[float]:
@@ -413,6 +476,7 @@ def score_batch(annotator, scenes, prompts, answers) -> list[float]:
 
 
 # -------------------------------------------------------------------------------------------- saving
+
 
 def merged_policy(model):
     """The plain model to save: LoRA merged into the base weights (projector copy swapped in)."""
@@ -441,6 +505,7 @@ def save_policy(model, processor, out_dir: str | Path, info: dict | None = None)
 
 # ------------------------------------------------------------------------------------ diagnostics
 
+
 @torch.no_grad()
 def pair_logps(model, processor, images, prompts, chosen, rejected, *, batch_size: int = 16):
     """Summed completion log-probs of (chosen, rejected) for each pair, tokenised exactly as TRL's DPO
@@ -455,9 +520,15 @@ def pair_logps(model, processor, images, prompts, chosen, rejected, *, batch_siz
     model.eval()
     outs = [[], [], [], []]
     for s in range(0, len(prompts), batch_size):
-        ex = [{"prompt": [user_turn(q)], "chosen": assistant_turn(c), "rejected": assistant_turn(r), "images": [im]}
-              for im, q, c, r in zip(images[s:s + batch_size], prompts[s:s + batch_size], chosen[s:s + batch_size],
-                                     rejected[s:s + batch_size])]
+        ex = [
+            {"prompt": [user_turn(q)], "chosen": assistant_turn(c), "rejected": assistant_turn(r), "images": [im]}
+            for im, q, c, r in zip(
+                images[s : s + batch_size],
+                prompts[s : s + batch_size],
+                chosen[s : s + batch_size],
+                rejected[s : s + batch_size],
+            )
+        ]
         batch = collate(ex)
         dev = next(model.parameters()).device
         batch = {k: v.to(dev) if hasattr(v, "to") else v for k, v in batch.items()}
@@ -470,8 +541,19 @@ def pair_logps(model, processor, images, prompts, chosen, rejected, *, batch_siz
     return tuple(torch.cat(o) for o in outs)
 
 
-def implicit_rewards(model, ref_model, processor, images, prompts, chosen, rejected, *, beta: float,
-                     loss_type: str = "sigmoid", batch_size: int = 16) -> dict:
+def implicit_rewards(
+    model,
+    ref_model,
+    processor,
+    images,
+    prompts,
+    chosen,
+    rejected,
+    *,
+    beta: float,
+    loss_type: str = "sigmoid",
+    batch_size: int = 16,
+) -> dict:
     """DPO implicit-reward diagnostics of ``model`` vs ``ref_model`` on given pairs.
 
     Returns the per-pair margin ``h`` (:func:`study.align.losses.margin`), ``beta * h`` mean, accuracy
@@ -483,8 +565,12 @@ def implicit_rewards(model, ref_model, processor, images, prompts, chosen, rejec
     rc, rr, _, _ = pair_logps(ref_model, processor, images, prompts, chosen, rejected, batch_size=batch_size)
     h = margin(pc, pr, rc, rr)
     loss = pair_loss(loss_type, pc, pr, rc, rr, beta, nc, nr)
-    return {"margin": h, "reward_margin_mean": float(beta * h.mean()), "accuracy": float((h > 0).float().mean()),
-            "loss_mean": float(loss.mean())}
+    return {
+        "margin": h,
+        "reward_margin_mean": float(beta * h.mean()),
+        "accuracy": float((h > 0).float().mean()),
+        "loss_mean": float(loss.mean()),
+    }
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9_./-]")

@@ -19,6 +19,7 @@ Loss of each pairwise method (h = log-ratio margin, see :mod:`study.align.losses
 (default ``dpo``). :func:`check_columns` checks a preference dataset (rows, pandas or ``datasets``) for
 the columns a method needs and raises :class:`AlignDataError` naming the missing column.
 """
+
 from __future__ import annotations
 
 import re
@@ -49,8 +50,8 @@ NEEDS_ANNOTATOR = ("online_dpo", "mixed_dpo", "rloo", "ppo")
 # method is NOT reported, so the `gpu` profile picks grid members and a sweep is
 # `dvc exp run -S align.base.learning_rate=<value>` over these choices.
 PAPER_LR_GRID = {
-    "learning_rate": (1e-7, 5e-7, 1e-6, 5e-6),   # LoRA / language-model LR
-    "projector_lr": (2e-5, 2e-6, 2e-7),          # multi_modal_projector LR (its own AdamW group)
+    "learning_rate": (1e-7, 5e-7, 1e-6, 5e-6),  # LoRA / language-model LR
+    "projector_lr": (2e-5, 2e-6, 2e-7),  # multi_modal_projector LR (its own AdamW group)
 }
 
 # columns of the preference schema (study.prefs.schema) each method reads
@@ -66,8 +67,10 @@ REQUIRED_COLUMNS = {
     "ppo": ("prompt", "scene_id"),
 }
 # a ready TRL vision preference dataset (prompt/chosen/rejected message lists + images) is accepted too
-TRL_COLUMNS = {"dpo": ("prompt", "chosen", "rejected", "images"), "avg_dpo": ("prompt", "chosen", "rejected",
-                                                                             "rejected_2", "images")}
+TRL_COLUMNS = {
+    "dpo": ("prompt", "chosen", "rejected", "images"),
+    "avg_dpo": ("prompt", "chosen", "rejected", "rejected_2", "images"),
+}
 
 
 class AlignParamsError(ValueError):
@@ -106,12 +109,14 @@ class AlignParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # true is not 1, "no" is not False
 
     method: Literal[METHODS] = "dpo"  # type: ignore[valid-type]
-    beta: Float | None = Field(None, gt=0, le=100, description="pair-loss beta (IPO: tau); None = "
-                                                                 "beta_by_loss of this method's pair loss")
+    beta: Float | None = Field(
+        None, gt=0, le=100, description="pair-loss beta (IPO: tau); None = beta_by_loss of this method's pair loss"
+    )
     beta_by_loss: dict[Literal["dpo", "ipo", "slic"], Float] = Field(
         default_factory=lambda: dict(BETA_BY_LOSS),
         description="beta of each pair loss when `beta` is not set: its scale differs by loss (IPO's tau sets a "
-                    "per-token margin target 1/(2 tau)), so one shared value cannot suit all three")
+        "per-token margin target 1/(2 tau)), so one shared value cannot suit all three",
+    )
     pair_loss: Literal["dpo", "ipo", "slic"] = Field("dpo", description="pair loss of avg/online/mixed methods")
     p: Float = Field(0.5, ge=0, le=1, description="Mixed-DPO: P(a sample is the offline pair), Eq. 4")
     gamma: Float = Field(0.5, ge=0, le=1, description="Avg-DPO weight of the first rejected answer, Eq. 5")
@@ -138,10 +143,15 @@ class AlignParams(BaseModel):
     save_steps: int = Field(50, ge=1, description="offline: checkpoint every N steps (resume)")
 
     # precision / memory (the GPU path; study.align.common.prepare_model)
-    bf16: bool = Field(False, description="bfloat16 weights and autocast; needs a GPU or a CPU with bf16 support "
-                                          "(frozen weights in bf16, trainable ones kept in fp32)")
-    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass "
-                                                            "(non-reentrant; trades ~20-30 % compute for memory)")
+    bf16: bool = Field(
+        False,
+        description="bfloat16 weights and autocast; needs a GPU or a CPU with bf16 support "
+        "(frozen weights in bf16, trainable ones kept in fp32)",
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="recompute activations in the backward pass (non-reentrant; trades ~20-30 % compute for memory)",
+    )
 
     # online sampling
     round_size: int = Field(64, ge=1, description="online: prompts per round")
@@ -188,13 +198,17 @@ class AlignParams(BaseModel):
     def _cross_checks(self):
         if self.annotator == "reward_model" and self.method in NEEDS_ANNOTATOR:
             if not self.reward_model_path:
-                raise _Rule("reward_model_path", ": must name a local reward model directory when annotator="
-                                                 "'reward_model'")
+                raise _Rule(
+                    "reward_model_path", ": must name a local reward model directory when annotator='reward_model'"
+                )
             # that the directory exists is checked when training starts (check_reward_model): in the pipeline
             # the reward models are written by the `reward_models` stage, after params are first validated
         if self.method in RL and self.annotator == "noisy_oracle":
-            raise _Rule("annotator", ": 'noisy_oracle' is a pairwise judge (its noise is on preferences, its score "
-                                     "is the exact oracle's); RL methods need a scorer: use 'oracle' or 'reward_model'")
+            raise _Rule(
+                "annotator",
+                ": 'noisy_oracle' is a pairwise judge (its noise is on preferences, its score "
+                "is the exact oracle's); RL methods need a scorer: use 'oracle' or 'reward_model'",
+            )
         if self.lora and self.train_vision_tower:
             raise _Rule("train_vision_tower", ": true requires lora: false (LoRA targets the language model only)")
         if self.method == "ppo" and self.ppo_minibatch > self.batch_size:
@@ -225,9 +239,11 @@ def check_reward_model(p: AlignParams, prefix: str = "align") -> None:
         return
     d = Path(p.reward_model_path)
     if not (d.is_dir() and (d / "config.json").is_file()):
-        raise AlignParamsError(f"invalid alignment params: {prefix}.reward_model_path: {p.reward_model_path!r} does "
-                               "not exist or has no config.json (train one with the `reward_models` stage or "
-                               "study.prefs.reward_model.train_reward_model)")
+        raise AlignParamsError(
+            f"invalid alignment params: {prefix}.reward_model_path: {p.reward_model_path!r} does "
+            "not exist or has no config.json (train one with the `reward_models` stage or "
+            "study.prefs.reward_model.train_reward_model)"
+        )
 
 
 def _issues(err: ValidationError) -> list[tuple[str, str]]:
@@ -278,8 +294,11 @@ PREFS_DIR = "artifacts/prefs"  # a run's `data` names artifacts/prefs/<data>.par
 
 def check_seeds(seeds: Any, key: str) -> list[int]:
     """A non-empty list of distinct integer seeds >= 0; errors name ``key``."""
-    if not isinstance(seeds, (list, tuple)) or not seeds or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+    if (
+        not isinstance(seeds, (list, tuple))
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+    ):
         raise AlignParamsError.of([(key, f" must be a non-empty list of integers >= 0, got {seeds!r}")])
     if len(set(seeds)) != len(seeds):
         raise AlignParamsError.of([(key, f" has repeated seeds: {list(seeds)}")])
@@ -290,8 +309,14 @@ def check_run_name(name: Any, section: str = "runs") -> str:
     """A run name (a key of ``align.runs`` / ``align.rm_runs``) names a DVC stage, its output directories
     and metrics file: a letter, then letters, digits, ``_`` or ``-``."""
     if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
-        raise AlignParamsError.of([(f"align.{section}", f": run name {name!r} must start with a letter and hold only "
-                                    "letters, digits, `_` and `-`")])
+        raise AlignParamsError.of(
+            [
+                (
+                    f"align.{section}",
+                    f": run name {name!r} must start with a letter and hold only letters, digits, `_` and `-`",
+                )
+            ]
+        )
     return name
 
 
@@ -300,14 +325,22 @@ def check_data_path(data: Any, key: str) -> str:
     ``artifacts/prefs/recipes/povid.parquet``); no ``..``, no absolute path, no hidden or empty part."""
     parts = data.split("/") if isinstance(data, str) else []
     if not parts or not all(_DATA_PART.fullmatch(x) for x in parts):
-        raise AlignParamsError.of([(key, f" must be a path inside {PREFS_DIR} (it names {PREFS_DIR}/<data>.parquet): "
-                                    "parts of letters, digits, `_`, `-` and `.` joined by `/`, no `..`, not absolute; "
-                                    f"got {data!r}")])
+        raise AlignParamsError.of(
+            [
+                (
+                    key,
+                    f" must be a path inside {PREFS_DIR} (it names {PREFS_DIR}/<data>.parquet): "
+                    "parts of letters, digits, `_`, `-` and `.` joined by `/`, no `..`, not absolute; "
+                    f"got {data!r}",
+                )
+            ]
+        )
     return data
 
 
-def run_params(name: str, run: dict[str, Any], base: dict[str, Any] | None = None, section: str = "runs"
-               ) -> tuple[AlignParams, str, list[int] | None]:
+def run_params(
+    name: str, run: dict[str, Any], base: dict[str, Any] | None = None, section: str = "runs"
+) -> tuple[AlignParams, str, list[int] | None]:
     """One entry of ``params.yaml: align.<section>`` (``runs`` or ``rm_runs``): ``(AlignParams, data, seeds
     or None)``.
 
@@ -368,16 +401,20 @@ def check_columns(data, method: str) -> int:
     cols, rows = _columns_and_first(data)
     is_trl = hasattr(data, "column_names") and "images" in cols
     if is_trl and method not in (*OFFLINE, "avg_dpo"):
-        raise AlignDataError(f"method {method!r} needs preference rows (prompt/scene_id strings, the study.prefs "
-                             "schema), not a TRL vision dataset")
+        raise AlignDataError(
+            f"method {method!r} needs preference rows (prompt/scene_id strings, the study.prefs "
+            "schema), not a TRL vision dataset"
+        )
     need = TRL_COLUMNS["avg_dpo" if method == "avg_dpo" else "dpo"] if is_trl else REQUIRED_COLUMNS[method]
     n = data.num_rows if hasattr(data, "num_rows") else len(rows)
     if n == 0:
         raise AlignDataError(f"the dataset for method {method!r} is empty")
     for c in need:
         if c not in cols:
-            raise AlignDataError(f"the dataset has no column {c!r}, which method {method!r} needs "
-                                 f"(required: {list(need)}; found: {cols})")
+            raise AlignDataError(
+                f"the dataset has no column {c!r}, which method {method!r} needs "
+                f"(required: {list(need)}; found: {cols})"
+            )
     for i, r in enumerate(rows):
         for c in need:
             v = r.get(c)

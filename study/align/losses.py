@@ -22,6 +22,7 @@ pair (alpha = 1) or an online pair (alpha = 0), and the pair loss above is appli
 
 Each loss returns the per-pair values (shape ``[B]``); trainers average them over the batch.
 """
+
 from __future__ import annotations
 
 import torch

@@ -43,6 +43,7 @@ length. Resume: after every round the trainable weights, optimiser, scheduler an
 BDHS cache, curves) are written atomically to ``work_dir/state``; a new call resumes after the last
 finished round.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,8 +61,8 @@ from study import io
 from study.align import common
 from study.align.config import AlignParams, check_columns
 
-
 # ------------------------------------------------------------------------------------------ schedule
+
 
 def n_rounds(n_rows: int, round_size: int, epochs: float) -> int:
     return max(1, math.ceil(epochs * n_rows / round_size))
@@ -82,31 +83,46 @@ def mixed_assignment(n: int, p: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def _seed(*parts) -> int:
-    return int(np.random.SeedSequence([int(x) if not isinstance(x, str) else zlib.crc32(x.encode())
-                                       for x in parts]).generate_state(1)[0] % (2**31 - 1))
+    return int(
+        np.random.SeedSequence(
+            [int(x) if not isinstance(x, str) else zlib.crc32(x.encode()) for x in parts]
+        ).generate_state(1)[0]
+        % (2**31 - 1)
+    )
 
 
 # ------------------------------------------------------------------------------------ sampling/judging
 
-def sample_pairs(model, processor, images: Sequence, prompts: Sequence[str], p: AlignParams, seed: int
-                 ) -> tuple[list[str], list[str]]:
+
+def sample_pairs(
+    model, processor, images: Sequence, prompts: Sequence[str], p: AlignParams, seed: int
+) -> tuple[list[str], list[str]]:
     """Two samples per prompt from the current policy (one batched ``study.model.generate`` call)."""
     from study.model.generate import generate
 
     was = model.training
     model.eval()
     try:
-        outs = generate(model, processor, list(images) * 2, list(prompts) * 2, do_sample=True,
-                        temperature=p.temperature, max_new_tokens=p.max_new_tokens, batch_size=p.gen_batch_size,
-                        seed=seed)
+        outs = generate(
+            model,
+            processor,
+            list(images) * 2,
+            list(prompts) * 2,
+            do_sample=True,
+            temperature=p.temperature,
+            max_new_tokens=p.max_new_tokens,
+            batch_size=p.gen_batch_size,
+            seed=seed,
+        )
     finally:
         model.train(was)
     n = len(prompts)
     return outs[:n], outs[n:]
 
 
-def annotate_pairs(annotator, scenes: Sequence, prompts: Sequence[str], a: Sequence[str], b: Sequence[str],
-                   stats: dict | None = None) -> list[dict | None]:
+def annotate_pairs(
+    annotator, scenes: Sequence, prompts: Sequence[str], a: Sequence[str], b: Sequence[str], stats: dict | None = None
+) -> list[dict | None]:
     """The annotator's verdict on each pair: ``{"chosen", "rejected", "score_chosen", "score_rejected"}``,
     or None for a tie, which is skipped. ``stats`` (optional) receives ``score_samples``, the mean score of
     all 2n answers (the policy's quality as the judge sees it).
@@ -127,7 +143,7 @@ def annotate_pairs(annotator, scenes: Sequence, prompts: Sequence[str], a: Seque
             continue
         if hasattr(annotator, "judge"):
             k = annotator.judge(s, q, x, y, u, v)
-        elif hasattr(annotator, "prefer_from_scores"):   # a hand-made judge deciding from its scores
+        elif hasattr(annotator, "prefer_from_scores"):  # a hand-made judge deciding from its scores
             k = None if u == v else annotator.prefer_from_scores(s, q, x, y, u, v)
         else:
             k = annotator.prefer(s, q, x, y)
@@ -144,9 +160,14 @@ def annotate_pairs(annotator, scenes: Sequence, prompts: Sequence[str], a: Seque
 def bdhs_params(p: AlignParams):
     from study.bdhs import DEFAULT_RHO_TH, BDHSParams
 
-    return BDHSParams(rho_th=DEFAULT_RHO_TH if p.bdhs_rho_th is None else p.bdhs_rho_th, eps_s=p.bdhs_eps_s,
-                      n_bdhs=p.bdhs_n, max_new_tokens=p.max_new_tokens, temperature=p.temperature,
-                      batch_size=p.gen_batch_size)
+    return BDHSParams(
+        rho_th=DEFAULT_RHO_TH if p.bdhs_rho_th is None else p.bdhs_rho_th,
+        eps_s=p.bdhs_eps_s,
+        n_bdhs=p.bdhs_n,
+        max_new_tokens=p.max_new_tokens,
+        temperature=p.temperature,
+        batch_size=p.gen_batch_size,
+    )
 
 
 def load_encoder():
@@ -168,6 +189,7 @@ def default_bdhs_fn(model, processor, images, prompts, chosen, params, encoder, 
 
 
 # ------------------------------------------------------------------------------------------- state
+
 
 def _trainable_state(model) -> dict[str, torch.Tensor]:
     return {n: q.detach().cpu().contiguous() for n, q in model.named_parameters() if q.requires_grad}
@@ -201,8 +223,26 @@ def load_state(state_dir: Path, model, optimizer, scheduler) -> dict:
 
 # --------------------------------------------------------------------------------------------- loop
 
-def _round_rows(method, p, rows, idx, r, total, seed, model, processor, world, scenes, annotator, sample_fn, bdhs_fn,
-                encoder, cache, stats_out) -> list[dict]:
+
+def _round_rows(
+    method,
+    p,
+    rows,
+    idx,
+    r,
+    total,
+    seed,
+    model,
+    processor,
+    world,
+    scenes,
+    annotator,
+    sample_fn,
+    bdhs_fn,
+    encoder,
+    cache,
+    stats_out,
+) -> list[dict]:
     """The preference rows trained in round ``r`` (see the module docstring) and the round's statistics."""
     out: list[dict] = []
     online_idx = list(idx)
@@ -212,32 +252,63 @@ def _round_rows(method, p, rows, idx, r, total, seed, model, processor, world, s
         stats_out["drawn"] = len(idx)
         for i, a in zip(idx, alpha):
             if a:
-                out.append({"prompt": rows[i]["prompt"], "chosen": rows[i]["chosen"], "rejected": rows[i]["rejected"],
-                            "scene_id": rows[i]["scene_id"], "source": "offline"})
+                out.append(
+                    {
+                        "prompt": rows[i]["prompt"],
+                        "chosen": rows[i]["chosen"],
+                        "rejected": rows[i]["rejected"],
+                        "scene_id": rows[i]["scene_id"],
+                        "source": "offline",
+                    }
+                )
         online_idx = [i for i, a in zip(idx, alpha) if not a]
     if method in ("online_dpo", "mixed_dpo") and online_idx:
         images = [world.image(rows[i]["scene_id"]) for i in online_idx]
         prompts = [rows[i]["prompt"] for i in online_idx]
         a, b = sample_fn(model, processor, images, prompts, p, _seed(seed, "pairs", r))
-        verdicts = annotate_pairs(annotator, [scenes[rows[i]["scene_id"]] for i in online_idx], prompts, a, b,
-                                  stats_out)
+        verdicts = annotate_pairs(
+            annotator, [scenes[rows[i]["scene_id"]] for i in online_idx], prompts, a, b, stats_out
+        )
         sa = [v["score_chosen"] for v in verdicts if v]
-        stats_out.update(online_pairs=len(online_idx), ties=sum(v is None for v in verdicts),
-                         answer_words=float(np.mean([len(t.split()) for t in (*a, *b)])))
+        stats_out.update(
+            online_pairs=len(online_idx),
+            ties=sum(v is None for v in verdicts),
+            answer_words=float(np.mean([len(t.split()) for t in (*a, *b)])),
+        )
         if sa:
             stats_out["score_chosen"] = float(np.mean([v["score_chosen"] for v in verdicts if v]))
             stats_out["score_rejected"] = float(np.mean([v["score_rejected"] for v in verdicts if v]))
         for i, v in zip(online_idx, verdicts):
             if v is not None:
-                out.append({"prompt": rows[i]["prompt"], "chosen": v["chosen"], "rejected": v["rejected"],
-                            "scene_id": rows[i]["scene_id"], "source": "online"})
+                out.append(
+                    {
+                        "prompt": rows[i]["prompt"],
+                        "chosen": v["chosen"],
+                        "rejected": v["rejected"],
+                        "scene_id": rows[i]["scene_id"],
+                        "source": "online",
+                    }
+                )
     if method == "online_bdhs":
         if r % p.regen_every == 0 or any(str(i) not in cache for i in idx):
-            block = sorted({i for rr in range(r, min(r + p.regen_every, total))
-                            for i in round_indices(len(rows), p.round_size, rr, seed)} | set(idx))
-            rej = bdhs_fn(model, processor, [world.image(rows[i]["scene_id"]) for i in block],
-                          [rows[i]["prompt"] for i in block], [rows[i]["chosen"] for i in block], bdhs_params(p),
-                          encoder, _seed(seed, "bdhs", r))
+            block = sorted(
+                {
+                    i
+                    for rr in range(r, min(r + p.regen_every, total))
+                    for i in round_indices(len(rows), p.round_size, rr, seed)
+                }
+                | set(idx)
+            )
+            rej = bdhs_fn(
+                model,
+                processor,
+                [world.image(rows[i]["scene_id"]) for i in block],
+                [rows[i]["prompt"] for i in block],
+                [rows[i]["chosen"] for i in block],
+                bdhs_params(p),
+                encoder,
+                _seed(seed, "bdhs", r),
+            )
             cache.update({str(i): t for i, t in zip(block, rej)})
             stats_out["regenerated"] = len(block)
         ties = 0
@@ -246,8 +317,13 @@ def _round_rows(method, p, rows, idx, r, total, seed, model, processor, world, s
             if y_minus.strip() == rows[i]["chosen"].strip():
                 ties += 1
                 continue
-            row = {"prompt": rows[i]["prompt"], "chosen": rows[i]["chosen"], "rejected": y_minus,
-                   "scene_id": rows[i]["scene_id"], "source": "bdhs"}
+            row = {
+                "prompt": rows[i]["prompt"],
+                "chosen": rows[i]["chosen"],
+                "rejected": y_minus,
+                "scene_id": rows[i]["scene_id"],
+                "source": "bdhs",
+            }
             if p.bdhs_with_external:
                 row["rejected"], row["rejected_2"] = rows[i]["rejected"], y_minus
             out.append(row)
@@ -255,9 +331,23 @@ def _round_rows(method, p, rows, idx, r, total, seed, model, processor, world, s
     return out
 
 
-def train_online(model, processor, world, data, p: AlignParams, out_dir: str | Path, *, annotator=None,
-                 live_dir=None, work_dir=None, seed: int = 0, encoder=None, callbacks=(),
-                 sample_fn: Callable | None = None, bdhs_fn: Callable | None = None) -> dict:
+def train_online(
+    model,
+    processor,
+    world,
+    data,
+    p: AlignParams,
+    out_dir: str | Path,
+    *,
+    annotator=None,
+    live_dir=None,
+    work_dir=None,
+    seed: int = 0,
+    encoder=None,
+    callbacks=(),
+    sample_fn: Callable | None = None,
+    bdhs_fn: Callable | None = None,
+) -> dict:
     """Online-DPO / Online-BDHS / Mixed-DPO (``p.method``); saves the merged policy to ``out_dir``.
 
     ``data``: rows with ``prompt`` and ``scene_id`` (+ ``chosen`` for online_bdhs, + ``chosen`` and
@@ -312,25 +402,58 @@ def train_online(model, processor, world, data, p: AlignParams, out_dir: str | P
 
         live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, resume=resumed)
         if not resumed:
-            live.log_params({"method": method, **{k: v for k, v in p.model_dump().items()
-                                                  if isinstance(v, (int, float, str, bool))}})
+            live.log_params(
+                {
+                    "method": method,
+                    **{k: v for k, v in p.model_dump().items() if isinstance(v, (int, float, str, bool))},
+                }
+            )
     avg = method == "online_bdhs" and p.bdhs_with_external
     t0 = time.perf_counter()
     start = loop["round"] + 1
     for r in range(start, total):
         idx = round_indices(len(rows), p.round_size, r, seed)
         stats: dict = {"round": r}
-        round_rows = _round_rows(method, p, rows, idx, r, total, seed, model, processor, world, scenes, annotator,
-                                 sample_fn, bdhs_fn, encoder, loop["cache"], stats)
+        round_rows = _round_rows(
+            method,
+            p,
+            rows,
+            idx,
+            r,
+            total,
+            seed,
+            model,
+            processor,
+            world,
+            scenes,
+            annotator,
+            sample_fn,
+            bdhs_fn,
+            encoder,
+            loop["cache"],
+            stats,
+        )
         stats["pairs"] = len(round_rows)
         stats["offline_pairs"] = sum(x["source"] == "offline" for x in round_rows)
         if round_rows:
             ds = common.preference_dataset(round_rows, world, with_rejected_2=avg)
             trainer = make_dpo_trainer(
-                model, processor, ds, p, work / "round", _seed(seed, "round", r),
-                trainer_cls=AvgDPOTrainer if avg else AlignDPOTrainer, ref_model=ref, peft=False,
-                optimizers=(optimizer, scheduler), callbacks=list(callbacks), num_train_epochs=1, save_strategy="no",
-                logging_steps=1, trainer_kwargs={"gamma": p.gamma} if avg else None)
+                model,
+                processor,
+                ds,
+                p,
+                work / "round",
+                _seed(seed, "round", r),
+                trainer_cls=AvgDPOTrainer if avg else AlignDPOTrainer,
+                ref_model=ref,
+                peft=False,
+                optimizers=(optimizer, scheduler),
+                callbacks=list(callbacks),
+                num_train_epochs=1,
+                save_strategy="no",
+                logging_steps=1,
+                trainer_kwargs={"gamma": p.gamma} if avg else None,
+            )
             trainer.remove_callback(PrinterCallback)  # per-round curves go to DVCLive, not stdout
             trainer.train()
             steps = [h for h in trainer.state.log_history if "loss" in h]
@@ -353,22 +476,43 @@ def train_online(model, processor, world, data, p: AlignParams, out_dir: str | P
     if live is not None:
         live.end()
     hist = loop["history"]
-    metrics = {"rounds": total, "pairs": int(sum(h["pairs"] for h in hist)),
-               "ties": int(sum(h.get("ties", 0) for h in hist)), "wall_s": time.perf_counter() - t0,
-               "resumed_at_round": start if resumed else None}
+    metrics = {
+        "rounds": total,
+        "pairs": int(sum(h["pairs"] for h in hist)),
+        "ties": int(sum(h.get("ties", 0) for h in hist)),
+        "wall_s": time.perf_counter() - t0,
+        "resumed_at_round": start if resumed else None,
+    }
     if method == "mixed_dpo":
         drawn = sum(h.get("drawn", 0) for h in hist)
         metrics["offline_share_drawn"] = sum(h.get("drawn_offline", 0) for h in hist) / max(drawn, 1)
         metrics["offline_share_trained"] = sum(h["offline_pairs"] for h in hist) / max(metrics["pairs"], 1)
-    for k in ("train/loss", "train/rewards/margins", "train/rewards/accuracies", "score_samples", "score_chosen",
-              "score_rejected", "answer_words"):
+    for k in (
+        "train/loss",
+        "train/rewards/margins",
+        "train/rewards/accuracies",
+        "score_samples",
+        "score_chosen",
+        "score_rejected",
+        "answer_words",
+    ):
         vals = [h[k] for h in hist if k in h]
         if vals:
             metrics[f"{k}_first"], metrics[f"{k}_last"] = float(vals[0]), float(vals[-1])
     metrics["history"] = hist
-    common.save_policy(model, processor, out_dir, {"method": method, "loss_type": p.loss_type, "params": p.model_dump(),
-                                              "seed": seed, "rows": len(rows),
-                                              "metrics": {k: v for k, v in metrics.items() if k != "history"}})
+    common.save_policy(
+        model,
+        processor,
+        out_dir,
+        {
+            "method": method,
+            "loss_type": p.loss_type,
+            "params": p.model_dump(),
+            "seed": seed,
+            "rows": len(rows),
+            "metrics": {k: v for k, v in metrics.items() if k != "history"},
+        },
+    )
     if work.exists():
         shutil.rmtree(work)
     return metrics

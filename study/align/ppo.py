@@ -18,6 +18,7 @@ distribution (as TRL does).
 
 Collapse and reward hacking are tracked by :class:`study.align.reward.CollapseMonitor`.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,8 +59,9 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> tor
     return ((x - mean) * torch.rsqrt(var + eps)) * mask
 
 
-def kl_penalised_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor,
-                         kl_coef: float) -> torch.Tensor:
+def kl_penalised_rewards(
+    scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, kl_coef: float
+) -> torch.Tensor:
     """r_t = -kl_coef (log pi_old - log pi_ref)_t on every answer token, + score on the last one. [B, T]."""
     mask = mask.to(logp.dtype)
     rewards = -kl_coef * (logp - ref_logp) * mask
@@ -70,8 +72,9 @@ def kl_penalised_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: tor
     return rewards
 
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
-        ) -> tuple[torch.Tensor, torch.Tensor]:
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation over right-padded answers; returns (advantages, returns), [B, T]."""
     mask = mask.to(values.dtype)
     T = rewards.size(1)
@@ -87,8 +90,9 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     return adv, (adv + values) * mask
 
 
-def ppo_loss(logp, old_logp, adv, values, old_values, returns, mask, *, clip: float, clip_v: float,
-             vf_coef: float) -> dict:
+def ppo_loss(
+    logp, old_logp, adv, values, old_values, returns, mask, *, clip: float, clip_v: float, vf_coef: float
+) -> dict:
     """Clipped-surrogate policy loss + clipped value loss (module docstring), token-averaged under ``mask``."""
     mask = mask.to(logp.dtype)
     ratio = torch.exp(logp - old_logp)
@@ -97,26 +101,37 @@ def ppo_loss(logp, old_logp, adv, values, old_values, returns, mask, *, clip: fl
     pg_loss = masked_mean(torch.max(pg1, pg2), mask)
     v_clipped = old_values + torch.clamp(values - old_values, -clip_v, clip_v)
     vf_loss = 0.5 * masked_mean(torch.max((values - returns) ** 2, (v_clipped - returns) ** 2), mask)
-    return {"loss": pg_loss + vf_coef * vf_loss, "pg_loss": pg_loss, "vf_loss": vf_loss,
-            "clipfrac": masked_mean((pg2 > pg1).to(logp.dtype), mask),
-            "approx_kl": masked_mean(0.5 * (logp - old_logp) ** 2, mask)}
+    return {
+        "loss": pg_loss + vf_coef * vf_loss,
+        "pg_loss": pg_loss,
+        "vf_loss": vf_loss,
+        "clipfrac": masked_mean((pg2 > pg1).to(logp.dtype), mask),
+        "approx_kl": masked_mean(0.5 * (logp - old_logp) ** 2, mask),
+    }
 
 
 @dataclass
 class Rollout:
-    input_ids: torch.Tensor        # [B, P + T] prompt (left-padded) + answer (right-padded)
-    attention_mask: torch.Tensor   # [B, P + T]
-    position_ids: torch.Tensor     # [B, P + T]
+    input_ids: torch.Tensor  # [B, P + T] prompt (left-padded) + answer (right-padded)
+    attention_mask: torch.Tensor  # [B, P + T]
+    position_ids: torch.Tensor  # [B, P + T]
     pixel_values: torch.Tensor
-    prompt_len: int                # P
+    prompt_len: int  # P
     completion_mask: torch.Tensor  # [B, T]: answer tokens up to and including the first EOS
     texts: list[str]
     image_sizes: torch.Tensor | None = None  # [B, 2] (LLaVA-NeXT's anyres tiling needs them)
 
     def take(self, idx) -> "Rollout":
-        return Rollout(self.input_ids[idx], self.attention_mask[idx], self.position_ids[idx], self.pixel_values[idx],
-                       self.prompt_len, self.completion_mask[idx], [self.texts[i] for i in idx.tolist()],
-                       None if self.image_sizes is None else self.image_sizes[idx])
+        return Rollout(
+            self.input_ids[idx],
+            self.attention_mask[idx],
+            self.position_ids[idx],
+            self.pixel_values[idx],
+            self.prompt_len,
+            self.completion_mask[idx],
+            [self.texts[i] for i in idx.tolist()],
+            None if self.image_sizes is None else self.image_sizes[idx],
+        )
 
 
 @torch.no_grad()
@@ -128,16 +143,29 @@ def rollout(model, processor, images, prompts, *, temperature: float, max_new_to
     tok = processor.tokenizer
     torch.manual_seed(seed)
     dev = next(model.parameters()).device
-    enc = processor(images=list(images), text=render_prompts(processor, prompts), return_tensors="pt", padding=True,
-                    padding_side="left")
+    enc = processor(
+        images=list(images),
+        text=render_prompts(processor, prompts),
+        return_tensors="pt",
+        padding=True,
+        padding_side="left",
+    )
     pos = (enc["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
     was = model.training
     model.eval()
     try:
-        gen = model.generate(**{k: v.to(dev) for k, v in enc.items()}, position_ids=pos.to(dev), do_sample=True,
-                             temperature=temperature, top_p=1.0, top_k=0, max_new_tokens=max_new_tokens,
-                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                             suppress_tokens=[image_token_id(model)]).cpu()  # as TRL: no sampled image token
+        gen = model.generate(
+            **{k: v.to(dev) for k, v in enc.items()},
+            position_ids=pos.to(dev),
+            do_sample=True,
+            temperature=temperature,
+            top_p=1.0,
+            top_k=0,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            suppress_tokens=[image_token_id(model)],
+        ).cpu()  # as TRL: no sampled image token
     finally:
         model.train(was)
     P = enc["input_ids"].shape[1]
@@ -148,22 +176,35 @@ def rollout(model, processor, images, prompts, *, temperature: float, max_new_to
     comp = comp.masked_fill(cmask == 0, tok.pad_token_id)
     attn = torch.cat([enc["attention_mask"], cmask], 1)
     texts = [t.strip() for t in tok.batch_decode(comp, skip_special_tokens=True)]
-    return Rollout(torch.cat([enc["input_ids"], comp], 1), attn, (attn.cumsum(-1) - 1).clamp(min=0),
-                   enc["pixel_values"], P, cmask, texts, enc.get("image_sizes"))
+    return Rollout(
+        torch.cat([enc["input_ids"], comp], 1),
+        attn,
+        (attn.cumsum(-1) - 1).clamp(min=0),
+        enc["pixel_values"],
+        P,
+        cmask,
+        texts,
+        enc.get("image_sizes"),
+    )
 
 
 def logps_values(model, value_head: ValueHead | None, ro: Rollout, temperature: float):
     """Per-token log pi(a_t | s_t) of the answer tokens and V(s_t) (None without a value head), [B, T]."""
     dev = next(model.parameters()).device
-    out = model(input_ids=ro.input_ids.to(dev), attention_mask=ro.attention_mask.to(dev),
-                position_ids=ro.position_ids.to(dev), pixel_values=ro.pixel_values.to(dev),
-                **({} if ro.image_sizes is None else {"image_sizes": ro.image_sizes.to(dev)}),
-                output_hidden_states=value_head is not None, use_cache=False)
+    out = model(
+        input_ids=ro.input_ids.to(dev),
+        attention_mask=ro.attention_mask.to(dev),
+        position_ids=ro.position_ids.to(dev),
+        pixel_values=ro.pixel_values.to(dev),
+        **({} if ro.image_sizes is None else {"image_sizes": ro.image_sizes.to(dev)}),
+        output_hidden_states=value_head is not None,
+        use_cache=False,
+    )
     P = ro.prompt_len
-    logits = out.logits[:, P - 1:-1].float() / temperature
+    logits = out.logits[:, P - 1 : -1].float() / temperature
     labels = ro.input_ids[:, P:].to(dev)
     logp = torch.gather(logits.log_softmax(-1), 2, labels.unsqueeze(-1)).squeeze(-1)
-    values = value_head(out.hidden_states[-1][:, P - 1:-1].float()) if value_head is not None else None
+    values = value_head(out.hidden_states[-1][:, P - 1 : -1].float()) if value_head is not None else None
     return logp, values
 
 
@@ -175,8 +216,21 @@ def _ref_logps(model, ref, ro: Rollout, temperature: float):
             return logps_values(model, None, ro, temperature)[0]
 
 
-def train_ppo(model, processor, world, data, p: AlignParams, out_dir: str | Path, *, annotator=None, live_dir=None,
-              work_dir=None, seed: int = 0, callbacks=(), scorer: RewardScorer | None = None) -> dict:
+def train_ppo(
+    model,
+    processor,
+    world,
+    data,
+    p: AlignParams,
+    out_dir: str | Path,
+    *,
+    annotator=None,
+    live_dir=None,
+    work_dir=None,
+    seed: int = 0,
+    callbacks=(),
+    scorer: RewardScorer | None = None,
+) -> dict:
     """Compact PPO (module docstring); saves the merged policy (value head dropped) to ``out_dir``.
 
     Resume: after every rollout batch the trainable weights (policy + value head), optimiser, scheduler
@@ -206,8 +260,9 @@ def train_ppo(model, processor, world, data, p: AlignParams, out_dir: str | Path
     value_head = ValueHead(hidden).to(next(model.parameters()).device)
     both = nn.ModuleDict({"policy": model, "value": value_head})
     groups = common.param_groups(model, p.learning_rate, p.projector_lr, p.weight_decay)
-    groups.append({"params": list(value_head.parameters()), "lr": p.learning_rate, "weight_decay": 0.0,
-                   "name": "value"})
+    groups.append(
+        {"params": list(value_head.parameters()), "lr": p.learning_rate, "weight_decay": 0.0, "name": "value"}
+    )
     optimizer = torch.optim.AdamW(groups, lr=p.learning_rate)
     n_batches = max(1, math.ceil(p.epochs * len(rows) / p.batch_size))
     mb_per_batch = math.ceil(p.batch_size / p.ppo_minibatch)
@@ -231,8 +286,15 @@ def train_ppo(model, processor, world, data, p: AlignParams, out_dir: str | Path
         idx = round_indices(len(rows), p.batch_size, b, seed)
         sel = [rows[i] for i in idx]
         prompts, sids = [r["prompt"] for r in sel], [r["scene_id"] for r in sel]
-        ro = rollout(model, processor, [world.image(s) for s in sids], prompts, temperature=p.temperature,
-                     max_new_tokens=p.max_new_tokens, seed=int(np.random.SeedSequence([seed, b]).generate_state(1)[0]))
+        ro = rollout(
+            model,
+            processor,
+            [world.image(s) for s in sids],
+            prompts,
+            temperature=p.temperature,
+            max_new_tokens=p.max_new_tokens,
+            seed=int(np.random.SeedSequence([seed, b]).generate_state(1)[0]),
+        )
         mask = ro.completion_mask.float()
         with torch.no_grad():
             model.eval()
@@ -249,13 +311,22 @@ def train_ppo(model, processor, world, data, p: AlignParams, out_dir: str | Path
         for _ in range(p.ppo_epochs):
             perm = torch.randperm(len(sel), generator=g)
             for s in range(0, len(sel), p.ppo_minibatch):
-                mb = perm[s:s + p.ppo_minibatch]
+                mb = perm[s : s + p.ppo_minibatch]
                 sub = ro.take(mb)
                 logp, values = logps_values(model, value_head, sub, p.temperature)
                 dev = logp.device
-                out = ppo_loss(logp, old_logp[mb].to(dev), adv[mb].to(dev), values, old_values[mb].to(dev),
-                               ret[mb].to(dev), mask[mb].to(dev), clip=p.clip_range, clip_v=p.clip_range_value,
-                               vf_coef=p.vf_coef)
+                out = ppo_loss(
+                    logp,
+                    old_logp[mb].to(dev),
+                    adv[mb].to(dev),
+                    values,
+                    old_values[mb].to(dev),
+                    ret[mb].to(dev),
+                    mask[mb].to(dev),
+                    clip=p.clip_range,
+                    clip_v=p.clip_range_value,
+                    vf_coef=p.vf_coef,
+                )
                 optimizer.zero_grad(set_to_none=True)
                 out["loss"].backward()
                 torch.nn.utils.clip_grad_norm_([q for q in both.parameters() if q.requires_grad], p.max_grad_norm)
@@ -264,9 +335,15 @@ def train_ppo(model, processor, world, data, p: AlignParams, out_dir: str | Path
                 for k in logs:
                     logs[k].append(float(out[k].detach()))
         kl = float((((old_logp - ref_logp) * mask.to(old_logp.device)).sum(1)).mean())
-        h = {"batch": b, "reward": float(scores.mean()), "reward_raw": float(np.mean(raw)), "kl": kl,
-             "mean_length": float(mask.sum(1).mean()), **{k: float(np.mean(v)) for k, v in logs.items()},
-             "lr": float(scheduler.get_last_lr()[0])}
+        h = {
+            "batch": b,
+            "reward": float(scores.mean()),
+            "reward_raw": float(np.mean(raw)),
+            "kl": kl,
+            "mean_length": float(mask.sum(1).mean()),
+            **{k: float(np.mean(v)) for k, v in logs.items()},
+            "lr": float(scheduler.get_last_lr()[0]),
+        }
         audit = scorer.audit_scores(sids, prompts, ro.texts)
         if audit is not None:
             h["audit/oracle_score"] = float(np.mean(audit))
@@ -284,17 +361,30 @@ def train_ppo(model, processor, world, data, p: AlignParams, out_dir: str | Path
     if live is not None:
         live.end()
     hist = loop["history"]
-    metrics = {"batches": len(hist), "wall_s": time.perf_counter() - t0, "resumed_at_batch": start if resumed else None,
-               **stats}
+    metrics = {
+        "batches": len(hist),
+        "wall_s": time.perf_counter() - t0,
+        "resumed_at_batch": start if resumed else None,
+        **stats,
+    }
     for k in ("reward", "reward_raw", "kl", "mean_length", "audit/oracle_score", "clipfrac", "vf_loss"):
         vals = [x[k] for x in hist if k in x]
         if vals:
             metrics[f"{k}_first"], metrics[f"{k}_last"] = vals[0], vals[-1]
     metrics["collapse"] = monitor.report()
     metrics["history"] = hist
-    common.save_policy(model, processor, out_dir, {"method": "ppo", "params": p.model_dump(), "seed": seed,
-                                              "rows": len(rows),
-                                              "metrics": {k: v for k, v in metrics.items() if k != "history"}})
+    common.save_policy(
+        model,
+        processor,
+        out_dir,
+        {
+            "method": "ppo",
+            "params": p.model_dump(),
+            "seed": seed,
+            "rows": len(rows),
+            "metrics": {k: v for k, v in metrics.items() if k != "history"},
+        },
+    )
     if work.exists():
         shutil.rmtree(work)
     return metrics

@@ -18,6 +18,7 @@ when the training reward ends higher than it started while the oracle audit ends
 three logged values). The report is returned in the metrics (``collapse``) and logged; with
 ``stop_on_collapse`` training stops at the first collapse.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,8 @@ from transformers import TrainerCallback
 from study.align import common
 from study.align.config import AlignParams
 
-
 # ---------------------------------------------------------------------------------------------- reward
+
 
 class RewardScorer:
     """r~(scene_id, prompt, answer) = (annotator.score - mean) / std, plus an optional audit scorer."""
@@ -63,9 +64,17 @@ class RewardScorer:
         was = model.training
         model.eval()
         try:
-            answers = generate(model, processor, [world.image(r["scene_id"]) for r in sel], [r["prompt"] for r in sel],
-                               do_sample=True, temperature=p.temperature, max_new_tokens=p.max_new_tokens,
-                               batch_size=p.gen_batch_size, seed=seed)
+            answers = generate(
+                model,
+                processor,
+                [world.image(r["scene_id"]) for r in sel],
+                [r["prompt"] for r in sel],
+                do_sample=True,
+                temperature=p.temperature,
+                max_new_tokens=p.max_new_tokens,
+                batch_size=p.gen_batch_size,
+                seed=seed,
+            )
         finally:
             model.train(was)
         raw = self.raw([r["scene_id"] for r in sel], [r["prompt"] for r in sel], answers)
@@ -103,8 +112,8 @@ def trl_reward_func(scorer: RewardScorer):
     return annotator_reward
 
 
-
 # -------------------------------------------------------------------------------------------- collapse
+
 
 class CollapseMonitor:
     """Tracks mean answer length, training reward and audit score; flags collapse and reward hacking."""
@@ -117,8 +126,9 @@ class CollapseMonitor:
         self.collapsed_at: int | None = None
         self.reason: str | None = None
 
-    def update(self, step: int, mean_length: float | None, reward: float | None = None,
-               audit: float | None = None) -> str | None:
+    def update(
+        self, step: int, mean_length: float | None, reward: float | None = None, audit: float | None = None
+    ) -> str | None:
         for lst, v in ((self.lengths, mean_length), (self.rewards, reward), (self.audits, audit)):
             if v is not None and not (isinstance(v, float) and math.isnan(v)):
                 lst.append(float(v))
@@ -127,8 +137,9 @@ class CollapseMonitor:
             if mean_length < self.min_tokens:
                 self.reason = f"mean answer length {mean_length:.2f} < collapse_min_tokens {self.min_tokens}"
             elif first > 0 and mean_length < self.length_ratio * first:
-                self.reason = (f"mean answer length {mean_length:.2f} < {self.length_ratio} x its start value "
-                               f"{first:.2f}")
+                self.reason = (
+                    f"mean answer length {mean_length:.2f} < {self.length_ratio} x its start value {first:.2f}"
+                )
             if self.reason:
                 self.collapsed_at = step
         return self.reason
@@ -142,11 +153,16 @@ class CollapseMonitor:
     def report(self) -> dict:
         dr, da = self._delta(self.rewards), self._delta(self.audits)
         hacking = bool(dr is not None and da is not None and dr > 0 and da < 0)
-        return {"collapsed": self.collapsed_at is not None, "collapse_step": self.collapsed_at,
-                "collapse_reason": self.reason, "reward_hacking": hacking,
-                "length_first": self.lengths[0] if self.lengths else None,
-                "length_last": self.lengths[-1] if self.lengths else None,
-                "reward_delta": dr, "audit_delta": da}
+        return {
+            "collapsed": self.collapsed_at is not None,
+            "collapse_step": self.collapsed_at,
+            "collapse_reason": self.reason,
+            "reward_hacking": hacking,
+            "length_first": self.lengths[0] if self.lengths else None,
+            "length_last": self.lengths[-1] if self.lengths else None,
+            "reward_delta": dr,
+            "audit_delta": da,
+        }
 
 
 class CollapseCallback(TrainerCallback):
@@ -159,7 +175,8 @@ class CollapseCallback(TrainerCallback):
         logs = logs or {}
         if "completions/mean_length" not in logs:
             return
-        reason = self.monitor.update(state.global_step, logs.get("completions/mean_length"), logs.get("reward"),
-                                     logs.get("audit/oracle_score"))
+        reason = self.monitor.update(
+            state.global_step, logs.get("completions/mean_length"), logs.get("reward"), logs.get("audit/oracle_score")
+        )
         if reason and self.stop:
             control.should_training_stop = True

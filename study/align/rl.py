@@ -16,6 +16,7 @@ Caveat (TRL behaviour, not changed here): TRL scores the sampled tokens with a f
 ``position_ids``, so rows whose prompt was left-padded are scored at shifted positions relative to
 generation (which derives positions from the attention mask). Our prompts differ by a few tokens at most.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -26,33 +27,75 @@ from trl import RLOOConfig, RLOOTrainer
 
 from study.align import common
 from study.align.config import AlignParams, check_columns
-from study.align.ppo import (Rollout, ValueHead, gae, kl_penalised_rewards, logps_values, masked_mean,  # noqa: F401
-                             masked_whiten, ppo_loss, rollout, train_ppo)
-from study.align.reward import (CollapseCallback, CollapseMonitor, RewardScorer, make_scorer,  # noqa: F401
-                                trl_reward_func)
-
+from study.align.ppo import (  # noqa: F401
+    Rollout,
+    ValueHead,
+    gae,
+    kl_penalised_rewards,
+    logps_values,
+    masked_mean,
+    masked_whiten,
+    ppo_loss,
+    rollout,
+    train_ppo,
+)
+from study.align.reward import CollapseCallback, CollapseMonitor, RewardScorer, make_scorer, trl_reward_func  # noqa: F401
 
 # ------------------------------------------------------------------------------------------------ RLOO
+
 
 class AlignRLOOTrainer(common.ProjectorLRMixin, RLOOTrainer):
     """``RLOOTrainer`` whose AdamW puts the multimodal projector in its own group at ``projector_lr``."""
 
 
 def rloo_args(p: AlignParams, output_dir, seed: int, **overrides) -> RLOOConfig:
-    kw = dict(output_dir=str(output_dir), per_device_train_batch_size=p.batch_size * p.rloo_k,
-              num_generations=p.rloo_k, max_completion_length=p.max_new_tokens, temperature=p.temperature,
-              beta=p.kl_coef, learning_rate=p.learning_rate, num_train_epochs=p.epochs,
-              gradient_accumulation_steps=p.grad_accum, max_grad_norm=p.max_grad_norm, weight_decay=p.weight_decay,
-              lr_scheduler_type=p.lr_scheduler, warmup_steps=p.warmup_ratio, logging_steps=p.logging_steps,
-              save_strategy="steps", save_steps=p.save_steps, save_total_limit=1, report_to=[], seed=seed,
-              data_seed=seed, use_cpu=common.use_cpu(), **common.precision_args(p), remove_unused_columns=False,
-              normalize_advantages=False, disable_tqdm=True, dataloader_num_workers=0)
+    kw = dict(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=p.batch_size * p.rloo_k,
+        num_generations=p.rloo_k,
+        max_completion_length=p.max_new_tokens,
+        temperature=p.temperature,
+        beta=p.kl_coef,
+        learning_rate=p.learning_rate,
+        num_train_epochs=p.epochs,
+        gradient_accumulation_steps=p.grad_accum,
+        max_grad_norm=p.max_grad_norm,
+        weight_decay=p.weight_decay,
+        lr_scheduler_type=p.lr_scheduler,
+        warmup_steps=p.warmup_ratio,
+        logging_steps=p.logging_steps,
+        save_strategy="steps",
+        save_steps=p.save_steps,
+        save_total_limit=1,
+        report_to=[],
+        seed=seed,
+        data_seed=seed,
+        use_cpu=common.use_cpu(),
+        **common.precision_args(p),
+        remove_unused_columns=False,
+        normalize_advantages=False,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
     kw.update(overrides)
     return RLOOConfig(**kw)
 
 
-def train_rloo(model, processor, world, data, p: AlignParams, out_dir: str | Path, *, annotator=None, live_dir=None,
-               work_dir=None, seed: int = 0, callbacks=(), scorer: RewardScorer | None = None) -> dict:
+def train_rloo(
+    model,
+    processor,
+    world,
+    data,
+    p: AlignParams,
+    out_dir: str | Path,
+    *,
+    annotator=None,
+    live_dir=None,
+    work_dir=None,
+    seed: int = 0,
+    callbacks=(),
+    scorer: RewardScorer | None = None,
+) -> dict:
     """RLOO with ``trl.RLOOTrainer``; saves the merged policy to ``out_dir``; returns metrics + collapse report."""
     from study.align.offline import default_work_dir
 
@@ -74,20 +117,45 @@ def train_rloo(model, processor, world, data, p: AlignParams, out_dir: str | Pat
     monitor = CollapseMonitor(p.collapse_min_tokens, p.collapse_length_ratio)
     model.train()
     trainer = AlignRLOOTrainer(
-        model=model, reward_funcs=trl_reward_func(scorer), args=rloo_args(p, trainer_dir, seed),
-        train_dataset=common.prompt_dataset(rows, world), processing_class=processor, peft_config=peft_config,
-        callbacks=[c for c in (common.dvclive_callback(live_dir, resume=ckpt is not None),
-                               CollapseCallback(monitor, p.stop_on_collapse), *callbacks) if c is not None],
-        projector_lr=p.projector_lr)
+        model=model,
+        reward_funcs=trl_reward_func(scorer),
+        args=rloo_args(p, trainer_dir, seed),
+        train_dataset=common.prompt_dataset(rows, world),
+        processing_class=processor,
+        peft_config=peft_config,
+        callbacks=[
+            c
+            for c in (
+                common.dvclive_callback(live_dir, resume=ckpt is not None),
+                CollapseCallback(monitor, p.stop_on_collapse),
+                *callbacks,
+            )
+            if c is not None
+        ],
+        projector_lr=p.projector_lr,
+    )
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=ckpt)
-    metrics = {"train_loss": float(result.training_loss), "steps": int(trainer.state.global_step),
-               "wall_s": time.perf_counter() - t0, "resumed_from": Path(ckpt).name if ckpt else None, **stats}
-    metrics.update(common.history_summary(trainer.state.log_history, ("reward", "reward_raw", "kl", "audit/oracle_score",
-                                                                 "completions/mean_length", "entropy")))
+    metrics = {
+        "train_loss": float(result.training_loss),
+        "steps": int(trainer.state.global_step),
+        "wall_s": time.perf_counter() - t0,
+        "resumed_from": Path(ckpt).name if ckpt else None,
+        **stats,
+    }
+    metrics.update(
+        common.history_summary(
+            trainer.state.log_history,
+            ("reward", "reward_raw", "kl", "audit/oracle_score", "completions/mean_length", "entropy"),
+        )
+    )
     metrics["collapse"] = monitor.report()
-    common.save_policy(trainer.model, processor, out_dir, {"method": "rloo", "params": p.model_dump(), "seed": seed,
-                                                      "rows": len(rows), "metrics": metrics})
+    common.save_policy(
+        trainer.model,
+        processor,
+        out_dir,
+        {"method": "rloo", "params": p.model_dump(), "seed": seed, "rows": len(rows), "metrics": metrics},
+    )
     if work.exists() and common.is_main_process():
         shutil.rmtree(work)
     return metrics

@@ -8,6 +8,7 @@ metrics JSON has the same layout plus a ``train`` block; each run is trained onc
 ``align.seeds`` (1 in the quick profile, 3 in the full one) and its metrics are the mean over seeds with a
 95 % CI over seeds (:mod:`study.eval.seeds`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,8 +37,17 @@ def train_summary(train_metrics: dict) -> dict:
     return out
 
 
-def evaluate_aligned(model, processor, world: World, spec, e: EvalSection, study_seed: int, train_metrics: dict,
-                     meta: dict, eval_dir: str | Path) -> dict:
+def evaluate_aligned(
+    model,
+    processor,
+    world: World,
+    spec,
+    e: EvalSection,
+    study_seed: int,
+    train_metrics: dict,
+    meta: dict,
+    eval_dir: str | Path,
+) -> dict:
     """Evaluate one aligned policy exactly as the SFT model is (:func:`study.eval.stage.evaluate_model`), add its
     training summary (:func:`train_summary`, the RL collapse report included) and ``meta`` to the metrics, and
     write predictions, metrics and the evaluated ``scenes.jsonl`` (what :mod:`study.eval.paired` compares on)
@@ -51,9 +61,22 @@ def evaluate_aligned(model, processor, world: World, spec, e: EvalSection, study
     return metrics
 
 
-def run_align(run: str, spec_run: dict, base: dict, eval: dict, seed: int, seeds: list[int], world_spec: str,
-              world_dir: str, sft_dir: str, prefs_dir: str, out_dir: str, eval_dir: str, live_dir: str,
-              metrics_path: str) -> dict:
+def run_align(
+    run: str,
+    spec_run: dict,
+    base: dict,
+    eval: dict,
+    seed: int,
+    seeds: list[int],
+    world_spec: str,
+    world_dir: str,
+    sft_dir: str,
+    prefs_dir: str,
+    out_dir: str,
+    eval_dir: str,
+    live_dir: str,
+    metrics_path: str,
+) -> dict:
     """Train and evaluate ``run`` once per training seed, then write the seed-aggregated metrics JSON.
 
     Seed k writes its policy to ``<out_dir>/seed<k>``, its evaluation to ``<eval_dir>/seed<k>`` and its
@@ -79,12 +102,29 @@ def run_align(run: str, spec_run: dict, base: dict, eval: dict, seed: int, seeds
     for k in seeds:
         torch.manual_seed(k)
         model_dir, live = Path(out_dir) / f"seed{k}", f"{live_dir}/seed{k}"
-        train_metrics = train(params.method, policy=sft_dir, world=world, data=str(data_path), params=params,
-                              out_dir=model_dir, live_dir=live, work_dir=work / f"seed{k}", seed=k)
+        train_metrics = train(
+            params.method,
+            policy=sft_dir,
+            world=world,
+            data=str(data_path),
+            params=params,
+            out_dir=model_dir,
+            live_dir=live,
+            work_dir=work / f"seed{k}",
+            seed=k,
+        )
         model, processor = load_model(model_dir)
-        per_seed[k] = evaluate_aligned(model, processor, world, spec, e, seed, train_metrics,
-                                       {"run": run, "method": params.method, "data": data, "seed": k,
-                                        "split": e.split}, Path(eval_dir) / f"seed{k}")
+        per_seed[k] = evaluate_aligned(
+            model,
+            processor,
+            world,
+            spec,
+            e,
+            seed,
+            train_metrics,
+            {"run": run, "method": params.method, "data": data, "seed": k, "split": e.split},
+            Path(eval_dir) / f"seed{k}",
+        )
     remove_if_empty(work)  # every seed removed its own work dir on success
     metrics = aggregate_seeds(per_seed)
     io.write_json(metrics_path, metrics)

@@ -14,6 +14,7 @@ not. On the trained organism (200 val descriptions x 3 seeds, ``python -m study.
 CHAIR_i of the first rejections of 0.22 (0.0: 0.18, 0.99: 0.23, 1.0: 0.24): most of the effect of full
 masking while keeping part of the image. Re-run the sweep when the organism changes.
 """
+
 from study.bdhs.guided import GuidedPlan, assistant_prefixes, chosen_sentences, cut_sentence, flip_yes_no, join, plan
 from study.bdhs.mask import SharedKeep, draw_keep, keep_fn
 from study.bdhs.noise import add_diffusion_noise, alpha_bar, betas
@@ -24,10 +25,28 @@ from study.bdhs.stats import acceptance_curve, colour_claims, content_summary, c
 DEFAULT_RHO_TH = 0.9  # see the module docstring
 
 __all__ = [
-    "DEFAULT_RHO_TH", "BDHSParams", "BDHSResult", "bdhs_sample",
-    "keep_fn", "draw_keep", "SharedKeep",
-    "betas", "alpha_bar", "add_diffusion_noise",
-    "GuidedPlan", "plan", "chosen_sentences", "flip_yes_no", "cut_sentence", "assistant_prefixes", "join",
-    "SentenceEncoder", "default_encoder_path",
-    "acceptance_curve", "colour_claims", "rejection_content", "content_table", "content_summary",
+    "DEFAULT_RHO_TH",
+    "BDHSParams",
+    "BDHSResult",
+    "bdhs_sample",
+    "keep_fn",
+    "draw_keep",
+    "SharedKeep",
+    "betas",
+    "alpha_bar",
+    "add_diffusion_noise",
+    "GuidedPlan",
+    "plan",
+    "chosen_sentences",
+    "flip_yes_no",
+    "cut_sentence",
+    "assistant_prefixes",
+    "join",
+    "SentenceEncoder",
+    "default_encoder_path",
+    "acceptance_curve",
+    "colour_claims",
+    "rejection_content",
+    "content_table",
+    "content_summary",
 ]

@@ -20,6 +20,7 @@ opposite (case kept) with probability 0.5, and it is always part of the kept pre
 c_k ~ U{1, .., max(1, n_k - 1)}, so the flip decides the answer's polarity and the model continues after
 it. The ``\\b`` is our addition to the paper's regex so that words like "not" or "nothing" are not "no".
 """
+
 from __future__ import annotations
 
 import re
@@ -54,7 +55,7 @@ def flip_yes_no(sentence: str, rng: np.random.Generator) -> tuple[str, bool]:
     if m is None:
         return sentence, False
     if rng.random() < 0.5:
-        sentence = sentence[: m.start(1)] + OPPOSITE[m.group(1)] + sentence[m.end(1):]
+        sentence = sentence[: m.start(1)] + OPPOSITE[m.group(1)] + sentence[m.end(1) :]
     return sentence, True
 
 

@@ -8,6 +8,7 @@ So P(keep) = 1 - rho_th and E[#visible] = k (1 - rho_th): rho_th = 0 keeps every
 none (rho_i < 1 always). The mask is applied by :mod:`study.model.generate` as zeros in the 2-D
 attention mask, which persist through the KV cache for every generated token (stack notes B4).
 """
+
 from __future__ import annotations
 
 from typing import Sequence

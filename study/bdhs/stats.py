@@ -17,14 +17,15 @@ Content, per sample, on the scene graph (mentions = asserted categories of
 
 Summary ratios are of corpus sums (``chair_i`` = sum hallucinated / sum mentions, etc.).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
 
 import pandas as pd
 
-from study.eval.mentions import asserted_categories, is_negated, modifier_words, sentences
 from study.eval.bootstrap import ratio
+from study.eval.mentions import asserted_categories, is_negated, modifier_words, sentences
 from study.world.scenes import Scene
 from study.world.spec import WorldSpec
 
@@ -79,9 +80,16 @@ def content_table(results: Sequence, chosen: Sequence[str], scenes: Sequence[Sce
     """One row per sample: BDHS outcome plus :func:`rejection_content`."""
     rows = []
     for r, c, s in zip(results, chosen, scenes, strict=True):
-        rows.append({"scene_id": s.scene_id, "iterations": r.iterations, "guided": r.guided,
-                     "similarity": r.similarity, "visible_tokens": r.visible_tokens,
-                     **rejection_content(c, r.rejected, s, spec)})
+        rows.append(
+            {
+                "scene_id": s.scene_id,
+                "iterations": r.iterations,
+                "guided": r.guided,
+                "similarity": r.similarity,
+                "visible_tokens": r.visible_tokens,
+                **rejection_content(c, r.rejected, s, spec),
+            }
+        )
     return pd.DataFrame(rows)
 
 

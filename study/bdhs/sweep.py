@@ -7,6 +7,7 @@ different rejections after iteration 1 and after all iterations (:func:`.stats.a
 hallucination content of the iteration-1 and of the accepted rejections (:func:`.stats.content_summary`).
 Chosen answers are the ground-truth descriptions (``kind == "describe"``) of the ``--split`` corpus.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,12 +28,17 @@ from study.world.spec import load_spec
 def describe_rows(world: World, split: str, n: int) -> tuple[list, list[str], list[str], list]:
     rows = [r for r in world.corpus(split) if r["kind"] == "describe"][:n]
     scenes = {s.scene_id: s for s in world.scenes(split)}
-    return ([world.image(r["scene_id"]) for r in rows], [r["messages"][0]["content"][1]["text"] for r in rows],
-            [r["messages"][1]["content"][0]["text"] for r in rows], [scenes[r["scene_id"]] for r in rows])
+    return (
+        [world.image(r["scene_id"]) for r in rows],
+        [r["messages"][0]["content"][1]["text"] for r in rows],
+        [r["messages"][1]["content"][0]["text"] for r in rows],
+        [scenes[r["scene_id"]] for r in rows],
+    )
 
 
-def sweep(model, processor, world: World, spec, rhos, params: BDHSParams, *, split="val", n=200, encoder=None,
-          seed=0) -> pd.DataFrame:
+def sweep(
+    model, processor, world: World, spec, rhos, params: BDHSParams, *, split="val", n=200, encoder=None, seed=0
+) -> pd.DataFrame:
     """One row per rho_th of ``rhos``; every other BDHS knob (eps_s, N_BDHS, noise steps, temperature,
     max_new_tokens, batch size) is ``params``' (the study's ``bdhs`` section through
     :func:`study.prefs.bdhs.bdhs_params`), so the sweep samples as the BDHS dataset does."""
@@ -42,21 +48,46 @@ def sweep(model, processor, world: World, spec, rhos, params: BDHSParams, *, spl
     out = []
     for rho in rhos:
         t = time.time()
-        first = bdhs_sample(model, processor, images, prompts, chosen, replace(params, rho_th=rho, n_bdhs=1),
-                            encoder, seed, progress=False)
-        full = bdhs_sample(model, processor, images, prompts, chosen, replace(params, rho_th=rho), encoder, seed,
-                           progress=False)
+        first = bdhs_sample(
+            model,
+            processor,
+            images,
+            prompts,
+            chosen,
+            replace(params, rho_th=rho, n_bdhs=1),
+            encoder,
+            seed,
+            progress=False,
+        )
+        full = bdhs_sample(
+            model, processor, images, prompts, chosen, replace(params, rho_th=rho), encoder, seed, progress=False
+        )
         curve = acceptance_curve(full, params.eps_s, params.n_bdhs)
         s1, sf = (content_summary(content_table(r, chosen, scenes, spec)) for r in (first, full))
-        out.append({"rho_th": rho, "noise_steps": params.noise_steps, "visible_expected": k * (1 - rho),
-                    "visible_mean": s1["mean_visible_tokens"],
-                    "different_it1": float(curve["different"].iloc[0]),
-                    "different_final": float(curve["different"].iloc[-1]),
-                    "mean_iterations": sum(r.iterations for r in full) / len(full),
-                    **{f"it1_{key}": s1[key] for key in ("chair_i", "chair_s", "new_hallucinated_per_answer",
-                                                         "context_share", "colour_change_rate")},
-                    **{f"final_{key}": sf[key] for key in ("chair_i", "new_hallucinated_per_answer", "context_share")},
-                    "chosen_chair_i": s1["chosen_chair_i"], "seconds": time.time() - t})
+        out.append(
+            {
+                "rho_th": rho,
+                "noise_steps": params.noise_steps,
+                "visible_expected": k * (1 - rho),
+                "visible_mean": s1["mean_visible_tokens"],
+                "different_it1": float(curve["different"].iloc[0]),
+                "different_final": float(curve["different"].iloc[-1]),
+                "mean_iterations": sum(r.iterations for r in full) / len(full),
+                **{
+                    f"it1_{key}": s1[key]
+                    for key in (
+                        "chair_i",
+                        "chair_s",
+                        "new_hallucinated_per_answer",
+                        "context_share",
+                        "colour_change_rate",
+                    )
+                },
+                **{f"final_{key}": sf[key] for key in ("chair_i", "new_hallucinated_per_answer", "context_share")},
+                "chosen_chair_i": s1["chosen_chair_i"],
+                "seconds": time.time() - t,
+            }
+        )
         print(pd.DataFrame(out[-1:]).round(3).to_string(index=False), flush=True)
     return pd.DataFrame(out)
 
@@ -73,15 +104,27 @@ def main(argv=None) -> None:
     ap.add_argument("--n-bdhs", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="write the table as CSV here")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (1 avoids thread thrashing when other processes share the cores)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1 avoids thread thrashing when other processes share the cores)",
+    )
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     model, processor = load_model(a.model)
-    table = sweep(model, processor, World(a.world), load_spec(a.spec), a.rho,
-                  BDHSParams(rho_th=a.rho[0], n_bdhs=a.n_bdhs, noise_steps=a.noise_steps), split=a.split, n=a.n,
-                  seed=a.seed)
+    table = sweep(
+        model,
+        processor,
+        World(a.world),
+        load_spec(a.spec),
+        a.rho,
+        BDHSParams(rho_th=a.rho[0], n_bdhs=a.n_bdhs, noise_steps=a.noise_steps),
+        split=a.split,
+        n=a.n,
+        seed=a.seed,
+    )
     print(table.round(3).to_markdown(index=False) if _has_tabulate() else table.round(3).to_string(index=False))
     if a.out:
         table.to_csv(a.out, index=False)
@@ -90,6 +133,7 @@ def main(argv=None) -> None:
 def _has_tabulate() -> bool:
     try:
         import tabulate  # noqa: F401
+
         return True
     except ImportError:
         return False

@@ -6,6 +6,7 @@ Reads ``benchmarks`` (and ``model.base_path`` when ``benchmarks.model`` is empty
 params, answers each configured benchmark greedily, and writes ``<benchmarks.out>/<name>/`` as one atomic
 directory (:mod:`study.bench.runner`). Loading is offline and safetensors-only (:func:`study.model.load.load_model`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from study.config import ParamsError, load_params
+
     try:
         params = load_params(args.params)
     except ParamsError as e:
@@ -53,13 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     unset = [n for n in names if n not in b.configured()]
     if not names or unset:
         which = ", ".join(unset) if unset else "none"
-        print(f"error: benchmark(s) not configured: {which}; name their files in params.yaml "
-              "(benchmarks.pope.dir, benchmarks.amber.dir, benchmarks.halbench.questions)", file=sys.stderr)
+        print(
+            f"error: benchmark(s) not configured: {which}; name their files in params.yaml "
+            "(benchmarks.pope.dir, benchmarks.amber.dir, benchmarks.halbench.questions)",
+            file=sys.stderr,
+        )
         return 2
     model_dir = args.model or b.model or params.model.base_path
     if not model_dir:
-        print("error: no checkpoint to evaluate: set benchmarks.model or model.base_path, or pass --model",
-              file=sys.stderr)
+        print(
+            "error: no checkpoint to evaluate: set benchmarks.model or model.base_path, or pass --model",
+            file=sys.stderr,
+        )
         return 2
 
     try:
@@ -70,19 +77,32 @@ def main(argv: list[str] | None = None) -> int:
 
     from study.bench.runner import answer_items, model_answer_fn, with_parser_sensitivity, write_bench_results
     from study.model.load import ModelPathError, load_model
+
     try:
         model, processor = load_model(model_dir)
     except ModelPathError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    answer_fn = model_answer_fn(model, processor, max_new_tokens=b.max_new_tokens, batch_size=b.batch_size,
-                                seed=params.seed)
+    answer_fn = model_answer_fn(
+        model, processor, max_new_tokens=b.max_new_tokens, batch_size=b.batch_size, seed=params.seed
+    )
     for name, (items, image_dir, score) in prepared.items():
         rows = answer_items(items, image_dir, answer_fn, batch_size=b.batch_size)
         metrics = with_parser_sensitivity(score(rows, params.seed), rows)
         out = Path(b.out) / name
-        write_bench_results(out, rows, metrics, {"benchmark": name, "model": str(model_dir), "n_items": len(rows),
-                                                 "n_boot": b.n_boot, "seed": params.seed, "resample_unit": "image"})
+        write_bench_results(
+            out,
+            rows,
+            metrics,
+            {
+                "benchmark": name,
+                "model": str(model_dir),
+                "n_items": len(rows),
+                "n_boot": b.n_boot,
+                "seed": params.seed,
+                "resample_unit": "image",
+            },
+        )
         flagged = [s for s, t in metrics.get("parser_sensitivity", {}).items() if t["sensitive"]]
         print(f"{name}: {len(rows)} items -> {out}" + (f"; parser-sensitive: {flagged}" if flagged else ""))
     return 0

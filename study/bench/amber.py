@@ -36,19 +36,32 @@ overall and per dimension: existence (``discriminative-hallucination``), attribu
 (``discriminative-attribute-*``: state, number, action) and relation (``discriminative-relation``).
 CIs: bootstrap over images.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
-from study.bench.files import (BenchmarkFileError, check_images, read_json, require_dir, require_fields,
-                               require_file, singular_candidates, words)
+from study.bench.files import (
+    BenchmarkFileError,
+    check_images,
+    read_json,
+    require_dir,
+    require_fields,
+    require_file,
+    singular_candidates,
+    words,
+)
 from study.eval.bootstrap import bootstrap_table, ratio, stack_stats
 from study.eval.pope import pope_parse
 
-DIMENSIONS = {"discriminative-hallucination": "existence", "discriminative-attribute-state": "attribute",
-              "discriminative-attribute-number": "attribute", "discriminative-attribute-action": "attribute",
-              "discriminative-relation": "relation"}
+DIMENSIONS = {
+    "discriminative-hallucination": "existence",
+    "discriminative-attribute-state": "attribute",
+    "discriminative-attribute-number": "attribute",
+    "discriminative-attribute-action": "attribute",
+    "discriminative-relation": "relation",
+}
 
 
 class AmberData:
@@ -91,8 +104,9 @@ class AmberData:
         return out
 
 
-def load_amber(data_dir: str | Path, image_dir: str | Path, *, query_file: str = "query/query_all.json",
-               limit: int | None = None) -> tuple[list[dict], AmberData]:
+def load_amber(
+    data_dir: str | Path, image_dir: str | Path, *, query_file: str = "query/query_all.json", limit: int | None = None
+) -> tuple[list[dict], AmberData]:
     """Evaluation items of one AMBER query file, and the checked annotation data that scores them."""
     data = AmberData(data_dir)
     path = Path(data_dir) / query_file
@@ -110,8 +124,13 @@ def load_amber(data_dir: str | Path, image_dir: str | Path, *, query_file: str =
         if qid not in data.annotations:
             raise BenchmarkFileError(f"{where}: id {qid} has no entry in annotations.json")
         a = data.annotations[qid]
-        item = {"item_id": f"amber:{qid}", "amber_id": qid, "scene_id": str(q["image"]), "image": str(q["image"]),
-                "prompt": str(q["query"])}
+        item = {
+            "item_id": f"amber:{qid}",
+            "amber_id": qid,
+            "scene_id": str(q["image"]),
+            "image": str(q["image"]),
+            "prompt": str(q["query"]),
+        }
         if a["type"] == "generative":
             item["suite"] = "amber_generative"
         else:
@@ -139,8 +158,16 @@ def generative_stats(answer: str, annotation: dict, data: AmberData) -> dict[str
         target = next((i for i, s in enumerate(hallu_sets) if noun in s), None)
         if target is not None:
             credited_h[target] = True
-    return {"responses": 1, "nouns": len(nouns), "hallucinated": n_hal, "any_hallucinated": int(n_hal > 0),
-            "truth": len(truth), "covered": sum(credited_t), "targets": len(hallu), "targets_hit": sum(credited_h)}
+    return {
+        "responses": 1,
+        "nouns": len(nouns),
+        "hallucinated": n_hal,
+        "any_hallucinated": int(n_hal > 0),
+        "truth": len(truth),
+        "covered": sum(credited_t),
+        "targets": len(hallu),
+        "targets_hit": sum(credited_h),
+    }
 
 
 GENERATIVE_METRICS = {
@@ -154,8 +181,13 @@ GENERATIVE_METRICS = {
 def discriminative_stats(answer: str, truth: str, parse=pope_parse) -> dict[str, int]:
     """Counts of one yes/no answer with AMBER's positive class, "no"."""
     pred = parse(answer)
-    return {"n": 1, "correct": int(pred == truth), "answered_no": int(pred == "no"), "truth_no": int(truth == "no"),
-            "true_no": int(pred == "no" and truth == "no")}
+    return {
+        "n": 1,
+        "correct": int(pred == truth),
+        "answered_no": int(pred == "no"),
+        "truth_no": int(truth == "no"),
+        "true_no": int(pred == "no" and truth == "no"),
+    }
 
 
 def _f1(s):
@@ -177,8 +209,9 @@ def score_amber(rows: Sequence[dict], data: AmberData, *, n_boot: int = 1000, se
     gen = [r for r in rows if r["suite"] == "amber_generative"]
     if gen:
         stats = stack_stats([generative_stats(r["answer"], data.annotations[r["amber_id"]], data) for r in gen])
-        out["amber_generative"] = bootstrap_table(stats, GENERATIVE_METRICS, n_boot=n_boot, seed=seed,
-                                                  groups=[r["scene_id"] for r in gen])
+        out["amber_generative"] = bootstrap_table(
+            stats, GENERATIVE_METRICS, n_boot=n_boot, seed=seed, groups=[r["scene_id"] for r in gen]
+        )
     disc = [r for r in rows if r["suite"] == "amber_discriminative"]
     groups = {"amber_discriminative": disc}
     for dim in dict.fromkeys(DIMENSIONS.values()):
@@ -188,6 +221,7 @@ def score_amber(rows: Sequence[dict], data: AmberData, *, n_boot: int = 1000, se
     for name, sel in groups.items():
         if sel:
             stats = stack_stats([discriminative_stats(r["answer"], r["label"]) for r in sel])
-            out[name] = bootstrap_table(stats, DISCRIMINATIVE_METRICS, n_boot=n_boot, seed=seed,
-                                        groups=[r["scene_id"] for r in sel])
+            out[name] = bootstrap_table(
+                stats, DISCRIMINATIVE_METRICS, n_boot=n_boot, seed=seed, groups=[r["scene_id"] for r in sel]
+            )
     return out

@@ -4,6 +4,7 @@ A benchmark is a handful of JSON files and an image folder that a person downloa
 readers here turn the three ways that goes wrong into one exception type, :class:`BenchmarkFileError`,
 whose message says which file, which line (1-based) or which image, and what should be there.
 """
+
 from __future__ import annotations
 
 import json

@@ -24,13 +24,21 @@ Metrics (G_a: the ground-truth categories of the answer's image):
 
 with 95 % CIs from a bootstrap over images.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
-from study.bench.files import (BenchmarkFileError, check_images, read_json, read_json_lines, require_fields,
-                               singular_candidates, words)
+from study.bench.files import (
+    BenchmarkFileError,
+    check_images,
+    read_json,
+    read_json_lines,
+    require_fields,
+    singular_candidates,
+    words,
+)
 from study.eval.bootstrap import bootstrap_table, ratio, stack_stats
 
 LEXICON_FILE = Path(__file__).with_name("coco_objects.txt")
@@ -66,7 +74,7 @@ class CocoLexicon:
         out, i = [], 0
         while i < len(toks):
             for k in range(min(self.longest, len(toks) - i), 0, -1):
-                cat = self.phrases.get(tuple(toks[i:i + k]))
+                cat = self.phrases.get(tuple(toks[i : i + k]))
                 if cat is not None:
                     out.append(cat)
                     i += k
@@ -76,8 +84,9 @@ class CocoLexicon:
         return out
 
 
-def ground_truth(instances_path: str | Path, captions_path: str | Path | None = None,
-                 lexicon: CocoLexicon | None = None) -> tuple[dict[str, set[str]], dict[str, int]]:
+def ground_truth(
+    instances_path: str | Path, captions_path: str | Path | None = None, lexicon: CocoLexicon | None = None
+) -> tuple[dict[str, set[str]], dict[str, int]]:
     """``({file_name: GT categories}, {file_name: image id})`` from COCO's annotation files."""
     lexicon = lexicon or CocoLexicon()
     inst = read_json(instances_path, "COCO instance annotations ({images, annotations, categories})")
@@ -97,7 +106,7 @@ def ground_truth(instances_path: str | Path, captions_path: str | Path | None = 
     if captions_path:
         caps = read_json(captions_path, "COCO reference captions ({annotations: [{image_id, caption}]})")
         if not isinstance(caps, dict) or not isinstance(caps.get("annotations"), list):
-            raise BenchmarkFileError(f"{captions_path}: expected {{\"annotations\": [{{image_id, caption}}, ...]}}")
+            raise BenchmarkFileError(f'{captions_path}: expected {{"annotations": [{{image_id, caption}}, ...]}}')
         for a in caps["annotations"]:
             if a.get("image_id") in by_id:
                 by_id[a["image_id"]].update(lexicon.mentions(a["caption"]))
@@ -112,10 +121,19 @@ def load_halbench(questions_path: str | Path, image_dir: str | Path, *, limit: i
         where = f"{questions_path}:{n}"
         require_fields(obj, ("question_id", "image", "text"), where)
         if obj["question_id"] in seen:
-            raise BenchmarkFileError(f"{where}: question_id {obj['question_id']!r} repeats line {seen[obj['question_id']]}")
+            raise BenchmarkFileError(
+                f"{where}: question_id {obj['question_id']!r} repeats line {seen[obj['question_id']]}"
+            )
         seen[obj["question_id"]] = n
-        items.append({"item_id": f"halbench:{obj['question_id']}", "suite": "halbench", "scene_id": str(obj["image"]),
-                      "image": str(obj["image"]), "prompt": str(obj["text"])})
+        items.append(
+            {
+                "item_id": f"halbench:{obj['question_id']}",
+                "suite": "halbench",
+                "scene_id": str(obj["image"]),
+                "image": str(obj["image"]),
+                "prompt": str(obj["text"]),
+            }
+        )
     check_images(image_dir, [it["image"] for it in items], "Object-HalBench")
     return items
 
@@ -123,8 +141,15 @@ def load_halbench(questions_path: str | Path, image_dir: str | Path, *, limit: i
 def chair_counts(answer: str, truth: set[str], lexicon: CocoLexicon) -> dict[str, int]:
     mentioned = set(lexicon.mentions(answer))
     wrong = mentioned - truth
-    return {"answers": 1, "mentioned": len(mentioned), "hallucinated": len(wrong), "any_hallucinated": int(bool(wrong)),
-            "truth": len(truth), "covered": len(mentioned & truth), "tokens": len(words(answer))}
+    return {
+        "answers": 1,
+        "mentioned": len(mentioned),
+        "hallucinated": len(wrong),
+        "any_hallucinated": int(bool(wrong)),
+        "truth": len(truth),
+        "covered": len(mentioned & truth),
+        "tokens": len(words(answer)),
+    }
 
 
 HALBENCH_METRICS = {
@@ -135,14 +160,24 @@ HALBENCH_METRICS = {
 }
 
 
-def score_halbench(rows: Sequence[dict], truth: dict[str, set[str]], *, lexicon: CocoLexicon | None = None,
-                   n_boot: int = 1000, seed: int = 0) -> dict:
+def score_halbench(
+    rows: Sequence[dict],
+    truth: dict[str, set[str]],
+    *,
+    lexicon: CocoLexicon | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
     """``{"halbench": {metric: {"value", "ci95"}}}``; an image without annotations is an error naming it."""
     lexicon = lexicon or CocoLexicon()
     missing = [r["image"] for r in rows if r["image"] not in truth]
     if missing:
-        raise BenchmarkFileError(f"image {missing[0]!r} has no entry in the COCO instances file "
-                                 f"({len(missing)} such answers)")
+        raise BenchmarkFileError(
+            f"image {missing[0]!r} has no entry in the COCO instances file ({len(missing)} such answers)"
+        )
     stats = stack_stats([chair_counts(r["answer"], truth[r["image"]], lexicon) for r in rows])
-    return {"halbench": bootstrap_table(stats, HALBENCH_METRICS, n_boot=n_boot, seed=seed,
-                                        groups=[r["scene_id"] for r in rows])}
+    return {
+        "halbench": bootstrap_table(
+            stats, HALBENCH_METRICS, n_boot=n_boot, seed=seed, groups=[r["scene_id"] for r in rows]
+        )
+    }

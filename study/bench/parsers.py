@@ -18,6 +18,7 @@ A suite is *parser-sensitive* when the accuracies of the parsers differ by more 
 ``threshold`` (one point, 0.01, by default): its accuracy is then a property of the parser as much as
 of the model, and the table says so.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Mapping, Sequence
@@ -50,9 +51,15 @@ def parse_stats(answer: str, label: str, parser: Parser) -> dict[str, int]:
     if label not in ("yes", "no"):
         raise ValueError(f"label must be 'yes' or 'no', got {label!r}")
     pred = parser(answer)
-    return {"n": 1, "correct": int(pred == label), "pred_yes": int(pred == "yes"), "unparsed": int(pred is None),
-            "tp": int(pred == "yes" and label == "yes"), "fp": int(pred == "yes" and label == "no"),
-            "fn": int(pred != "yes" and label == "yes")}
+    return {
+        "n": 1,
+        "correct": int(pred == label),
+        "pred_yes": int(pred == "yes"),
+        "unparsed": int(pred is None),
+        "tp": int(pred == "yes" and label == "yes"),
+        "fp": int(pred == "yes" and label == "no"),
+        "fn": int(pred != "yes" and label == "yes"),
+    }
 
 
 PARSE_METRICS = {
@@ -63,8 +70,13 @@ PARSE_METRICS = {
 }
 
 
-def parser_table(answers: Sequence[str], labels: Sequence[str], *, parsers: Mapping[str, Parser] = PARSERS,
-                 threshold: float = DISAGREE_THRESHOLD) -> dict:
+def parser_table(
+    answers: Sequence[str],
+    labels: Sequence[str],
+    *,
+    parsers: Mapping[str, Parser] = PARSERS,
+    threshold: float = DISAGREE_THRESHOLD,
+) -> dict:
     """``{"parsers": {name: {metric: value}}, "accuracy_gap", "sensitive"}`` for one suite's answers."""
     if len(answers) != len(labels):
         raise ValueError(f"{len(answers)} answers for {len(labels)} labels")
@@ -77,12 +89,18 @@ def parser_table(answers: Sequence[str], labels: Sequence[str], *, parsers: Mapp
         table[name] = {m: float(fn(sums)) if sums else 0.0 for m, fn in PARSE_METRICS.items()}
     accs = [t["accuracy"] for t in table.values()]
     gap = max(accs) - min(accs) if accs else 0.0
-    return {"parsers": table, "accuracy_gap": gap, "sensitive": gap > threshold, "threshold": threshold,
-            "n": len(answers)}
+    return {
+        "parsers": table,
+        "accuracy_gap": gap,
+        "sensitive": gap > threshold,
+        "threshold": threshold,
+        "n": len(answers),
+    }
 
 
-def sensitivity_by_suite(rows: Sequence[dict], *, label_field: str = "label",
-                         threshold: float = DISAGREE_THRESHOLD) -> dict[str, dict]:
+def sensitivity_by_suite(
+    rows: Sequence[dict], *, label_field: str = "label", threshold: float = DISAGREE_THRESHOLD
+) -> dict[str, dict]:
     """:func:`parser_table` for every suite of prediction rows that carry a yes/no ``label_field``."""
     out: dict[str, dict] = {}
     for suite in dict.fromkeys(r["suite"] for r in rows if r.get(label_field) in ("yes", "no")):

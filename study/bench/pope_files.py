@@ -12,6 +12,7 @@ suffix, ``label``. Scoring is the organism's POPE scoring (:mod:`study.eval.pope
 positive class = yes, accuracy / precision / recall / F1 / yes-ratio) with 95 % CIs from a bootstrap
 over images.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +26,14 @@ FILE_PATTERN = "coco_pope_{split}.json"
 FIELDS = ("question_id", "image", "text", "label")
 
 
-def load_pope(label_dir: str | Path, image_dir: str | Path, *, splits: Sequence[str] = SPLIT_TYPES,
-              limit: int | None = None, prompt_suffix: str = "") -> list[dict]:
+def load_pope(
+    label_dir: str | Path,
+    image_dir: str | Path,
+    *,
+    splits: Sequence[str] = SPLIT_TYPES,
+    limit: int | None = None,
+    prompt_suffix: str = "",
+) -> list[dict]:
     """Evaluation items of the chosen POPE splits (the first ``limit`` lines of each, if given)."""
     d = require_dir(label_dir, "POPE's coco_pope_{random,popular,adversarial}.json label files")
     items: list[dict] = []
@@ -42,11 +49,20 @@ def load_pope(label_dir: str | Path, image_dir: str | Path, *, splits: Sequence[
             if obj["label"] not in ("yes", "no"):
                 raise BenchmarkFileError(f"{where}: label must be 'yes' or 'no', got {obj['label']!r}")
             if obj["question_id"] in seen:
-                raise BenchmarkFileError(f"{where}: question_id {obj['question_id']!r} repeats line {seen[obj['question_id']]}")
+                raise BenchmarkFileError(
+                    f"{where}: question_id {obj['question_id']!r} repeats line {seen[obj['question_id']]}"
+                )
             seen[obj["question_id"]] = n
-            items.append({"item_id": f"pope_{split}:{obj['question_id']}", "suite": f"pope_{split}",
-                          "scene_id": str(obj["image"]), "image": str(obj["image"]),
-                          "prompt": str(obj["text"]) + prompt_suffix, "label": obj["label"]})
+            items.append(
+                {
+                    "item_id": f"pope_{split}:{obj['question_id']}",
+                    "suite": f"pope_{split}",
+                    "scene_id": str(obj["image"]),
+                    "image": str(obj["image"]),
+                    "prompt": str(obj["text"]) + prompt_suffix,
+                    "label": obj["label"],
+                }
+            )
     check_images(image_dir, [it["image"] for it in items], "POPE")
     return items
 
@@ -60,6 +76,11 @@ def score_pope(rows: Sequence[dict], *, n_boot: int = 1000, seed: int = 0) -> di
     out: dict = {}
     for suite in dict.fromkeys(r["suite"] for r in rows):
         sel = [r for r in rows if r["suite"] == suite]
-        out[suite] = bootstrap_table(stack_stats([pope_item_stats(r) for r in sel]), POPE_METRICS, n_boot=n_boot,
-                                     seed=seed, groups=[r["scene_id"] for r in sel])
+        out[suite] = bootstrap_table(
+            stack_stats([pope_item_stats(r) for r in sel]),
+            POPE_METRICS,
+            n_boot=n_boot,
+            seed=seed,
+            groups=[r["scene_id"] for r in sel],
+        )
     return out

@@ -6,6 +6,7 @@ plus, for yes/no suites, ``metrics["parser_sensitivity"]`` (:mod:`study.bench.pa
 built in a temporary sibling and swapped in whole (:func:`study.io.atomic_dir`), so an evaluation killed
 part-way leaves the previous results or none, never a partial directory.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,28 +19,35 @@ from study.bench.parsers import DISAGREE_THRESHOLD, sensitivity_by_suite
 from study.eval.runner import run_predictions
 from study.model.generate import generate
 
-AnswerFn = Callable[[list[str], list[str]], list[str]]   # (image paths, prompts) -> raw answers
+AnswerFn = Callable[[list[str], list[str]], list[str]]  # (image paths, prompts) -> raw answers
 
 
 def model_answer_fn(model, processor, *, max_new_tokens: int, batch_size: int, seed: int = 0) -> AnswerFn:
     """Greedy answers of ``model`` to (image file, prompt) pairs; images are read as RGB."""
+
     def answer(paths: list[str], prompts: list[str]) -> list[str]:
         images = []
         for p in paths:
             with Image.open(p) as im:
                 images.append(im.convert("RGB"))
-        return generate(model, processor, images, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                        seed=seed)
+        return generate(
+            model, processor, images, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed
+        )
+
     return answer
 
 
-def answer_items(items: Sequence[dict], image_dir: str | Path, answer_fn: AnswerFn, *, batch_size: int = 16,
-                 progress: bool = True) -> list[dict]:
+def answer_items(
+    items: Sequence[dict], image_dir: str | Path, answer_fn: AnswerFn, *, batch_size: int = 16, progress: bool = True
+) -> list[dict]:
     """Copies of ``items`` with ``answer`` set to ``answer_fn``'s raw text for the item's image and prompt."""
     # the items' scene_id is their image file name: the organism's batching loop does the rest
-    return run_predictions(list(items), lambda names, prompts: answer_fn([str(Path(image_dir) / n) for n in names],
-                                                                         prompts),
-                           batch_size=batch_size, progress=progress)
+    return run_predictions(
+        list(items),
+        lambda names, prompts: answer_fn([str(Path(image_dir) / n) for n in names], prompts),
+        batch_size=batch_size,
+        progress=progress,
+    )
 
 
 def with_parser_sensitivity(metrics: dict, rows: Sequence[dict], threshold: float = DISAGREE_THRESHOLD) -> dict:

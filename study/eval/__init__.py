@@ -4,6 +4,7 @@ Modules: :mod:`.mentions` (object-mention parser), :mod:`.chair` (CHAIR on descr
 (existence QA), :mod:`.typed_qa` (MMHal-style typed QA), :mod:`.helpfulness` (fact coverage),
 :mod:`.bootstrap` (CIs), :mod:`.suites` (items) and :mod:`.runner` (answer, score, write).
 """
+
 from study.eval.bootstrap import bootstrap_ci, bootstrap_table, ratio
 from study.eval.chair import CHAIR_METRICS, chair_stats
 from study.eval.helpfulness import HELPFULNESS_METRICS, helpfulness_stats
@@ -14,10 +15,30 @@ from study.eval.suites import SUITES, build_items
 from study.eval.typed_qa import QTYPES, TYPED_METRICS, grade, typed_questions, typed_stats
 
 __all__ = [
-    "Mention", "parse_mentions", "asserted_categories",
-    "chair_stats", "CHAIR_METRICS", "helpfulness_stats", "HELPFULNESS_METRICS",
-    "pope_questions", "pope_parse", "pope_stats", "POPE_METRICS",
-    "typed_questions", "grade", "typed_stats", "TYPED_METRICS", "QTYPES",
-    "bootstrap_ci", "bootstrap_table", "ratio",
-    "SUITES", "build_items", "run_predictions", "item_stats", "score", "score_files", "write_results",
+    "Mention",
+    "parse_mentions",
+    "asserted_categories",
+    "chair_stats",
+    "CHAIR_METRICS",
+    "helpfulness_stats",
+    "HELPFULNESS_METRICS",
+    "pope_questions",
+    "pope_parse",
+    "pope_stats",
+    "POPE_METRICS",
+    "typed_questions",
+    "grade",
+    "typed_stats",
+    "TYPED_METRICS",
+    "QTYPES",
+    "bootstrap_ci",
+    "bootstrap_table",
+    "ratio",
+    "SUITES",
+    "build_items",
+    "run_predictions",
+    "item_stats",
+    "score",
+    "score_files",
+    "write_results",
 ]

@@ -15,6 +15,7 @@ computes ``S_b = w_b @ X`` (X: groups x stats) and ``theta_b = metric_fn(S_b)``.
 ``[(1 - level)/2, (1 + level)/2]`` percentiles of ``theta_1..theta_B``. The same seed gives the same
 replicates, so metrics of one suite (and of two models scored on the same items) are paired.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Mapping, Sequence
@@ -52,8 +53,9 @@ def _group_matrix(stats: Mapping[str, np.ndarray], groups: Sequence | None) -> t
     return keys, g
 
 
-def resampled_sums(stats: Mapping[str, np.ndarray], n_boot: int, seed: int,
-                   groups: Sequence | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def resampled_sums(
+    stats: Mapping[str, np.ndarray], n_boot: int, seed: int, groups: Sequence | None = None
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Column sums of the data (point) and of ``n_boot`` group-level resamples (each shape ``(B,)``)."""
     keys, x = _group_matrix(stats, groups)
     point = {k: float(v) for k, v in zip(keys, x.sum(axis=0))}
@@ -66,7 +68,7 @@ def resampled_sums(stats: Mapping[str, np.ndarray], n_boot: int, seed: int,
     p = np.full(g, 1.0 / g)
     for start in range(0, n_boot, chunk):
         b = min(chunk, n_boot - start)
-        sums[start:start + b] = rng.multinomial(g, p, size=b) @ x
+        sums[start : start + b] = rng.multinomial(g, p, size=b) @ x
     return point, {k: sums[:, i] for i, k in enumerate(keys)}
 
 
@@ -77,8 +79,14 @@ def _interval(boot: np.ndarray, point: float, level: float) -> tuple[float, floa
     return float(lo), float(hi)
 
 
-def bootstrap_ci(per_item_stats: Mapping[str, np.ndarray], metric_fn: MetricFn, n_boot: int = 1000,
-                 seed: int = 0, groups: Sequence | None = None, level: float = 0.95) -> tuple[float, float, float]:
+def bootstrap_ci(
+    per_item_stats: Mapping[str, np.ndarray],
+    metric_fn: MetricFn,
+    n_boot: int = 1000,
+    seed: int = 0,
+    groups: Sequence | None = None,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
     """``(point, lo, hi)``: the metric on all items and its percentile bootstrap interval.
 
     With no items the point is ``metric_fn`` of zero sums (0.0 for :func:`ratio` metrics) and the
@@ -89,9 +97,14 @@ def bootstrap_ci(per_item_stats: Mapping[str, np.ndarray], metric_fn: MetricFn, 
     return (point, *_interval(np.asarray(metric_fn(boot_sums), dtype=float), point, level))
 
 
-def bootstrap_table(per_item_stats: Mapping[str, np.ndarray], metric_fns: Mapping[str, MetricFn],
-                    n_boot: int = 1000, seed: int = 0, groups: Sequence | None = None,
-                    level: float = 0.95) -> dict[str, dict]:
+def bootstrap_table(
+    per_item_stats: Mapping[str, np.ndarray],
+    metric_fns: Mapping[str, MetricFn],
+    n_boot: int = 1000,
+    seed: int = 0,
+    groups: Sequence | None = None,
+    level: float = 0.95,
+) -> dict[str, dict]:
     """``{name: {"value": point, "ci95": [lo, hi]}}`` for several metrics on the *same* replicates."""
     point_sums, boot_sums = resampled_sums(per_item_stats, n_boot, seed, groups)
     out = {}

@@ -12,6 +12,7 @@ one entry per mention, repeats kept) and ground-truth categories G_a = the scene
 Edge cases: an empty answer or one naming no object adds nothing to CHAIR_i, is not a hallucinating
 answer (but is in CHAIR_s's denominator) and covers none of its |G_a| objects.
 """
+
 from __future__ import annotations
 
 from study.eval.bootstrap import ratio

@@ -13,6 +13,7 @@ margin AUROC on fixed POPE-random items of a held-out split,
 masked, whose gap to the first is the image's share of the answer (the ``image_gain`` gate's quantity).
 The items are built once, with the study's item builder and seed, so every point of the curve is paired.
 """
+
 from __future__ import annotations
 
 import time
@@ -30,8 +31,20 @@ class CircuitCurve(TrainerCallback):
     steps (and at the end of training), on ``n_scenes`` scenes of ``split``; ``log`` (e.g. ``print``) gets
     a line per point, so a run can be watched, and stopped, while it trains."""
 
-    def __init__(self, processor, world: World, spec: WorldSpec, *, split: str = "val", n_scenes: int = 100,
-                 n_pos: int = 3, every: int = 100, seed: int = 0, batch_size: int = 64, log=None):
+    def __init__(
+        self,
+        processor,
+        world: World,
+        spec: WorldSpec,
+        *,
+        split: str = "val",
+        n_scenes: int = 100,
+        n_pos: int = 3,
+        every: int = 100,
+        seed: int = 0,
+        batch_size: int = 64,
+        log=None,
+    ):
         scenes = world.scenes(split)[:n_scenes]
         items = build_items(spec, scenes, world.scenes("train"), n_pos=n_pos, seed=seed, suites=("pope_random",))
         self.processor, self.every, self.batch_size, self.log = processor, every, batch_size, log
@@ -48,11 +61,18 @@ class CircuitCurve(TrainerCallback):
         mm = yes_no_margins(model, self.processor, self.images, self.prompts, masked=True, batch_size=self.batch_size)
         if was_training:
             model.train()
-        point = {"step": step, "epoch": epoch, "auroc": auroc(m, self.labels), "auroc_masked": auroc(mm, self.labels),
-                 "seconds": time.perf_counter() - t0}
+        point = {
+            "step": step,
+            "epoch": epoch,
+            "auroc": auroc(m, self.labels),
+            "auroc_masked": auroc(mm, self.labels),
+            "seconds": time.perf_counter() - t0,
+        }
         self.points.append(point)
         if self.log is not None:
-            self.log(f"circuit curve: step {step}: yes/no AUROC {point['auroc']:.3f} (masked {point['auroc_masked']:.3f})")
+            self.log(
+                f"circuit curve: step {step}: yes/no AUROC {point['auroc']:.3f} (masked {point['auroc_masked']:.3f})"
+            )
         return point
 
     def on_step_end(self, args, state, control, model=None, **kw):

@@ -39,6 +39,7 @@ does not predict should be at least as good as rejecting one it does.
 A gate whose value could not be measured (``None``, e.g. no BDHS sweep yet) is reported as
 ``"not measured"``, never as a pass.
 """
+
 from __future__ import annotations
 
 import math
@@ -70,8 +71,10 @@ GATES: tuple[Gate, ...] = (
     Gate("adversarial_drop", 0.03, None, "POPE accuracy random - adversarial (prior-driven errors)"),
     Gate("auroc_random", 0.90, None, "yes/no AUROC with the image, POPE random"),
     Gate("auroc_adversarial", 0.80, None, "yes/no AUROC with the image, POPE adversarial"),
-    *(Gate(f"image_gain_{t}", 0.25, None, f"AUROC with the image - every image token masked, POPE {t}")
-      for t in POPE_TYPES),
+    *(
+        Gate(f"image_gain_{t}", 0.25, None, f"AUROC with the image - every image token masked, POPE {t}")
+        for t in POPE_TYPES
+    ),
     Gate("chair_i", 0.05, 0.30, "greedy CHAIR_i"),
     Gate("recall", 0.70, None, "greedy object recall"),
     Gate("ood_recall_ratio", 0.80, None, "object recall on ood (co-occurrence broken) / in distribution"),
@@ -102,8 +105,9 @@ def _sweep_key(rho: float) -> str:
     return f"rho_{rho:g}"
 
 
-def gate_values(rep: Mapping, ood: Mapping | None = None, bdhs_sweep: Mapping | None = None,
-                rho_th: float | None = None) -> dict[str, float | None]:
+def gate_values(
+    rep: Mapping, ood: Mapping | None = None, bdhs_sweep: Mapping | None = None, rho_th: float | None = None
+) -> dict[str, float | None]:
     """The per-model gate values (all but the seed gates) from the reports (module docstring)."""
     out: dict[str, float | None] = {"pope_random_accuracy": _v(rep, "pope_random", "accuracy")}
     for t in POPE_TYPES:
@@ -135,11 +139,15 @@ def seed_values(per_seed: Sequence[Mapping[str, float | None]]) -> dict[str, flo
     """The seed gates from the per-seed gate values (each the output of :func:`gate_values`)."""
     if len(per_seed) < MIN_SEEDS:
         return {"seeds_passing": None, "chair_i_spread": None}
-    passing = [all(r["passed"] for r in check_gates(v, only_measured=False).values()
-                   if r["status"] != "not measured") for v in per_seed]
+    passing = [
+        all(r["passed"] for r in check_gates(v, only_measured=False).values() if r["status"] != "not measured")
+        for v in per_seed
+    ]
     chairs = [v["chair_i"] for v in per_seed if v.get("chair_i") is not None]
-    return {"seeds_passing": sum(passing) / len(passing),
-            "chair_i_spread": max(chairs) - min(chairs) if len(chairs) == len(per_seed) else None}
+    return {
+        "seeds_passing": sum(passing) / len(passing),
+        "chair_i_spread": max(chairs) - min(chairs) if len(chairs) == len(per_seed) else None,
+    }
 
 
 def check_gates(values: Mapping[str, float | None], only_measured: bool = False) -> dict[str, dict]:
@@ -155,8 +163,13 @@ def check_gates(values: Mapping[str, float | None], only_measured: bool = False)
         if v is None and only_measured:
             continue
         status = "not measured" if v is None else ("pass" if g.passes(v) else "fail")
-        out[g.name] = {"value": v, "target": g.target(), "status": status, "passed": status == "pass",
-                       "meaning": g.meaning}
+        out[g.name] = {
+            "value": v,
+            "target": g.target(),
+            "status": status,
+            "passed": status == "pass",
+            "meaning": g.meaning,
+        }
     return out
 
 

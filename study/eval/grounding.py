@@ -32,6 +32,7 @@ mean AUROC(context label).
 Confidence intervals resample scenes (every question of a scene moves together), as in
 :mod:`study.eval.bootstrap`.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -48,14 +49,15 @@ NO_WORDS = ("no", "No")
 
 # ----------------------------------------------------------------------------- AUROC with a scene bootstrap
 
+
 def _weighted_auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """AUROC for each row of ``weights`` (shape (B, n)): Mann-Whitney with ties counted one half."""
     uniq, inv = np.unique(scores, return_inverse=True)
     onehot = np.zeros((len(scores), len(uniq)))
     onehot[np.arange(len(scores)), inv] = 1.0
-    pos = (weights * labels) @ onehot                      # (B, U): positive weight at each score value
+    pos = (weights * labels) @ onehot  # (B, U): positive weight at each score value
     neg = (weights * (1 - labels)) @ onehot
-    below = np.cumsum(neg, axis=1) - neg                   # negative weight strictly below each value
+    below = np.cumsum(neg, axis=1) - neg  # negative weight strictly below each value
     num = (pos * (below + 0.5 * neg)).sum(axis=1)
     den = pos.sum(axis=1) * neg.sum(axis=1)
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
@@ -69,39 +71,64 @@ def auroc(scores: Sequence[float], labels: Sequence[int]) -> float:
     return float(_weighted_auroc(s, y, np.ones((1, len(s))))[0])
 
 
-def _group_bootstrap(point: float, stat, groups: Sequence[str], n: int, *, n_boot: int, seed: int,
-                     level: float) -> dict:
+def _group_bootstrap(
+    point: float, stat, groups: Sequence[str], n: int, *, n_boot: int, seed: int, level: float
+) -> dict:
     """``{"value": point, "ci95"}`` from ``stat(w)``, ``w`` the (B, n) item weights of ``n_boot`` resamples of
     the groups (each item weighted by its group's multiplicity); NaN replicates are dropped."""
     _, inv = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
     g = int(inv.max()) + 1 if n else 0
     if g == 0 or n_boot <= 0:
         return {"value": point, "ci95": [point, point]}
-    counts = np.random.default_rng(seed).multinomial(g, np.full(g, 1.0 / g), size=n_boot)   # (B, G)
+    counts = np.random.default_rng(seed).multinomial(g, np.full(g, 1.0 / g), size=n_boot)  # (B, G)
     boot = stat(counts[:, inv].astype(float))
     boot = boot[~np.isnan(boot)]
     lo, hi = np.percentile(boot, [50 * (1 - level), 50 * (1 + level)]) if boot.size else (point, point)
     return {"value": point, "ci95": [float(lo), float(hi)]}
 
 
-def auroc_ci(scores: Sequence[float], labels: Sequence[int], groups: Sequence[str] | None = None, *,
-             n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+def auroc_ci(
+    scores: Sequence[float],
+    labels: Sequence[int],
+    groups: Sequence[str] | None = None,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
     """``{"value", "ci95": [lo, hi]}``: AUROC and its percentile interval over resampled groups."""
     s, y = np.asarray(scores, dtype=float), np.asarray(labels, dtype=float)
     groups = [str(i) for i in range(len(s))] if groups is None else groups
-    return _group_bootstrap(auroc(s, y), lambda w: _weighted_auroc(s, y, w), groups, len(s),
-                            n_boot=n_boot, seed=seed, level=level)
+    return _group_bootstrap(
+        auroc(s, y), lambda w: _weighted_auroc(s, y, w), groups, len(s), n_boot=n_boot, seed=seed, level=level
+    )
 
 
-def auroc_gain_ci(a: Sequence[float], b: Sequence[float], labels: Sequence[int], groups: Sequence[str], *,
-                  n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+def auroc_gain_ci(
+    a: Sequence[float],
+    b: Sequence[float],
+    labels: Sequence[int],
+    groups: Sequence[str],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
     """AUROC(a) - AUROC(b) on the same items, with a paired interval (the same resampled scenes for both)."""
     a, b, y = (np.asarray(v, dtype=float) for v in (a, b, labels))
-    return _group_bootstrap(auroc(a, y) - auroc(b, y), lambda w: _weighted_auroc(a, y, w) - _weighted_auroc(b, y, w),
-                            groups, len(a), n_boot=n_boot, seed=seed, level=level)
+    return _group_bootstrap(
+        auroc(a, y) - auroc(b, y),
+        lambda w: _weighted_auroc(a, y, w) - _weighted_auroc(b, y, w),
+        groups,
+        len(a),
+        n_boot=n_boot,
+        seed=seed,
+        level=level,
+    )
 
 
 # ----------------------------------------------------------------------------- model scoring
+
 
 def single_token_ids(tokenizer, words: Sequence[str]) -> list[int]:
     """Ids of the ``words`` that the tokenizer encodes as exactly one (non-unknown) token."""
@@ -117,8 +144,13 @@ def single_token_ids(tokenizer, words: Sequence[str]) -> list[int]:
 
 def _encode(model, processor, images, texts, masked: bool):
     enc = processor(images=list(images), text=list(texts), return_tensors="pt", padding=True, padding_side="left")
-    attn, pos, _ = apply_image_keep(enc["input_ids"], enc["attention_mask"], image_token_id(model),
-                                    keep_none if masked else keep_all, torch.Generator())
+    attn, pos, _ = apply_image_keep(
+        enc["input_ids"],
+        enc["attention_mask"],
+        image_token_id(model),
+        keep_none if masked else keep_all,
+        torch.Generator(),
+    )
     device = next(model.parameters()).device
     inputs = {k: v.to(device) for k, v in enc.items()}
     inputs["attention_mask"], inputs["position_ids"] = attn.to(device), pos.to(device)
@@ -126,8 +158,15 @@ def _encode(model, processor, images, texts, masked: bool):
 
 
 @torch.no_grad()
-def yes_no_margins(model, processor, images: Sequence[Image.Image], prompts: Sequence[str], *,
-                   masked: bool = False, batch_size: int = 64) -> np.ndarray:
+def yes_no_margins(
+    model,
+    processor,
+    images: Sequence[Image.Image],
+    prompts: Sequence[str],
+    *,
+    masked: bool = False,
+    batch_size: int = 64,
+) -> np.ndarray:
     """``m(x, q)`` (module docstring) for each (image, question); ``masked`` hides every image token."""
     if len(images) != len(prompts):
         raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
@@ -144,9 +183,16 @@ def yes_no_margins(model, processor, images: Sequence[Image.Image], prompts: Seq
 
 
 @torch.no_grad()
-def answer_logprobs(model, processor, images: Sequence[Image.Image], prompts: Sequence[str],
-                    answers: Sequence[str], *, masked: bool = False, batch_size: int = 32
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def answer_logprobs(
+    model,
+    processor,
+    images: Sequence[Image.Image],
+    prompts: Sequence[str],
+    answers: Sequence[str],
+    *,
+    masked: bool = False,
+    batch_size: int = 32,
+) -> tuple[np.ndarray, np.ndarray]:
     """``(sum_t log p(y_t | x, q, y_<t), |y|)`` of each given answer under teacher forcing.
 
     ``|y|`` is the number of tokens the answer adds to the rendered prompt (tokenised without the image
@@ -156,18 +202,22 @@ def answer_logprobs(model, processor, images: Sequence[Image.Image], prompts: Se
     tok = processor.tokenizer
     full = render_prompts(processor, prompts, answers)
     prompt_only = render_prompts(processor, prompts)
-    n_ans = np.array([len(tok(f, add_special_tokens=False)["input_ids"]) - len(tok(p, add_special_tokens=False)["input_ids"])
-                      for f, p in zip(full, prompt_only)])
+    n_ans = np.array(
+        [
+            len(tok(f, add_special_tokens=False)["input_ids"]) - len(tok(p, add_special_tokens=False)["input_ids"])
+            for f, p in zip(full, prompt_only)
+        ]
+    )
     sums = []
     for start in range(0, len(full), batch_size):
         sl = slice(start, start + batch_size)
         k = n_ans[sl]
         inputs = _encode(model, processor, images[sl], full[sl], masked)
         width = int(k.max()) + 1 if len(k) else 1
-        logits = model(**inputs, logits_to_keep=width).logits.float()       # (b, width, V)
-        logp = torch.log_softmax(logits[:, :-1], dim=-1)                      # predicts the last width-1 tokens
-        target = inputs["input_ids"][:, -(width - 1):] if width > 1 else inputs["input_ids"][:, :0]
-        tok_lp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)            # (b, width-1)
+        logits = model(**inputs, logits_to_keep=width).logits.float()  # (b, width, V)
+        logp = torch.log_softmax(logits[:, :-1], dim=-1)  # predicts the last width-1 tokens
+        target = inputs["input_ids"][:, -(width - 1) :] if width > 1 else inputs["input_ids"][:, :0]
+        tok_lp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (b, width-1)
         steps = torch.arange(width - 1, device=tok_lp.device)
         keep = steps.unsqueeze(0) >= (width - 1 - torch.as_tensor(k, device=tok_lp.device)).unsqueeze(1)
         sums.append((tok_lp * keep).sum(-1).cpu().numpy())
@@ -180,7 +230,7 @@ def image_features(model, processor, images: Sequence[Image.Image], *, batch_siz
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     feats = []
     for start in range(0, len(images), batch_size):
-        enc = processor.image_processor(images=list(images[start:start + batch_size]), return_tensors="pt")
+        enc = processor.image_processor(images=list(images[start : start + batch_size]), return_tensors="pt")
         kw = {"image_sizes": enc["image_sizes"]} if "image_sizes" in enc else {}
         out = base.model.get_image_features(pixel_values=enc["pixel_values"].to(next(model.parameters()).device), **kw)
         pooled = out.pooler_output if hasattr(out, "pooler_output") else out
@@ -189,6 +239,7 @@ def image_features(model, processor, images: Sequence[Image.Image], *, batch_siz
 
 
 # ----------------------------------------------------------------------------- presence probe
+
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """Weights ``(W, b)`` of independent logistic regressions, one per column of ``y`` (L-BFGS, L2 on W).
@@ -204,7 +255,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 20
 
     def closure():
         opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(z @ w + b, yt) + l2 * (w ** 2).sum() / yt.shape[1]
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(z @ w + b, yt) + l2 * (w**2).sum() / yt.shape[1]
         loss.backward()
         return loss
 
@@ -213,11 +264,15 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 20
     return w_raw.numpy(), (b - (mu / sd) @ w).detach().numpy()
 
 
-def presence_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-                   names: Sequence[str]) -> dict:
+def presence_probe(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, names: Sequence[str]
+) -> dict:
     """Per-category test AUROC of a logistic probe; categories with one class in either split are skipped."""
-    ok = [j for j in range(y_train.shape[1]) if 0 < y_train[:, j].sum() < len(y_train)
-          and 0 < y_test[:, j].sum() < len(y_test)]
+    ok = [
+        j
+        for j in range(y_train.shape[1])
+        if 0 < y_train[:, j].sum() < len(y_train) and 0 < y_test[:, j].sum() < len(y_test)
+    ]
     if not ok:
         raise ValueError("no category is both present and absent in the probe's train and test scenes")
     w, b = fit_logistic(x_train, y_train[:, ok])

@@ -14,6 +14,7 @@ Matching is per sentence, not one-to-one: two objects of one category may be cre
 sentence. Metrics: ``helpfulness = sum stated facts / sum facts`` (micro over the corpus) and
 ``length = sum answer tokens / #answers`` (tokens of :func:`~study.eval.mentions.tokenize`).
 """
+
 from __future__ import annotations
 
 from study.eval.bootstrap import ratio
@@ -45,8 +46,12 @@ def helpfulness_stats(text: str, scene: Scene, spec: WorldSpec) -> dict[str, int
         about = [words for cats, words in claims if o.category in cats]
         if about:
             stated += 1 + sum(any(v in words for words in about) for v in (o.color, o.size, o.position))
-    return {"answers": 1, "facts": len(FACT_KINDS) * len(scene.objects), "facts_stated": stated,
-            "tokens": len(tokenize(text))}
+    return {
+        "answers": 1,
+        "facts": len(FACT_KINDS) * len(scene.objects),
+        "facts_stated": stated,
+        "tokens": len(tokenize(text)),
+    }
 
 
 HELPFULNESS_METRICS = {

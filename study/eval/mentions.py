@@ -17,6 +17,7 @@ So ``there is no cup``, ``there are no small red cups`` and ``there is not a cup
 in ``no , the cup is not left of the dog`` neither object is negated: the answer particle ``no`` is
 followed by ``,`` and ``not`` by ``left`` (neither a modifier), and both objects are asserted.
 """
+
 from __future__ import annotations
 
 import re
@@ -33,11 +34,11 @@ _PUNCT = re.compile(r"([.,?!])")
 
 @dataclass(frozen=True)
 class Mention:
-    category: str   # canonical category name
-    word: str       # the word as written (singular, plural or synonym)
-    sentence: int   # index of the sentence in the answer (0-based)
-    token: int      # index of the word within its sentence
-    negated: bool   # True: the sentence denies the object (see module docstring)
+    category: str  # canonical category name
+    word: str  # the word as written (singular, plural or synonym)
+    sentence: int  # index of the sentence in the answer (0-based)
+    token: int  # index of the word within its sentence
+    negated: bool  # True: the sentence denies the object (see module docstring)
 
 
 def tokenize(text: str) -> list[str]:

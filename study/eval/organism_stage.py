@@ -11,6 +11,7 @@ Outputs: ``metrics/organism.json`` (``gates`` with pass/fail, ``reports`` per sp
 values) and, under ``out_dir``, the rows every number is computed from (``{split}/pope.jsonl``,
 ``describe.jsonl``, ``sampled.jsonl``; :mod:`study.eval.organism`).
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,16 @@ import time
 from pathlib import Path
 
 from study import io
-from study.config import (BDHSSection, EvalSection, LMSection, ModelSection, OrganismSection, ProjectorSection,
-                          SFTSection, VisionSection)
+from study.config import (
+    BDHSSection,
+    EvalSection,
+    LMSection,
+    ModelSection,
+    OrganismSection,
+    ProjectorSection,
+    SFTSection,
+    VisionSection,
+)
 from study.eval.gates import check_gates, gate_values, seed_values, summary
 from study.eval.organism import grounding_report
 from study.model.load import load_model
@@ -27,20 +36,41 @@ from study.world.corpus import World
 from study.world.spec import load_spec
 
 
-def _reports(model, processor, world, spec, e: EvalSection, o: OrganismSection, seed: int,
-             splits: tuple[str, ...]) -> tuple[dict, dict]:
+def _reports(
+    model, processor, world, spec, e: EvalSection, o: OrganismSection, seed: int, splits: tuple[str, ...]
+) -> tuple[dict, dict]:
     reps, rows = {}, {}
     for split in splits:
         n = min(e.n_scenes, len(world.scenes(split)))
         reps[split], rows[split] = grounding_report(
-            model, processor, world, spec, split=split, n_scenes=n, n_pos=e.n_pos, batch_size=e.batch_size,
-            max_new_tokens=e.max_new_tokens, temperature=e.masked_temperature, probe_train=o.probe_train,
-            n_boot=e.n_boot, seed=seed)
+            model,
+            processor,
+            world,
+            spec,
+            split=split,
+            n_scenes=n,
+            n_pos=e.n_pos,
+            batch_size=e.batch_size,
+            max_new_tokens=e.max_new_tokens,
+            temperature=e.masked_temperature,
+            probe_train=o.probe_train,
+            n_boot=e.n_boot,
+            seed=seed,
+        )
     return reps, rows
 
 
-def _seed_model(seed: int, model: dict, vision: dict, lm: dict, projector: dict, sft: dict, world_spec: str,
-                world_dir: str, work: Path):
+def _seed_model(
+    seed: int,
+    model: dict,
+    vision: dict,
+    lm: dict,
+    projector: dict,
+    sft: dict,
+    world_spec: str,
+    world_dir: str,
+    work: Path,
+):
     """Vision pretraining, LM pretraining + projector alignment, and SFT of the organism with another seed
     (the stage's own scratch directory)."""
     from study.model.stage import run_lm, run_sft, run_vision
@@ -52,12 +82,31 @@ def _seed_model(seed: int, model: dict, vision: dict, lm: dict, projector: dict,
     return load_model(d / "sft")
 
 
-def run_organism(eval: dict, organism: dict, bdhs: dict, model: dict, vision: dict, lm: dict, projector: dict,
-                 sft: dict, seed: int, world_spec: str, world_dir: str, model_dir: str, bdhs_metrics: str, out_dir: str,
-                 metrics_path: str) -> dict:
+def run_organism(
+    eval: dict,
+    organism: dict,
+    bdhs: dict,
+    model: dict,
+    vision: dict,
+    lm: dict,
+    projector: dict,
+    sft: dict,
+    seed: int,
+    world_spec: str,
+    world_dir: str,
+    model_dir: str,
+    bdhs_metrics: str,
+    out_dir: str,
+    metrics_path: str,
+) -> dict:
     e, o, b = EvalSection(**eval), OrganismSection(**organism), BDHSSection(**bdhs)
-    for section, values in ((ModelSection, model), (VisionSection, vision), (LMSection, lm),
-                            (ProjectorSection, projector), (SFTSection, sft)):
+    for section, values in (
+        (ModelSection, model),
+        (VisionSection, vision),
+        (LMSection, lm),
+        (ProjectorSection, projector),
+        (SFTSection, sft),
+    ):
         section(**values)  # validated before any work
     spec, world = load_spec(world_spec), World(world_dir)
     sweep = json.loads(Path(bdhs_metrics).read_text()).get("sweep") if Path(bdhs_metrics).is_file() else None
@@ -69,8 +118,8 @@ def run_organism(eval: dict, organism: dict, bdhs: dict, model: dict, vision: di
     work = Path(out_dir).with_name(Path(out_dir).name + ".work")
     for s in [s for s in o.sft_seeds if s != seed]:
         m, p = _seed_model(s, model, vision, lm, projector, sft, world_spec, world_dir, work)
-        r, _ = _reports(m, p, world, spec, e, o, seed, (o.gate_split, "ood"))   # the same items for every seed
-        per_seed[s] = gate_values(r[o.gate_split], r["ood"], None, None)   # the BDHS sweep is of the main seed
+        r, _ = _reports(m, p, world, spec, e, o, seed, (o.gate_split, "ood"))  # the same items for every seed
+        per_seed[s] = gate_values(r[o.gate_split], r["ood"], None, None)  # the BDHS sweep is of the main seed
     if work.exists():
         import shutil
 
@@ -80,9 +129,16 @@ def run_organism(eval: dict, organism: dict, bdhs: dict, model: dict, vision: di
     test_values = gate_values(reps["test"], reps["ood"], sweep, b.rho_th)
     for name, g in gates.items():
         g["test_value"] = test_values.get(name)
-    metrics = {"gates": gates, "summary": summary(gates), "all_pass": all(g["passed"] for g in gates.values()),
-               "gate_split": o.gate_split, "sft_seeds": sorted(per_seed), "per_seed": {str(k): v for k, v in per_seed.items()},
-               "reports": reps, "seconds": time.perf_counter() - t0}
+    metrics = {
+        "gates": gates,
+        "summary": summary(gates),
+        "all_pass": all(g["passed"] for g in gates.values()),
+        "gate_split": o.gate_split,
+        "sft_seeds": sorted(per_seed),
+        "per_seed": {str(k): v for k, v in per_seed.items()},
+        "reports": reps,
+        "seconds": time.perf_counter() - t0,
+    }
     with io.atomic_dir(out_dir) as tmp:
         for split, r in rows.items():
             for kind, items in r.items():

@@ -13,6 +13,7 @@ models' separate intervals. Verdict: "better"/"worse" when the interval excludes
 metric's direction), else "not resolved". Seed-to-seed spread is not part of this interval (it is in
 each run's own seed CI, :mod:`study.eval.seeds`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 
 from study import io
 from study.eval.bootstrap import bootstrap_ci, stack_stats
-from study.eval.runner import SUITE_METRICS, scene_index, item_stats
+from study.eval.runner import SUITE_METRICS, item_stats, scene_index
 
 
 def load_predictions(eval_dir: str | Path) -> tuple[list[list[dict]], list[dict]]:
@@ -38,8 +39,17 @@ def load_predictions(eval_dir: str | Path) -> tuple[list[list[dict]], list[dict]
     return [io.read_jsonl(x / "predictions.jsonl") for x in dirs], io.read_jsonl(dirs[0] / "scenes.jsonl")
 
 
-def paired_difference(a: Sequence[list[dict]], b: Sequence[list[dict]], scenes, spec, suite: str, metric: str, *,
-                      n_boot: int = 1000, seed: int = 0) -> dict:
+def paired_difference(
+    a: Sequence[list[dict]],
+    b: Sequence[list[dict]],
+    scenes,
+    spec,
+    suite: str,
+    metric: str,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
     """``{"delta", "ci95", "n_items"}`` for Delta = M(A) - M(B) (module docstring).
 
     ``a``/``b``: the prediction rows of each seed of the two models. Items are matched on ``item_id``;
@@ -67,7 +77,7 @@ def paired_difference(a: Sequence[list[dict]], b: Sequence[list[dict]], scenes, 
         vals = {"a": [], "b": []}
         for j, side in enumerate(sides):
             pre = f"{j}:"
-            vals[side].append(fn({k[len(pre):]: v for k, v in sums.items() if k.startswith(pre)}))
+            vals[side].append(fn({k[len(pre) :]: v for k, v in sums.items() if k.startswith(pre)}))
         return np.mean(vals["a"], axis=0) - np.mean(vals["b"], axis=0)
 
     point, lo, hi = bootstrap_ci(stats, delta, n_boot=n_boot, seed=seed, groups=groups)

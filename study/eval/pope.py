@@ -22,6 +22,7 @@ Metrics, positive class = yes: accuracy = (TP+TN)/N, precision = TP/(TP+FP) (0.0
 predicted yes), recall = TP/(TP+FN), F1 = 2TP/(2TP+FP+FN) (= 2PR/(P+R); 0.0 when TP = 0),
 yes_ratio = #yes predictions / N.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -53,8 +54,16 @@ def _top(candidates: list[str], score: dict[str, float], order: dict[str, int], 
     return sorted(candidates, key=lambda c: (-score[c], order[c]))[:k]
 
 
-def pope_questions(spec: WorldSpec, scene: Scene, split_type: str, *, frequency: np.ndarray, cooc: np.ndarray,
-                   n_pos: int = 3, seed: int = 0) -> list[dict]:
+def pope_questions(
+    spec: WorldSpec,
+    scene: Scene,
+    split_type: str,
+    *,
+    frequency: np.ndarray,
+    cooc: np.ndarray,
+    n_pos: int = 3,
+    seed: int = 0,
+) -> list[dict]:
     """The scene's POPE questions: ``[{"object", "label", "prompt"}]``, positives first."""
     if split_type not in SPLIT_TYPES:
         raise ValueError(f"split_type must be one of {SPLIT_TYPES}, got {split_type!r}")
@@ -73,8 +82,9 @@ def pope_questions(spec: WorldSpec, scene: Scene, split_type: str, *, frequency:
     else:
         pidx = [order[c] for c in present]
         neg = _top(absent, {c: float(cooc[pidx, order[c]].sum()) for c in absent}, order, k_neg)
-    return ([{"object": c, "label": "yes", "prompt": existence_qa(c, True)[0]} for c in pos]
-            + [{"object": c, "label": "no", "prompt": existence_qa(c, False)[0]} for c in neg])
+    return [{"object": c, "label": "yes", "prompt": existence_qa(c, True)[0]} for c in pos] + [
+        {"object": c, "label": "no", "prompt": existence_qa(c, False)[0]} for c in neg
+    ]
 
 
 def pope_parse(answer: str) -> str:
@@ -88,8 +98,14 @@ def pope_stats(answer: str, label: str) -> dict[str, int]:
     if label not in ("yes", "no"):
         raise ValueError(f"POPE label must be 'yes' or 'no', got {label!r}")
     pred_yes, is_yes = pope_parse(answer) == "yes", label == "yes"
-    return {"n": 1, "tp": int(pred_yes and is_yes), "fp": int(pred_yes and not is_yes),
-            "fn": int(not pred_yes and is_yes), "tn": int(not pred_yes and not is_yes), "pred_yes": int(pred_yes)}
+    return {
+        "n": 1,
+        "tp": int(pred_yes and is_yes),
+        "fp": int(pred_yes and not is_yes),
+        "fn": int(not pred_yes and is_yes),
+        "tn": int(not pred_yes and not is_yes),
+        "pred_yes": int(pred_yes),
+    }
 
 
 POPE_METRICS = {

@@ -15,6 +15,7 @@ across the dataset: ``sum_i l_i / n``), and the paired differences chosen minus 
 is one the language prior would write without the image, the kind BDHS is built to produce. Every number
 has a 95 % bootstrap interval with the pair's scene as the resampling unit (:mod:`study.eval.bootstrap`).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,8 +43,9 @@ def _mean_ci(values: np.ndarray, groups: list[str], *, n_boot: int, seed: int) -
     return bootstrap_table(stats, {"m": lambda s: ratio(s["v"], s["n"])}, n_boot=n_boot, seed=seed, groups=groups)["m"]
 
 
-def pref_grounding(model, processor, world: World, rows: list[dict], *, batch_size: int = 32, n_boot: int = 1000,
-                   seed: int = 0) -> dict:
+def pref_grounding(
+    model, processor, world: World, rows: list[dict], *, batch_size: int = 32, n_boot: int = 1000, seed: int = 0
+) -> dict:
     """The module's numbers for one dataset (rows as :func:`study.prefs.load_prefs` returns them: ``chosen``
     and ``rejected`` are never empty, so the margins pair every row; ``rejected_2`` may be)."""
     model.eval()
@@ -56,9 +58,12 @@ def pref_grounding(model, processor, world: World, rows: list[dict], *, batch_si
         n = np.maximum(st["n_tokens"], 1)
         per[side] = {"l": st["logp"] / n, "d": (st["logp"] - st["logp_masked"]) / n}
         groups = [rows[i]["scene_id"] for i in st["index"]]
-        out[side] = {"answers": len(st["index"]), "tokens_per_answer": float(np.mean(st["n_tokens"])),
-                     "logp_per_token": _mean_ci(per[side]["l"], groups, n_boot=n_boot, seed=seed),
-                     "image_dependence": _mean_ci(per[side]["d"], groups, n_boot=n_boot, seed=seed)}
+        out[side] = {
+            "answers": len(st["index"]),
+            "tokens_per_answer": float(np.mean(st["n_tokens"])),
+            "logp_per_token": _mean_ci(per[side]["l"], groups, n_boot=n_boot, seed=seed),
+            "image_dependence": _mean_ci(per[side]["d"], groups, n_boot=n_boot, seed=seed),
+        }
     groups = [r["scene_id"] for r in rows]
     for key, name in (("l", "logp_per_token_margin"), ("d", "image_dependence_margin")):
         out[name] = _mean_ci(per["chosen"][key] - per["rejected"][key], groups, n_boot=n_boot, seed=seed)

@@ -6,6 +6,7 @@ spec, so anyone can recompute ``metrics.json`` from ``predictions.jsonl`` and ``
 scenes imply (:func:`check_predictions`). CIs resample *scenes* (every item of a scene moves together) with one
 seed for every suite, so the metrics of a suite, and two models scored on the same items, are paired.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -25,11 +26,17 @@ from study.world.scenes import Scene
 from study.world.spec import WorldSpec
 
 AnswerFn = Callable[[list[str], list[str]], list[str]]
-SUITE_METRICS = {"describe": {**CHAIR_METRICS, **HELPFULNESS_METRICS}, "typed_qa": TYPED_METRICS,
-                 **{s: POPE_METRICS for s in SUITES if s.startswith("pope_")}}
+SUITE_METRICS = {
+    "describe": {**CHAIR_METRICS, **HELPFULNESS_METRICS},
+    "typed_qa": TYPED_METRICS,
+    **{s: POPE_METRICS for s in SUITES if s.startswith("pope_")},
+}
 # the fields item_stats reads besides item_id, suite, scene_id and answer
-ROW_FIELDS = {"describe": (), "typed_qa": ("qtype", "object", "expected"),
-              **{s: ("label",) for s in SUITES if s.startswith("pope_")}}
+ROW_FIELDS = {
+    "describe": (),
+    "typed_qa": ("qtype", "object", "expected"),
+    **{s: ("label",) for s in SUITES if s.startswith("pope_")},
+}
 
 
 class PredictionsError(ValueError):
@@ -42,7 +49,7 @@ def run_predictions(items: list[dict], answer_fn: AnswerFn, batch_size: int = 32
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     out = []
     for start in tqdm(range(0, len(items), batch_size), desc="answer", disable=not progress, mininterval=2):
-        batch = items[start:start + batch_size]
+        batch = items[start : start + batch_size]
         answers = answer_fn([it["scene_id"] for it in batch], [it["prompt"] for it in batch])
         if len(answers) != len(batch):
             raise ValueError(f"answer_fn returned {len(answers)} answers for {len(batch)} prompts")
@@ -72,8 +79,13 @@ def item_stats(row: dict, scenes: Mapping[str, Scene], spec: WorldSpec) -> dict[
     raise ValueError(f"{row.get('item_id')}: unknown suite {suite!r}")
 
 
-def score(predictions: list[dict], scenes: Iterable[Scene | dict] | Mapping[str, Scene], spec: WorldSpec,
-          n_boot: int = 1000, seed: int = 0) -> dict:
+def score(
+    predictions: list[dict],
+    scenes: Iterable[Scene | dict] | Mapping[str, Scene],
+    spec: WorldSpec,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
     """``{suite: {metric: {"value", "ci95": [lo, hi]}}}`` for every suite present, plus ``_meta``.
 
     Scores the rows it is given (e.g. :func:`run_predictions`' output, or one suite of it) without checking
@@ -85,8 +97,14 @@ def score(predictions: list[dict], scenes: Iterable[Scene | dict] | Mapping[str,
         raise ValueError(f"unknown suites in predictions: {sorted(unknown)}")
     index = scene_index(scenes)
     out: dict = {}
-    meta = {"n_items": {}, "n_scenes": {}, "n_boot": n_boot, "seed": seed, "resample_unit": "scene_id",
-            "ci_method": "percentile, 95%"}
+    meta = {
+        "n_items": {},
+        "n_scenes": {},
+        "n_boot": n_boot,
+        "seed": seed,
+        "resample_unit": "scene_id",
+        "ci_method": "percentile, 95%",
+    }
     for suite in [s for s in SUITES if any(r["suite"] == s for r in predictions)]:
         rows = [r for r in predictions if r["suite"] == suite]
         stats = stack_stats([item_stats(r, index, spec) for r in rows])
@@ -98,8 +116,12 @@ def score(predictions: list[dict], scenes: Iterable[Scene | dict] | Mapping[str,
     return out
 
 
-def implied_counts(spec: WorldSpec, scenes: Iterable[Scene | dict] | Mapping[str, Scene], n_pos: int = 3,
-                   suites: tuple[str, ...] = SUITES) -> Counter:
+def implied_counts(
+    spec: WorldSpec,
+    scenes: Iterable[Scene | dict] | Mapping[str, Scene],
+    n_pos: int = 3,
+    suites: tuple[str, ...] = SUITES,
+) -> Counter:
     """``{"{suite}:{scene_id}": number of items}`` that :func:`build_items` makes for ``scenes``.
 
     The train statistics and the item seed choose *which* POPE negatives and typed questions a scene gets,
@@ -111,9 +133,16 @@ def implied_counts(spec: WorldSpec, scenes: Iterable[Scene | dict] | Mapping[str
     return Counter(f"{it['suite']}:{it['scene_id']}" for it in items)
 
 
-def check_predictions(rows: list, scenes: Iterable[Scene | dict] | Mapping[str, Scene], spec: WorldSpec, *,
-                      n_pos: int = 3, suites: tuple[str, ...] = SUITES, allow_partial: bool = False,
-                      source: str = "predictions") -> dict[str, int]:
+def check_predictions(
+    rows: list,
+    scenes: Iterable[Scene | dict] | Mapping[str, Scene],
+    spec: WorldSpec,
+    *,
+    n_pos: int = 3,
+    suites: tuple[str, ...] = SUITES,
+    allow_partial: bool = False,
+    source: str = "predictions",
+) -> dict[str, int]:
     """Raise :class:`PredictionsError` (a ``ValueError``) unless ``rows`` are exactly the items that
     :func:`build_items` makes for ``scenes`` (with this ``n_pos`` and ``suites``); else return
     ``{"expected", "scored", "missing"}`` item counts.
@@ -151,17 +180,24 @@ def check_predictions(rows: list, scenes: Iterable[Scene | dict] | Mapping[str, 
     missing = {g: n for g, n in implied.items() if len(given.get(g, ())) < n}
     problems = []
     if dups:
-        problems.append(f"{len(dups)} duplicate item(s): "
-                        + _few([f"{k} (rows {', '.join(map(str, v))})" for k, v in dups.items()]))
+        problems.append(
+            f"{len(dups)} duplicate item(s): " + _few([f"{k} (rows {', '.join(map(str, v))})" for k, v in dups.items()])
+        )
     if extra:
-        problems.append(f"{sum(len(v) - implied[g] for g, v in extra.items())} extra item(s), not implied by the "
-                        f"scenes (n_pos={n_pos}): " + _few([f"{g} (got {len(v)}, implied {implied[g]}; rows "
-                                                            f"{', '.join(map(str, v))})" for g, v in extra.items()]))
+        problems.append(
+            f"{sum(len(v) - implied[g] for g, v in extra.items())} extra item(s), not implied by the "
+            f"scenes (n_pos={n_pos}): "
+            + _few(
+                [f"{g} (got {len(v)}, implied {implied[g]}; rows {', '.join(map(str, v))})" for g, v in extra.items()]
+            )
+        )
     n_missing = sum(n - len(given.get(g, ())) for g, n in missing.items())
     if missing and not allow_partial:
-        problems.append(f"{n_missing} missing item(s) of the {sum(implied.values())} the scenes imply "
-                        f"(n_pos={n_pos}; allow_partial=True scores the rest): "
-                        + _few([f"{g} (got {len(given.get(g, ()))}, implied {n})" for g, n in missing.items()]))
+        problems.append(
+            f"{n_missing} missing item(s) of the {sum(implied.values())} the scenes imply "
+            f"(n_pos={n_pos}; allow_partial=True scores the rest): "
+            + _few([f"{g} (got {len(given.get(g, ()))}, implied {n})" for g, n in missing.items()])
+        )
     if problems:
         raise PredictionsError(f"{source}: " + "; ".join(problems))
     return {"expected": sum(implied.values()), "scored": len(rows), "missing": n_missing}
@@ -182,17 +218,30 @@ def _row_name(row) -> str:
 
 
 def _json_type(v) -> str:
-    return "null" if v is None else {bool: "a boolean", int: "a number", float: "a number", list: "an array",
-                                     dict: "an object"}.get(type(v), type(v).__name__)
+    return (
+        "null"
+        if v is None
+        else {bool: "a boolean", int: "a number", float: "a number", list: "an array", dict: "an object"}.get(
+            type(v), type(v).__name__
+        )
+    )
 
 
 def _few(names: list[str], k: int = 5) -> str:
     return ", ".join(names[:k]) + (f", ... ({len(names) - k} more)" if len(names) > k else "")
 
 
-def score_files(predictions_path: str | Path, scenes_path: str | Path, spec: WorldSpec, n_boot: int = 1000,
-                seed: int = 0, *, n_pos: int = 3, suites: tuple[str, ...] = SUITES,
-                allow_partial: bool = False) -> dict:
+def score_files(
+    predictions_path: str | Path,
+    scenes_path: str | Path,
+    spec: WorldSpec,
+    n_boot: int = 1000,
+    seed: int = 0,
+    *,
+    n_pos: int = 3,
+    suites: tuple[str, ...] = SUITES,
+    allow_partial: bool = False,
+) -> dict:
     """:func:`score` from ``predictions.jsonl`` and ``scenes/{split}.jsonl`` (the scenes evaluated, e.g. the
     results' own ``scenes.jsonl``), after :func:`check_predictions`: the file must hold every item
     :func:`build_items` makes for those scenes (``n_pos``, ``suites``: as they were built), once each, and
@@ -203,8 +252,9 @@ def score_files(predictions_path: str | Path, scenes_path: str | Path, spec: Wor
     ``allow_partial`` is set). Strict scoring adds no key: a complete file gives :func:`score`'s metrics.
     """
     rows, scenes = io.read_jsonl(predictions_path), io.read_jsonl(scenes_path)
-    counts = check_predictions(rows, scenes, spec, n_pos=n_pos, suites=suites, allow_partial=allow_partial,
-                               source=str(predictions_path))
+    counts = check_predictions(
+        rows, scenes, spec, n_pos=n_pos, suites=suites, allow_partial=allow_partial, source=str(predictions_path)
+    )
     metrics = score(rows, scenes, spec, n_boot=n_boot, seed=seed)
     if allow_partial:
         metrics["partial"] = counts

@@ -11,6 +11,7 @@ only the training seed changes (the spread the paper's single runs cannot show).
 seed's own scene-bootstrap CI is kept. ``per_seed`` lists v_1..v_n, ``ci95_scenes`` the scene-bootstrap
 interval of the seed-mean (the mean of the seeds' interval ends: a summary, not a new bootstrap).
 """
+
 from __future__ import annotations
 
 import math
@@ -70,13 +71,21 @@ def aggregate_seeds(per_seed: Mapping[int, dict]) -> dict:
     meta = dict(items[0].get("_meta", {}))
     meta.pop("seed", None)
     meta["seeds"] = seeds
-    meta["seed_ci_method"] = ("Student-t 95% over training seeds" if len(seeds) > 1
-                              else "single seed: scene bootstrap (see ci_method)")
+    meta["seed_ci_method"] = (
+        "Student-t 95% over training seeds" if len(seeds) > 1 else "single seed: scene bootstrap (see ci_method)"
+    )
     out["_meta"] = meta
     trains = [it.get("train", {}) for it in items]
-    numeric = [k for k, v in trains[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-               and all(isinstance(t.get(k), (int, float)) for t in trains)]
-    out["train"] = {**{k: v for k, v in trains[0].items() if k not in numeric},
-                    **{k: float(np.mean([t[k] for t in trains])) for k in numeric}}
+    numeric = [
+        k
+        for k, v in trains[0].items()
+        if isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and all(isinstance(t.get(k), (int, float)) for t in trains)
+    ]
+    out["train"] = {
+        **{k: v for k, v in trains[0].items() if k not in numeric},
+        **{k: float(np.mean([t[k] for t in trains])) for k in numeric},
+    }
     out["train_per_seed"] = {str(s): t for s, t in zip(seeds, trains)}
     return out

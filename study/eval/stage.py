@@ -8,6 +8,7 @@ the diagnostic samples (``masked_temperature``) and reports a sampled run with t
 ``chair_i_ratio`` = masked / sampled-with-image CHAIR_i (same decoding), ``chair_i_ratio_vs_greedy`` =
 masked / the greedy evaluation's CHAIR_i.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,18 +25,29 @@ from study.model.load import load_model
 from study.world.corpus import World
 from study.world.spec import load_spec
 
-
 BLIND_FILE = "predictions_blind.jsonl"
 
 
-def answer_fn_for(model, processor, world: World, e: EvalSection, keep_fn=None, seed: int = 0,
-                  temperature: float | None = None):
+def answer_fn_for(
+    model, processor, world: World, e: EvalSection, keep_fn=None, seed: int = 0, temperature: float | None = None
+):
     """Greedy answers, or sampled ones at ``temperature``."""
+
     def answer(scene_ids: list[str], prompts: list[str]) -> list[str]:
         images = [world.image(s) for s in scene_ids]
-        return generate(model, processor, images, prompts, keep_fn=keep_fn, max_new_tokens=e.max_new_tokens,
-                        batch_size=e.batch_size, seed=seed, do_sample=temperature is not None,
-                        temperature=temperature or 1.0)
+        return generate(
+            model,
+            processor,
+            images,
+            prompts,
+            keep_fn=keep_fn,
+            max_new_tokens=e.max_new_tokens,
+            batch_size=e.batch_size,
+            seed=seed,
+            do_sample=temperature is not None,
+            temperature=temperature or 1.0,
+        )
+
     return answer
 
 
@@ -63,8 +75,11 @@ def masked_diagnostic(model, processor, world: World, spec, e: EvalSection, seed
 
     out_preds, out = [], {}
     for variant, kf in (("sampled", None), (f"masked_keep{keep_p:g}", keep_fn)):
-        preds = run_predictions(items, answer_fn_for(model, processor, world, e, kf, seed, e.masked_temperature),
-                                batch_size=4 * e.batch_size)
+        preds = run_predictions(
+            items,
+            answer_fn_for(model, processor, world, e, kf, seed, e.masked_temperature),
+            batch_size=4 * e.batch_size,
+        )
         for p in preds:
             p["suite_variant"] = variant
         out_preds += preds
@@ -80,12 +95,14 @@ def blind_predictions(model, processor, world: World, spec, e: EvalSection, seed
 
     scenes = world.scenes(e.split)[: e.n_scenes]
     items = build_items(spec, scenes, world.scenes("train"), n_pos=e.n_pos, seed=seed)
-    return run_predictions(items, answer_fn_for(model, processor, world, e, keep_none, seed),
-                           batch_size=4 * e.batch_size)
+    return run_predictions(
+        items, answer_fn_for(model, processor, world, e, keep_none, seed), batch_size=4 * e.batch_size
+    )
 
 
-def run_eval(eval: dict, seed: int, world_spec: str, world_dir: str, model_dir: str, out_dir: str,
-             metrics_path: str) -> dict:
+def run_eval(
+    eval: dict, seed: int, world_spec: str, world_dir: str, model_dir: str, out_dir: str, metrics_path: str
+) -> dict:
     """Evaluate the SFT model: its predictions and metrics, the masked diagnostic, and its blind answers to
     every suite (``predictions_blind.jsonl``, :func:`blind_predictions`)."""
     e = EvalSection(**eval)
@@ -96,11 +113,14 @@ def run_eval(eval: dict, seed: int, world_spec: str, world_dir: str, model_dir: 
     mpreds, diag = masked_diagnostic(model, processor, world, spec, e, seed)
     masked, sampled = diag[f"masked_keep{e.masked_keep_prob:g}"], diag["sampled"]
     ratio = lambda a, b: a / b if b > 0 else None  # noqa: E731
-    metrics["masked"] = {"describe": masked, "describe_sampled_with_image": sampled,
-                         "keep_prob": e.masked_keep_prob, "temperature": e.masked_temperature,
-                         "chair_i_ratio": ratio(masked["chair_i"]["value"], sampled["chair_i"]["value"]),
-                         "chair_i_ratio_vs_greedy": ratio(masked["chair_i"]["value"],
-                                                          metrics["describe"]["chair_i"]["value"])}
+    metrics["masked"] = {
+        "describe": masked,
+        "describe_sampled_with_image": sampled,
+        "keep_prob": e.masked_keep_prob,
+        "temperature": e.masked_temperature,
+        "chair_i_ratio": ratio(masked["chair_i"]["value"], sampled["chair_i"]["value"]),
+        "chair_i_ratio_vs_greedy": ratio(masked["chair_i"]["value"], metrics["describe"]["chair_i"]["value"]),
+    }
     metrics["_meta"]["split"] = e.split
     with io.atomic_dir(out_dir) as tmp:
         write_results(tmp, preds, metrics)

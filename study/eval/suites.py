@@ -11,6 +11,7 @@ Suites and their item fields (every item has ``item_id``, ``suite``, ``scene_id`
 ``item_id`` is ``describe:{scene_id}``, ``pope_{type}:{scene_id}:{object}`` or
 ``typed_qa:{scene_id}:{qtype}``: stable across runs and unique within a build.
 """
+
 from __future__ import annotations
 
 from study.eval.pope import SPLIT_TYPES, pope_questions, train_statistics
@@ -22,8 +23,14 @@ from study.world.spec import WorldSpec
 SUITES = ("describe", *(f"pope_{t}" for t in SPLIT_TYPES), "typed_qa")
 
 
-def build_items(spec: WorldSpec, scenes: list[Scene], train_scenes: list[Scene], n_pos: int = 3, seed: int = 0,
-                suites: tuple[str, ...] = SUITES) -> list[dict]:
+def build_items(
+    spec: WorldSpec,
+    scenes: list[Scene],
+    train_scenes: list[Scene],
+    n_pos: int = 3,
+    seed: int = 0,
+    suites: tuple[str, ...] = SUITES,
+) -> list[dict]:
     """Every item of ``suites`` for ``scenes``, grouped by suite, in scene order within a suite."""
     unknown = set(suites) - set(SUITES)
     if unknown:
@@ -39,7 +46,8 @@ def build_items(spec: WorldSpec, scenes: list[Scene], train_scenes: list[Scene],
                 for q in typed_questions(spec, scene, seed):
                     items.append({"item_id": f"typed_qa:{scene.scene_id}:{q['qtype']}", **base, **q})
             else:
-                for q in pope_questions(spec, scene, suite.removeprefix("pope_"), frequency=frequency,
-                                        cooc=cooc, n_pos=n_pos, seed=seed):
+                for q in pope_questions(
+                    spec, scene, suite.removeprefix("pope_"), frequency=frequency, cooc=cooc, n_pos=n_pos, seed=seed
+                ):
                     items.append({"item_id": f"{suite}:{scene.scene_id}:{q['object']}", **base, **q})
     return items

@@ -27,6 +27,7 @@ incorrect but not hallucinations. Metrics: ``{type}_acc`` = correct / asked for 
 ``accuracy`` = all correct / all asked, ``hallucination_rate`` = hallucinations / all asked,
 ``unparseable_rate`` = unparseable / all asked.
 """
+
 from __future__ import annotations
 
 from study.eval.bootstrap import ratio
@@ -51,22 +52,36 @@ def typed_questions(spec: WorldSpec, scene: Scene, seed: int = 0) -> list[dict]:
         out.append({"qtype": "attribute", "object": cat, "expected": color, "prompt": language.color_qa(scene, cat)[0]})
     present = sorted(scene.categories)
     cat = present[int(rng.integers(len(present)))]
-    out.append({"qtype": "count", "object": cat, "expected": scene.count(cat),
-                "prompt": language.count_qa(spec, scene, cat)[0]})
+    out.append(
+        {
+            "qtype": "count",
+            "object": cat,
+            "expected": scene.count(cat),
+            "prompt": language.count_qa(spec, scene, cat)[0],
+        }
+    )
     fact = language.relation_fact(scene, rng)
     if fact is not None:
         if rng.random() < 0.5:
             fact = {**fact, "rel": INVERSE[fact["rel"]]}
         holds = language.relation_holds(scene, fact["a"], fact["rel"], fact["b"])
-        out.append({"qtype": "relation", "object": fact["a"], "expected": "yes" if holds else "no",
-                    "relation": [fact["a"], fact["rel"], fact["b"]],
-                    "prompt": language.relation_qa(scene, fact["a"], fact["rel"], fact["b"])[0]})
+        out.append(
+            {
+                "qtype": "relation",
+                "object": fact["a"],
+                "expected": "yes" if holds else "no",
+                "relation": [fact["a"], fact["rel"], fact["b"]],
+                "prompt": language.relation_qa(scene, fact["a"], fact["rel"], fact["b"])[0],
+            }
+        )
     ctx = spec.contexts[scene.context].objects
     absent = [c for c in ctx if c not in scene.categories]
     if absent:
         w = [ctx[c] for c in absent]
         cat = absent[int(rng.choice(len(absent), p=[x / sum(w) for x in w]))]
-        out.append({"qtype": "adversarial", "object": cat, "expected": "absent", "prompt": language.color_qa(scene, cat)[0]})
+        out.append(
+            {"qtype": "adversarial", "object": cat, "expected": "absent", "prompt": language.color_qa(scene, cat)[0]}
+        )
     return out
 
 
@@ -105,8 +120,16 @@ def grade(qtype: str, answer: str, expected, obj: str, spec: WorldSpec) -> tuple
 def typed_stats(qtype: str, answer: str, expected, obj: str, spec: WorldSpec) -> dict[str, int]:
     correct, halluc = grade(qtype, answer, expected, obj, spec)
     stats = {f"{t}_{k}": 0 for t in QTYPES for k in ("n", "correct")}
-    stats.update({f"{qtype}_n": 1, f"{qtype}_correct": int(correct), "n": 1, "correct": int(correct),
-                  "hallucinated": int(halluc), "unparseable": int(not correct and not halluc)})
+    stats.update(
+        {
+            f"{qtype}_n": 1,
+            f"{qtype}_correct": int(correct),
+            "n": 1,
+            "correct": int(correct),
+            "hallucinated": int(halluc),
+            "unparseable": int(not correct and not halluc),
+        }
+    )
     return stats
 
 

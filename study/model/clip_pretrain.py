@@ -42,6 +42,7 @@ Validation (``val`` split, the first ``n_val`` scenes, their descriptions drawn 
   categories (per category in ``val_presence_auroc_per_category``). Comparable with the presence objective
   of :mod:`study.model.vision_pretrain`.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,8 +52,13 @@ import numpy as np
 import torch
 from transformers import CLIPConfig, CLIPModel
 
-from study.model.vision_pretrain import (PROBE_TRAIN, VisionPretrainParams, _pixels, patch_states,
-                                         pooled_patch_features, presence_labels)
+from study.model.vision_pretrain import (
+    PROBE_TRAIN,
+    VisionPretrainParams,
+    _pixels,
+    pooled_patch_features,
+    presence_labels,
+)
 from study.world import language
 from study.world.corpus import World
 from study.world.scenes import SPLITS, Scene
@@ -60,17 +66,18 @@ from study.world.spec import WorldSpec
 
 TEXT_LAYERS = 2
 RETRIEVAL_CHUNK = 64
-SYNONYM_PROB = 0.2       # describe()'s defaults: synonyms and relations are still true statements
+SYNONYM_PROB = 0.2  # describe()'s defaults: synonyms and relations are still true statements
 RELATION_PROB = 0.5
 LOGIT_SCALE_MAX = math.log(100.0)
-_STREAM = 7919           # separates the caption rng streams from the corpus' ones
+_STREAM = 7919  # separates the caption rng streams from the corpus' ones
 
 
 def caption(spec: WorldSpec, scene: Scene, split: str, index: int, seed: int, epoch: int = 0) -> str:
     """A clean (``noise_rate=0``) description of ``scene``, deterministic in (seed, split, epoch, index)."""
     rng = np.random.default_rng([seed, _STREAM, SPLITS.index(split), epoch, index])
-    text, inserted = language.describe(spec, scene, rng, synonym_prob=SYNONYM_PROB, noise_rate=0.0,
-                                relation_prob=RELATION_PROB)
+    text, inserted = language.describe(
+        spec, scene, rng, synonym_prob=SYNONYM_PROB, noise_rate=0.0, relation_prob=RELATION_PROB
+    )
     assert inserted is None
     return text
 
@@ -82,7 +89,13 @@ def max_caption_words(spec: WorldSpec, scenes) -> int:
     names = max(n(w) for c in spec.categories.values() for w in c.names)
     cat = max(n(c) for c in spec.category_names)
     pos = max(n(spec.position_name(r, c)) for r in range(spec.grid) for c in range(spec.grid))
-    obj = max(free(t) for t in language.OBJECT_TEMPLATES) + max(map(n, spec.sizes)) + max(map(n, spec.colors)) + names + pos
+    obj = (
+        max(free(t) for t in language.OBJECT_TEMPLATES)
+        + max(map(n, spec.sizes))
+        + max(map(n, spec.colors))
+        + names
+        + pos
+    )
     intro = max(free(t) for t in language.INTRO_TEMPLATES) + max(map(n, spec.contexts))
     rels = [n(r["relation"]) for s in scenes for r in s.relations]
     rel = free(language.RELATION_TEMPLATE) + 2 * cat + max(rels, default=0)
@@ -95,23 +108,39 @@ def clip_config(vision_config, tokenizer, max_positions: int) -> CLIPConfig:
     for k in ("transformers_version", "architectures", "_name_or_path", "id2label", "label2id", "dtype"):
         v.pop(k, None)
     h = v["hidden_size"]
-    text = dict(vocab_size=len(tokenizer), hidden_size=h, intermediate_size=2 * h, projection_dim=h,
-                num_hidden_layers=TEXT_LAYERS, num_attention_heads=v["num_attention_heads"],
-                max_position_embeddings=max_positions, hidden_act=v.get("hidden_act", "quick_gelu"),
-                layer_norm_eps=v.get("layer_norm_eps", 1e-5), attention_dropout=0.0,
-                pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id)
+    text = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=h,
+        intermediate_size=2 * h,
+        projection_dim=h,
+        num_hidden_layers=TEXT_LAYERS,
+        num_attention_heads=v["num_attention_heads"],
+        max_position_embeddings=max_positions,
+        hidden_act=v.get("hidden_act", "quick_gelu"),
+        layer_norm_eps=v.get("layer_norm_eps", 1e-5),
+        attention_dropout=0.0,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     if tokenizer.eos_token_id == 2:
         # CLIPTextModel treats eos_token_id == 2 as a legacy config and pools at argmax(input_ids) instead
-        raise ValueError("CLIPTextModel pools at the highest token id when eos_token_id == 2; "
-                         "the world tokenizer's </s> must have another id")
+        raise ValueError(
+            "CLIPTextModel pools at the highest token id when eos_token_id == 2; "
+            "the world tokenizer's </s> must have another id"
+        )
     return CLIPConfig(text_config=text, vision_config=v, projection_dim=h)
 
 
 def encode_texts(tokenizer, texts: list[str], max_positions: int) -> dict[str, torch.Tensor]:
     """``<s> text </s>``, right-padded: CLIP's text model pools at the first ``</s>``."""
-    enc = tokenizer([f"{tokenizer.bos_token} {t} {tokenizer.eos_token}" for t in texts], padding=True,
-                    padding_side="right", add_special_tokens=False, return_tensors="pt")
+    enc = tokenizer(
+        [f"{tokenizer.bos_token} {t} {tokenizer.eos_token}" for t in texts],
+        padding=True,
+        padding_side="right",
+        add_special_tokens=False,
+        return_tensors="pt",
+    )
     if enc["input_ids"].shape[1] > max_positions:
         raise ValueError(f"a caption has {enc['input_ids'].shape[1]} tokens > max_position_embeddings {max_positions}")
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
@@ -134,8 +163,17 @@ def retrieval_top1(clip: CLIPModel, pixels: torch.Tensor, enc: dict, texts: list
     return float(np.mean(accs))
 
 
-def pretrain_clip(model, processor, world: World, spec: WorldSpec, p: VisionPretrainParams, seed: int,
-                  n_val: int = 200, *, fresh_captions: bool = True) -> dict:
+def pretrain_clip(
+    model,
+    processor,
+    world: World,
+    spec: WorldSpec,
+    p: VisionPretrainParams,
+    seed: int,
+    n_val: int = 200,
+    *,
+    fresh_captions: bool = True,
+) -> dict:
     """Train ``model``'s vision tower in place as the image side of a CLIP model; returns metrics.
 
     Scenes of the train split are shuffled with ``seed`` every epoch and cut into batches of
@@ -150,17 +188,19 @@ def pretrain_clip(model, processor, world: World, spec: WorldSpec, p: VisionPret
     tok = processor.tokenizer
     train, val = world.scenes("train"), world.scenes("val")
     n, n_val = len(train), min(n_val, len(val))
-    max_pos = max_caption_words(spec, [*train, *val[:n_val]]) + 2          # + <s> and </s>
+    max_pos = max_caption_words(spec, [*train, *val[:n_val]]) + 2  # + <s> and </s>
     device = next(tower.parameters()).device
     was_training = tower.training
 
     torch.manual_seed(seed)
     clip = CLIPModel(clip_config(base.config.vision_config, tok, max_pos)).to(device)
-    _core(clip.vision_model).load_state_dict(_core(tower).state_dict())   # the seed's tower init
+    _core(clip.vision_model).load_state_dict(_core(tower).state_dict())  # the seed's tower init
     decay = [q for q in clip.parameters() if q.ndim >= 2]
     no_decay = [q for q in clip.parameters() if q.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": p.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=p.learning_rate)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": p.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=p.learning_rate,
+    )
     bs = min(p.batch_size, n)
     steps_per_epoch = n // bs
     total = max(1, int(round(p.epochs * steps_per_epoch)))
@@ -173,11 +213,15 @@ def pretrain_clip(model, processor, world: World, spec: WorldSpec, p: VisionPret
         for start in range(0, steps_per_epoch * bs, bs):
             if step >= total:
                 break
-            idx = order[start:start + bs]
+            idx = order[start : start + bs]
             texts = [caption(spec, train[i], "train", int(i), seed, epoch if fresh_captions else 0) for i in idx]
             enc = encode_texts(tok, texts, max_pos)
-            loss = clip(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device),
-                        pixel_values=_pixels(processor, world, "train", idx).to(device), return_loss=True).loss
+            loss = clip(
+                input_ids=enc["input_ids"].to(device),
+                attention_mask=enc["attention_mask"].to(device),
+                pixel_values=_pixels(processor, world, "train", idx).to(device),
+                return_loss=True,
+            ).loss
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -198,18 +242,26 @@ def pretrain_clip(model, processor, world: World, spec: WorldSpec, p: VisionPret
     top1 = retrieval_top1(clip, val_pixels, enc, val_texts, chunk)
     logit_scale = float(clip.logit_scale.detach().exp())
 
-    _core(tower).load_state_dict(_core(clip.vision_model).state_dict())   # only the image tower survives
+    _core(tower).load_state_dict(_core(clip.vision_model).state_dict())  # only the image tower survives
     del clip
     tower.eval()
     n_probe = min(PROBE_TRAIN, n)
     x_tr = pooled_patch_features(tower, processor, world, "train", n_probe, p.batch_size, layer)
     x_va = pooled_patch_features(tower, processor, world, "val", n_val, p.batch_size, layer)
-    probe = presence_probe(x_tr, presence_labels(spec, train[:n_probe]), x_va, presence_labels(spec, val[:n_val]),
-                           spec.category_names)
+    probe = presence_probe(
+        x_tr, presence_labels(spec, train[:n_probe]), x_va, presence_labels(spec, val[:n_val]), spec.category_names
+    )
     tower.train(was_training)
-    return {"steps": total, "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9),
-            "loss_first": float(np.mean(losses[:10])), "loss_last": float(np.mean(losses[-10:])),
-            "logit_scale": logit_scale,
-            "val_retrieval_top1": top1, "val_retrieval_chunk": chunk, "val_retrieval_chance": 1.0 / chunk,
-            "val_presence_auroc": probe["mean_auroc"],
-            "val_presence_auroc_per_category": {c: float(a) for c, a in probe["per_category"].items()}}
+    return {
+        "steps": total,
+        "seconds": seconds,
+        "images_per_s": seen / max(seconds, 1e-9),
+        "loss_first": float(np.mean(losses[:10])),
+        "loss_last": float(np.mean(losses[-10:])),
+        "logit_scale": logit_scale,
+        "val_retrieval_top1": top1,
+        "val_retrieval_chunk": chunk,
+        "val_retrieval_chance": 1.0 / chunk,
+        "val_presence_auroc": probe["mean_auroc"],
+        "val_presence_auroc_per_category": {c: float(a) for c, a in probe["per_category"].items()},
+    }

@@ -20,14 +20,14 @@ discarded after training; only the tower's weights move on. Validation: per-cate
 ``max_k softmax(W_c h_k)[c]`` on the source's ``val`` scenes (``val_presence_auroc``, comparable with the
 other objectives) and the patch-level category accuracy on object-holding patches (``val_patch_accuracy``).
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 from torch import nn
 
-from study.model.vision_pretrain import (VisionPretrainParams, _pixels, patch_states, presence_labels,
-                                         train_tower_loop)
+from study.model.vision_pretrain import VisionPretrainParams, _pixels, patch_states, presence_labels, train_tower_loop
 from study.world.spec import WorldSpec
 
 
@@ -72,8 +72,9 @@ def dense_loss(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
     return sum(nn.functional.cross_entropy(logits[k].flatten(0, 1), targets[k].flatten()) for k in logits)
 
 
-def pretrain_dense(model, processor, source, spec: WorldSpec, p: VisionPretrainParams, seed: int,
-                   n_val: int = 200) -> dict:
+def pretrain_dense(
+    model, processor, source, spec: WorldSpec, p: VisionPretrainParams, seed: int, n_val: int = 200
+) -> dict:
     """Train ``model``'s vision tower in place on per-patch labels of ``source``'s train scenes (a World or
     :class:`study.world.uniform.UniformScenes`); returns metrics. Scenes are shuffled with ``seed`` every
     epoch; the last partial batch is kept."""
@@ -113,5 +114,9 @@ def pretrain_dense(model, processor, source, spec: WorldSpec, p: VisionPretrainP
     z, y = np.concatenate(probs), presence_labels(spec, val[:n_val])
     per = {c: auroc(z[:, j], y[:, j]) for j, c in enumerate(spec.category_names) if 0 < y[:, j].sum() < n_val}
     tower.train(was_training)
-    return {**run, "val_presence_auroc": float(np.mean(list(per.values()))), "val_presence_auroc_per_category": per,
-            "val_patch_accuracy": correct / max(counted, 1)}
+    return {
+        **run,
+        "val_presence_auroc": float(np.mean(list(per.values()))),
+        "val_presence_auroc_per_category": per,
+        "val_patch_accuracy": correct / max(counted, 1),
+    }

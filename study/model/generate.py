@@ -18,6 +18,7 @@ removed and rows re-padded on the left. With rho_th = 0.9 this shortens the 64-t
 ~6 tokens for every prefill and every decode step. ``drop_masked=False`` keeps the zeroed-mask form
 (the reference the tests compare against).
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -49,11 +50,16 @@ def render_prompts(processor, prompts: Sequence[str], prefixes: Sequence[str] | 
 
 def image_token_id(model) -> int:
     cfg = model.config
-    return getattr(cfg, "image_token_id", None) if getattr(cfg, "image_token_id", None) is not None else cfg.image_token_index
+    return (
+        getattr(cfg, "image_token_id", None)
+        if getattr(cfg, "image_token_id", None) is not None
+        else cfg.image_token_index
+    )
 
 
-def apply_image_keep(input_ids: torch.Tensor, attention_mask: torch.Tensor, img_id: int, keep_fn: KeepFn,
-                     g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+def apply_image_keep(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, img_id: int, keep_fn: KeepFn, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """Return (masked attention mask, position ids, visible image tokens per row)."""
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     masked = attention_mask.clone()
@@ -94,8 +100,9 @@ def merged_inputs_embeds(model, enc: dict) -> torch.Tensor:
     raise RuntimeError(f"{type(base).__name__}: its language model was not called with inputs_embeds")
 
 
-def compact(embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def compact(
+    embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Remove every position whose ``attention_mask`` is 0 and left-pad the rows again.
 
     Returns (embeds, attention_mask, position_ids) of length max_b(#kept_b); kept positions keep their
@@ -111,18 +118,32 @@ def compact(embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: to
     for b in range(B):
         k = int(n[b])
         if k:
-            out_e[b, length - k:] = embeds[b, keep[b]]
-            out_m[b, length - k:] = 1
-            out_p[b, length - k:] = position_ids[b, keep[b]]
+            out_e[b, length - k :] = embeds[b, keep[b]]
+            out_m[b, length - k :] = 1
+            out_p[b, length - k :] = position_ids[b, keep[b]]
     return out_e, out_m, out_p
 
 
 @torch.no_grad()
-def generate(model, processor, images: Sequence[Image.Image], prompts: Sequence[str], *,
-             prefixes: Sequence[str] | None = None, keep_fn: KeepFn | None = None, max_new_tokens: int = 96,
-             batch_size: int = 32, do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-             stop_at_sentence: bool = False, seed: int = 0, progress: bool = False,
-             return_visible: bool = False, drop_masked: bool = True):
+def generate(
+    model,
+    processor,
+    images: Sequence[Image.Image],
+    prompts: Sequence[str],
+    *,
+    prefixes: Sequence[str] | None = None,
+    keep_fn: KeepFn | None = None,
+    max_new_tokens: int = 96,
+    batch_size: int = 32,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    stop_at_sentence: bool = False,
+    seed: int = 0,
+    progress: bool = False,
+    return_visible: bool = False,
+    drop_masked: bool = True,
+):
     """Generate one answer per (image, prompt[, prefix]); returns the decoded continuations.
 
     With ``return_visible`` also returns the number of visible image tokens per row. With a ``keep_fn``
@@ -144,22 +165,27 @@ def generate(model, processor, images: Sequence[Image.Image], prompts: Sequence[
     it = range(0, len(texts), batch_size)
     for start in tqdm(it, desc="generate", disable=not progress, mininterval=2):
         sl = slice(start, start + batch_size)
-        enc = processor(images=list(images[sl]), text=texts[sl], return_tensors="pt", padding=True,
-                        padding_side="left")
+        enc = processor(images=list(images[sl]), text=texts[sl], return_tensors="pt", padding=True, padding_side="left")
         attn = enc["attention_mask"]
         masked, position_ids, visible = apply_image_keep(enc["input_ids"], attn, img_id, keep_fn or keep_all, g)
         visible_all += visible
         inputs = {k: v.to(device) for k, v in enc.items()}
-        sampling = dict(max_new_tokens=max_new_tokens, do_sample=do_sample,
-                        temperature=temperature if do_sample else None, top_p=top_p if do_sample else None,
-                        eos_token_id=eos, pad_token_id=tok.pad_token_id)
+        sampling = dict(
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            temperature=temperature if do_sample else None,
+            top_p=top_p if do_sample else None,
+            eos_token_id=eos,
+            pad_token_id=tok.pad_token_id,
+        )
         if keep_fn is not None and drop_masked:
-            embeds, attn_c, pos_c = compact(merged_inputs_embeds(model, inputs), masked.to(device),
-                                            position_ids.to(device))
+            embeds, attn_c, pos_c = compact(
+                merged_inputs_embeds(model, inputs), masked.to(device), position_ids.to(device)
+            )
             new = model.generate(inputs_embeds=embeds, attention_mask=attn_c, position_ids=pos_c, **sampling)
         else:
             inputs["attention_mask"] = masked.to(device)
             gen = model.generate(**inputs, position_ids=position_ids.to(device), **sampling)
-            new = gen[:, enc["input_ids"].shape[1]:]
+            new = gen[:, enc["input_ids"].shape[1] :]
         outs += [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
     return (outs, visible_all) if return_visible else outs

@@ -24,6 +24,7 @@ its head receive gradients. Validation (:func:`reading_accuracy`): on ``val`` sc
 existence questions answered by the sign of ``log P(yes) - log P(no)`` at the first answer token (accuracy
 and AUROC): whether in-context reading formed.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -50,8 +51,15 @@ class LMPretrainParams:
 
 def passage(spec: WorldSpec, scene: Scene, rng: np.random.Generator, p: CorpusParams) -> str:
     """A clean description of ``scene`` (every object, no absent one): the text stand-in for its image."""
-    return language.describe(spec, scene, rng, synonym_prob=p.synonym_prob, noise_rate=0.0, relation_prob=p.relation_prob,
-                      position_first_prob=p.position_first_prob)[0]
+    return language.describe(
+        spec,
+        scene,
+        rng,
+        synonym_prob=p.synonym_prob,
+        noise_rate=0.0,
+        relation_prob=p.relation_prob,
+        position_first_prob=p.position_first_prob,
+    )[0]
 
 
 def text_rows(spec: WorldSpec, scenes: list[Scene], p: CorpusParams, seed: int) -> list[dict]:
@@ -63,11 +71,20 @@ def text_rows(spec: WorldSpec, scenes: list[Scene], p: CorpusParams, seed: int) 
         text = passage(spec, scene, rng, p)
 
         def describe() -> str:
-            return language.describe(spec, scene, rng, synonym_prob=p.synonym_prob, noise_rate=p.caption_noise_rate,
-                              relation_prob=p.relation_prob, position_first_prob=p.position_first_prob)[0]
+            return language.describe(
+                spec,
+                scene,
+                rng,
+                synonym_prob=p.synonym_prob,
+                noise_rate=p.caption_noise_rate,
+                relation_prob=p.relation_prob,
+                position_first_prob=p.position_first_prob,
+            )[0]
 
         ask = language.DESCRIBE_PROMPTS[int(rng.integers(len(language.DESCRIBE_PROMPTS)))]
-        rows.append({"scene_id": scene.scene_id, "kind": "read_describe", "prompt": f"{text} {ask}", "answer": describe()})
+        rows.append(
+            {"scene_id": scene.scene_id, "kind": "read_describe", "prompt": f"{text} {ask}", "answer": describe()}
+        )
         for _ in range(p.qa_per_scene):
             kind, q, a = qa_item(spec, scene, rng)
             rows.append({"scene_id": scene.scene_id, "kind": f"read_{kind}", "prompt": f"{text} {q}", "answer": a})
@@ -81,15 +98,18 @@ def text_rows(spec: WorldSpec, scenes: list[Scene], p: CorpusParams, seed: int) 
 
 def text_dataset(rows: list[dict]) -> Dataset:
     """Rows as TRL conversational prompt-completion examples (string contents: no image part)."""
-    return Dataset.from_dict({
-        "prompt": [[{"role": "user", "content": r["prompt"]}] for r in rows],
-        "completion": [[{"role": "assistant", "content": r["answer"]}] for r in rows],
-    })
+    return Dataset.from_dict(
+        {
+            "prompt": [[{"role": "user", "content": r["prompt"]}] for r in rows],
+            "completion": [[{"role": "assistant", "content": r["answer"]}] for r in rows],
+        }
+    )
 
 
 @torch.no_grad()
-def reading_accuracy(model, tokenizer, spec: WorldSpec, scenes: list[Scene], p: CorpusParams, seed: int,
-                     batch_size: int = 64) -> dict:
+def reading_accuracy(
+    model, tokenizer, spec: WorldSpec, scenes: list[Scene], p: CorpusParams, seed: int, batch_size: int = 64
+) -> dict:
     """Balanced existence questions about each scene's passage: accuracy of the sign of the first answer
     token's ``log P(yes) - log P(no)``, and its AUROC."""
     from study.eval.grounding import auroc
@@ -99,25 +119,39 @@ def reading_accuracy(model, tokenizer, spec: WorldSpec, scenes: list[Scene], p: 
         rng = np.random.default_rng([seed, 611957, i])
         q, a = existence_item(spec, scene, rng)
         text = passage(spec, scene, rng, p)
-        prompts.append(tokenizer.apply_chat_template([{"role": "user", "content": f"{text} {q}"}],
-                                                     tokenize=False, add_generation_prompt=True))
+        prompts.append(
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": f"{text} {q}"}], tokenize=False, add_generation_prompt=True
+            )
+        )
         labels.append(a.startswith("yes"))
     yes, no = tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no")
     was_training = model.training
     model.eval()
     margins = []
     for s in range(0, len(prompts), batch_size):
-        enc = tokenizer(prompts[s:s + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tokenizer(prompts[s : s + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
         logp = model(**enc).logits[:, -1].float().log_softmax(-1)  # left padding: the last position is the prompt's end
         margins += (logp[:, yes] - logp[:, no]).tolist()
     model.train(was_training)
     m, y = np.array(margins), np.array(labels, dtype=float)
-    return {"reading_accuracy": float(np.mean((m > 0) == (y > 0))), "reading_auroc": float(auroc(m, y)),
-            "reading_items": len(y)}
+    return {
+        "reading_accuracy": float(np.mean((m > 0) == (y > 0))),
+        "reading_auroc": float(auroc(m, y)),
+        "reading_items": len(y),
+    }
 
 
-def pretrain_language(model, processor, world: World, spec: WorldSpec, p: LMPretrainParams, seed: int,
-                      work_dir: str | Path, n_val: int = 200) -> dict:
+def pretrain_language(
+    model,
+    processor,
+    world: World,
+    spec: WorldSpec,
+    p: LMPretrainParams,
+    seed: int,
+    work_dir: str | Path,
+    n_val: int = 200,
+) -> dict:
     """Train ``model``'s language model in place on the text corpus; returns metrics (loss, reading accuracy)."""
     from study.model.sft import SFTParams, run_metrics, sft_config
 
@@ -132,5 +166,9 @@ def pretrain_language(model, processor, world: World, spec: WorldSpec, p: LMPret
     after = reading_accuracy(model, tokenizer, spec, val_scenes, corpus, seed)
     if Path(work_dir).exists():
         shutil.rmtree(work_dir)
-    return {"train_rows": len(rows), **run_metrics(result),
-            **{f"{k}_before": v for k, v in before.items() if k != "reading_items"}, **after}
+    return {
+        "train_rows": len(rows),
+        **run_metrics(result),
+        **{f"{k}_before": v for k, v in before.items() if k != "reading_items"},
+        **after,
+    }

@@ -6,6 +6,7 @@ The chat template is LLaVA-1.5's ``USER: <image> … ASSISTANT: … </s>`` form;
 ``add_generation_prompt=True`` is a prefix of rendering the full conversation, which TRL's
 prompt-completion collators rely on.
 """
+
 from __future__ import annotations
 
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -38,9 +39,15 @@ def build_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
     tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return PreTrainedTokenizerFast(
-        tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-        extra_special_tokens={"image_token": "<image>"}, chat_template=CHAT_TEMPLATE,
-        model_max_length=4096, padding_side="left",
+        tokenizer_object=tk,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        extra_special_tokens={"image_token": "<image>"},
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=4096,
+        padding_side="left",
     )
 
 
@@ -50,9 +57,16 @@ def build_processor(words: list[str], image_size: int, patch_size: int) -> Llava
         raise ValueError(f"model.patch_size ({patch_size}) must divide the world's image_size ({image_size})")
     tokenizer = build_tokenizer(words)
     image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
-        do_center_crop=True, do_convert_rgb=True,
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        do_center_crop=True,
+        do_convert_rgb=True,
     )
-    return LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=patch_size,
-                          vision_feature_select_strategy="default", num_additional_image_tokens=1,
-                          chat_template=CHAT_TEMPLATE)
+    return LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=CHAT_TEMPLATE,
+    )

@@ -10,6 +10,7 @@ Objective: completion-only next-token cross-entropy of the description given the
 SFT), with gradients only into ``multi_modal_projector``. Afterwards every parameter is trainable again
 (SFT decides what it freezes).
 """
+
 from __future__ import annotations
 
 import shutil

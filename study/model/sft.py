@@ -4,6 +4,7 @@ Loss: next-token cross-entropy on the assistant completion only,
 ``L = -1/|y| * sum_t log p_theta(y_t | image, prompt, y_<t)``, the prompt and image tokens masked
 (TRL's ``completion_only_loss`` for prompt-completion data). Curves go to DVCLive.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,8 +50,10 @@ class PoolSaver(TrainerCallback):
         return [f"frac{f:g}" for f in fractions]
 
     def on_train_begin(self, args, state, control, **kw):
-        self.steps = {max(1, int(round(f * state.max_steps))): name
-                      for f, name in zip(self.fractions, self.member_names(self.fractions))}
+        self.steps = {
+            max(1, int(round(f * state.max_steps))): name
+            for f, name in zip(self.fractions, self.member_names(self.fractions))
+        }
 
     def on_step_end(self, args, state, control, model=None, **kw):
         name = self.steps.get(state.global_step)
@@ -65,17 +68,20 @@ def vision_dataset(rows: list[dict], world: World) -> Dataset:
     The dataset stores only ids and strings; ``with_transform`` builds the messages and loads the image
     when a batch is read, so nothing is decoded or copied up front.
     """
-    ds = Dataset.from_dict({
-        "scene_id": [r["scene_id"] for r in rows],
-        "prompt_text": [r["messages"][0]["content"][1]["text"] for r in rows],
-        "answer_text": [r["messages"][1]["content"][0]["text"] for r in rows],
-    })
+    ds = Dataset.from_dict(
+        {
+            "scene_id": [r["scene_id"] for r in rows],
+            "prompt_text": [r["messages"][0]["content"][1]["text"] for r in rows],
+            "answer_text": [r["messages"][1]["content"][0]["text"] for r in rows],
+        }
+    )
 
     def attach(batch: dict) -> dict:
         return {
             "prompt": [[user_turn(p)] for p in batch["prompt_text"]],
-            "completion": [[{"role": "assistant", "content": [{"type": "text", "text": a}]}]
-                           for a in batch["answer_text"]],
+            "completion": [
+                [{"role": "assistant", "content": [{"type": "text", "text": a}]}] for a in batch["answer_text"]
+            ],
             "images": [[world.image(s)] for s in batch["scene_id"]],
         }
 
@@ -90,8 +96,13 @@ def schedule_args(name: str, total_steps: int) -> dict:
     ``constant`` holds the peak LR, ``warmup_stable_decay`` holds it and decays (cosine) over the last
     ``WSD_DECAY_SHARE`` of the ``total_steps`` optimizer steps."""
     if name == "warmup_stable_decay":
-        return {"lr_scheduler_type": name, "lr_scheduler_kwargs": {
-            "num_decay_steps": max(1, int(round(WSD_DECAY_SHARE * total_steps))), "decay_type": "cosine"}}
+        return {
+            "lr_scheduler_type": name,
+            "lr_scheduler_kwargs": {
+                "num_decay_steps": max(1, int(round(WSD_DECAY_SHARE * total_steps))),
+                "decay_type": "cosine",
+            },
+        }
     return {"lr_scheduler_type": "cosine" if name == "cosine" else "constant_with_warmup"}
 
 
@@ -100,12 +111,28 @@ def sft_config(p: SFTParams, output_dir: str | Path, seed: int, n_rows: int, **o
     cpu = not torch.cuda.is_available()
     steps = math.ceil(math.ceil(n_rows / p.batch_size) * p.epochs)
     kw = dict(
-        output_dir=str(output_dir), num_train_epochs=p.epochs, learning_rate=p.learning_rate,
-        per_device_train_batch_size=p.batch_size, per_device_eval_batch_size=p.batch_size,
-        weight_decay=p.weight_decay, warmup_steps=p.warmup_ratio, **schedule_args(p.lr_scheduler, steps),
-        logging_steps=10, eval_strategy="epoch", save_strategy="no", report_to=[], seed=seed, data_seed=seed,
-        use_cpu=cpu, bf16=False, gradient_checkpointing=False, max_length=None, remove_unused_columns=False,
-        dataloader_num_workers=0, disable_tqdm=False, dataset_kwargs={"skip_prepare_dataset": True},
+        output_dir=str(output_dir),
+        num_train_epochs=p.epochs,
+        learning_rate=p.learning_rate,
+        per_device_train_batch_size=p.batch_size,
+        per_device_eval_batch_size=p.batch_size,
+        weight_decay=p.weight_decay,
+        warmup_steps=p.warmup_ratio,
+        **schedule_args(p.lr_scheduler, steps),
+        logging_steps=10,
+        eval_strategy="epoch",
+        save_strategy="no",
+        report_to=[],
+        seed=seed,
+        data_seed=seed,
+        use_cpu=cpu,
+        bf16=False,
+        gradient_checkpointing=False,
+        max_length=None,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+        dataset_kwargs={"skip_prepare_dataset": True},
     )
     kw.update(overrides)
     return SFTConfig(**kw)
@@ -113,20 +140,32 @@ def sft_config(p: SFTParams, output_dir: str | Path, seed: int, n_rows: int, **o
 
 def run_metrics(result) -> dict:
     """The training summary every organism stage reports from ``Trainer.train()``'s result."""
-    return {"train_loss": float(result.training_loss), "train_runtime_s": float(result.metrics["train_runtime"]),
-            "train_samples_per_s": float(result.metrics["train_samples_per_second"])}
+    return {
+        "train_loss": float(result.training_loss),
+        "train_runtime_s": float(result.metrics["train_runtime"]),
+        "train_samples_per_s": float(result.metrics["train_samples_per_second"]),
+    }
 
 
-def train_sft(model, processor, world: World, p: SFTParams, out_dir: str | Path, live_dir: str | Path | None,
-              seed: int, work_dir: str | Path | None = None, pool_dir: str | Path | None = None,
-              callbacks=()) -> dict:
+def train_sft(
+    model,
+    processor,
+    world: World,
+    p: SFTParams,
+    out_dir: str | Path,
+    live_dir: str | Path | None,
+    seed: int,
+    work_dir: str | Path | None = None,
+    pool_dir: str | Path | None = None,
+    callbacks=(),
+) -> dict:
     """Train ``model`` on the world's SFT corpus; save model + processor (safetensors) to ``out_dir``.
 
     With ``pool_dir``, the intermediate checkpoints of :class:`PoolSaver` are published there (atomically).
     ``callbacks``: further ``TrainerCallback``s (e.g. :class:`study.eval.circuit_curve.CircuitCurve`)."""
-    from dvclive import Live
     from dvclive.huggingface import DVCLiveCallback
 
+    from dvclive import Live
     from study import io
 
     if p.freeze_vision:  # LLaVA keeps its pretrained CLIP tower frozen through instruction tuning
@@ -142,11 +181,20 @@ def train_sft(model, processor, world: World, p: SFTParams, out_dir: str | Path,
         callbacks.append(DVCLiveCallback(live=Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None)))
     if pool_dir is not None:
         callbacks.append(PoolSaver(p.pool_fractions, processor, work / "pool"))
-    trainer = SFTTrainer(model=model, args=sft_config(p, work, seed, len(train)), train_dataset=train, eval_dataset=val,
-                         processing_class=processor, callbacks=callbacks)
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(p, work, seed, len(train)),
+        train_dataset=train,
+        eval_dataset=val,
+        processing_class=processor,
+        callbacks=callbacks,
+    )
     result = trainer.train()
-    metrics = {**run_metrics(result), "train_rows": len(train),
-               "trainable_params": sum(q.numel() for q in model.parameters() if q.requires_grad)}
+    metrics = {
+        **run_metrics(result),
+        "train_rows": len(train),
+        "trainable_params": sum(q.numel() for q in model.parameters() if q.requires_grad),
+    }
     metrics.update({k: float(v) for k, v in trainer.evaluate().items() if k == "eval_loss"})
     with io.atomic_dir(out_dir) as tmp:
         trainer.model.save_pretrained(tmp, safe_serialization=True)

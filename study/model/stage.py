@@ -6,10 +6,10 @@ for a pretrained checkpoint and when ``vision.epochs`` is 0) and saves it; ``lm`
 model on text (:mod:`study.model.lm_pretrain`, the organism's Vicuna) and aligns the projector to it with
 tower and LM frozen (:mod:`study.model.projector_align`, LLaVA's stage 1); ``sft`` instruction-tunes that
 model with TRL's SFTTrainer (LLaVA's stage 2)."""
+
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 from study import io
 from study.config import LMSection, ModelSection, ProjectorSection, SFTSection, VisionSection
@@ -39,8 +39,9 @@ def sft_params_of(sp: SFTSection) -> SFTParams:
 
 
 def vision_params_of(vp: VisionSection) -> VisionPretrainParams:
-    return VisionPretrainParams(epochs=vp.epochs, learning_rate=vp.learning_rate, batch_size=vp.batch_size,
-                                weight_decay=vp.weight_decay)
+    return VisionPretrainParams(
+        epochs=vp.epochs, learning_rate=vp.learning_rate, batch_size=vp.batch_size, weight_decay=vp.weight_decay
+    )
 
 
 def pretrain_tower(vp: VisionSection, net, processor, world: World, spec, seed: int) -> dict:
@@ -73,8 +74,9 @@ def align_projector_of(pp: ProjectorSection, net, processor, world: World, seed:
     """LLaVA's stage 1 on ``net`` in place: only the projector trains (``projector``)."""
     from study.model.projector_align import ProjectorAlignParams, align_projector
 
-    return align_projector(net, processor, world, ProjectorAlignParams(pp.epochs, pp.learning_rate, pp.batch_size),
-                           seed, work_dir)
+    return align_projector(
+        net, processor, world, ProjectorAlignParams(pp.epochs, pp.learning_rate, pp.batch_size), seed, work_dir
+    )
 
 
 def _skip_stage(reason: str, out_dir: str, metrics_path: str) -> dict:
@@ -86,8 +88,9 @@ def _skip_stage(reason: str, out_dir: str, metrics_path: str) -> dict:
     return metrics
 
 
-def run_vision(model: dict, vision: dict, seed: int, world_spec: str, world_dir: str, out_dir: str,
-               metrics_path: str) -> dict:
+def run_vision(
+    model: dict, vision: dict, seed: int, world_spec: str, world_dir: str, out_dir: str, metrics_path: str
+) -> dict:
     """Build the base model, pretrain its vision tower, save model + processor to ``out_dir``."""
     mp, vp = ModelSection(**model), VisionSection(**vision)
     if mp.base_path:  # a real checkpoint: its tower is pretrained already, and SFT reads base_path itself
@@ -106,14 +109,24 @@ def run_vision(model: dict, vision: dict, seed: int, world_spec: str, world_dir:
     return metrics
 
 
-def run_lm(model: dict, lm: dict, projector: dict, seed: int, world_spec: str, world_dir: str, init_dir: str,
-           out_dir: str, metrics_path: str) -> dict:
+def run_lm(
+    model: dict,
+    lm: dict,
+    projector: dict,
+    seed: int,
+    world_spec: str,
+    world_dir: str,
+    init_dir: str,
+    out_dir: str,
+    metrics_path: str,
+) -> dict:
     """Text-pretrain the ``vision`` stage's model's language model (``lm``), then align its projector with
     tower and LM frozen (``projector``, LLaVA's stage 1); save model + processor to ``out_dir``."""
     mp, lp, pp = ModelSection(**model), LMSection(**lm), ProjectorSection(**projector)
     if mp.base_path:  # a real checkpoint: its LLM is pretrained and its projector aligned already
-        return _skip_stage("model.base_path is set: its language model and projector are trained already", out_dir,
-                           metrics_path)
+        return _skip_stage(
+            "model.base_path is set: its language model and projector are trained already", out_dir, metrics_path
+        )
     spec, world = load_spec(world_spec), World(world_dir)
     net, processor = load_model(init_dir)
     work = default_work_dir(out_dir)
@@ -135,8 +148,18 @@ def run_lm(model: dict, lm: dict, projector: dict, seed: int, world_spec: str, w
     return metrics
 
 
-def run_sft(model: dict, sft: dict, seed: int, world_spec: str, world_dir: str, out_dir: str, live_dir: str,
-            metrics_path: str, pool_dir: str | None = None, init_dir: str | None = None) -> dict:
+def run_sft(
+    model: dict,
+    sft: dict,
+    seed: int,
+    world_spec: str,
+    world_dir: str,
+    out_dir: str,
+    live_dir: str,
+    metrics_path: str,
+    pool_dir: str | None = None,
+    init_dir: str | None = None,
+) -> dict:
     """Instruction-tune the ``vision`` stage's model (``init_dir``), or ``model.base_path`` when set (without
     either, a freshly built organism)."""
     mp, sp = ModelSection(**model), SFTSection(**sft)

@@ -15,6 +15,7 @@ against presence ``y_{i,c}``:
 The head is discarded after training; only the tower's weights move on to SFT. Validation: mean
 per-category AUROC of ``z`` on the ``val`` split.
 """
+
 from __future__ import annotations
 
 import time
@@ -27,8 +28,7 @@ from torch import nn
 from study.world.corpus import World
 from study.world.spec import WorldSpec
 
-
-PROBE_TRAIN = 1000       # scenes a tower's presence probe is fitted on
+PROBE_TRAIN = 1000  # scenes a tower's presence probe is fitted on
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,9 @@ class PresenceHead(nn.Module):
         return self.proj(patch_states).amax(dim=1)
 
 
-def patch_states(vision_tower, pixel_values: torch.Tensor, feature_layer: int = -1, drop_cls: bool = True) -> torch.Tensor:
+def patch_states(
+    vision_tower, pixel_values: torch.Tensor, feature_layer: int = -1, drop_cls: bool = True
+) -> torch.Tensor:
     """The tower's hidden states at ``feature_layer`` (what LLaVA's projector reads), CLS dropped."""
     out = vision_tower(pixel_values, output_hidden_states=True)
     h = out.hidden_states[feature_layer]
@@ -74,8 +76,16 @@ def _labels(spec: WorldSpec, scenes, idx) -> torch.Tensor:
 
 
 @torch.no_grad()
-def presence_logits(vision_tower, head: PresenceHead, processor, world: World, split: str, n: int,
-                    batch_size: int, feature_layer: int = -1) -> np.ndarray:
+def presence_logits(
+    vision_tower,
+    head: PresenceHead,
+    processor,
+    world: World,
+    split: str,
+    n: int,
+    batch_size: int,
+    feature_layer: int = -1,
+) -> np.ndarray:
     vision_tower.eval()
     out = []
     for start in range(0, n, batch_size):
@@ -90,8 +100,9 @@ def train_tower_loop(tower, head_params: list, loss_of, n: int, p: VisionPretrai
     steps; every epoch shuffles the ``n`` scene indices with ``seed`` and keeps the last partial batch;
     ``loss_of(idx)`` is the batch loss. Leaves the tower in train mode. Returns ``steps``, ``seconds``,
     ``images_per_s`` and the mean loss of the first and last 10 steps."""
-    opt = torch.optim.AdamW(list(tower.parameters()) + list(head_params), lr=p.learning_rate,
-                            weight_decay=p.weight_decay)
+    opt = torch.optim.AdamW(
+        list(tower.parameters()) + list(head_params), lr=p.learning_rate, weight_decay=p.weight_decay
+    )
     steps_per_epoch = (n + p.batch_size - 1) // p.batch_size
     total = max(1, int(round(p.epochs * steps_per_epoch)))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p.learning_rate, total_steps=total, pct_start=0.05)
@@ -103,7 +114,7 @@ def train_tower_loop(tower, head_params: list, loss_of, n: int, p: VisionPretrai
         for start in range(0, n, p.batch_size):
             if step >= total:
                 break
-            loss = loss_of(order[start:start + p.batch_size])
+            loss = loss_of(order[start : start + p.batch_size])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -111,12 +122,18 @@ def train_tower_loop(tower, head_params: list, loss_of, n: int, p: VisionPretrai
             losses.append(loss.item())
             step += 1
     seconds = time.perf_counter() - t0
-    return {"steps": total, "seconds": seconds, "images_per_s": total * p.batch_size / max(seconds, 1e-9),
-            "loss_first": float(np.mean(losses[:10])), "loss_last": float(np.mean(losses[-10:]))}
+    return {
+        "steps": total,
+        "seconds": seconds,
+        "images_per_s": total * p.batch_size / max(seconds, 1e-9),
+        "loss_first": float(np.mean(losses[:10])),
+        "loss_last": float(np.mean(losses[-10:])),
+    }
 
 
-def pretrain_vision(model, processor, world: World, spec: WorldSpec, p: VisionPretrainParams, seed: int,
-                    n_val: int = 200) -> dict:
+def pretrain_vision(
+    model, processor, world: World, spec: WorldSpec, p: VisionPretrainParams, seed: int, n_val: int = 200
+) -> dict:
     """Train ``model``'s vision tower in place on object presence; returns metrics (losses, val AUROC).
 
     Scenes of the train split are shuffled with ``seed`` every epoch; the last partial batch is kept."""
@@ -144,13 +161,15 @@ def pretrain_vision(model, processor, world: World, spec: WorldSpec, p: VisionPr
 
 
 @torch.no_grad()
-def pooled_patch_features(tower, processor, world: World, split: str, n: int, batch_size: int,
-                          feature_layer: int = -1) -> np.ndarray:
+def pooled_patch_features(
+    tower, processor, world: World, split: str, n: int, batch_size: int, feature_layer: int = -1
+) -> np.ndarray:
     """Mean- and max-pooled patch states (CLS dropped) of the first ``n`` scenes of ``split``: (n, 2 hidden)."""
     out = []
     for start in range(0, n, batch_size):
-        h = patch_states(tower, _pixels(processor, world, split, np.arange(start, min(n, start + batch_size))),
-                         feature_layer)
+        h = patch_states(
+            tower, _pixels(processor, world, split, np.arange(start, min(n, start + batch_size))), feature_layer
+        )
         out.append(torch.cat([h.mean(1), h.amax(1)], dim=1).float().cpu().numpy())
     return np.concatenate(out)
 
@@ -177,7 +196,8 @@ def tower_presence_report(model, processor, source, world: World, spec: WorldSpe
         if not scenes:
             continue
         x = pooled_patch_features(tower, processor, world, split, len(scenes), batch_size, layer)
-        out[f"{split}_auroc"] = presence_probe(x_fit, presence_labels(spec, fit), x, presence_labels(spec, scenes),
-                                               spec.category_names)["mean_auroc"]
+        out[f"{split}_auroc"] = presence_probe(
+            x_fit, presence_labels(spec, fit), x, presence_labels(spec, scenes), spec.category_names
+        )["mean_auroc"]
     tower.train(was_training)
     return out

@@ -6,17 +6,21 @@ registered in :data:`RECIPES`): :mod:`.bdhs`, :mod:`.povid`, :mod:`.vlfeedback`,
 and their held-out accuracy: :mod:`.annotators`, :mod:`.reward_model`. Scene-graph claim checks shared by
 the oracle and the corruption/correction recipes: :mod:`.facts`.
 """
-from study.prefs.annotators import (Annotator, NoisyOracleAnnotator, OracleAnnotator, RewardModelAnnotator,
-                                    annotator_accuracy)
+
+from study.prefs.annotators import (
+    Annotator,
+    NoisyOracleAnnotator,
+    OracleAnnotator,
+    RewardModelAnnotator,
+    annotator_accuracy,
+)
 from study.prefs.bdhs import bdhs_recipe
 from study.prefs.facts import check_claims, parse_prompt, qa_grade
 from study.prefs.povid import corrupt, noisy_rejections, povid_recipe, teacher_forced_rejections
 from study.prefs.random_corruption import random_corruption_recipe
-from study.prefs.reward_model import (LlavaRewardModel, RMParams, load_reward_model, reward_scores,
-                                      train_reward_model)
+from study.prefs.reward_model import LlavaRewardModel, RMParams, load_reward_model, reward_scores, train_reward_model
 from study.prefs.rlhfv import correct_answer, rlhfv_recipe
-from study.prefs.schema import (COLUMNS, PrefSchemaError, load_prefs, make_row, save_prefs, to_trl,
-                                validate_rows)
+from study.prefs.schema import COLUMNS, PrefSchemaError, load_prefs, make_row, save_prefs, to_trl, validate_rows
 from study.prefs.sources import corpus_items, subsample
 from study.prefs.vlf_corrupted import vlf_corrupted_recipe
 from study.prefs.vlfeedback import vlfeedback_recipe
@@ -31,11 +35,37 @@ RECIPES = {
 }
 
 __all__ = [
-    "RECIPES", "COLUMNS", "PrefSchemaError", "make_row", "validate_rows", "save_prefs", "load_prefs", "to_trl",
-    "subsample", "corpus_items",
-    "bdhs_recipe", "povid_recipe", "vlfeedback_recipe", "rlhfv_recipe", "vlf_corrupted_recipe",
-    "random_corruption_recipe", "corrupt", "teacher_forced_rejections", "noisy_rejections", "correct_answer",
-    "Annotator", "OracleAnnotator", "NoisyOracleAnnotator", "RewardModelAnnotator", "annotator_accuracy",
-    "LlavaRewardModel", "RMParams", "train_reward_model", "load_reward_model", "reward_scores",
-    "check_claims", "parse_prompt", "qa_grade",
+    "RECIPES",
+    "COLUMNS",
+    "PrefSchemaError",
+    "make_row",
+    "validate_rows",
+    "save_prefs",
+    "load_prefs",
+    "to_trl",
+    "subsample",
+    "corpus_items",
+    "bdhs_recipe",
+    "povid_recipe",
+    "vlfeedback_recipe",
+    "rlhfv_recipe",
+    "vlf_corrupted_recipe",
+    "random_corruption_recipe",
+    "corrupt",
+    "teacher_forced_rejections",
+    "noisy_rejections",
+    "correct_answer",
+    "Annotator",
+    "OracleAnnotator",
+    "NoisyOracleAnnotator",
+    "RewardModelAnnotator",
+    "annotator_accuracy",
+    "LlavaRewardModel",
+    "RMParams",
+    "train_reward_model",
+    "load_reward_model",
+    "reward_scores",
+    "check_claims",
+    "parse_prompt",
+    "qa_grade",
 ]

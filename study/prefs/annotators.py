@@ -53,6 +53,7 @@ Learned reward model (:class:`RewardModelAnnotator`): ``r(image, prompt, answer)
 :func:`annotator_accuracy` measures the share of held-out pairs whose ``chosen`` is preferred, showing
 each pair in a random (seeded) order so that an annotator that always says 0 scores 0.5.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -109,7 +110,10 @@ class Annotator:
     def prefer_batch(self, scenes, prompts, a_list, b_list) -> list[int]:
         sa = self.score_batch(scenes, prompts, a_list)
         sb = self.score_batch(scenes, prompts, b_list)
-        return [self.prefer_from_scores(s, p, a, b, x, y) for s, p, a, b, x, y in zip(scenes, prompts, a_list, b_list, sa, sb)]
+        return [
+            self.prefer_from_scores(s, p, a, b, x, y)
+            for s, p, a, b, x, y in zip(scenes, prompts, a_list, b_list, sa, sb)
+        ]
 
     def rank(self, scene: Scene, prompt: str, answers: Sequence[str]) -> list[float]:
         return self.score_batch([scene] * len(answers), [prompt] * len(answers), list(answers))
@@ -120,8 +124,15 @@ class OracleAnnotator(Annotator):
 
     name = "oracle"
 
-    def __init__(self, spec: WorldSpec, *, w_coverage: float = W_COVERAGE, w_hallucination: float = W_HALLUCINATION,
-                 w_error: float = W_ERROR, seed: int = 0):
+    def __init__(
+        self,
+        spec: WorldSpec,
+        *,
+        w_coverage: float = W_COVERAGE,
+        w_hallucination: float = W_HALLUCINATION,
+        w_error: float = W_ERROR,
+        seed: int = 0,
+    ):
         self.spec, self.seed = spec, seed
         self.w_coverage, self.w_hallucination, self.w_error = w_coverage, w_hallucination, w_error
 
@@ -129,9 +140,12 @@ class OracleAnnotator(Annotator):
         """``F`` (facts stated), ``facts`` (of the scene), ``H`` (hallucinated objects), ``E`` (other false
         claims) of one description (module docstring)."""
         h = helpfulness_stats(answer, scene, self.spec)
-        return {"F": h["facts_stated"], "facts": h["facts"],
-                "H": chair_stats(answer, scene, self.spec)["hallucinated"],
-                "E": check_claims(answer, scene, self.spec).n_other_errors}
+        return {
+            "F": h["facts_stated"],
+            "facts": h["facts"],
+            "H": chair_stats(answer, scene, self.spec)["hallucinated"],
+            "E": check_claims(answer, scene, self.spec).n_other_errors,
+        }
 
     def description_score(self, scene: Scene, answer: str) -> float:
         c = self.description_counts(scene, answer)
@@ -175,9 +189,9 @@ class OracleAnnotator(Annotator):
             for j in range(i + 1, len(answers)):
                 k = self.dominance(scene, answers[i], answers[j])
                 if k is not None:
-                    w, l = (i, j) if k == 0 else (j, i)
-                    out[w] += 1.0
-                    out[l] -= 1.0
+                    winner, loser = (i, j) if k == 0 else (j, i)
+                    out[winner] += 1.0
+                    out[loser] -= 1.0
         return out
 
 
@@ -231,8 +245,9 @@ class RewardModelAnnotator(Annotator):
         from study.prefs.reward_model import reward_scores
 
         images = [self.world.image(s.scene_id) for s in scenes]
-        return reward_scores(self.model, self.processor, images, list(prompts), list(answers),
-                             batch_size=self.batch_size)
+        return reward_scores(
+            self.model, self.processor, images, list(prompts), list(answers), batch_size=self.batch_size
+        )
 
     def score(self, scene: Scene, prompt: str, answer: str) -> float:
         return self.score_batch([scene], [prompt], [answer])[0]

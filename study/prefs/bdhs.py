@@ -13,6 +13,7 @@ candidates are sampled so that ``n`` rows usually remain.
 ``source_ids``: ``{"chosen": "corpus:{split}", "rejected": "bdhs:{model_id}", "iterations", "similarity",
 "guided", "visible_tokens", "kind"}``.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -23,9 +24,23 @@ from study.prefs.sources import candidates, corpus_items, kinds_for, subsample
 RECIPE = "bdhs"
 
 
-def bdhs_recipe(world, *, n: int | None, seed: int, model=None, processor=None, split: str = "train",
-                prompt_source: str = "mixed", kinds=None, params=None, encoder=None, model_id: str = "sft",
-                sampler: Callable | None = None, overdraw: float = 1.1, chunk: int = 256) -> list[dict]:
+def bdhs_recipe(
+    world,
+    *,
+    n: int | None,
+    seed: int,
+    model=None,
+    processor=None,
+    split: str = "train",
+    prompt_source: str = "mixed",
+    kinds=None,
+    params=None,
+    encoder=None,
+    model_id: str = "sft",
+    sampler: Callable | None = None,
+    overdraw: float = 1.1,
+    chunk: int = 256,
+) -> list[dict]:
     """BDHS rows (module docstring). ``sampler`` defaults to :func:`study.bdhs.bdhs_sample`; ``params`` to
     ``BDHSParams(rho_th=study.bdhs.DEFAULT_RHO_TH)``; ``encoder`` to ``study.bdhs.similarity.load_encoder(None)`` (only when the default
     sampler is used). Sampling runs in chunks of ``chunk`` items."""
@@ -41,9 +56,17 @@ def bdhs_recipe(world, *, n: int | None, seed: int, model=None, processor=None, 
     items = candidates(corpus_items(world, split, kinds_for(prompt_source, kinds)), n, seed, overdraw)
     kept = []
     for s in range(0, len(items), chunk):
-        batch = items[s:s + chunk]
-        results = sampler(model, processor, [world.image(it["scene_id"]) for it in batch],
-                          [it["prompt"] for it in batch], [it["answer"] for it in batch], params, encoder, seed + s)
+        batch = items[s : s + chunk]
+        results = sampler(
+            model,
+            processor,
+            [world.image(it["scene_id"]) for it in batch],
+            [it["prompt"] for it in batch],
+            [it["answer"] for it in batch],
+            params,
+            encoder,
+            seed + s,
+        )
         if len(results) != len(batch):
             raise ValueError(f"BDHS sampler returned {len(results)} results for {len(batch)} items")
         for it, res in zip(batch, results):
@@ -52,9 +75,24 @@ def bdhs_recipe(world, *, n: int | None, seed: int, model=None, processor=None, 
                 kept.append((it, res))
     rows = []
     for it, res in subsample(kept, n, seed):
-        src = {"chosen": f"corpus:{split}", "rejected": f"bdhs:{model_id}", "iterations": res.iterations,
-               "similarity": res.similarity, "guided": res.guided, "visible_tokens": res.visible_tokens,
-               "kind": it["kind"]}
-        rows.append(make_row(prompt=it["prompt"], chosen=it["answer"], rejected=res.rejected.strip(),
-                             scene_id=it["scene_id"], recipe=RECIPE, seed=seed, source_ids=src))
+        src = {
+            "chosen": f"corpus:{split}",
+            "rejected": f"bdhs:{model_id}",
+            "iterations": res.iterations,
+            "similarity": res.similarity,
+            "guided": res.guided,
+            "visible_tokens": res.visible_tokens,
+            "kind": it["kind"],
+        }
+        rows.append(
+            make_row(
+                prompt=it["prompt"],
+                chosen=it["answer"],
+                rejected=res.rejected.strip(),
+                scene_id=it["scene_id"],
+                recipe=RECIPE,
+                seed=seed,
+                source_ids=src,
+            )
+        )
     return validate_rows(rows, world)

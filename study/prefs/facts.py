@@ -27,6 +27,7 @@ Errors (each one unit; a sentence can hold several):
     false_denial         a negated mention ("there is no cup") of a category that is present.
     wrong_context        a sentence with the token ``scene`` and a context word other than the scene's.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -37,8 +38,16 @@ from study.world.phrases import CLAIM_COUNT_WORDS, RELATIONS, claimed_count_inde
 from study.world.scenes import Scene, SceneObject
 from study.world.spec import WorldSpec
 
-ERROR_KINDS = ("hallucinated_object", "wrong_color", "wrong_size", "wrong_position", "wrong_count",
-               "false_relation", "false_denial", "wrong_context")
+ERROR_KINDS = (
+    "hallucinated_object",
+    "wrong_color",
+    "wrong_size",
+    "wrong_position",
+    "wrong_count",
+    "false_relation",
+    "false_denial",
+    "wrong_context",
+)
 
 
 @dataclass
@@ -46,25 +55,25 @@ class SentenceInfo:
     """One parsed sentence: token spans of every claim it holds, and the errors found in it."""
 
     tokens: list[str]
-    kind: str = "other"                                   # "object", "relation" or "other"
-    asserted: list[tuple[int, str]] = field(default_factory=list)   # (token index, category)
+    kind: str = "other"  # "object", "relation" or "other"
+    asserted: list[tuple[int, str]] = field(default_factory=list)  # (token index, category)
     denied: list[tuple[int, str]] = field(default_factory=list)
-    category: str | None = None                           # object claims
-    colors: list[int] = field(default_factory=list)       # token indices of colour words
+    category: str | None = None  # object claims
+    colors: list[int] = field(default_factory=list)  # token indices of colour words
     sizes: list[int] = field(default_factory=list)
     positions: list[tuple[int, int]] = field(default_factory=list)  # [start, end) of position phrases
-    count: int | None = None                              # token index of the count word
-    relation: dict | None = None                          # {"a","b","rel","negated","start","end"}
-    context: int | None = None                            # token index of a context word
+    count: int | None = None  # token index of the count word
+    relation: dict | None = None  # {"a","b","rel","negated","start","end"}
+    context: int | None = None  # token index of a context word
     errors: list[str] = field(default_factory=list)
-    best: SceneObject | None = None                       # closest instance of an object claim
+    best: SceneObject | None = None  # closest instance of an object claim
 
     @property
     def text(self) -> str:
         return " ".join(self.tokens)
 
     def phrase(self, span: tuple[int, int]) -> str:
-        return " ".join(self.tokens[span[0]:span[1]])
+        return " ".join(self.tokens[span[0] : span[1]])
 
 
 @dataclass
@@ -133,8 +142,14 @@ def parse_sentence(tokens: list[str], spec: WorldSpec) -> SentenceInfo:
         after = [m for m in mentions if m[0] >= end]
         if before and after:
             info.kind = "relation"
-            info.relation = {"a": before[-1][1], "b": after[0][1], "rel": rel, "start": start, "end": end,
-                             "negated": start > 0 and tokens[start - 1] == "not"}
+            info.relation = {
+                "a": before[-1][1],
+                "b": after[0][1],
+                "rel": rel,
+                "start": start,
+                "end": end,
+                "negated": start > 0 and tokens[start - 1] == "not",
+            }
             return info
     cats = {c for _, c in info.asserted}
     if len(cats) == 1 and not rels:
@@ -179,6 +194,7 @@ def join_sentences(infos: list[SentenceInfo]) -> str:
 # --------------------------------------------------------------------------------------------------
 # Prompts: which question a world prompt asks (the templates of study.world.language).
 
+
 def parse_prompt(prompt: str, spec: WorldSpec) -> dict:
     """``{"kind": "describe"|"exist"|"color"|"count"|"relation", ...}`` for a world prompt.
 
@@ -203,7 +219,7 @@ def parse_prompt(prompt: str, spec: WorldSpec) -> dict:
                 if key == "rel":
                     for r in RELATIONS:
                         k = len(r.split())
-                        if t[i:i + k] == r.split():
+                        if t[i : i + k] == r.split():
                             out[key] = r
                             i += k
                             break
@@ -293,7 +309,10 @@ def gt_answer(q: dict, scene: Scene, spec: WorldSpec) -> str:
         return language.count_qa(spec, scene, q["object"])[1]
     if kind == "relation":
         holds = relation_true(scene, q["a"], q["rel"], q["b"])
-        ans = f"yes , the {q['a']} is {q['rel']} the {q['b']} ." if holds else \
-            f"no , the {q['a']} is not {q['rel']} the {q['b']} ."
+        ans = (
+            f"yes , the {q['a']} is {q['rel']} the {q['b']} ."
+            if holds
+            else f"no , the {q['a']} is not {q['rel']} the {q['b']} ."
+        )
         return ans
     raise ValueError(f"gt_answer needs a short-QA prompt, got kind {kind!r}")

@@ -37,6 +37,7 @@ token predicted from the *ground-truth* prefix y+_<t is taken (argmax, or sample
 "sample"``); special tokens are excluded, so the result has exactly one word per chosen word. If it
 equals the chosen answer, up to 3 sampled retries are made; if they all equal it, ``rejected_2 = ""``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -44,8 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from study.prefs.facts import (SentenceInfo, check_claims, check_sentence, parse_prompt, parse_sentence,
-                               relation_true)
+from study.prefs.facts import SentenceInfo, check_claims, check_sentence, parse_prompt, parse_sentence, relation_true
 from study.prefs.schema import make_row, validate_rows
 from study.prefs.sources import candidates, corpus_items, kinds_for, subsample, world_spec
 from study.world import language
@@ -59,6 +59,7 @@ RECIPE = "povid"
 
 # --------------------------------------------------------------------------------------------------
 # Diffusion noise (POVID's add_diffusion_noise). study.bdhs.noise owns it when present.
+
 
 def _local_betas(n_total: int = 1000) -> np.ndarray:
     k = np.arange(n_total, dtype=np.float64)
@@ -89,14 +90,16 @@ except Exception:  # pragma: no cover - depends on the parallel package
 # --------------------------------------------------------------------------------------------------
 # Corruption
 
+
 @dataclass
 class Corruption:
     text: str
     edits: list[dict] = field(default_factory=list)
 
 
-def plausible_absent(scene: Scene, spec: WorldSpec, cooc: np.ndarray, rng: np.random.Generator,
-                     exclude: set[str] = frozenset()) -> str | None:
+def plausible_absent(
+    scene: Scene, spec: WorldSpec, cooc: np.ndarray, rng: np.random.Generator, exclude: set[str] = frozenset()
+) -> str | None:
     """An absent category drawn by co-occurrence with the scene's present categories (module docstring)."""
     cats = spec.category_names
     idx = {c: i for i, c in enumerate(cats)}
@@ -111,8 +114,9 @@ def plausible_absent(scene: Scene, spec: WorldSpec, cooc: np.ndarray, rng: np.ra
 def _word_for(spec: WorldSpec, category: str, like: str, rng: np.random.Generator) -> str:
     """A word of ``category`` in the same number (singular/plural) as the word ``like``."""
     cat = spec.categories[category]
-    plural = like in {p for c in spec.categories.values() for p in c.plural.values()} and \
-        like not in {n for c in spec.categories.values() for n in c.names}
+    plural = like in {p for c in spec.categories.values() for p in c.plural.values()} and like not in {
+        n for c in spec.categories.values() for n in c.names
+    }
     name = cat.name if not cat.synonyms or rng.random() >= 0.2 else cat.synonyms[int(rng.integers(len(cat.synonyms)))]
     return cat.plural[name] if plural else name
 
@@ -133,7 +137,9 @@ def _cell_of(info: SentenceInfo, spec: WorldSpec) -> int | None:
     return None
 
 
-def _insert_reading_order(infos: list[SentenceInfo], new: SentenceInfo, cell: int, spec: WorldSpec) -> list[SentenceInfo]:
+def _insert_reading_order(
+    infos: list[SentenceInfo], new: SentenceInfo, cell: int, spec: WorldSpec
+) -> list[SentenceInfo]:
     """Insert ``new`` before the first object sentence whose cell comes after ``cell`` (else after the
     last object sentence, else after an intro sentence)."""
     last_obj = None
@@ -146,11 +152,12 @@ def _insert_reading_order(infos: list[SentenceInfo], new: SentenceInfo, cell: in
     if last_obj is None:
         k = 1 if infos and infos[0].context is not None else 0
         return infos[:k] + [new] + infos[k:]
-    return infos[:last_obj + 1] + [new] + infos[last_obj + 1:]
+    return infos[: last_obj + 1] + [new] + infos[last_obj + 1 :]
 
 
-def object_sentence(spec: WorldSpec, category: str, color: str, size: str, pos: str, rng: np.random.Generator,
-                    word: str | None = None) -> list[str]:
+def object_sentence(
+    spec: WorldSpec, category: str, color: str, size: str, pos: str, rng: np.random.Generator, word: str | None = None
+) -> list[str]:
     tpl = language.OBJECT_TEMPLATES[int(rng.integers(len(language.OBJECT_TEMPLATES)))]
     return tpl.format(size=size, color=color, name=word or category, pos=pos).split()
 
@@ -192,17 +199,25 @@ def _edit_object_insert(infos, scene, spec, cooc, rng):
     if new_cat is None or not free:
         return None
     r, c = free[int(rng.integers(len(free)))]
-    color = spec.categories[new_cat].color if rng.random() < 0.6 else list(spec.colors)[int(rng.integers(len(spec.colors)))]
+    color = (
+        spec.categories[new_cat].color if rng.random() < 0.6 else list(spec.colors)[int(rng.integers(len(spec.colors)))]
+    )
     size = list(spec.sizes)[int(rng.integers(len(spec.sizes)))]
-    toks = object_sentence(spec, new_cat, color, size, spec.position_name(r, c), rng,
-                           word=_word_for(spec, new_cat, new_cat, rng))
+    toks = object_sentence(
+        spec, new_cat, color, size, spec.position_name(r, c), rng, word=_word_for(spec, new_cat, new_cat, rng)
+    )
     out = _insert_reading_order(list(infos), parse_sentence(toks, spec), r * spec.grid + c, spec)
     return out, {"type": "object_insert", "object": new_cat}
 
 
 def _edit_attribute(infos, scene, spec, cooc, rng):
-    cands = [(k, a) for k, s in enumerate(infos) if s.kind == "object" and s.category in scene.categories
-             for a, present in (("color", s.colors), ("size", s.sizes), ("position", s.positions)) if present]
+    cands = [
+        (k, a)
+        for k, s in enumerate(infos)
+        if s.kind == "object" and s.category in scene.categories
+        for a, present in (("color", s.colors), ("size", s.sizes), ("position", s.positions))
+        if present
+    ]
     if not cands:
         return None
     k, attr = cands[int(rng.integers(len(cands)))]
@@ -234,8 +249,9 @@ def _edit_attribute(infos, scene, spec, cooc, rng):
 
 
 def _edit_count(infos, scene, spec, cooc, rng):
-    cands = [k for k, s in enumerate(infos) if s.kind == "object" and s.category in scene.categories
-             and s.count is None]
+    cands = [
+        k for k, s in enumerate(infos) if s.kind == "object" and s.category in scene.categories and s.count is None
+    ]
     if not cands:
         return None
     k = cands[int(rng.integers(len(cands)))]
@@ -261,13 +277,14 @@ def _edit_relation(infos, scene, spec, cooc, rng):
         k = rel_k[int(rng.integers(len(rel_k)))]
         s = infos[k]
         r = s.relation
-        toks = s.tokens[:r["start"]] + INVERSE[r["rel"]].split() + s.tokens[r["end"]:]
+        toks = s.tokens[: r["start"]] + INVERSE[r["rel"]].split() + s.tokens[r["end"] :]
         out = list(infos)
         out[k] = parse_sentence(toks, spec)
         return out, {"type": "relation", "how": "invert"}
     uniq = sorted({o.category for o in language.unique_objects(scene)})
-    pairs = [(a, b, rel) for a in uniq for b in uniq if a != b for rel in RELATIONS
-             if not relation_true(scene, a, rel, b)]
+    pairs = [
+        (a, b, rel) for a in uniq for b in uniq if a != b for rel in RELATIONS if not relation_true(scene, a, rel, b)
+    ]
     if not pairs:
         return None
     a, b, rel = pairs[int(rng.integers(len(pairs)))]
@@ -275,11 +292,18 @@ def _edit_relation(infos, scene, spec, cooc, rng):
     return list(infos) + [parse_sentence(toks, spec)], {"type": "relation", "how": "insert"}
 
 
-EDITS = {"object_replace": _edit_object_replace, "object_insert": _edit_object_insert,
-         "attribute": _edit_attribute, "count": _edit_count, "relation": _edit_relation}
+EDITS = {
+    "object_replace": _edit_object_replace,
+    "object_insert": _edit_object_insert,
+    "attribute": _edit_attribute,
+    "count": _edit_count,
+    "relation": _edit_relation,
+}
 
 
-def _qa_corruptions(q: dict, chosen: str, scene: Scene, spec: WorldSpec, rng: np.random.Generator) -> list[tuple[str, dict]]:
+def _qa_corruptions(
+    q: dict, chosen: str, scene: Scene, spec: WorldSpec, rng: np.random.Generator
+) -> list[tuple[str, dict]]:
     """Candidate corrupted answers to a short-QA prompt (wrong in kind; verified by the caller)."""
     from study.eval.pope import pope_parse
     from study.eval.typed_qa import parse_colors, parse_count
@@ -309,8 +333,11 @@ def _qa_corruptions(q: dict, chosen: str, scene: Scene, spec: WorldSpec, rng: np
         rng.shuffle(opts)
         plural = spec.categories[x].plural[x]
         for v in opts:
-            text = f"there are no {plural} ." if v == 0 else (f"there is one {x} ." if v == 1 else
-                                                             f"there are {NUMBER_WORDS[v]} {plural} .")
+            text = (
+                f"there are no {plural} ."
+                if v == 0
+                else (f"there is one {x} ." if v == 1 else f"there are {NUMBER_WORDS[v]} {plural} .")
+            )
             out.append((text, {"type": "count", "object": x}))
     elif kind == "relation":
         a, rel, b = q["a"], q["rel"], q["b"]
@@ -320,8 +347,18 @@ def _qa_corruptions(q: dict, chosen: str, scene: Scene, spec: WorldSpec, rng: np
     return out
 
 
-def corrupt(text: str, prompt: str, scene: Scene, spec: WorldSpec, cooc: np.ndarray, rng: np.random.Generator,
-            *, max_edits: int = 2, types: tuple[str, ...] = CORRUPTION_TYPES, oracle=None) -> Corruption | None:
+def corrupt(
+    text: str,
+    prompt: str,
+    scene: Scene,
+    spec: WorldSpec,
+    cooc: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    max_edits: int = 2,
+    types: tuple[str, ...] = CORRUPTION_TYPES,
+    oracle=None,
+) -> Corruption | None:
     """A plausible hallucinated version of ``text`` (module docstring), or None if none is possible."""
     from study.prefs.annotators import OracleAnnotator
 
@@ -331,8 +368,9 @@ def corrupt(text: str, prompt: str, scene: Scene, spec: WorldSpec, cooc: np.ndar
         raise ValueError(f"unknown corruption types {sorted(unknown)}; known: {list(CORRUPTION_TYPES)}")
 
     def worse(new: str, old: str) -> bool:
-        return (check_claims(new, scene, spec).n_errors > check_claims(old, scene, spec).n_errors
-                and oracle.score(scene, prompt, new) < oracle.score(scene, prompt, old))
+        return check_claims(new, scene, spec).n_errors > check_claims(old, scene, spec).n_errors and oracle.score(
+            scene, prompt, new
+        ) < oracle.score(scene, prompt, old)
 
     q = parse_prompt(prompt, spec)
     if q["kind"] != "describe":
@@ -361,6 +399,7 @@ def corrupt(text: str, prompt: str, scene: Scene, spec: WorldSpec, cooc: np.ndar
 # --------------------------------------------------------------------------------------------------
 # Noisy-image teacher forcing (rejected_2)
 
+
 def _special_ids(processor) -> list[int]:
     tok = processor.tokenizer
     ids = set(tok.all_special_ids)
@@ -372,9 +411,19 @@ def _special_ids(processor) -> list[int]:
 
 
 @torch.no_grad()
-def teacher_forced_rejections(model, processor, images, prompts, chosen, *, noise_steps: int = 500,
-                              mode: str = "argmax", seed: int = 0, batch_size: int = 32,
-                              temperature: float = 1.0) -> list[str]:
+def teacher_forced_rejections(
+    model,
+    processor,
+    images,
+    prompts,
+    chosen,
+    *,
+    noise_steps: int = 500,
+    mode: str = "argmax",
+    seed: int = 0,
+    batch_size: int = 32,
+    temperature: float = 1.0,
+) -> list[str]:
     """Per row: the chosen answer re-predicted token by token from the noised image (module docstring)."""
     from study.world.corpus import conversation
 
@@ -413,18 +462,38 @@ def teacher_forced_rejections(model, processor, images, prompts, chosen, *, nois
     return out
 
 
-def noisy_rejections(model, processor, images, prompts, chosen, *, noise_steps: int = 500, mode: str = "argmax",
-                     seed: int = 0, batch_size: int = 32, retries: int = 3) -> list[str]:
+def noisy_rejections(
+    model,
+    processor,
+    images,
+    prompts,
+    chosen,
+    *,
+    noise_steps: int = 500,
+    mode: str = "argmax",
+    seed: int = 0,
+    batch_size: int = 32,
+    retries: int = 3,
+) -> list[str]:
     """:func:`teacher_forced_rejections` with sampled retries for rows equal to ``chosen`` ("" if all are)."""
-    out = teacher_forced_rejections(model, processor, images, prompts, chosen, noise_steps=noise_steps, mode=mode,
-                                    seed=seed, batch_size=batch_size)
+    out = teacher_forced_rejections(
+        model, processor, images, prompts, chosen, noise_steps=noise_steps, mode=mode, seed=seed, batch_size=batch_size
+    )
     for t in range(retries):
         bad = [i for i, (o, c) in enumerate(zip(out, chosen)) if o.strip() == c.strip()]
         if not bad:
             break
-        redo = teacher_forced_rejections(model, processor, [images[i] for i in bad], [prompts[i] for i in bad],
-                                         [chosen[i] for i in bad], noise_steps=noise_steps, mode="sample",
-                                         seed=seed + 1000 * (t + 1), batch_size=batch_size)
+        redo = teacher_forced_rejections(
+            model,
+            processor,
+            [images[i] for i in bad],
+            [prompts[i] for i in bad],
+            [chosen[i] for i in bad],
+            noise_steps=noise_steps,
+            mode="sample",
+            seed=seed + 1000 * (t + 1),
+            batch_size=batch_size,
+        )
         for i, o in zip(bad, redo):
             out[i] = o
     return ["" if o.strip() == c.strip() else o for o, c in zip(out, chosen)]
@@ -433,10 +502,26 @@ def noisy_rejections(model, processor, images, prompts, chosen, *, noise_steps: 
 # --------------------------------------------------------------------------------------------------
 # Recipe
 
-def povid_recipe(world, *, n: int | None, seed: int, split: str = "train", prompt_source: str = "mixed",
-                 kinds=None, max_edits: int = 2, types: tuple[str, ...] = CORRUPTION_TYPES, model=None,
-                 processor=None, model_id: str = "sft", noise_steps: int = 500, tf_mode: str = "argmax",
-                 batch_size: int = 32, overdraw: float = 1.1, spec: WorldSpec | None = None) -> list[dict]:
+
+def povid_recipe(
+    world,
+    *,
+    n: int | None,
+    seed: int,
+    split: str = "train",
+    prompt_source: str = "mixed",
+    kinds=None,
+    max_edits: int = 2,
+    types: tuple[str, ...] = CORRUPTION_TYPES,
+    model=None,
+    processor=None,
+    model_id: str = "sft",
+    noise_steps: int = 500,
+    tf_mode: str = "argmax",
+    batch_size: int = 32,
+    overdraw: float = 1.1,
+    spec: WorldSpec | None = None,
+) -> list[dict]:
     """POVID-style rows from ``split``'s SFT corpus (module docstring).
 
     ``model``/``processor`` (the SFT model) enable ``rejected_2`` (noisy-image teacher forcing);
@@ -453,21 +538,48 @@ def povid_recipe(world, *, n: int | None, seed: int, split: str = "train", promp
     oracle = OracleAnnotator(spec)
     kept = []
     for it in items:
-        c = corrupt(it["answer"], it["prompt"], scenes[it["scene_id"]], spec, cooc, rng, max_edits=max_edits,
-                    types=types, oracle=oracle)
+        c = corrupt(
+            it["answer"],
+            it["prompt"],
+            scenes[it["scene_id"]],
+            spec,
+            cooc,
+            rng,
+            max_edits=max_edits,
+            types=types,
+            oracle=oracle,
+        )
         if c is not None:
             kept.append((it, c))
     kept = subsample(kept, n, seed)
     rej2 = [""] * len(kept)
     if model is not None:
-        rej2 = noisy_rejections(model, processor, [world.image(it["scene_id"]) for it, _ in kept],
-                                [it["prompt"] for it, _ in kept], [it["answer"] for it, _ in kept],
-                                noise_steps=noise_steps, mode=tf_mode, seed=seed, batch_size=batch_size)
+        rej2 = noisy_rejections(
+            model,
+            processor,
+            [world.image(it["scene_id"]) for it, _ in kept],
+            [it["prompt"] for it, _ in kept],
+            [it["answer"] for it, _ in kept],
+            noise_steps=noise_steps,
+            mode=tf_mode,
+            seed=seed,
+            batch_size=batch_size,
+        )
     rows = []
     for (it, c), r2 in zip(kept, rej2):
         src = {"chosen": f"corpus:{split}", "rejected": "povid_corruption", "edits": c.edits, "kind": it["kind"]}
         if model is not None:
             src["rejected_2"] = f"noisy_tf:{model_id}:N={noise_steps}:{tf_mode}" if r2 else "none (equal to chosen)"
-        rows.append(make_row(prompt=it["prompt"], chosen=it["answer"], rejected=c.text, scene_id=it["scene_id"],
-                             recipe=RECIPE, seed=seed, source_ids=src, rejected_2=r2))
+        rows.append(
+            make_row(
+                prompt=it["prompt"],
+                chosen=it["answer"],
+                rejected=c.text,
+                scene_id=it["scene_id"],
+                recipe=RECIPE,
+                seed=seed,
+                source_ids=src,
+                rejected_2=r2,
+            )
+        )
     return validate_rows(rows, world)

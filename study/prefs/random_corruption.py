@@ -8,6 +8,7 @@ hallucinations (a swap can produce ungrammatical but harmless text), which is th
 it separates "any difference from y+" from "a realistic hallucination". ``source_ids``: ``{"chosen":
 "corpus:{split}", "rejected": "random_swap", "k", "positions": [...]}``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,17 @@ def random_swap(text: str, vocab: list[str], k: int, rng: np.random.Generator) -
     return " ".join(toks), pos
 
 
-def random_corruption_recipe(world, *, n: int | None, seed: int, split: str = "train", prompt_source: str = "mixed",
-                             kinds=None, k: int = 2, spec=None) -> list[dict]:
+def random_corruption_recipe(
+    world,
+    *,
+    n: int | None,
+    seed: int,
+    split: str = "train",
+    prompt_source: str = "mixed",
+    kinds=None,
+    k: int = 2,
+    spec=None,
+) -> list[dict]:
     """Random-swap rows (module docstring)."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -44,6 +54,15 @@ def random_corruption_recipe(world, *, n: int | None, seed: int, split: str = "t
     for it in items:
         rej, pos = random_swap(it["answer"], vocab, k, rng)
         src = {"chosen": f"corpus:{split}", "rejected": "random_swap", "k": k, "positions": pos, "kind": it["kind"]}
-        rows.append(make_row(prompt=it["prompt"], chosen=it["answer"], rejected=rej, scene_id=it["scene_id"],
-                             recipe=RECIPE, seed=seed, source_ids=src))
+        rows.append(
+            make_row(
+                prompt=it["prompt"],
+                chosen=it["answer"],
+                rejected=rej,
+                scene_id=it["scene_id"],
+                recipe=RECIPE,
+                seed=seed,
+                source_ids=src,
+            )
+        )
     return validate_rows(rows, world)

@@ -32,6 +32,7 @@ keeping TRL's loss, metrics and training loop:
    (``processor.tokenizer``) is passed as ``processing_class`` because TRL needs ``pad_token`` /
    ``get_vocab`` on it, which ``LlavaProcessor`` lacks; ``remove_unused_columns=False`` keeps ``images``.
 """
+
 from __future__ import annotations
 
 import math
@@ -65,16 +66,31 @@ class _RewardHead:
         self.score = nn.Linear(hidden, 1, bias=False)
         nn.init.normal_(self.score.weight, std=1.0 / math.sqrt(hidden + 1))
 
-    def forward(self, input_ids=None, pixel_values=None, attention_mask=None, position_ids=None, image_sizes=None,
-                inputs_embeds=None, **kwargs) -> SequenceClassifierOutputWithPast:
+    def forward(
+        self,
+        input_ids=None,
+        pixel_values=None,
+        attention_mask=None,
+        position_ids=None,
+        image_sizes=None,
+        inputs_embeds=None,
+        **kwargs,
+    ) -> SequenceClassifierOutputWithPast:
         kwargs.pop("use_cache", None)
         kwargs.pop("labels", None)
         if attention_mask is None:
             pad = self.config.get_text_config().pad_token_id
             attention_mask = (input_ids != pad).long() if pad is not None else torch.ones_like(input_ids)
         extra = {"image_sizes": image_sizes} if image_sizes is not None else {}
-        out = self.model(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask,
-                         position_ids=position_ids, inputs_embeds=inputs_embeds, use_cache=False, **extra)
+        out = self.model(
+            input_ids=input_ids,
+            pixel_values=pixel_values,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=False,
+            **extra,
+        )
         h = out.last_hidden_state
         last = last_token_index(attention_mask)
         rewards = self.score(h[torch.arange(h.shape[0], device=h.device), last])
@@ -154,10 +170,13 @@ def load_reward_model(path: str | Path, *, device: str | None = None):
     config = AutoConfig.from_pretrained(p, local_files_only=True, trust_remote_code=False)
     cls = REWARD_CLASSES.get(config.model_type)
     if cls is None or cls.__name__ not in (config.architectures or []):
-        raise ValueError(f"{p} is not a reward model (architectures {config.architectures}, model_type "
-                         f"{config.model_type!r}); train one with study.prefs.reward_model.train_reward_model")
-    model = cls.from_pretrained(p, local_files_only=True, use_safetensors=True, trust_remote_code=False,
-                                dtype=torch.float32)
+        raise ValueError(
+            f"{p} is not a reward model (architectures {config.architectures}, model_type "
+            f"{config.model_type!r}); train one with study.prefs.reward_model.train_reward_model"
+        )
+    model = cls.from_pretrained(
+        p, local_files_only=True, use_safetensors=True, trust_remote_code=False, dtype=torch.float32
+    )
     processor = AutoProcessor.from_pretrained(p, local_files_only=True, trust_remote_code=False)
     if device:
         model.to(device)
@@ -198,8 +217,9 @@ class VisionPreferenceCollator:
 
     def __init__(self, processor, pad_to_multiple_of: int | None = None):
         self.processor = processor
-        self.text = DataCollatorForPreference(pad_token_id=processor.tokenizer.pad_token_id,
-                                              pad_to_multiple_of=pad_to_multiple_of)
+        self.text = DataCollatorForPreference(
+            pad_token_id=processor.tokenizer.pad_token_id, pad_to_multiple_of=pad_to_multiple_of
+        )
 
     def __call__(self, examples: list[dict]) -> dict:
         batch = self.text(examples)
@@ -220,8 +240,10 @@ class VisionRewardTrainer(RewardTrainer):
         cols = set(get_dataset_column_names(dataset))
         need = {"chosen_ids", "rejected_ids", "images"}
         if not need <= cols:
-            raise ValueError(f"{dataset_name} dataset has columns {sorted(cols)}; the vision reward trainer needs "
-                             f"{sorted(need)} (build it with study.prefs.reward_model.reward_dataset)")
+            raise ValueError(
+                f"{dataset_name} dataset has columns {sorted(cols)}; the vision reward trainer needs "
+                f"{sorted(need)} (build it with study.prefs.reward_model.reward_dataset)"
+            )
         return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
 
 
@@ -230,9 +252,9 @@ class RMParams:
     """Reward-model training knobs (paper: lr 2e-5, 4000 steps, batch 32, constant LR, warmup 0.03)."""
 
     learning_rate: float = 2e-4
-    batch_size: int = 16          # pairs per step (2x rows through the model)
+    batch_size: int = 16  # pairs per step (2x rows through the model)
     epochs: float = 1.0
-    max_steps: int = -1           # > 0 overrides epochs
+    max_steps: int = -1  # > 0 overrides epochs
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     logging_steps: int = 10
@@ -241,19 +263,47 @@ class RMParams:
 
 def reward_config(p: RMParams, output_dir: str | Path, seed: int, **overrides) -> RewardConfig:
     cpu = not torch.cuda.is_available()
-    kw = dict(output_dir=str(output_dir), learning_rate=p.learning_rate, per_device_train_batch_size=p.batch_size,
-              per_device_eval_batch_size=p.batch_size, num_train_epochs=p.epochs, max_steps=p.max_steps,
-              warmup_steps=p.warmup_ratio, weight_decay=p.weight_decay, lr_scheduler_type="constant_with_warmup",
-              logging_steps=p.logging_steps, save_strategy="no", eval_strategy="no", report_to=[], seed=seed,
-              data_seed=seed, use_cpu=cpu, bf16=False, activation_checkpointing=False, max_length=None,
-              remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=True,
-              center_rewards_coefficient=p.center_rewards_coefficient)
+    kw = dict(
+        output_dir=str(output_dir),
+        learning_rate=p.learning_rate,
+        per_device_train_batch_size=p.batch_size,
+        per_device_eval_batch_size=p.batch_size,
+        num_train_epochs=p.epochs,
+        max_steps=p.max_steps,
+        warmup_steps=p.warmup_ratio,
+        weight_decay=p.weight_decay,
+        lr_scheduler_type="constant_with_warmup",
+        logging_steps=p.logging_steps,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        seed=seed,
+        data_seed=seed,
+        use_cpu=cpu,
+        bf16=False,
+        activation_checkpointing=False,
+        max_length=None,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        center_rewards_coefficient=p.center_rewards_coefficient,
+    )
     kw.update(overrides)
     return RewardConfig(**kw)
 
 
-def train_reward_model(backbone, train_rows, world, out_dir: str | Path, p: RMParams = RMParams(), *, seed: int = 0,
-                       eval_rows=None, work_dir: str | Path | None = None, **config_overrides) -> dict:
+def train_reward_model(
+    backbone,
+    train_rows,
+    world,
+    out_dir: str | Path,
+    p: RMParams = RMParams(),
+    *,
+    seed: int = 0,
+    eval_rows=None,
+    work_dir: str | Path | None = None,
+    **config_overrides,
+) -> dict:
     """Train a reward model on preference rows; save it (safetensors) to ``out_dir``; return metrics.
 
     Metrics: ``train_loss`` (TRL's mean), ``losses`` (logged training losses in order), ``steps``,
@@ -262,9 +312,13 @@ def train_reward_model(backbone, train_rows, world, out_dir: str | Path, p: RMPa
     model, processor = reward_model_from_backbone(backbone, seed)
     train = reward_dataset(train_rows, world, processor)
     work = Path(work_dir or Path(out_dir).with_name(Path(out_dir).name + ".work"))
-    trainer = VisionRewardTrainer(model=model, args=reward_config(p, work, seed, **config_overrides),
-                                  train_dataset=train, processing_class=processor.tokenizer,
-                                  data_collator=VisionPreferenceCollator(processor))
+    trainer = VisionRewardTrainer(
+        model=model,
+        args=reward_config(p, work, seed, **config_overrides),
+        train_dataset=train,
+        processing_class=processor.tokenizer,
+        data_collator=VisionPreferenceCollator(processor),
+    )
     t0 = time.time()
     result = trainer.train()
     model = trainer.model.eval()
@@ -272,9 +326,14 @@ def train_reward_model(backbone, train_rows, world, out_dir: str | Path, p: RMPa
     if work.exists():
         shutil.rmtree(work)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    metrics = {"train_loss": float(result.training_loss), "losses": [float(x) for x in losses],
-               "steps": int(trainer.state.global_step), "train_runtime_s": time.time() - t0,
-               "train_pairs": len(train), "params": asdict(p)}
+    metrics = {
+        "train_loss": float(result.training_loss),
+        "losses": [float(x) for x in losses],
+        "steps": int(trainer.state.global_step),
+        "train_runtime_s": time.time() - t0,
+        "train_pairs": len(train),
+        "params": asdict(p),
+    }
     if eval_rows is not None:
         from study.prefs.annotators import RewardModelAnnotator, annotator_accuracy
 
@@ -283,8 +342,9 @@ def train_reward_model(backbone, train_rows, world, out_dir: str | Path, p: RMPa
 
 
 @torch.no_grad()
-def reward_scores(model, processor, images: Sequence, prompts: Sequence[str], answers: Sequence[str], *,
-                  batch_size: int = 64) -> list[float]:
+def reward_scores(
+    model, processor, images: Sequence, prompts: Sequence[str], answers: Sequence[str], *, batch_size: int = 64
+) -> list[float]:
     """``r(image, prompt, answer)`` for every row (model in eval mode, right padding)."""
     if not (len(images) == len(prompts) == len(answers)):
         raise ValueError("images, prompts and answers must have the same length")
@@ -293,9 +353,10 @@ def reward_scores(model, processor, images: Sequence, prompts: Sequence[str], an
     model.eval()
     out: list[float] = []
     for s in range(0, len(prompts), batch_size):
-        texts = [_render(processor, p, a) for p, a in zip(prompts[s:s + batch_size], answers[s:s + batch_size])]
-        enc = processor(images=list(images[s:s + batch_size]), text=texts, return_tensors="pt", padding=True,
-                        padding_side="right")
+        texts = [_render(processor, p, a) for p, a in zip(prompts[s : s + batch_size], answers[s : s + batch_size])]
+        enc = processor(
+            images=list(images[s : s + batch_size]), text=texts, return_tensors="pt", padding=True, padding_side="right"
+        )
         logits = model(**{k: v.to(device) for k, v in enc.items()}).logits
         out += [float(x) for x in logits[:, 0].float().cpu()]
     model.train(was_training)

@@ -37,16 +37,32 @@ pairs; ``overdraw`` (default 3) candidates are answered so that ``n`` pairs usua
 ``source_ids``: ``{"chosen": "correction:scene_graph", "rejected": "{model_id}:sample", "edits": [...],
 "kind", "sample_seed"}``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Callable
 
-from study.prefs.facts import (SentenceInfo, check_claims, gt_answer, parse_prompt, parse_sentence, qa_grade,
-                               relation_true)
+from study.prefs.facts import (
+    SentenceInfo,
+    check_claims,
+    gt_answer,
+    parse_prompt,
+    parse_sentence,
+    qa_grade,
+    relation_true,
+)
 from study.prefs.schema import make_row, validate_rows
-from study.prefs.sources import (PoolMember, answer_items, candidates, corpus_items, kinds_for, scene_map,
-                                 subsample, world_spec)
+from study.prefs.sources import (
+    PoolMember,
+    answer_items,
+    candidates,
+    corpus_items,
+    kinds_for,
+    scene_map,
+    subsample,
+    world_spec,
+)
 from study.world.phrases import INVERSE, NUMBER_WORDS, RELATIONS
 from study.world.scenes import Scene
 from study.world.spec import WorldSpec
@@ -86,7 +102,7 @@ def _fix_object(info: SentenceInfo, o, spec: WorldSpec) -> list[str]:
         toks = toks[:a] + o.position.split() + toks[b:]
         for a2, b2 in reversed(info.positions[1:]):  # extra position phrases: drop them (shifted indices)
             shift = len(o.position.split()) - (b - a)
-            del toks[a2 + shift:b2 + shift]
+            del toks[a2 + shift : b2 + shift]
     return toks
 
 
@@ -113,9 +129,9 @@ def _fix_relation(info: SentenceInfo, scene: Scene) -> tuple[list[str] | None, s
         return toks, "relation_unnegate"
     for rel in (INVERSE[r["rel"]], *RELATIONS):
         if relation_true(scene, r["a"], rel, r["b"]):
-            return toks[:r["start"]] + rel.split() + toks[r["end"]:], "relation_fix"
+            return toks[: r["start"]] + rel.split() + toks[r["end"] :], "relation_fix"
     if r["a"] == r["b"]:  # an object "related" to itself (garbage): cut the sentence before the relation
-        head = toks[:r["start"]]
+        head = toks[: r["start"]]
         while head and head[-1] in ("is", "are", "not"):
             head.pop()
         return (head + ["."] if head else None), "relation_cut"
@@ -227,10 +243,25 @@ def correct_answer(text: str, prompt: str, scene: Scene, spec: WorldSpec) -> Cor
     return correct_description(text, scene, spec)
 
 
-def rlhfv_recipe(world, *, n: int | None, seed: int, model=None, processor=None, split: str = "train",
-                 prompt_source: str = "mixed", kinds=None, model_id: str = "sft", do_sample: bool = True,
-                 temperature: float = 1.0, max_new_tokens: int = 96, batch_size: int = 64, overdraw: float = 3.0,
-                 answer_fn: Callable | None = None, spec: WorldSpec | None = None) -> list[dict]:
+def rlhfv_recipe(
+    world,
+    *,
+    n: int | None,
+    seed: int,
+    model=None,
+    processor=None,
+    split: str = "train",
+    prompt_source: str = "mixed",
+    kinds=None,
+    model_id: str = "sft",
+    do_sample: bool = True,
+    temperature: float = 1.0,
+    max_new_tokens: int = 96,
+    batch_size: int = 64,
+    overdraw: float = 3.0,
+    answer_fn: Callable | None = None,
+    spec: WorldSpec | None = None,
+) -> list[dict]:
     """RLHF-V-style rows (module docstring).
 
     Answers come from ``model``/``processor`` (sampled with ``seed``), or from ``answer_fn(items) ->
@@ -242,8 +273,16 @@ def rlhfv_recipe(world, *, n: int | None, seed: int, model=None, processor=None,
     if answer_fn is not None:
         answers = list(answer_fn(items))
     else:
-        answers = answer_items(PoolMember(model_id, model, processor), world, items, seed=seed, do_sample=do_sample,
-                               temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        answers = answer_items(
+            PoolMember(model_id, model, processor),
+            world,
+            items,
+            seed=seed,
+            do_sample=do_sample,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+        )
     kept = []
     for it, ans in zip(items, answers):
         ans = ans.strip()
@@ -254,8 +293,22 @@ def rlhfv_recipe(world, *, n: int | None, seed: int, model=None, processor=None,
             kept.append((it, ans, c))
     rows = []
     for it, ans, c in subsample(kept, n, seed):
-        src = {"chosen": "correction:scene_graph", "rejected": f"{model_id}:sample", "edits": c.edits,
-               "kind": it["kind"], "sample_seed": seed}
-        rows.append(make_row(prompt=it["prompt"], chosen=c.text.strip(), rejected=ans, scene_id=it["scene_id"],
-                             recipe=RECIPE, seed=seed, source_ids=src))
+        src = {
+            "chosen": "correction:scene_graph",
+            "rejected": f"{model_id}:sample",
+            "edits": c.edits,
+            "kind": it["kind"],
+            "sample_seed": seed,
+        }
+        rows.append(
+            make_row(
+                prompt=it["prompt"],
+                chosen=c.text.strip(),
+                rejected=ans,
+                scene_id=it["scene_id"],
+                recipe=RECIPE,
+                seed=seed,
+                source_ids=src,
+            )
+        )
     return validate_rows(rows, world)

@@ -11,6 +11,7 @@ with a 95 % Wilson interval (n pairs). The paper found that RMs from constructio
 RLHF-V: corruptions or corrections of one answer) do not transfer to ranking-type data (VLFeedback) and
 vice versa (finding F7); the diagonal is in-distribution accuracy.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,9 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     return c - h, c + h
 
 
-def run_reward_models(rm: dict, seed: int, world_dir: str, sft_dir: str, train_dir: str, heldout_dir: str,
-                      out_dir: str, metrics_path: str) -> dict:
+def run_reward_models(
+    rm: dict, seed: int, world_dir: str, sft_dir: str, train_dir: str, heldout_dir: str, out_dir: str, metrics_path: str
+) -> dict:
     """Train one RM per ``rm.recipes`` entry, score each on every held-out set; write ``metrics_path``.
 
     Metrics: ``{"accuracy": {train: {eval: {"value", "ci95", "n", "ties"}}}, "train": {train: {...}}}``.
@@ -55,18 +57,24 @@ def run_reward_models(rm: dict, seed: int, world_dir: str, sft_dir: str, train_d
     with io.atomic_dir(out_dir) as tmp:
         for name in r.recipes:
             rows = load_prefs(Path(train_dir) / f"{name}.parquet", world)
-            tm = train_reward_model(sft_dir, rows, world, Path(tmp) / name, params, seed=seed,
-                                    work_dir=Path(tmp) / f"{name}.work")
-            metrics["train"][name] = {k: v for k, v in tm.items() if k in ("train_loss", "steps", "train_pairs",
-                                                                          "train_runtime_s")}
+            tm = train_reward_model(
+                sft_dir, rows, world, Path(tmp) / name, params, seed=seed, work_dir=Path(tmp) / f"{name}.work"
+            )
+            metrics["train"][name] = {
+                k: v for k, v in tm.items() if k in ("train_loss", "steps", "train_pairs", "train_runtime_s")
+            }
             model, processor = load_reward_model(Path(tmp) / name)
             judge = RewardModelAnnotator(model, processor, world, name=f"rm_{name}", seed=seed)
             metrics["accuracy"][name] = {}
             for ev, pairs in heldout.items():
                 d = annotator_accuracy(judge, pairs, world, seed=seed, return_details=True)
                 k = round(d["accuracy"] * d["n"])
-                metrics["accuracy"][name][ev] = {"value": d["accuracy"], "ci95": list(wilson(k, d["n"])),
-                                                 "n": d["n"], "ties": d["ties"]}
+                metrics["accuracy"][name][ev] = {
+                    "value": d["accuracy"],
+                    "ci95": list(wilson(k, d["n"])),
+                    "n": d["n"],
+                    "ties": d["ties"],
+                }
     io.write_json(metrics_path, metrics)
     return metrics
 

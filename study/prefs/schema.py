@@ -25,6 +25,7 @@ dataset with a ``scene_id`` column, e.g. the prompt-only rows of online methods)
 
 Files are parquet (pyarrow), written atomically through :func:`study.io.atomic_path`.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,13 +55,30 @@ class PrefSchemaError(ValueError):
         self.row, self.column, self.source = row, column, source
 
 
-def make_row(*, prompt: str, chosen: str, rejected: str, scene_id: str, recipe: str, seed: int,
-             source_ids: dict | str, rejected_2: str = "") -> dict:
+def make_row(
+    *,
+    prompt: str,
+    chosen: str,
+    rejected: str,
+    scene_id: str,
+    recipe: str,
+    seed: int,
+    source_ids: dict | str,
+    rejected_2: str = "",
+) -> dict:
     """One schema row; ``source_ids`` may be a dict (serialised as sorted JSON)."""
     if not isinstance(source_ids, str):
         source_ids = json.dumps(source_ids, sort_keys=True, default=_json_default)
-    return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "scene_id": scene_id, "recipe": recipe,
-            "seed": int(seed), "source_ids": source_ids, "rejected_2": rejected_2 or ""}
+    return {
+        "prompt": prompt,
+        "chosen": chosen,
+        "rejected": rejected,
+        "scene_id": scene_id,
+        "recipe": recipe,
+        "seed": int(seed),
+        "source_ids": source_ids,
+        "rejected_2": rejected_2 or "",
+    }
 
 
 def _json_default(o):
@@ -111,8 +129,10 @@ def _scene_problem(scene_id: Any, world=None, scene_ids: set[str] | None = None)
         return f"must be a non-empty string, got {scene_id!r}"
     split = scene_split(scene_id)
     if split in HELD_OUT_SPLITS:
-        return (f"{scene_id!r} is a scene of the {split} split, which is held out for evaluation: preference data "
-                f"must not use it (allowed splits: {[s for s in SPLITS if s not in HELD_OUT_SPLITS]})")
+        return (
+            f"{scene_id!r} is a scene of the {split} split, which is held out for evaluation: preference data "
+            f"must not use it (allowed splits: {[s for s in SPLITS if s not in HELD_OUT_SPLITS]})"
+        )
     if scene_ids is not None and scene_id not in scene_ids:
         return f"unknown scene {scene_id!r}"
     if world is not None and not scene_exists(world, scene_id):
@@ -148,13 +168,15 @@ def check_scene_ids(rows, world, source: str | Path | None = None) -> None:
             raise PrefSchemaError(i, "scene_id", problem, source)
 
 
-def validate_rows(rows: Iterable[dict] | Any, world=None, scene_ids: set[str] | None = None,
-                  source: str | Path | None = None) -> list[dict]:
+def validate_rows(
+    rows: Iterable[dict] | Any, world=None, scene_ids: set[str] | None = None, source: str | Path | None = None
+) -> list[dict]:
     """Checked, normalised copies of ``rows`` (``rejected_2`` None -> "", ``seed`` -> int).
 
     A ``scene_id`` of the test split is always refused; ``world`` (a :class:`study.world.corpus.World`) or
     ``scene_ids`` also checks that the scene exists. ``source`` (a file) is named in the errors.
     """
+
     def error(row: int, column: str, msg: str) -> PrefSchemaError:
         return PrefSchemaError(row, column, msg, source)
 

@@ -13,6 +13,7 @@ seed)`` and keeps their original order; every recipe ends with it, so ``n`` is t
 process ``ceil(n * overdraw)`` candidates drawn the same way, then subsample the survivors to ``n``; if
 fewer than ``n`` survive, all are returned (the caller sees ``len(rows) < n``).
 """
+
 from __future__ import annotations
 
 import math
@@ -53,9 +54,15 @@ def corpus_items(world, split: str = "train", kinds: Sequence[str] | None = None
     for r in world.corpus(split):
         if kinds is not None and r["kind"] not in kinds:
             continue
-        out.append({"scene_id": r["scene_id"], "prompt": r["messages"][0]["content"][1]["text"],
-                    "answer": r["messages"][1]["content"][0]["text"], "kind": r["kind"],
-                    "noisy_object": r.get("noisy_object")})
+        out.append(
+            {
+                "scene_id": r["scene_id"],
+                "prompt": r["messages"][0]["content"][1]["text"],
+                "answer": r["messages"][1]["content"][0]["text"],
+                "kind": r["kind"],
+                "noisy_object": r.get("noisy_object"),
+            }
+        )
     return out
 
 
@@ -104,13 +111,30 @@ def as_member(m) -> PoolMember:
     return PoolMember(str(name), model, processor)
 
 
-def answer_items(member: PoolMember, world, items: list[dict], *, seed: int, do_sample: bool = True,
-                 temperature: float = 1.0, max_new_tokens: int = 96, batch_size: int = 64) -> list[str]:
+def answer_items(
+    member: PoolMember,
+    world,
+    items: list[dict],
+    *,
+    seed: int,
+    do_sample: bool = True,
+    temperature: float = 1.0,
+    max_new_tokens: int = 96,
+    batch_size: int = 64,
+) -> list[str]:
     """``member``'s answer to each item (image of the item's scene + prompt), seeded."""
     from study.model import generate
 
     if not items:
         return []
-    return generate(member.model, member.processor, [world.image(it["scene_id"]) for it in items],
-                    [it["prompt"] for it in items], do_sample=do_sample, temperature=temperature,
-                    max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed)
+    return generate(
+        member.model,
+        member.processor,
+        [world.image(it["scene_id"]) for it in items],
+        [it["prompt"] for it in items],
+        do_sample=do_sample,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        seed=seed,
+    )

@@ -6,6 +6,7 @@ Every recipe draws its prompts and images from the train split and is subsampled
 recipe's ``grounding`` says how on-policy and image-dependent its chosen and rejected answers are under the
 SFT model (:mod:`study.eval.pref_grounding`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,26 +34,48 @@ def rlhfv_answerer(pool: list[str]) -> str:
     (intermediate checkpoints sort by training fraction). RLHF-V's rejected answers were Muffin's, another
     model than the policies aligned on them: the pairs are off-policy for the SFT model, as there."""
     if len(pool) < 2:
-        raise ValueError("prefs.rlhfv_answerer: pool needs a checkpoint besides the SFT model in the answer pool "
-                         f"(sft.pool_fractions), got {pool}; or set prefs.rlhfv_answerer: policy")
+        raise ValueError(
+            "prefs.rlhfv_answerer: pool needs a checkpoint besides the SFT model in the answer pool "
+            f"(sft.pool_fractions), got {pool}; or set prefs.rlhfv_answerer: policy"
+        )
     return pool[-1]
 
 
-def build_recipe(name: str, world: World, p: PrefsSection, seed: int, split: str, n: int, model, processor,
-                 pool: list[str], spec, answerer=None) -> list[dict]:
+def build_recipe(
+    name: str,
+    world: World,
+    p: PrefsSection,
+    seed: int,
+    split: str,
+    n: int,
+    model,
+    processor,
+    pool: list[str],
+    spec,
+    answerer=None,
+) -> list[dict]:
     """One recipe's rows. ``answerer``: the loaded ``(model, processor)`` of :func:`rlhfv_answerer` for
     ``prefs.rlhfv_answerer: pool`` (loaded here when not given)."""
     fn = RECIPES[name]
     if name == "povid":
-        return fn(world, n=n, seed=seed, split=split, model=model, processor=processor,
-                  noise_steps=p.povid_noise_steps, spec=spec)
+        return fn(
+            world,
+            n=n,
+            seed=seed,
+            split=split,
+            model=model,
+            processor=processor,
+            noise_steps=p.povid_noise_steps,
+            spec=spec,
+        )
     if name == "rlhfv":
         if p.rlhfv_answerer == "policy":
             return fn(world, n=n, seed=seed, split=split, model=model, processor=processor, spec=spec)
         other = rlhfv_answerer(pool)
         m, proc = answerer or load_model(other)
-        return fn(world, n=n, seed=seed, split=split, model=m, processor=proc, spec=spec,
-                  model_id=f"pool:{Path(other).name}")
+        return fn(
+            world, n=n, seed=seed, split=split, model=m, processor=proc, spec=spec, model_id=f"pool:{Path(other).name}"
+        )
     if name in ("vlfeedback", "vlf_corrupted"):
         return fn(world, n=n, seed=seed, split=split, pool=pool, annotator=OracleAnnotator(spec))
     if name == "random_corruption":
@@ -60,8 +83,17 @@ def build_recipe(name: str, world: World, p: PrefsSection, seed: int, split: str
     raise ValueError(f"prefs.recipes: unknown recipe {name!r}; known: {sorted(RECIPES)}")
 
 
-def run_preferences(prefs: dict, seed: int, world_spec: str, world_dir: str, sft_dir: str, pool_dir: str,
-                    out_dir: str, metrics_path: str, heldout_dir: str | None = None) -> dict:
+def run_preferences(
+    prefs: dict,
+    seed: int,
+    world_spec: str,
+    world_dir: str,
+    sft_dir: str,
+    pool_dir: str,
+    out_dir: str,
+    metrics_path: str,
+    heldout_dir: str | None = None,
+) -> dict:
     """Build every recipe (``<out_dir>/<recipe>.parquet``) and the held-out pairs of ``heldout_recipes``
     (``<heldout_dir>/<recipe>.parquet``, val split, seed + 1); score the oracle annotators on the latter."""
     p = PrefsSection(**prefs)
@@ -76,21 +108,25 @@ def run_preferences(prefs: dict, seed: int, world_spec: str, world_dir: str, sft
         for name in p.recipes:
             rows = build_recipe(name, world, p, seed, "train", p.n_pairs, model, processor, pool, spec, answerer)
             save_prefs(rows, Path(tmp) / f"{name}.parquet", world)
-            metrics["recipes"][name] = {"rows": len(rows),
-                                        "with_rejected_2": sum(bool(r["rejected_2"]) for r in rows),
-                                        "grounding": pref_grounding(model, processor, world, rows, seed=seed)}
+            metrics["recipes"][name] = {
+                "rows": len(rows),
+                "with_rejected_2": sum(bool(r["rejected_2"]) for r in rows),
+                "grounding": pref_grounding(model, processor, world, rows, seed=seed),
+            }
     scenes = {s.scene_id: s for s in world.scenes("val")}
     annotators = {"oracle": OracleAnnotator(spec)}
     annotators.update({f"noisy_{a:g}": NoisyOracleAnnotator(spec, a, seed=seed) for a in p.noisy_accuracies})
-    heldout = {name: build_recipe(name, world, p, seed + 1, "val", p.heldout_n, model, processor, pool, spec,
-                                  answerer)
-               for name in p.heldout_recipes}
+    heldout = {
+        name: build_recipe(name, world, p, seed + 1, "val", p.heldout_n, model, processor, pool, spec, answerer)
+        for name in p.heldout_recipes
+    }
     if heldout_dir:
         with io.atomic_dir(heldout_dir) as tmp:
             for name, pairs in heldout.items():
                 save_prefs(pairs, Path(tmp) / f"{name}.parquet", world)
     for name, pairs in heldout.items():
-        metrics["annotators"][name] = {a: float(annotator_accuracy(ann, pairs, scenes, seed=seed))
-                                       for a, ann in annotators.items()}
+        metrics["annotators"][name] = {
+            a: float(annotator_accuracy(ann, pairs, scenes, seed=seed)) for a, ann in annotators.items()
+        }
     io.write_json(metrics_path, metrics)
     return metrics

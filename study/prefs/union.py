@@ -12,6 +12,7 @@ so both arms of an ablation can be built on exactly the same rows (:func:`matche
 same chosen answers, same y-_1; only y-_2 differs. Rows without a partner are dropped (the recipes
 subsample independently, so the overlap is usually large but not complete); the count is returned.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,14 +34,19 @@ def second_rejected(primary: list[dict], secondary: list[dict], recipe: str) -> 
         s = sec.get(_key(r))
         if s is None or s["rejected"].strip() in (r["chosen"].strip(), r["rejected"].strip()):
             continue
-        src = {"primary": json.loads(r["source_ids"]), "secondary": json.loads(s["source_ids"]),
-               "rejected": r["recipe"], "rejected_2": s["recipe"]}
+        src = {
+            "primary": json.loads(r["source_ids"]),
+            "secondary": json.loads(s["source_ids"]),
+            "rejected": r["recipe"],
+            "rejected_2": s["recipe"],
+        }
         out.append({**r, "rejected_2": s["rejected"], "recipe": recipe, "source_ids": json.dumps(src, sort_keys=True)})
     return validate_rows(out)
 
 
-def matched_pair(primary: list[dict], secondary: list[dict], recipe_own: str, recipe_union: str
-                 ) -> tuple[list[dict], list[dict]]:
+def matched_pair(
+    primary: list[dict], secondary: list[dict], recipe_own: str, recipe_union: str
+) -> tuple[list[dict], list[dict]]:
     """The two arms of the Table-6 ablation on the same rows.
 
     ``own``: the primary rows (keeping their own ``rejected_2``, e.g. POVID's noisy-image answer) restricted

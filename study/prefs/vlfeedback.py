@@ -13,13 +13,22 @@ ground-truth corpus answer is not in the pool (VLFeedback has no reference answe
 ``source_ids``: ``{"chosen": member, "rejected": member, "pool": [members], "scores": [...],
 "annotator": name, "sample_seed": seed}``. ``pool_answers`` is shared with :mod:`.vlf_corrupted`.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
 
 from study.prefs.schema import make_row, validate_rows
-from study.prefs.sources import (PoolMember, answer_items, as_member, candidates, corpus_items, kinds_for,
-                                 scene_map, subsample)
+from study.prefs.sources import (
+    PoolMember,
+    answer_items,
+    as_member,
+    candidates,
+    corpus_items,
+    kinds_for,
+    scene_map,
+    subsample,
+)
 
 RECIPE = "vlfeedback"
 MIN_POOL = 3
@@ -36,11 +45,31 @@ def load_pool(pool: Sequence, min_size: int = MIN_POOL) -> list[PoolMember]:
     return members
 
 
-def pool_answers(members: list[PoolMember], world, items: list[dict], *, seed: int, temperature: float = 1.0,
-                 do_sample: bool = True, max_new_tokens: int = 96, batch_size: int = 64) -> list[list[str]]:
+def pool_answers(
+    members: list[PoolMember],
+    world,
+    items: list[dict],
+    *,
+    seed: int,
+    temperature: float = 1.0,
+    do_sample: bool = True,
+    max_new_tokens: int = 96,
+    batch_size: int = 64,
+) -> list[list[str]]:
     """``answers[i][m]`` = member m's answer to item i (member m samples with seed ``seed + m``)."""
-    per_member = [answer_items(m, world, items, seed=seed + k, do_sample=do_sample, temperature=temperature,
-                               max_new_tokens=max_new_tokens, batch_size=batch_size) for k, m in enumerate(members)]
+    per_member = [
+        answer_items(
+            m,
+            world,
+            items,
+            seed=seed + k,
+            do_sample=do_sample,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+        )
+        for k, m in enumerate(members)
+    ]
     return [[per_member[k][i] for k in range(len(members))] for i in range(len(items))]
 
 
@@ -54,15 +83,28 @@ def best_worst(scores: Sequence[float]) -> tuple[int, int] | None:
     return best, worst
 
 
-def vlfeedback_recipe(world, *, n: int | None, seed: int, pool: Sequence, annotator, split: str = "train",
-                      prompt_source: str = "mixed", kinds=None, temperature: float = 1.0, max_new_tokens: int = 96,
-                      batch_size: int = 64, overdraw: float = 1.5) -> list[dict]:
+def vlfeedback_recipe(
+    world,
+    *,
+    n: int | None,
+    seed: int,
+    pool: Sequence,
+    annotator,
+    split: str = "train",
+    prompt_source: str = "mixed",
+    kinds=None,
+    temperature: float = 1.0,
+    max_new_tokens: int = 96,
+    batch_size: int = 64,
+    overdraw: float = 1.5,
+) -> list[dict]:
     """VLFeedback-style rows (module docstring)."""
     members = load_pool(pool)
     scenes = scene_map(world, (split,))
     items = candidates(corpus_items(world, split, kinds_for(prompt_source, kinds)), n, seed, overdraw)
-    answers = pool_answers(members, world, items, seed=seed, temperature=temperature,
-                           max_new_tokens=max_new_tokens, batch_size=batch_size)
+    answers = pool_answers(
+        members, world, items, seed=seed, temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
     kept = []
     for it, ans in zip(items, answers):
         scores = annotator.rank(scenes[it["scene_id"]], it["prompt"], ans)
@@ -72,9 +114,24 @@ def vlfeedback_recipe(world, *, n: int | None, seed: int, pool: Sequence, annota
         kept.append((it, ans, scores, bw))
     rows = []
     for it, ans, scores, (b, w) in subsample(kept, n, seed):
-        src = {"chosen": members[b].name, "rejected": members[w].name, "pool": [m.name for m in members],
-               "scores": [float(s) for s in scores], "annotator": annotator.name, "sample_seed": seed,
-               "kind": it["kind"]}
-        rows.append(make_row(prompt=it["prompt"], chosen=ans[b].strip(), rejected=ans[w].strip(),
-                             scene_id=it["scene_id"], recipe=RECIPE, seed=seed, source_ids=src))
+        src = {
+            "chosen": members[b].name,
+            "rejected": members[w].name,
+            "pool": [m.name for m in members],
+            "scores": [float(s) for s in scores],
+            "annotator": annotator.name,
+            "sample_seed": seed,
+            "kind": it["kind"],
+        }
+        rows.append(
+            make_row(
+                prompt=it["prompt"],
+                chosen=ans[b].strip(),
+                rejected=ans[w].strip(),
+                scene_id=it["scene_id"],
+                recipe=RECIPE,
+                seed=seed,
+                source_ids=src,
+            )
+        )
     return validate_rows(rows, world)

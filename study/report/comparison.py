@@ -6,6 +6,7 @@ and the helpfulness proxy, each with its 95 % CI (scene bootstrap for one seed, 
 for several). Whether one model beats another is decided by a paired test (:mod:`study.report.findings`),
 not by comparing these intervals.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,9 +46,18 @@ def comparison_table(runs: dict[str, dict]) -> pd.DataFrame:
             v = m.get(suite, {}).get(metric)
             if v is None:
                 continue
-            rows.append({"model": name, "method": meta.get("method", "sft"), "data": meta.get("data", "-"),
-                         "column": col, "value": v["value"], "lo": v["ci95"][0], "hi": v["ci95"][1],
-                         "higher_is_better": hib})
+            rows.append(
+                {
+                    "model": name,
+                    "method": meta.get("method", "sft"),
+                    "data": meta.get("data", "-"),
+                    "column": col,
+                    "value": v["value"],
+                    "lo": v["ci95"][0],
+                    "hi": v["ci95"][1],
+                    "higher_is_better": hib,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -63,18 +73,27 @@ def wide(table: pd.DataFrame) -> pd.DataFrame:
 
 # the paper's tables rebuilt on the organism: title -> runs (rows), SFT first; absent runs are skipped
 PAPER_TABLES = {
-    "table2_recipes": ("DPO on each recipe at equal size (Tables 2-3)",
-                       ["dpo_bdhs", "dpo_povid", "dpo_rlhfv", "dpo_vlfeedback", "dpo_vlf_corrupted", "dpo_random"]),
-    "table6_bdhs": ("BDHS vs POVID-style rejections, offline and online (Table 6)",
-                    ["dpo_bdhs", "online_bdhs", "dpo_povid", "avg_povid_distortion", "avg_povid_bdhs",
-                     "online_bdhs_povid"]),
-    "table9_online_mixed": ("Offline, online (oracle / noisy annotator) and Mixed-DPO on POVID-style data "
-                            "(Tables 9, 11)", ["dpo_povid", "online_dpo_oracle", "online_dpo_noisy", "mixed_dpo_povid"]),
-    "table12_objectives": ("Offline objectives on POVID-style data (Table 12)", ["dpo_povid", "ipo_povid", "slic_povid"]),
-    "table8_rl": ("RL on POVID-style prompts vs DPO: rewards from a reward model trained on POVID-style or "
-                  "VLFeedback-style pairs, and from the exact oracle (Table 8)",
-                  ["dpo_povid", "rloo_rm_povid", "ppo_rm_povid", "rloo_rm_vlfeedback", "ppo_rm_vlfeedback", "rloo",
-                   "ppo"]),
+    "table2_recipes": (
+        "DPO on each recipe at equal size (Tables 2-3)",
+        ["dpo_bdhs", "dpo_povid", "dpo_rlhfv", "dpo_vlfeedback", "dpo_vlf_corrupted", "dpo_random"],
+    ),
+    "table6_bdhs": (
+        "BDHS vs POVID-style rejections, offline and online (Table 6)",
+        ["dpo_bdhs", "online_bdhs", "dpo_povid", "avg_povid_distortion", "avg_povid_bdhs", "online_bdhs_povid"],
+    ),
+    "table9_online_mixed": (
+        "Offline, online (oracle / noisy annotator) and Mixed-DPO on POVID-style data (Tables 9, 11)",
+        ["dpo_povid", "online_dpo_oracle", "online_dpo_noisy", "mixed_dpo_povid"],
+    ),
+    "table12_objectives": (
+        "Offline objectives on POVID-style data (Table 12)",
+        ["dpo_povid", "ipo_povid", "slic_povid"],
+    ),
+    "table8_rl": (
+        "RL on POVID-style prompts vs DPO: rewards from a reward model trained on POVID-style or "
+        "VLFeedback-style pairs, and from the exact oracle (Table 8)",
+        ["dpo_povid", "rloo_rm_povid", "ppo_rm_povid", "rloo_rm_vlfeedback", "ppo_rm_vlfeedback", "rloo", "ppo"],
+    ),
 }
 
 

@@ -1,4 +1,5 @@
 """Figures shared by the notebooks and the paper export (matplotlib + seaborn)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,8 +32,14 @@ def cooccurrence_heatmap(scenes, categories: list[str]):
     """P(column present | row present) over ``scenes``: the prior a language model can learn."""
     c = cooccurrence(scenes, categories)
     fig, ax = plt.subplots(figsize=(7, 6))
-    sns.heatmap(pd.DataFrame(c, index=categories, columns=categories), ax=ax, cmap="viridis", vmin=0, vmax=1,
-                cbar_kws={"label": "P(col | row)"})
+    sns.heatmap(
+        pd.DataFrame(c, index=categories, columns=categories),
+        ax=ax,
+        cmap="viridis",
+        vmin=0,
+        vmax=1,
+        cbar_kws={"label": "P(col | row)"},
+    )
     ax.set_title("co-occurrence in train")
     fig.tight_layout()
     return fig
@@ -65,8 +72,9 @@ def metric_bars(df: pd.DataFrame, suite_metrics: list[tuple[str, str]], hue: str
     width = 0.8 / max(len(hues), 1)
     for _, r in sel.iterrows():
         x = labels.index(r["label"]) - 0.4 + width * (hues.index(r[hue]) + 0.5)
-        ax.errorbar(x, r["value"], yerr=[[r["value"] - r["ci_lo"]], [r["ci_hi"] - r["value"]]], color="k",
-                    capsize=2, lw=1)
+        ax.errorbar(
+            x, r["value"], yerr=[[r["value"] - r["ci_lo"]], [r["ci_hi"] - r["value"]]], color="k", capsize=2, lw=1
+        )
     ax.set_xlabel("")
     ax.set_ylim(0, 1)
     ax.set_title(title)

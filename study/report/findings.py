@@ -37,6 +37,7 @@ the commit that introduced it. Where a rule was changed after its results had be
 verdict on the same numbers is reported beside the current one (``earlier_rules`` of each finding in
 ``metrics/paper.json``), so a reader can see what the change did.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -50,7 +51,7 @@ HALLUCINATION = ["CHAIR_i", "CHAIR_s", "QA halluc.", "POPE adv"]
 HELPFULNESS = ["Helpful", "Recall"]
 CONSTRUCTION, RANKING = ("povid", "rlhfv"), ("vlfeedback",)
 _COL = {c: (suite, metric, hib) for c, suite, metric, hib in COLUMNS}
-LENGTH = "Length"              # tokens of the greedy description: reported (length drift), decides nothing
+LENGTH = "Length"  # tokens of the greedy description: reported (length drift), decides nothing
 _COL[LENGTH] = ("describe", "length", True)
 ONLINE_METHODS = ("online_dpo", "mixed_dpo", "online_bdhs", "rloo", "ppo")
 
@@ -72,9 +73,17 @@ def degenerate_pope(runs: dict[str, dict], max_yes_ratio: float = 0.95) -> set[s
     return out
 
 
-def paired_compare(predictions: dict, scenes, spec, *, n_boot: int = 1000, seed: int = 0,
-                   cache: dict | None = None, degenerate: set[str] = frozenset(),
-                   unmeasurable: set[str] = frozenset()) -> Compare:
+def paired_compare(
+    predictions: dict,
+    scenes,
+    spec,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    cache: dict | None = None,
+    degenerate: set[str] = frozenset(),
+    unmeasurable: set[str] = frozenset(),
+) -> Compare:
     """A :data:`Compare` over ``predictions`` = ``{model: [rows of each seed]}`` (paired bootstrap).
 
     'not measurable' (the difference is still computed and cached): POPE columns of a pair involving a model
@@ -90,8 +99,9 @@ def paired_compare(predictions: dict, scenes, spec, *, n_boot: int = 1000, seed:
             key = (a, b, column)
             if key not in cache:
                 suite, metric, hib = _COL[column]
-                d = paired_difference(predictions[a], predictions[b], scenes, spec, suite, metric, n_boot=n_boot,
-                                      seed=seed)
+                d = paired_difference(
+                    predictions[a], predictions[b], scenes, spec, suite, metric, n_boot=n_boot, seed=seed
+                )
                 cache[key] = {**d, "measured_verdict": verdict(d, hib)}
             if column in unmeas or (column in POPE_COLUMNS and ({a, b} & degen)):
                 return "not measurable"
@@ -106,8 +116,9 @@ def paired_compare(predictions: dict, scenes, spec, *, n_boot: int = 1000, seed:
     return compare
 
 
-def compare_models(eval_dir: str | Path, runs: dict[str, dict], spec, *, n_boot: int = 1000, seed: int = 0
-                   ) -> tuple[Compare, set[str]]:
+def compare_models(
+    eval_dir: str | Path, runs: dict[str, dict], spec, *, n_boot: int = 1000, seed: int = 0
+) -> tuple[Compare, set[str]]:
     """The study's :func:`paired_compare` over the models of ``runs`` (``{model: metrics JSON}``, as from
     :func:`study.report.comparison.load_runs`): predictions from ``<eval_dir>/sft`` (model ``SFT``) and
     ``<eval_dir>/<run>[/seed<k>]``, each read once; POPE of :func:`degenerate_pope` models not measurable,
@@ -123,8 +134,9 @@ def compare_models(eval_dir: str | Path, runs: dict[str, dict], spec, *, n_boot:
     degenerate = degenerate_pope(runs)
     sens = sft_image_sensitivity(eval_dir, spec, n_boot=n_boot, seed=seed)
     unmeasurable = {c for c, v in (sens or {}).items() if not v["measurable"]}
-    compare = paired_compare(preds, scenes, spec, n_boot=n_boot, seed=seed, degenerate=degenerate,
-                             unmeasurable=unmeasurable)
+    compare = paired_compare(
+        preds, scenes, spec, n_boot=n_boot, seed=seed, degenerate=degenerate, unmeasurable=unmeasurable
+    )
     compare.image_sensitivity = sens  # type: ignore[attr-defined]
     return compare, degenerate
 
@@ -134,14 +146,24 @@ def _status(verdicts: dict[str, str]) -> str:
     if "missing" in v:
         return "missing"
     better, worse = "better" in v, "worse" in v
-    return "reproduced" if better and not worse else "contradicted" if worse and not better else \
-        "mixed" if better else "not resolved"
+    return (
+        "reproduced"
+        if better and not worse
+        else "contradicted"
+        if worse and not better
+        else "mixed"
+        if better
+        else "not resolved"
+    )
 
 
 def f1(compare: Compare) -> dict:
     verdicts = {c: compare("dpo_bdhs", "SFT", c) for c in HALLUCINATION}
-    return {"claim": "BDHS-DPO cuts hallucination vs SFT with no annotator", "status": _status(verdicts),
-            "verdicts": verdicts}
+    return {
+        "claim": "BDHS-DPO cuts hallucination vs SFT with no annotator",
+        "status": _status(verdicts),
+        "verdicts": verdicts,
+    }
 
 
 def f2(compare: Compare) -> dict:
@@ -152,7 +174,11 @@ def f2(compare: Compare) -> dict:
     elif "worse" in v:
         status = "contradicted" if "better" not in v else "mixed"
     else:
-        status = "reproduced (strictly better on some columns)" if "better" in v else "reproduced (no column worse; none better)"
+        status = (
+            "reproduced (strictly better on some columns)"
+            if "better" in v
+            else "reproduced (no column worse; none better)"
+        )
     return {"claim": "BDHS_attn >= POVID-style image distortion (Table 6)", "status": status, "verdicts": verdicts}
 
 
@@ -174,8 +200,9 @@ def f3(compare: Compare) -> dict:
     off_gain = [c for c, v in offline.items() if v == "better"]
     on_gain = [c for c, v in online.items() if v == "better"]
     if not off_gain or not on_gain:
-        lacking = " and ".join(x for x, g in (("offline hallucination gain", off_gain),
-                                              ("online helpfulness gain", on_gain)) if not g)
+        lacking = " and ".join(
+            x for x, g in (("offline hallucination gain", off_gain), ("online helpfulness gain", on_gain)) if not g
+        )
         return {**out, "status": f"not resolved (no {lacking} over SFT to combine)"}
     keeps_off = any(mixed[c] == "better" for c in off_gain)
     keeps_on = any(mixed[c] == "better" for c in on_gain)
@@ -208,8 +235,13 @@ def f3_v1(compare: Compare) -> dict:
         keeps = "worse" not in vs_offline.values() and "worse" not in vs_online.values()
         gains = "better" in vs_sft.values()
         status = "reproduced" if keeps and gains else "contradicted" if not keeps else "not resolved"
-    return {"claim": "Mixed-DPO combines offline (hallucination) and online (helpfulness) gains (Table 9)",
-            "status": status, "vs_offline_dpo": vs_offline, "vs_online_dpo": vs_online, "vs_sft": vs_sft}
+    return {
+        "claim": "Mixed-DPO combines offline (hallucination) and online (helpfulness) gains (Table 9)",
+        "status": status,
+        "vs_offline_dpo": vs_offline,
+        "vs_online_dpo": vs_online,
+        "vs_sft": vs_sft,
+    }
 
 
 def f7(rm_metrics: dict | None) -> dict:
@@ -224,8 +256,12 @@ def f7(rm_metrics: dict | None) -> dict:
     cross = {f"{a}->{b}": _side(acc[a][b]), f"{b}->{a}": _side(acc[b][a])}
     out = {"claim": claim, "in_distribution": diag, "cross": cross}
     if any(v != "above" for v in diag.values()):
-        return {**out, "status": "not resolved (" + ", ".join(f"the {t} RM is {v} in distribution"
-                                                            for t, v in diag.items() if v != "above") + ")"}
+        return {
+            **out,
+            "status": "not resolved ("
+            + ", ".join(f"the {t} RM is {v} in distribution" for t, v in diag.items() if v != "above")
+            + ")",
+        }
     below = sum(v == "below" for v in cross.values())
     return {**out, "status": "reproduced" if below == 2 else "mixed" if below == 1 else "contradicted"}
 
@@ -240,8 +276,12 @@ def f7_ours(rm_metrics: dict | None) -> dict:
         return {"claim": claim, "status": "missing"}
     above = lambda cell: cell["ci95"][0] > 0.5  # noqa: E731
     diag = {t: above(acc[t][t]) for t in acc if t in acc[t]}
-    cross = {f"{t}->{e}": not above(acc[t][e]) for t in acc for e in acc[t]
-             if (t in CONSTRUCTION and e in RANKING) or (t in RANKING and e in CONSTRUCTION)}
+    cross = {
+        f"{t}->{e}": not above(acc[t][e])
+        for t in acc
+        for e in acc[t]
+        if (t in CONSTRUCTION and e in RANKING) or (t in RANKING and e in CONSTRUCTION)
+    }
     if not diag or not cross:
         return {"claim": claim, "status": "missing"}
     if all(diag.values()) and all(cross.values()):
@@ -252,8 +292,7 @@ def f7_ours(rm_metrics: dict | None) -> dict:
         status = "not resolved (some RM is not above chance in distribution)"
     else:
         status = "mixed"
-    return {"claim": claim, "status": status, "in_distribution_above_chance": diag,
-            "transfer_not_above_chance": cross}
+    return {"claim": claim, "status": status, "in_distribution_above_chance": diag, "transfer_not_above_chance": cross}
 
 
 RL_POVID_RM = ("rloo_rm_povid", "ppo_rm_povid")
@@ -278,7 +317,7 @@ def f7_rl(compare: Compare, runs: dict[str, dict]) -> dict:
       worse on none; the part is *reproduced* if no run beats DPO, *contradicted* if every run does, else
       *mixed*.
     """
-    claim = ("PPO/RLOO collapse with a POVID-style RM and do not beat DPO with a VLFeedback-style RM (Table 8)")
+    claim = "PPO/RLOO collapse with a POVID-style RM and do not beat DPO with a VLFeedback-style RM (Table 8)"
     needed = (*RL_POVID_RM, *RL_VLF_RM, "dpo_povid")
     if any(r not in runs for r in needed):
         return {"claim": claim, "status": "missing", "absent": [r for r in needed if r not in runs]}
@@ -286,15 +325,20 @@ def f7_rl(compare: Compare, runs: dict[str, dict]) -> dict:
     if None in flags.values():
         collapse_status = "missing"
     else:
-        collapse_status = ("reproduced" if all(flags.values()) else "contradicted" if not any(flags.values())
-                           else "mixed")
+        collapse_status = (
+            "reproduced" if all(flags.values()) else "contradicted" if not any(flags.values()) else "mixed"
+        )
     vs_dpo = {r: {c: compare(r, "dpo_povid", c) for c, *_ in COLUMNS} for r in RL_VLF_RM}
     beats = {r: "better" in v.values() and "worse" not in v.values() for r, v in vs_dpo.items()}
     gain_status = "reproduced" if not any(beats.values()) else "contradicted" if all(beats.values()) else "mixed"
     parts = (collapse_status, gain_status)
-    status = ("missing" if "missing" in parts else parts[0] if parts[0] == parts[1] else "mixed")
-    return {"claim": claim, "status": status, "collapse_with_povid_rm": {"status": collapse_status, "collapsed": flags},
-            "no_gain_over_dpo_with_vlfeedback_rm": {"status": gain_status, "beats_dpo": beats, "verdicts": vs_dpo}}
+    status = "missing" if "missing" in parts else parts[0] if parts[0] == parts[1] else "mixed"
+    return {
+        "claim": claim,
+        "status": status,
+        "collapse_with_povid_rm": {"status": collapse_status, "collapsed": flags},
+        "no_gain_over_dpo_with_vlfeedback_rm": {"status": gain_status, "beats_dpo": beats, "verdicts": vs_dpo},
+    }
 
 
 @dataclass(frozen=True)
@@ -313,34 +357,66 @@ class Rule:
 RULES: dict[str, tuple[Rule, ...]] = {
     "F1": (Rule(1, "4313b26", "dpo_bdhs vs SFT: better on some hallucination column, worse on none"),),
     "F2": (Rule(1, "4313b26", "avg_povid_bdhs vs avg_povid_distortion: worse on no column"),),
-    "F3": (Rule(1, "4313b26", "mixed_dpo_povid not worse than dpo_povid (hallucination) nor online_dpo_oracle "
-                              "(helpfulness), and better than SFT on some column (f3_v1)"),
-           Rule(2, "c0ee4bb", "both gains must exist over SFT first; mixed_dpo_povid must beat SFT on a column of "
-                              "each (f3)", after_results=True,
-                why="v1 could call F3 reproduced when neither offline nor online DPO gained anything to combine; "
-                    "written in the commit that produced the first quick-profile results")),
-    "F7": (Rule(1, "4313b26", "every RM above chance in distribution, every construction <-> ranking cell at "
-                              "chance (f7_ours)"),
-           Rule(2, "#10 item 2 (2026-12-01)", "POVID-style and RLHF-V-style RMs, above chance in distribution, "
-                                              "fall below chance on each other's pairs, as the paper states (f7)",
-                after_results=True,
-                why="v1 tested a claim the paper does not make; the paper's own VLFeedback -> POVID cells "
-                    "(0.61 / 0.76) would fail it")),
+    "F3": (
+        Rule(
+            1,
+            "4313b26",
+            "mixed_dpo_povid not worse than dpo_povid (hallucination) nor online_dpo_oracle "
+            "(helpfulness), and better than SFT on some column (f3_v1)",
+        ),
+        Rule(
+            2,
+            "c0ee4bb",
+            "both gains must exist over SFT first; mixed_dpo_povid must beat SFT on a column of each (f3)",
+            after_results=True,
+            why="v1 could call F3 reproduced when neither offline nor online DPO gained anything to combine; "
+            "written in the commit that produced the first quick-profile results",
+        ),
+    ),
+    "F7": (
+        Rule(
+            1,
+            "4313b26",
+            "every RM above chance in distribution, every construction <-> ranking cell at chance (f7_ours)",
+        ),
+        Rule(
+            2,
+            "#10 item 2 (2026-12-01)",
+            "POVID-style and RLHF-V-style RMs, above chance in distribution, "
+            "fall below chance on each other's pairs, as the paper states (f7)",
+            after_results=True,
+            why="v1 tested a claim the paper does not make; the paper's own VLFeedback -> POVID cells "
+            "(0.61 / 0.76) would fail it",
+        ),
+    ),
     "F7-RL": (Rule(1, "23197be", "POVID-RM runs collapse; VLFeedback-RM runs do not beat dpo_povid (f7_rl)"),),
-    "COLUMNS": (Rule(1, "4313b26", "every column decides findings (the POPE rule aside)"),
-                Rule(2, "#10 item 4 (2026-12-01)", "a column decides only if the SFT model's value on it is better "
-                                                   "with the image than with every image token masked (paired 95 % "
-                                                   "interval excludes 0; study.report.measurable)",
-                     after_results=True,
-                     why="36 % of typed-QA items have an outcome the yes-bias forces, yet QA halluc. decided F1-F3; "
-                         "the test was written before its own outcome on any model was seen")),
-    "POPE": (Rule(1, "4313b26", "POPE columns decide findings like any column"),
-             Rule(2, "7ff7919", "POPE columns of a model whose yes-ratio is >= 0.95 or <= 0.05 on a split are "
-                                "not measurable (degenerate_pope)", after_results=True,
-                  why="every model then answered yes to ~100 % of POPE questions: its POPE accuracy was its "
-                      "yes-ratio in disguise; written after the first results")),
+    "COLUMNS": (
+        Rule(1, "4313b26", "every column decides findings (the POPE rule aside)"),
+        Rule(
+            2,
+            "#10 item 4 (2026-12-01)",
+            "a column decides only if the SFT model's value on it is better "
+            "with the image than with every image token masked (paired 95 % "
+            "interval excludes 0; study.report.measurable)",
+            after_results=True,
+            why="36 % of typed-QA items have an outcome the yes-bias forces, yet QA halluc. decided F1-F3; "
+            "the test was written before its own outcome on any model was seen",
+        ),
+    ),
+    "POPE": (
+        Rule(1, "4313b26", "POPE columns decide findings like any column"),
+        Rule(
+            2,
+            "7ff7919",
+            "POPE columns of a model whose yes-ratio is >= 0.95 or <= 0.05 on a split are "
+            "not measurable (degenerate_pope)",
+            after_results=True,
+            why="every model then answered yes to ~100 % of POPE questions: its POPE accuracy was its "
+            "yes-ratio in disguise; written after the first results",
+        ),
+    ),
 }
-POPE_FINDINGS = ("F1", "F2", "F3", "F7-RL")      # findings decided by column comparisons (POPE among them)
+POPE_FINDINGS = ("F1", "F2", "F3", "F7-RL")  # findings decided by column comparisons (POPE among them)
 
 
 def _rule(r: Rule) -> dict:
@@ -354,8 +430,13 @@ def check_all(compare: Compare, runs: dict[str, dict], rm_metrics: dict | None) 
     ``runs``: ``{model: metrics JSON}``; ``rm_metrics``: the ``reward_models`` stage's metrics (None if it
     has not run). A ``compare`` without ``columns_v1`` / ``pope_decides`` (hand-made) is used as is for the
     columns / POPE history. The POPE v1 entry applies neither the POPE nor the columns rule (both came later)."""
-    fns = {"F1": lambda c: f1(c), "F2": lambda c: f2(c), "F3": lambda c: f3(c), "F7": lambda c: f7(rm_metrics),
-           "F7-RL": lambda c: f7_rl(c, runs)}
+    fns = {
+        "F1": lambda c: f1(c),
+        "F2": lambda c: f2(c),
+        "F3": lambda c: f3(c),
+        "F7": lambda c: f7(rm_metrics),
+        "F7-RL": lambda c: f7_rl(c, runs),
+    }
     earlier = {("F3", 1): lambda c: f3_v1(c), ("F7", 1): lambda c: f7_ours(rm_metrics)}
     columns_v1 = getattr(compare, "columns_v1", compare)
     pope_v1 = getattr(compare, "pope_decides", compare)
@@ -382,9 +463,13 @@ def length_drift(compare: Compare, runs: dict[str, dict]) -> dict[str, dict]:
             continue
         v = compare(name, "SFT", LENGTH)
         d = compare.cache[(name, "SFT", LENGTH)]  # type: ignore[attr-defined]
-        out[name] = {"method": method, "sft_tokens": runs["SFT"]["describe"]["length"]["value"],
-                     "delta_tokens": d["delta"], "ci95": d["ci95"],
-                     "drift": {"better": "longer", "worse": "shorter"}.get(v, "none")}
+        out[name] = {
+            "method": method,
+            "sft_tokens": runs["SFT"]["describe"]["length"]["value"],
+            "delta_tokens": d["delta"],
+            "ci95": d["ci95"],
+            "drift": {"better": "longer", "worse": "shorter"}.get(v, "none"),
+        }
     return out
 
 
@@ -392,18 +477,29 @@ def paper_summary(compare: Compare, runs: dict[str, dict], rm_metrics: dict | No
     """The content of ``metrics/paper.json``: every finding (:func:`check_all`), the online/RL runs' length drift
     (:func:`length_drift`), the columns' image-sensitivity test (``compare.image_sensitivity``, None without
     blind predictions), the models compared and those whose POPE is not measurable."""
-    return {"findings": check_all(compare, runs, rm_metrics), "length_drift": length_drift(compare, runs),
-            "image_sensitivity": getattr(compare, "image_sensitivity", None), "models": sorted(runs),
-            "pope_not_measurable": sorted(degenerate), "test": "paired scene bootstrap, 95%, interval excludes 0"}
+    return {
+        "findings": check_all(compare, runs, rm_metrics),
+        "length_drift": length_drift(compare, runs),
+        "image_sensitivity": getattr(compare, "image_sensitivity", None),
+        "models": sorted(runs),
+        "pope_not_measurable": sorted(degenerate),
+        "test": "paired scene bootstrap, 95%, interval excludes 0",
+    }
 
 
 def sensitivity_table(sens: dict[str, dict]):
     """The image-sensitivity test per column (percentage points, with image - blind, paired 95 % CI)."""
     import pandas as pd
 
-    return pd.DataFrame({c: {"with image - blind": f"{100 * v['delta']:+.1f} [{100 * v['ci95'][0]:+.1f}, "
-                                                   f"{100 * v['ci95'][1]:+.1f}]",
-                             "measurable": v["measurable"]} for c, v in sens.items()}).T
+    return pd.DataFrame(
+        {
+            c: {
+                "with image - blind": f"{100 * v['delta']:+.1f} [{100 * v['ci95'][0]:+.1f}, {100 * v['ci95'][1]:+.1f}]",
+                "measurable": v["measurable"],
+            }
+            for c, v in sens.items()
+        }
+    ).T
 
 
 def rules_table(result: dict[str, dict]):
@@ -414,12 +510,27 @@ def rules_table(result: dict[str, dict]):
     rows = []
     for name, f in result.items():
         r = f["rule"]
-        rows.append({"finding": name, "rule": f"{name} v{r['version']} (current)", "introduced": r["introduced"],
-                     "after results": r["after_results"], "status": f["status"], "why changed": r["why"]})
+        rows.append(
+            {
+                "finding": name,
+                "rule": f"{name} v{r['version']} (current)",
+                "introduced": r["introduced"],
+                "after results": r["after_results"],
+                "status": f["status"],
+                "why changed": r["why"],
+            }
+        )
         for e in f.get("earlier_rules", []):
-            rows.append({"finding": name, "rule": f"{e.get('rule_of', name)} v{e['version']}",
-                         "introduced": e["introduced"], "after results": e["after_results"], "status": e["status"],
-                         "why changed": ""})
+            rows.append(
+                {
+                    "finding": name,
+                    "rule": f"{e.get('rule_of', name)} v{e['version']}",
+                    "introduced": e["introduced"],
+                    "after results": e["after_results"],
+                    "status": e["status"],
+                    "why changed": "",
+                }
+            )
     return pd.DataFrame(rows)
 
 

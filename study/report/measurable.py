@@ -14,6 +14,7 @@ answer a yes-bias forces: "no" relation items and absent-colour items) measures 
 grounding, and a difference between aligned models on it is a shift of those biases. Such a column is
 reported, but its comparisons are *not measurable* (:func:`study.report.findings.paired_compare`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,8 +24,9 @@ from study.eval.paired import paired_difference, verdict
 from study.report.comparison import COLUMNS
 
 
-def image_sensitivity(with_image: list[dict], blind: list[dict], scenes, spec, *, n_boot: int = 1000,
-                      seed: int = 0) -> dict[str, dict]:
+def image_sensitivity(
+    with_image: list[dict], blind: list[dict], scenes, spec, *, n_boot: int = 1000, seed: int = 0
+) -> dict[str, dict]:
     """``{column: {"delta", "ci95", "n_items", "measurable"}}``: the paired difference with image - blind of
     each column and the test's outcome (module docstring)."""
     out = {}
@@ -44,5 +46,11 @@ def sft_image_sensitivity(eval_dir: str | Path, spec, *, n_boot: int = 1000, see
     d = Path(eval_dir) / "sft"
     if not (d / BLIND_FILE).is_file():
         return None
-    return image_sensitivity(io.read_jsonl(d / "predictions.jsonl"), io.read_jsonl(d / BLIND_FILE),
-                             io.read_jsonl(d / "scenes.jsonl"), spec, n_boot=n_boot, seed=seed)
+    return image_sensitivity(
+        io.read_jsonl(d / "predictions.jsonl"),
+        io.read_jsonl(d / BLIND_FILE),
+        io.read_jsonl(d / "scenes.jsonl"),
+        spec,
+        n_boot=n_boot,
+        seed=seed,
+    )

@@ -1,4 +1,5 @@
 """Tables, a figure and a verdict for the ``organism`` stage (``metrics/organism.json``)."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -20,9 +21,17 @@ def gate_table(metrics: dict) -> pd.DataFrame:
 
     split = metrics["gate_split"]
     bounds = {g.name: (g.lo, g.hi) for g in GATES}
-    rows = [{"gate": name, "meaning": g["meaning"], "target": g["target"], split: _fmt(g["value"], bounds[name]),
-             "test": _fmt(g.get("test_value"), bounds[name]), "status": g["status"]}
-            for name, g in metrics["gates"].items()]
+    rows = [
+        {
+            "gate": name,
+            "meaning": g["meaning"],
+            "target": g["target"],
+            split: _fmt(g["value"], bounds[name]),
+            "test": _fmt(g.get("test_value"), bounds[name]),
+            "status": g["status"],
+        }
+        for name, g in metrics["gates"].items()
+    ]
     return pd.DataFrame(rows).set_index("gate")
 
 
@@ -63,8 +72,10 @@ def auroc_figure(metrics: dict):
     rep = metrics["reports"][metrics["gate_split"]]
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     x = np.arange(len(POPE))
-    for off, key, label, colour in ((-0.18, "auroc", "with the image", "#0072B2"),
-                                    (0.18, "auroc_masked", "every image token masked", "#E69F00")):
+    for off, key, label, colour in (
+        (-0.18, "auroc", "with the image", "#0072B2"),
+        (0.18, "auroc_masked", "every image token masked", "#E69F00"),
+    ):
         v = np.array([rep[f"pope_{t}"][key]["value"] for t in POPE])
         lo = np.array([rep[f"pope_{t}"][key]["ci95"][0] for t in POPE])
         hi = np.array([rep[f"pope_{t}"][key]["ci95"][1] for t in POPE])
@@ -84,13 +95,17 @@ def verdict(metrics: dict) -> str:
     s = metrics["summary"]
     failing = [n for n, g in metrics["gates"].items() if g["status"] == "fail"]
     unmeasured = [n for n, g in metrics["gates"].items() if g["status"] == "not measured"]
-    head = (f"{s['pass']} of {len(metrics['gates'])} validity gates pass on {metrics['gate_split']} "
-            f"({s['fail']} fail, {s['not measured']} not measured).")
+    head = (
+        f"{s['pass']} of {len(metrics['gates'])} validity gates pass on {metrics['gate_split']} "
+        f"({s['fail']} fail, {s['not measured']} not measured)."
+    )
     if not failing and not unmeasured:
         return head + " The organism behaves like a real MLLM in every way the gates check."
     tail = ""
     if failing:
-        tail += f" Failing: {', '.join(failing)}. Findings that rest on these behaviours are not valid on this organism."
+        tail += (
+            f" Failing: {', '.join(failing)}. Findings that rest on these behaviours are not valid on this organism."
+        )
     if unmeasured:
         tail += f" Not measured: {', '.join(unmeasured)}."
     return head + tail

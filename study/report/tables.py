@@ -1,4 +1,5 @@
 """Flatten metrics dicts (``{"value", "ci95"}`` leaves) into tidy tables."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -13,8 +14,16 @@ def tidy(metrics: dict, model: str = "model") -> pd.DataFrame:
             if k.startswith("_"):
                 continue
             if isinstance(v, dict) and "value" in v and "ci95" in v:
-                rows.append({"model": model, "suite": ".".join(path), "metric": k, "value": v["value"],
-                             "ci_lo": v["ci95"][0], "ci_hi": v["ci95"][1]})
+                rows.append(
+                    {
+                        "model": model,
+                        "suite": ".".join(path),
+                        "metric": k,
+                        "value": v["value"],
+                        "ci_lo": v["ci95"][0],
+                        "ci_hi": v["ci95"][1],
+                    }
+                )
             elif isinstance(v, dict):
                 walk(v, (*path, k))
 
@@ -24,10 +33,12 @@ def tidy(metrics: dict, model: str = "model") -> pd.DataFrame:
 
 def formatted(df: pd.DataFrame, pct: bool = True) -> pd.DataFrame:
     """``value [lo, hi]`` strings, percentages for rates."""
+
     def fmt(r):
         if pct and r["metric"] != "length":
             return f"{100 * r['value']:.1f} [{100 * r['ci_lo']:.1f}, {100 * r['ci_hi']:.1f}]"
         return f"{r['value']:.2f} [{r['ci_lo']:.2f}, {r['ci_hi']:.2f}]"
+
     out = df.copy()
     out["estimate (95% CI)"] = out.apply(fmt, axis=1)
     return out[["model", "suite", "metric", "estimate (95% CI)"]]

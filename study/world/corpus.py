@@ -12,6 +12,7 @@ A corpus row's ``messages`` is ``[{"role": "user", "content": [{"type": "image"}
 "text": prompt}]}, {"role": "assistant", "content": [{"type": "text", "text": answer}]}]``; the row's
 image is ``images/{split}.npy[index of scene_id]``, attached at load time as ``images=[PIL.Image]``.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -34,8 +35,8 @@ class CorpusParams:
     """Knobs of the SFT corpus (validated in :mod:`study.config`)."""
 
     qa_per_scene: int = 2
-    exist_per_scene: int = 0          # extra balanced existence questions per scene (LLaVA's short-answer mix)
-    caption_noise_rate: float = 0.2   # share of descriptions that mention one absent context object
+    exist_per_scene: int = 0  # extra balanced existence questions per scene (LLaVA's short-answer mix)
+    caption_noise_rate: float = 0.2  # share of descriptions that mention one absent context object
     synonym_prob: float = 0.2
     relation_prob: float = 0.5
     position_first_prob: float = 0.0  # share of object sentences that name the position first
@@ -95,21 +96,40 @@ def corpus_rows(spec: WorldSpec, scenes: list[Scene], params: CorpusParams, seed
     rows = []
     for i, scene in enumerate(scenes):
         rng = np.random.default_rng([seed, 104729, SPLITS.index(scene.split), i])
-        text, inserted = language.describe(spec, scene, rng, synonym_prob=params.synonym_prob,
-                                    noise_rate=params.caption_noise_rate, relation_prob=params.relation_prob,
-                                    position_first_prob=params.position_first_prob)
+        text, inserted = language.describe(
+            spec,
+            scene,
+            rng,
+            synonym_prob=params.synonym_prob,
+            noise_rate=params.caption_noise_rate,
+            relation_prob=params.relation_prob,
+            position_first_prob=params.position_first_prob,
+        )
         prompt = language.DESCRIBE_PROMPTS[int(rng.integers(len(language.DESCRIBE_PROMPTS)))]
-        rows.append({"scene_id": scene.scene_id, "kind": "describe", "noisy_object": inserted,
-                     "messages": conversation(prompt, text)})
+        rows.append(
+            {
+                "scene_id": scene.scene_id,
+                "kind": "describe",
+                "noisy_object": inserted,
+                "messages": conversation(prompt, text),
+            }
+        )
         for _ in range(params.qa_per_scene):
             kind, p, a = qa_item(spec, scene, rng)
-            rows.append({"scene_id": scene.scene_id, "kind": kind, "noisy_object": None,
-                         "messages": conversation(p, a)})
+            rows.append(
+                {"scene_id": scene.scene_id, "kind": kind, "noisy_object": None, "messages": conversation(p, a)}
+            )
         if params.exist_per_scene:  # a stream of its own: adding these leaves the rows above unchanged
             erng = np.random.default_rng([seed, 130363, SPLITS.index(scene.split), i])
             for _ in range(params.exist_per_scene):
-                rows.append({"scene_id": scene.scene_id, "kind": "exist", "noisy_object": None,
-                             "messages": conversation(*existence_item(spec, scene, erng))})
+                rows.append(
+                    {
+                        "scene_id": scene.scene_id,
+                        "kind": "exist",
+                        "noisy_object": None,
+                        "messages": conversation(*existence_item(spec, scene, erng)),
+                    }
+                )
     return rows
 
 
@@ -117,13 +137,25 @@ def yes_no_balance(rows: list[dict]) -> dict:
     """How many corpus answers start with "yes" / "no", and the yes share among them."""
     first = [r["messages"][1]["content"][0]["text"].split(" ", 1)[0] for r in rows]
     yes, no = first.count("yes"), first.count("no")
-    return {"yes_answers": yes, "no_answers": no, "yes_share": yes / (yes + no) if yes + no else 0.0,
-            "exist_no_answers": sum(f == "no" and r["kind"] == "exist" for f, r in zip(first, rows))}
+    return {
+        "yes_answers": yes,
+        "no_answers": no,
+        "yes_share": yes / (yes + no) if yes + no else 0.0,
+        "exist_no_answers": sum(f == "no" and r["kind"] == "exist" for f, r in zip(first, rows)),
+    }
 
 
-def build_world(spec: WorldSpec, out_dir: str | Path, *, seed: int, sizes: dict[str, int],
-                scene_params: SceneParams, corpus_params: CorpusParams, faint_alpha: float,
-                noise_std: float) -> dict:
+def build_world(
+    spec: WorldSpec,
+    out_dir: str | Path,
+    *,
+    seed: int,
+    sizes: dict[str, int],
+    scene_params: SceneParams,
+    corpus_params: CorpusParams,
+    faint_alpha: float,
+    noise_std: float,
+) -> dict:
     """Generate every split, render it and write the corpus; the directory appears atomically.
 
     Returns summary statistics (counts, noise share, co-occurrence strength) for the metrics file.
@@ -133,24 +165,45 @@ def build_world(spec: WorldSpec, out_dir: str | Path, *, seed: int, sizes: dict[
         for split in SPLITS:
             n = sizes[split]
             scenes = generate_split(spec, scene_params, seed, split, n)
-            images = np.stack([render_scene(spec, s, faint_alpha, noise_std, seed)
-                               for s in tqdm(scenes, desc=f"render {split}", mininterval=2)]) if n else \
-                np.zeros((0, spec.image_size, spec.image_size, 3), np.uint8)
+            images = (
+                np.stack(
+                    [
+                        render_scene(spec, s, faint_alpha, noise_std, seed)
+                        for s in tqdm(scenes, desc=f"render {split}", mininterval=2)
+                    ]
+                )
+                if n
+                else np.zeros((0, spec.image_size, spec.image_size, 3), np.uint8)
+            )
             io.write_jsonl(tmp / "scenes" / f"{split}.jsonl", (s.to_dict() for s in scenes))
             io.save_array(tmp / "images" / f"{split}.npy", images)
-            split_stats = {"scenes": n, "objects_per_scene": float(np.mean([len(s.objects) for s in scenes])) if n else 0.0,
-                           "faint_share": float(np.mean([o.faint for s in scenes for o in s.objects])) if n else 0.0}
+            split_stats = {
+                "scenes": n,
+                "objects_per_scene": float(np.mean([len(s.objects) for s in scenes])) if n else 0.0,
+                "faint_share": float(np.mean([o.faint for s in scenes for o in s.objects])) if n else 0.0,
+            }
             if split in ("train", "val"):
                 rows = corpus_rows(spec, scenes, corpus_params, seed)
                 io.write_jsonl(tmp / "corpus" / f"{split}.jsonl", rows)
                 desc = [r for r in rows if r["kind"] == "describe"]
                 split_stats["corpus_rows"] = len(rows)
-                split_stats["noisy_description_share"] = float(np.mean([r["noisy_object"] is not None for r in desc])) if desc else 0.0
+                split_stats["noisy_description_share"] = (
+                    float(np.mean([r["noisy_object"] is not None for r in desc])) if desc else 0.0
+                )
                 split_stats.update(yes_no_balance(rows))
             stats["splits"][split] = split_stats
-        io.write_json(tmp / "spec.json", {"source": spec.source, "seed": seed, "sizes": sizes,
-                                           "scene_params": asdict(scene_params), "corpus_params": asdict(corpus_params),
-                                           "faint_alpha": faint_alpha, "noise_std": noise_std})
+        io.write_json(
+            tmp / "spec.json",
+            {
+                "source": spec.source,
+                "seed": seed,
+                "sizes": sizes,
+                "scene_params": asdict(scene_params),
+                "corpus_params": asdict(corpus_params),
+                "faint_alpha": faint_alpha,
+                "noise_std": noise_std,
+            },
+        )
     return stats
 
 

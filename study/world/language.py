@@ -3,6 +3,7 @@
 Conventions (the tokenizer relies on them): lower case, every token separated by one space,
 punctuation (``.`` ``,`` ``?``) as its own token. Sentences end with `` .``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,13 +23,16 @@ OBJECT_TEMPLATES = (
     "a {size} {color} {name} is at the {pos} .",
     "i can see a {size} {color} {name} at the {pos} .",
 )
-POSITION_FIRST_TEMPLATES = (   # the place first, then what is there (grounded-caption style)
+POSITION_FIRST_TEMPLATES = (  # the place first, then what is there (grounded-caption style)
     "at the {pos} there is a {size} {color} {name} .",
     "at the {pos} i can see a {size} {color} {name} .",
 )
 RELATION_TEMPLATE = "the {a} is {rel} the {b} ."
-EXIST_PROMPTS = ("is there a {name} in the image ?", "is there a {name} in this picture ?",
-                 "does the image contain a {name} ?")
+EXIST_PROMPTS = (
+    "is there a {name} in the image ?",
+    "is there a {name} in this picture ?",
+    "does the image contain a {name} ?",
+)
 COLOR_PROMPT = "what color is the {name} ?"
 COUNT_PROMPT = "how many {plural} are there ?"
 RELATION_PROMPT = "is the {a} {rel} the {b} ?"
@@ -46,18 +50,27 @@ def object_word(spec: WorldSpec, category: str, rng: np.random.Generator | None,
     return cat.name
 
 
-def object_sentence(spec: WorldSpec, obj: SceneObject, rng: np.random.Generator, synonym_prob: float,
-                    position_first_prob: float = 0.0) -> str:
+def object_sentence(
+    spec: WorldSpec, obj: SceneObject, rng: np.random.Generator, synonym_prob: float, position_first_prob: float = 0.0
+) -> str:
     """One object's sentence; with probability ``position_first_prob`` its position comes first ("at the top
     left there is a ..."), otherwise last. At 0 no extra random number is drawn (streams unchanged)."""
     first = position_first_prob > 0 and rng.random() < position_first_prob
     return _pick(rng, POSITION_FIRST_TEMPLATES if first else OBJECT_TEMPLATES).format(
-        size=obj.size, color=obj.color, name=object_word(spec, obj.category, rng, synonym_prob), pos=obj.position)
+        size=obj.size, color=obj.color, name=object_word(spec, obj.category, rng, synonym_prob), pos=obj.position
+    )
 
 
-def describe(spec: WorldSpec, scene: Scene, rng: np.random.Generator, *, synonym_prob: float = 0.2,
-             noise_rate: float = 0.0, relation_prob: float = 0.5,
-             position_first_prob: float = 0.0) -> tuple[str, str | None]:
+def describe(
+    spec: WorldSpec,
+    scene: Scene,
+    rng: np.random.Generator,
+    *,
+    synonym_prob: float = 0.2,
+    noise_rate: float = 0.0,
+    relation_prob: float = 0.5,
+    position_first_prob: float = 0.0,
+) -> tuple[str, str | None]:
     """A detailed description of ``scene`` in reading order.
 
     With probability ``noise_rate`` the description also mentions one *absent* object from the scene's
@@ -70,14 +83,23 @@ def describe(spec: WorldSpec, scene: Scene, rng: np.random.Generator, *, synonym
     if noise_rate > 0 and rng.random() < noise_rate:
         ctx = spec.contexts[scene.context]
         absent = [c for c in ctx.objects if c not in scene.categories]
-        free = [(r, c) for r in range(spec.grid) for c in range(spec.grid)
-                if all((o.row, o.col) != (r, c) for o in objs)]
+        free = [
+            (r, c) for r in range(spec.grid) for c in range(spec.grid) if all((o.row, o.col) != (r, c) for o in objs)
+        ]
         if absent and free:
             w = np.array([ctx.objects[c] for c in absent])
             inserted = absent[int(rng.choice(len(absent), p=w / w.sum()))]
             r, c = free[int(rng.integers(len(free)))]
-            fake = SceneObject(-1, inserted, spec.categories[inserted].color, _pick(rng, list(spec.sizes)), r, c,
-                               spec.position_name(r, c), False)
+            fake = SceneObject(
+                -1,
+                inserted,
+                spec.categories[inserted].color,
+                _pick(rng, list(spec.sizes)),
+                r,
+                c,
+                spec.position_name(r, c),
+                False,
+            )
             objs = sorted(objs + [fake], key=lambda o: (o.row, o.col))
     parts = []
     if rng.random() < 0.8:
@@ -159,9 +181,20 @@ def split_sentences(text: str) -> list[str]:
 def vocabulary(spec: WorldSpec) -> list[str]:
     """Every word the world's language can produce (the tokenizer's vocabulary, sorted)."""
     words: set[str] = set()
-    templates = (*DESCRIBE_PROMPTS, *INTRO_TEMPLATES, *OBJECT_TEMPLATES, *POSITION_FIRST_TEMPLATES, RELATION_TEMPLATE, *EXIST_PROMPTS,
-                 COLOR_PROMPT, COUNT_PROMPT, RELATION_PROMPT, ABSENT_ANSWER,
-                 "yes , there is a no there is no", "the is not there are one")
+    templates = (
+        *DESCRIBE_PROMPTS,
+        *INTRO_TEMPLATES,
+        *OBJECT_TEMPLATES,
+        *POSITION_FIRST_TEMPLATES,
+        RELATION_TEMPLATE,
+        *EXIST_PROMPTS,
+        COLOR_PROMPT,
+        COUNT_PROMPT,
+        RELATION_PROMPT,
+        ABSENT_ANSWER,
+        "yes , there is a no there is no",
+        "the is not there are one",
+    )
     for t in templates:
         words.update(w for w in t.split() if not w.startswith("{"))
     words.update(NUMBER_WORDS)

@@ -15,13 +15,14 @@ Tokens are the world's own (lower case, punctuation as separate tokens; see
     answered count   in an answer to "how many", the first word after a ``there is/are`` that is a number:
                      ``no`` = 0, ``a``/``an``/``one`` = 1, ``two`` .. ``six``, or digits; none: no count.
 """
+
 from __future__ import annotations
 
 from study.world.spec import WorldSpec
 
 RELATIONS = ("left of", "right of", "above", "below")
 INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
-NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six")   # index = the number
+NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six")  # index = the number
 CLAIM_COUNT_WORDS = {w: i for i, w in enumerate(NUMBER_WORDS) if i >= 1}
 ANSWER_COUNT_WORDS = {**{w: i for i, w in enumerate(NUMBER_WORDS)}, "a": 1, "an": 1}
 
@@ -39,7 +40,7 @@ def position_spans(tokens: list[str], spec: WorldSpec) -> list[tuple[int, int]]:
     while i < len(tokens):
         for name in names:
             k = len(name)
-            if tokens[i:i + k] == name:
+            if tokens[i : i + k] == name:
                 if i + k >= len(tokens) or tokens[i + k] != "of":
                     out.append((i, i + k))
                 i += k

@@ -5,6 +5,7 @@ toward the background with weight ``faint_alpha`` (weak visual evidence, the reg
 language prior can override the image, as for small or occluded objects in real photos). Pixel noise
 is drawn from a generator seeded by the scene, so rendering is deterministic.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -59,8 +60,9 @@ def _glyph(draw: ImageDraw.ImageDraw, shape: str, box: tuple[float, float, float
         raise ValueError(f"unknown shape {shape!r}")
 
 
-def render_scene(spec: WorldSpec, scene: Scene, faint_alpha: float = 0.3, noise_std: float = 6.0,
-                 seed: int = 0) -> np.ndarray:
+def render_scene(
+    spec: WorldSpec, scene: Scene, faint_alpha: float = 0.3, noise_std: float = 6.0, seed: int = 0
+) -> np.ndarray:
     """Return an ``(H, W, 3)`` uint8 image of ``scene``."""
     size = spec.image_size
     bg = np.array(spec.contexts[scene.context].background, dtype=np.float64)
@@ -74,8 +76,12 @@ def render_scene(spec: WorldSpec, scene: Scene, faint_alpha: float = 0.3, noise_
         color = np.array(spec.colors[obj.color], dtype=np.float64)
         if obj.faint:
             color = bg + faint_alpha * (color - bg)
-        _glyph(draw, spec.categories[obj.category].shape, (cx - half, cy - half, cx + half, cy + half),
-               tuple(int(round(v)) for v in color))
+        _glyph(
+            draw,
+            spec.categories[obj.category].shape,
+            (cx - half, cy - half, cx + half, cy + half),
+            tuple(int(round(v)) for v in color),
+        )
     arr = np.asarray(img, dtype=np.float64)
     if noise_std > 0:
         idx = int(scene.scene_id.rsplit("-", 1)[-1])

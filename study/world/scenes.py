@@ -8,6 +8,7 @@ backgrounds but draws categories uniformly, so its co-occurrence statistics diff
 Every scene is drawn from its own generator seeded by (seed, split, index): the first n scenes of a
 split do not depend on how many are drawn, and the same seed gives the same world.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -60,14 +61,22 @@ class Scene:
 
     def to_dict(self) -> dict:
         return {
-            "scene_id": self.scene_id, "split": self.split, "context": self.context,
-            "objects": [asdict(o) for o in self.objects], "relations": list(self.relations),
+            "scene_id": self.scene_id,
+            "split": self.split,
+            "context": self.context,
+            "objects": [asdict(o) for o in self.objects],
+            "relations": list(self.relations),
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Scene":
-        return cls(d["scene_id"], d["split"], d["context"], [SceneObject(**o) for o in d["objects"]],
-                   list(d.get("relations", [])))
+        return cls(
+            d["scene_id"],
+            d["split"],
+            d["context"],
+            [SceneObject(**o) for o in d["objects"]],
+            list(d.get("relations", [])),
+        )
 
 
 def relations_of(objects: list[SceneObject]) -> list[dict]:
@@ -92,8 +101,16 @@ def _scene_rng(seed: int, split: str, index: int, stream: tuple[int, ...] = ()) 
     return np.random.default_rng([seed, *stream, SPLITS.index(split), index])
 
 
-def sample_scene(spec: WorldSpec, params: SceneParams, seed: int, split: str, index: int, *,
-                 uniform: bool | None = None, stream: tuple[int, ...] = ()) -> Scene:
+def sample_scene(
+    spec: WorldSpec,
+    params: SceneParams,
+    seed: int,
+    split: str,
+    index: int,
+    *,
+    uniform: bool | None = None,
+    stream: tuple[int, ...] = (),
+) -> Scene:
     """Scene ``index`` of ``split``. ``uniform`` (default: ``split == "ood"``) draws categories uniformly
     instead of from the context; a non-empty ``stream`` gives a generator disjoint from the world's own
     (seed, split, index) streams (another scene collection over the same spec, e.g. the vision tower's

@@ -2,6 +2,7 @@
 
 The spec is the study's input. It is validated on load so a typo fails with the offending key named.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,8 +11,22 @@ from pathlib import Path
 import yaml
 
 SHAPES = (
-    "circle", "ring", "vbar", "tee", "square", "hbar", "triangle", "cross", "inv_triangle",
-    "frame", "diamond", "plus", "ell", "hourglass", "halfdisk", "bowtie",
+    "circle",
+    "ring",
+    "vbar",
+    "tee",
+    "square",
+    "hbar",
+    "triangle",
+    "cross",
+    "inv_triangle",
+    "frame",
+    "diamond",
+    "plus",
+    "ell",
+    "hourglass",
+    "halfdisk",
+    "bowtie",
 )
 POSITIONS_3x3 = (
     ("top left", "top", "top right"),
@@ -83,7 +98,11 @@ def _err(key: str, msg: str) -> ValueError:
 
 
 def _rgb(key: str, value) -> tuple[int, int, int]:
-    if not (isinstance(value, (list, tuple)) and len(value) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in value)):
+    if not (
+        isinstance(value, (list, tuple))
+        and len(value) == 3
+        and all(isinstance(v, int) and 0 <= v <= 255 for v in value)
+    ):
         raise _err(key, f"must be a list of 3 integers in [0, 255], got {value!r}")
     return tuple(value)  # type: ignore[return-value]
 

@@ -18,6 +18,7 @@ world's train split, with its co-occurrence prior, as before.
 The object answers :class:`study.world.corpus.World`'s read interface for the splits ``train`` and
 ``val`` (``scenes``, ``images``, ``image``), so the pretraining objectives read it as they read a world.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,16 +36,32 @@ SPLITS = ("train", "val")
 class UniformScenes:
     """``n_train`` + ``n_val`` uniform-category scenes rendered like ``world`` (module docstring)."""
 
-    def __init__(self, spec: WorldSpec, scene_params: SceneParams, *, n_train: int, n_val: int, seed: int,
-                 faint_alpha: float, noise_std: float):
+    def __init__(
+        self,
+        spec: WorldSpec,
+        scene_params: SceneParams,
+        *,
+        n_train: int,
+        n_val: int,
+        seed: int,
+        faint_alpha: float,
+        noise_std: float,
+    ):
         if n_train < 1 or n_val < 1:
             raise ValueError(f"UniformScenes needs n_train >= 1 and n_val >= 1, got {n_train}, {n_val}")
         self.seed = seed
-        self._scenes = {split: [sample_scene(spec, scene_params, seed, split, i, uniform=True, stream=(UNIFORM_STREAM,))
-                                for i in range(n)] for split, n in (("train", n_train), ("val", n_val))}
-        render_seed = seed + UNIFORM_STREAM   # pixel noise, too, differs from the world's
-        self._images = {split: np.stack([render_scene(spec, s, faint_alpha, noise_std, render_seed) for s in scenes])
-                        for split, scenes in self._scenes.items()}
+        self._scenes = {
+            split: [
+                sample_scene(spec, scene_params, seed, split, i, uniform=True, stream=(UNIFORM_STREAM,))
+                for i in range(n)
+            ]
+            for split, n in (("train", n_train), ("val", n_val))
+        }
+        render_seed = seed + UNIFORM_STREAM  # pixel noise, too, differs from the world's
+        self._images = {
+            split: np.stack([render_scene(spec, s, faint_alpha, noise_std, render_seed) for s in scenes])
+            for split, scenes in self._scenes.items()
+        }
 
     @classmethod
     def like(cls, world: World, spec: WorldSpec, *, n_train: int, n_val: int) -> "UniformScenes":
@@ -52,8 +69,15 @@ class UniformScenes:
         import json
 
         meta = json.loads((world.root / "spec.json").read_text())
-        return cls(spec, SceneParams(**meta["scene_params"]), n_train=n_train, n_val=n_val, seed=meta["seed"],
-                   faint_alpha=meta["faint_alpha"], noise_std=meta["noise_std"])
+        return cls(
+            spec,
+            SceneParams(**meta["scene_params"]),
+            n_train=n_train,
+            n_val=n_val,
+            seed=meta["seed"],
+            faint_alpha=meta["faint_alpha"],
+            noise_std=meta["noise_std"],
+        )
 
     def _check(self, split: str) -> None:
         if split not in SPLITS:

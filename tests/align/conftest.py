@@ -51,9 +51,18 @@ def rows(world, spec):
         if r["kind"] != "describe":
             continue
         chosen = r["messages"][1]["content"][0]["text"]
-        out.append({"prompt": r["messages"][0]["content"][1]["text"], "chosen": chosen,
-                    "rejected": _swap_object(chosen, spec), "rejected_2": "the image shows a red cup .",
-                    "scene_id": r["scene_id"], "recipe": "handmade", "seed": 0, "source_ids": "{}"})
+        out.append(
+            {
+                "prompt": r["messages"][0]["content"][1]["text"],
+                "chosen": chosen,
+                "rejected": _swap_object(chosen, spec),
+                "rejected_2": "the image shows a red cup .",
+                "scene_id": r["scene_id"],
+                "recipe": "handmade",
+                "seed": 0,
+                "source_ids": "{}",
+            }
+        )
     return out
 
 
@@ -102,9 +111,24 @@ def encoder():
 
 def fast_params(**kw):
     """Small, fast settings for the tiny model (high LR so a few steps move it)."""
-    base = dict(lora=False, learning_rate=1e-2, projector_lr=1e-2, epochs=2, batch_size=4, logging_steps=1,
-                warmup_ratio=0.0, lr_scheduler="constant", max_new_tokens=8, round_size=8, gen_batch_size=64,
-                reward_norm_prompts=4, ppo_minibatch=4, save_steps=1000, lora_r=8, lora_alpha=16)
+    base = dict(
+        lora=False,
+        learning_rate=1e-2,
+        projector_lr=1e-2,
+        epochs=2,
+        batch_size=4,
+        logging_steps=1,
+        warmup_ratio=0.0,
+        lr_scheduler="constant",
+        max_new_tokens=8,
+        round_size=8,
+        gen_batch_size=64,
+        reward_norm_prompts=4,
+        ppo_minibatch=4,
+        save_steps=1000,
+        lora_r=8,
+        lora_alpha=16,
+    )
     base.update(kw)
     return base
 

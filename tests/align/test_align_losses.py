@@ -1,25 +1,23 @@
 """Each pair loss against a hand-computed value, computed by TRL's own DPOTrainer code on given log-probs;
 Avg-DPO's Eq. 5; and TRL's loss on a real batch == the plain-PyTorch loss (study.align.losses)."""
+
 import math
 from types import SimpleNamespace
 
 import pytest
 import torch
+from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
+from trl.trainer.utils import add_fused_lm_head
 
 from study.align import common
 from study.align import losses as Lo
 from study.align.avg_dpo import AvgDPOTrainer
 from study.align.config import make_params
 from study.align.offline import make_dpo_trainer
-from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
-from trl.trainer.utils import add_fused_lm_head
 
 # Two pairs, sequence length 6 (2 prompt tokens). Completion tokens: chosen1 = 2, chosen2 = 3,
 # rejected1 = 4, rejected2 = 3. Batch rows are [chosen1, chosen2, rejected1, rejected2] (TRL's layout).
-COMPLETION = torch.tensor([[0, 0, 1, 1, 0, 0],
-                           [0, 0, 1, 1, 1, 0],
-                           [0, 0, 1, 1, 1, 1],
-                           [0, 0, 1, 1, 1, 0]])
+COMPLETION = torch.tensor([[0, 0, 1, 1, 0, 0], [0, 0, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 1, 0]])
 # summed log-probs: policy chosen1 -1, chosen2 -2, rejected1 -3, rejected2 -2; reference all -2
 POLICY_SUMS = torch.tensor([-1.0, -2.0, -3.0, -2.0])
 REF_SUMS = torch.tensor([-2.0, -2.0, -2.0, -2.0])
@@ -45,16 +43,29 @@ class FakeLM:
 
 def _batch(rows_idx):
     comp = COMPLETION[rows_idx]
-    return {"input_ids": torch.zeros_like(comp), "attention_mask": torch.ones_like(comp), "completion_mask": comp,
-            "fake_lp": _per_token(POLICY_SUMS[rows_idx], comp), "fake_ref_lp": _per_token(REF_SUMS[rows_idx], comp)}
+    return {
+        "input_ids": torch.zeros_like(comp),
+        "attention_mask": torch.ones_like(comp),
+        "completion_mask": comp,
+        "fake_lp": _per_token(POLICY_SUMS[rows_idx], comp),
+        "fake_ref_lp": _per_token(REF_SUMS[rows_idx], comp),
+    }
 
 
 @pytest.fixture(scope="module")
 def trainer(make_model, processor, rows, world, tmp_path_factory):
     p = make_params(method="dpo", lora=False, beta=0.5, batch_size=2)
     ds = common.preference_dataset(rows[:4], world, with_rejected_2=True)
-    t = make_dpo_trainer(make_model(), processor, ds, p, tmp_path_factory.mktemp("w"), 0, trainer_cls=AvgDPOTrainer,
-                         trainer_kwargs={"gamma": 0.25})
+    t = make_dpo_trainer(
+        make_model(),
+        processor,
+        ds,
+        p,
+        tmp_path_factory.mktemp("w"),
+        0,
+        trainer_cls=AvgDPOTrainer,
+        trainer_kwargs={"gamma": 0.25},
+    )
     return t
 
 
@@ -68,14 +79,17 @@ def _trl_loss(trainer, loss_type, beta, batch):
         trainer.ref_model = real_ref
 
 
-@pytest.mark.parametrize("loss_type,beta,expected", [
-    # DPO: mean(-log sigma(0.5*2), -log sigma(0)) = mean(log(1 + e^-1), log 2)
-    ("sigmoid", 0.5, (math.log(1 + math.exp(-1)) + math.log(2)) / 2),   # 0.503204
-    # SLiC hinge: mean(max(0, 1 - 0.25*2), max(0, 1 - 0)) = mean(0.5, 1)
-    ("hinge", 0.25, 0.75),
-    # IPO, length-normalised: pair1 h = 1/2 - (-1)/4 = 0.75 -> (0.75 - 1)^2 = 0.0625; pair2 (0 - 1)^2 = 1
-    ("ipo", 0.5, (0.0625 + 1.0) / 2),
-])
+@pytest.mark.parametrize(
+    "loss_type,beta,expected",
+    [
+        # DPO: mean(-log sigma(0.5*2), -log sigma(0)) = mean(log(1 + e^-1), log 2)
+        ("sigmoid", 0.5, (math.log(1 + math.exp(-1)) + math.log(2)) / 2),  # 0.503204
+        # SLiC hinge: mean(max(0, 1 - 0.25*2), max(0, 1 - 0)) = mean(0.5, 1)
+        ("hinge", 0.25, 0.75),
+        # IPO, length-normalised: pair1 h = 1/2 - (-1)/4 = 0.75 -> (0.75 - 1)^2 = 0.0625; pair2 (0 - 1)^2 = 1
+        ("ipo", 0.5, (0.0625 + 1.0) / 2),
+    ],
+)
 def test_trl_pair_losses_match_hand_values(trainer, loss_type, beta, expected):
     got = _trl_loss(trainer, loss_type, beta, _batch([0, 1, 2, 3]))
     assert got == pytest.approx(expected, abs=1e-6)
@@ -89,8 +103,9 @@ def test_trl_pair_losses_match_hand_values(trainer, loss_type, beta, expected):
 
 def test_ipo_unnormalised_form_differs():
     # the paper's (h - 1/(2 beta))^2 on pair 1: (2 - 1)^2 = 1, not TRL's 0.0625
-    v = Lo.ipo_loss(torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.0]), 0.5,
-                    normalise=False)
+    v = Lo.ipo_loss(
+        torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.0]), 0.5, normalise=False
+    )
     assert float(v) == pytest.approx(1.0)
 
 
@@ -137,7 +152,8 @@ def test_trl_loss_on_real_batch_equals_plain_pytorch(trainer, loss_type, rows, w
     add_fused_lm_head(ref, outputs=outs)
     ex = [trainer.train_dataset[i] for i in range(3)]
     batch = DataCollatorForVisionPreference(processor=trainer.processing_class)(
-        [{k: e[k] for k in ("prompt", "chosen", "rejected", "images")} for e in ex])
+        [{k: e[k] for k in ("prompt", "chosen", "rejected", "images")} for e in ex]
+    )
     trainer.loss_types, trainer.loss_weights, trainer.beta = [loss_type], [1.0], 0.3
     real_ref = trainer.ref_model
     trainer.ref_model = ref

@@ -1,5 +1,6 @@
 """Offline DPO / IPO / SLiC and Avg-DPO through TRL: short real runs move the margin the right way, the
 saved (merged) policy loads with study.model.load_model, the projector has its own LR, resume works."""
+
 import json
 import math
 
@@ -7,28 +8,39 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from study.align import common
-from study.align import train
+from study.align import common, train
 from study.align.config import make_params
 from study.align.offline import make_dpo_trainer
 from study.model.load import load_model
 
 
 def _pairs(rows, world, key="rejected"):
-    return ([world.image(r["scene_id"]) for r in rows], [r["prompt"] for r in rows], [r["chosen"] for r in rows],
-            [r[key] for r in rows])
+    return (
+        [world.image(r["scene_id"]) for r in rows],
+        [r["prompt"] for r in rows],
+        [r["chosen"] for r in rows],
+        [r[key] for r in rows],
+    )
 
 
 INITIAL_LOSS = {"sigmoid": math.log(2), "hinge": 1.0}
 
 
 @pytest.mark.parametrize("method,lora", [("dpo", False), ("ipo", False), ("slic", True)])
-def test_offline_run_moves_margin_and_saves_loadable_policy(fast, method, lora, make_model, processor, rows, world,
-                                                            tmp_path):
+def test_offline_run_moves_margin_and_saves_loadable_policy(
+    fast, method, lora, make_model, processor, rows, world, tmp_path
+):
     data = rows[:8]
     params = fast(lora=lora, beta={"dpo": 0.1, "ipo": 0.5, "slic": 0.5}[method], projector_lr=3e-3)
-    m = train(method, policy=(make_model(), processor), world=world, data=data, params=params,
-              out_dir=tmp_path / "out", live_dir=tmp_path / "live")
+    m = train(
+        method,
+        policy=(make_model(), processor),
+        world=world,
+        data=data,
+        params=params,
+        out_dir=tmp_path / "out",
+        live_dir=tmp_path / "live",
+    )
     assert m["steps"] == 4 and m["rewards/margins_last"] > m["rewards/margins_first"] == 0.0
     trained, proc = load_model(tmp_path / "out")
     initial = make_model().eval()
@@ -71,8 +83,14 @@ def test_projector_gets_its_own_learning_rate(fast, lora, make_model, processor,
 
 def test_avg_dpo_run_moves_both_margins(fast, make_model, processor, rows, world, tmp_path):
     data = rows[:8]
-    m = train("avg_dpo", policy=(make_model(), processor), world=world, data=data, params=fast(gamma=0.5),
-              out_dir=tmp_path / "out")
+    m = train(
+        "avg_dpo",
+        policy=(make_model(), processor),
+        world=world,
+        data=data,
+        params=fast(gamma=0.5),
+        out_dir=tmp_path / "out",
+    )
     assert m["loss_last"] < m["loss_first"] == pytest.approx(math.log(2), abs=1e-5)
     trained, proc = load_model(tmp_path / "out")
     initial = make_model().eval()
@@ -90,43 +108,76 @@ class Crash(TrainerCallback):
             raise KeyboardInterrupt("simulated kill")
 
 
-def test_killed_run_resumes_from_checkpoint_and_output_appears_atomically(fast, make_model, processor, rows, world,
-                                                                        tmp_path, capsys):
+def test_killed_run_resumes_from_checkpoint_and_output_appears_atomically(
+    fast, make_model, processor, rows, world, tmp_path, capsys
+):
     out = tmp_path / "out"
     out.mkdir()
     (out / "previous.txt").write_text("an earlier result")
     params = fast(save_steps=2, epochs=3)  # 8 pairs / batch 4 -> 6 steps
     with pytest.raises(KeyboardInterrupt):
-        train("dpo", policy=(make_model(), processor), world=world, data=rows[:8], params=params, out_dir=out,
-              live_dir=tmp_path / "live", callbacks=[Crash(3)])
+        train(
+            "dpo",
+            policy=(make_model(), processor),
+            world=world,
+            data=rows[:8],
+            params=params,
+            out_dir=out,
+            live_dir=tmp_path / "live",
+            callbacks=[Crash(3)],
+        )
     assert (out / "previous.txt").is_file() and not (out / "config.json").exists()  # old output untouched
     assert (tmp_path / "out.work" / "checkpoint-2").is_dir()
     capsys.readouterr()
-    m = train("dpo", policy=(make_model(), processor), world=world, data=rows[:8], params=params, out_dir=out,
-              live_dir=tmp_path / "live")
+    m = train(
+        "dpo",
+        policy=(make_model(), processor),
+        world=world,
+        data=rows[:8],
+        params=params,
+        out_dir=out,
+        live_dir=tmp_path / "live",
+    )
     assert m["resumed_from"] == "checkpoint-2" and m["steps"] == 6
     assert f"resuming dpo run {out} from {tmp_path / 'out.work'}: params and data unchanged" in capsys.readouterr().out
     assert not (out / "previous.txt").exists() and not (tmp_path / "out.work").exists()
     load_model(out)
 
 
-def test_killed_run_does_not_resume_under_other_params_or_data(fast, make_model, processor, rows, world, tmp_path,
-                                                               capsys):
+def test_killed_run_does_not_resume_under_other_params_or_data(
+    fast, make_model, processor, rows, world, tmp_path, capsys
+):
     """A model never mixes two configurations: changed beta/LR (or data) start clean, and say so."""
     out, work = tmp_path / "out", tmp_path / "out.work"
     params = fast(save_steps=2, epochs=3)
     with pytest.raises(KeyboardInterrupt):
-        train("dpo", policy=(make_model(), processor), world=world, data=rows[:8], params=params, out_dir=out,
-              callbacks=[Crash(3)])
+        train(
+            "dpo",
+            policy=(make_model(), processor),
+            world=world,
+            data=rows[:8],
+            params=params,
+            out_dir=out,
+            callbacks=[Crash(3)],
+        )
     assert (work / "checkpoint-2").is_dir()
     capsys.readouterr()
     changed = fast(save_steps=2, epochs=3, beta=0.3, learning_rate=5e-3)
     with pytest.raises(KeyboardInterrupt):  # killed again, now under the new params
-        train("dpo", policy=(make_model(), processor), world=world, data=rows[:8], params=changed, out_dir=out,
-              callbacks=[Crash(3)])
+        train(
+            "dpo",
+            policy=(make_model(), processor),
+            world=world,
+            data=rows[:8],
+            params=changed,
+            out_dir=out,
+            callbacks=[Crash(3)],
+        )
     said = capsys.readouterr().out
-    assert f"not resuming dpo run {out} from {work}: written with other params.beta, params.learning_rate; " \
-           "starting clean" in said
+    assert (
+        f"not resuming dpo run {out} from {work}: written with other params.beta, params.learning_rate; "
+        "starting clean" in said
+    )
     m = train("dpo", policy=(make_model(), processor), world=world, data=rows[1:9], params=changed, out_dir=out)
     assert "written with other data; starting clean" in capsys.readouterr().out  # other rows: clean again
     assert m["resumed_from"] is None and m["steps"] == 6
@@ -138,8 +189,9 @@ def test_accepts_a_ready_trl_dataset(fast, make_model, processor, rows, world, t
     from study.prefs.schema import to_trl
 
     ds = to_trl(rows[:4], world)
-    m = train("dpo", policy=(make_model(), processor), world=world, data=ds, params=fast(epochs=1),
-              out_dir=tmp_path / "out")
+    m = train(
+        "dpo", policy=(make_model(), processor), world=world, data=ds, params=fast(epochs=1), out_dir=tmp_path / "out"
+    )
     assert m["steps"] == 1 and (tmp_path / "out" / "model.safetensors").is_file()
 
 
@@ -150,17 +202,28 @@ def test_ipo_uses_its_own_tau_and_a_short_run_lowers_its_loss(fast, make_model, 
 
     tau = BETA_BY_LOSS["ipo"]
     assert 0.8 <= tau <= 1.0 and make_params({"method": "ipo"}).beta == tau
-    assert make_params({"method": "dpo"}).beta == BETA_BY_LOSS["dpo"] and make_params({"method": "ipo", "beta": 0.5}).beta == 0.5
+    assert (
+        make_params({"method": "dpo"}).beta == BETA_BY_LOSS["dpo"]
+        and make_params({"method": "ipo", "beta": 0.5}).beta == 0.5
+    )
     assert make_params({"method": "online_dpo", "pair_loss": "ipo"}).beta == tau
-    m = train("ipo", policy=(make_model(), processor), world=world, data=rows[:8], params=fast(epochs=8),
-              out_dir=tmp_path / "out")
+    m = train(
+        "ipo",
+        policy=(make_model(), processor),
+        world=world,
+        data=rows[:8],
+        params=fast(epochs=8),
+        out_dir=tmp_path / "out",
+    )
     start = (1 / (2 * tau)) ** 2
     assert abs(m["loss_first"] - start) < 0.05 * start
     assert m["loss_last"] < 0.5 * start
     assert json.loads((tmp_path / "out" / "align.json").read_text())["params"]["beta"] == tau
 
 
-def test_an_unknown_or_held_out_scene_fails_before_training_naming_the_row(make_model, processor, rows, world, tmp_path):
+def test_an_unknown_or_held_out_scene_fails_before_training_naming_the_row(
+    make_model, processor, rows, world, tmp_path
+):
     """Was a bare IndexError when the unknown scene's image loaded; test scenes trained silently (leakage)."""
     from study.prefs.schema import PrefSchemaError
 
@@ -168,7 +231,13 @@ def test_an_unknown_or_held_out_scene_fails_before_training_naming_the_row(make_
         bad = [dict(r) for r in rows[:4]]
         bad[2]["scene_id"] = sid
         with pytest.raises(PrefSchemaError, match="row 2, column 'scene_id'") as e:
-            train("dpo", policy=(make_model(), processor), world=world, data=bad, params={"epochs": 1},
-                  out_dir=tmp_path / "out")
+            train(
+                "dpo",
+                policy=(make_model(), processor),
+                world=world,
+                data=bad,
+                params={"epochs": 1},
+                out_dir=tmp_path / "out",
+            )
         assert why in str(e.value)
         assert not (tmp_path / "out").exists() and not (tmp_path / "out.work").exists()

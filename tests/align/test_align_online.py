@@ -1,13 +1,12 @@
 """Online-DPO, Online-BDHS and Mixed-DPO: the annotator's preferred answer is chosen (ties skipped),
 Mixed-DPO's offline share is p, pairs come from the CURRENT policy, short real runs improve the judge's
 score / the margin, and a killed run resumes after its last finished round."""
+
 import numpy as np
 import pytest
 import torch
 
-from study.align import common
-from study.align import online
-from study.align import train
+from study.align import common, online, train
 from study.model.generate import generate
 from study.model.load import load_model
 
@@ -48,8 +47,9 @@ def test_annotator_choice_becomes_chosen_and_ties_are_skipped(good_words):
     g = online.annotate_pairs(good_words, [None] * 2, ["q"] * 2, [f"{gw} {gw}", bw], [bw, f"{gw} {gw}"], stats)
     assert [x["chosen"] for x in g] == [f"{gw} {gw}"] * 2 and [x["rejected"] for x in g] == [bw] * 2
     assert stats["score_samples"] == pytest.approx(0.5)
-    p = online.annotate_pairs(PreferOnly(), [None] * 3, ["q"] * 3, ["bad one", "good one", "same"],
-                         ["good two", "bad two", "same"])
+    p = online.annotate_pairs(
+        PreferOnly(), [None] * 3, ["q"] * 3, ["bad one", "good one", "same"], ["good two", "bad two", "same"]
+    )
     assert [x and x["chosen"] for x in p] == ["good two", "good one", None]  # pairwise: only identical ties
 
 
@@ -72,13 +72,21 @@ def _fingerprint(model):
 
 
 def _mean_score(model, processor, world, rows, judge, n=4):
-    outs = generate(model.eval(), processor, [world.image(r["scene_id"]) for r in rows] * n,
-                    [r["prompt"] for r in rows] * n, do_sample=True, max_new_tokens=8, seed=123)
+    outs = generate(
+        model.eval(),
+        processor,
+        [world.image(r["scene_id"]) for r in rows] * n,
+        [r["prompt"] for r in rows] * n,
+        do_sample=True,
+        max_new_tokens=8,
+        seed=123,
+    )
     return float(np.mean([judge.score(None, None, o) for o in outs]))
 
 
-def test_online_dpo_samples_current_policy_and_improves_judge_score(fast, make_model, processor, rows, world,
-                                                                    good_words, tmp_path):
+def test_online_dpo_samples_current_policy_and_improves_judge_score(
+    fast, make_model, processor, rows, world, good_words, tmp_path
+):
     seen = []
 
     def spy(model, processor, images, prompts, p, seed):
@@ -86,9 +94,17 @@ def test_online_dpo_samples_current_policy_and_improves_judge_score(fast, make_m
         return online.sample_pairs(model, processor, images, prompts, p, seed)
 
     data = [{"prompt": r["prompt"], "scene_id": r["scene_id"]} for r in rows]  # prompts only
-    m = train("online_dpo", policy=(make_model(), processor), world=world, data=data,
-              params=fast(epochs=2, round_size=8, batch_size=4, temperature=1.0), out_dir=tmp_path / "out",
-              live_dir=tmp_path / "live", annotator=good_words, sample_fn=spy)
+    m = train(
+        "online_dpo",
+        policy=(make_model(), processor),
+        world=world,
+        data=data,
+        params=fast(epochs=2, round_size=8, batch_size=4, temperature=1.0),
+        out_dir=tmp_path / "out",
+        live_dir=tmp_path / "live",
+        annotator=good_words,
+        sample_fn=spy,
+    )
     assert m["rounds"] == 4 and len(seen) == 4 and len(set(seen)) == 4  # a new policy every round
     assert m["pairs"] + m["ties"] == 4 * 8
     for h in m["history"]:  # chosen = the judge's preferred answer
@@ -102,8 +118,15 @@ def test_online_dpo_samples_current_policy_and_improves_judge_score(fast, make_m
 
 
 def test_mixed_dpo_draws_offline_pairs_at_rate_p(fast, make_model, processor, rows, world, good_words, tmp_path):
-    m = train("mixed_dpo", policy=(make_model(), processor), world=world, data=rows[:8],
-              params=fast(p=0.5, epochs=4, round_size=8), out_dir=tmp_path / "out", annotator=good_words)
+    m = train(
+        "mixed_dpo",
+        policy=(make_model(), processor),
+        world=world,
+        data=rows[:8],
+        params=fast(p=0.5, epochs=4, round_size=8),
+        out_dir=tmp_path / "out",
+        annotator=good_words,
+    )
     hist = m["history"]
     assert sum(h["drawn"] for h in hist) == 32
     for h in hist:  # offline pairs never tie; online pairs = the rest minus ties
@@ -118,8 +141,9 @@ def test_mixed_dpo_draws_offline_pairs_at_rate_p(fast, make_model, processor, ro
     assert m["train/rewards/margins_last"] > 0
 
 
-def test_online_bdhs_regenerates_from_current_policy_every_regen_every_rounds(fast, make_model, processor, rows,
-                                                                             world, tmp_path):
+def test_online_bdhs_regenerates_from_current_policy_every_regen_every_rounds(
+    fast, make_model, processor, rows, world, tmp_path
+):
     calls = []
 
     def fake_bdhs(model, processor, images, prompts, chosen, params, encoder, seed):
@@ -127,8 +151,15 @@ def test_online_bdhs_regenerates_from_current_policy_every_regen_every_rounds(fa
         return [c.replace("is", "are", 1) + " there is a dog ." for c in chosen]
 
     data = rows[:8]
-    m = train("online_bdhs", policy=(make_model(), processor), world=world, data=data,
-              params=fast(epochs=3, round_size=4, regen_every=2), out_dir=tmp_path / "out", bdhs_fn=fake_bdhs)
+    m = train(
+        "online_bdhs",
+        policy=(make_model(), processor),
+        world=world,
+        data=data,
+        params=fast(epochs=3, round_size=4, regen_every=2),
+        out_dir=tmp_path / "out",
+        bdhs_fn=fake_bdhs,
+    )
     assert m["rounds"] == 6 and len(calls) == 3  # rounds 0, 2, 4
     assert len({fp for fp, _ in calls}) == 3  # the policy had changed at each regeneration
     assert all(n <= 8 for _, n in calls)
@@ -136,17 +167,31 @@ def test_online_bdhs_regenerates_from_current_policy_every_regen_every_rounds(fa
     assert m["train/loss_last"] < m["train/loss_first"] and m["train/rewards/margins_last"] > 0
 
 
-def test_online_bdhs_with_real_sampler_and_external_rejected(fast, make_model, processor, rows, world, encoder,
-                                                             tmp_path):
-    m = train("online_bdhs", policy=(make_model(), processor), world=world, data=rows[:4],
-              params=fast(epochs=2, round_size=4, bdhs_n=2, bdhs_with_external=True, gamma=0.5),
-              out_dir=tmp_path / "out", encoder=encoder)
+def test_online_bdhs_with_real_sampler_and_external_rejected(
+    fast, make_model, processor, rows, world, encoder, tmp_path
+):
+    m = train(
+        "online_bdhs",
+        policy=(make_model(), processor),
+        world=world,
+        data=rows[:4],
+        params=fast(epochs=2, round_size=4, bdhs_n=2, bdhs_with_external=True, gamma=0.5),
+        out_dir=tmp_path / "out",
+        encoder=encoder,
+    )
     assert m["rounds"] == 2 and m["pairs"] == 8
     assert m["train/rewards/margins_last"] > 0  # Avg-DPO on (GT, external y-) and (GT, BDHS y~-)
     trained, proc = load_model(tmp_path / "out")
-    d = common.implicit_rewards(trained, make_model().eval(), proc, [world.image(r["scene_id"]) for r in rows[:4]],
-                           [r["prompt"] for r in rows[:4]], [r["chosen"] for r in rows[:4]],
-                           [r["rejected"] for r in rows[:4]], beta=0.1)
+    d = common.implicit_rewards(
+        trained,
+        make_model().eval(),
+        proc,
+        [world.image(r["scene_id"]) for r in rows[:4]],
+        [r["prompt"] for r in rows[:4]],
+        [r["chosen"] for r in rows[:4]],
+        [r["rejected"] for r in rows[:4]],
+        beta=0.1,
+    )
     assert d["reward_margin_mean"] > 0
 
 
@@ -164,21 +209,39 @@ def test_killed_online_run_resumes_after_last_round(fast, make_model, processor,
 
     params = fast(epochs=2, round_size=4)
     with pytest.raises(Boom):
-        train("online_dpo", policy=(make_model(), processor), world=world, data=rows[:8], params=params,
-              out_dir=tmp_path / "out", annotator=good_words, sample_fn=dies_in_round_2)
+        train(
+            "online_dpo",
+            policy=(make_model(), processor),
+            world=world,
+            data=rows[:8],
+            params=params,
+            out_dir=tmp_path / "out",
+            annotator=good_words,
+            sample_fn=dies_in_round_2,
+        )
     assert not (tmp_path / "out").exists() and (tmp_path / "out.work" / "state" / "loop.json").is_file()
-    m = train("online_dpo", policy=(make_model(), processor), world=world, data=rows[:8], params=params,
-              out_dir=tmp_path / "out", annotator=good_words)
+    m = train(
+        "online_dpo",
+        policy=(make_model(), processor),
+        world=world,
+        data=rows[:8],
+        params=params,
+        out_dir=tmp_path / "out",
+        annotator=good_words,
+    )
     assert m["resumed_at_round"] == 2 and [h["round"] for h in m["history"]] == [0, 1, 2, 3]
     assert (tmp_path / "out" / "config.json").is_file() and not (tmp_path / "out.work").exists()
     # resuming restored the trained weights: the result differs from a fresh model
     trained, _ = load_model(tmp_path / "out")
-    assert not torch.equal(trained.state_dict()["model.multi_modal_projector.linear_1.weight"],
-                           make_model().state_dict()["model.multi_modal_projector.linear_1.weight"])
+    assert not torch.equal(
+        trained.state_dict()["model.multi_modal_projector.linear_1.weight"],
+        make_model().state_dict()["model.multi_modal_projector.linear_1.weight"],
+    )
 
 
-def test_killed_online_run_starts_clean_under_other_params(fast, make_model, processor, rows, world, good_words,
-                                                           tmp_path, capsys):
+def test_killed_online_run_starts_clean_under_other_params(
+    fast, make_model, processor, rows, world, good_words, tmp_path, capsys
+):
     calls = {"n": 0}
 
     def dies_in_round_2(model, processor, images, prompts, p, seed):
@@ -188,13 +251,27 @@ def test_killed_online_run_starts_clean_under_other_params(fast, make_model, pro
         return online.sample_pairs(model, processor, images, prompts, p, seed)
 
     with pytest.raises(KeyboardInterrupt):
-        train("online_dpo", policy=(make_model(), processor), world=world, data=rows[:8],
-              params=fast(epochs=2, round_size=4), out_dir=tmp_path / "out", annotator=good_words,
-              sample_fn=dies_in_round_2)
+        train(
+            "online_dpo",
+            policy=(make_model(), processor),
+            world=world,
+            data=rows[:8],
+            params=fast(epochs=2, round_size=4),
+            out_dir=tmp_path / "out",
+            annotator=good_words,
+            sample_fn=dies_in_round_2,
+        )
     assert (tmp_path / "out.work" / "state" / "loop.json").is_file()
     capsys.readouterr()
-    m = train("online_dpo", policy=(make_model(), processor), world=world, data=rows[:8],
-              params=fast(epochs=2, round_size=4, beta=0.5), out_dir=tmp_path / "out", annotator=good_words)
+    m = train(
+        "online_dpo",
+        policy=(make_model(), processor),
+        world=world,
+        data=rows[:8],
+        params=fast(epochs=2, round_size=4, beta=0.5),
+        out_dir=tmp_path / "out",
+        annotator=good_words,
+    )
     assert "written with other params.beta; starting clean" in capsys.readouterr().out
     assert m["resumed_at_round"] is None and [h["round"] for h in m["history"]] == [0, 1, 2, 3]
 
@@ -207,7 +284,8 @@ def test_project_annotators_plug_in(fast, rows, world):
     scenes = common.scene_lookup(world)
     sc = [scenes[r["scene_id"]] for r in rows]
     for judge in (oracle, noisy):
-        v = online.annotate_pairs(judge, sc, [r["prompt"] for r in rows], [r["rejected"] for r in rows],
-                             [r["chosen"] for r in rows])
+        v = online.annotate_pairs(
+            judge, sc, [r["prompt"] for r in rows], [r["rejected"] for r in rows], [r["chosen"] for r in rows]
+        )
         decided = [x for x in v if x is not None]
         assert decided and all(x["chosen"] == r["chosen"] for x, r in zip(v, rows) if x is not None)

@@ -1,11 +1,11 @@
 """RL plumbing: GAE, KL-penalised rewards and PPO clipping on hand-made numbers; collapse / reward-hacking
 flags; reward normalisation; short real RLOO (TRL) and PPO runs raise the judge's score."""
+
 import numpy as np
 import pytest
 import torch
 
-from study.align import rl
-from study.align import train
+from study.align import rl, train
 from study.model.generate import generate
 from study.model.load import load_model
 
@@ -20,15 +20,21 @@ def test_gae_on_hand_numbers():
     assert ret[0].tolist() == pytest.approx([0.525, 0.65, 1.0])
     # a 2-token answer padded to 3: the value after its last token is 0, the padded step gets nothing
     # gamma = 0.9: delta1 = 1 + 0 - 0.4 = 0.6 = A1; delta0 = 0.9 * 0.4 - 0.5 = -0.14, A0 = -0.14 + 0.45 * 0.6 = 0.13
-    adv, _ = rl.gae(torch.tensor([[0.0, 1.0, 5.0]]), torch.tensor([[0.5, 0.4, 9.0]]), torch.tensor([[1, 1, 0]]),
-                   0.9, 0.5)
+    adv, _ = rl.gae(
+        torch.tensor([[0.0, 1.0, 5.0]]), torch.tensor([[0.5, 0.4, 9.0]]), torch.tensor([[1, 1, 0]]), 0.9, 0.5
+    )
     assert adv[0].tolist() == pytest.approx([-0.14 + 0.45 * 0.6, 0.6, 0.0])
 
 
 def test_kl_penalised_rewards_put_the_score_on_the_last_answer_token():
     # kl_coef 0.1, log pi_old - log pi_ref = (0.5, -0.5, 0.2) on a 2-token answer (3rd is padding)
-    r = rl.kl_penalised_rewards(torch.tensor([2.0]), torch.tensor([[-1.0, -2.0, -1.0]]),
-                               torch.tensor([[-1.5, -1.5, -1.2]]), torch.tensor([[1, 1, 0]]), 0.1)
+    r = rl.kl_penalised_rewards(
+        torch.tensor([2.0]),
+        torch.tensor([[-1.0, -2.0, -1.0]]),
+        torch.tensor([[-1.5, -1.5, -1.2]]),
+        torch.tensor([[1, 1, 0]]),
+        0.1,
+    )
     assert r[0].tolist() == pytest.approx([-0.05, 0.05 + 2.0, 0.0])
 
 
@@ -46,8 +52,7 @@ def test_ppo_loss_clips_on_hand_numbers():
     assert float(out["vf_loss"]) == pytest.approx(0.5)
     assert float(out["loss"]) == pytest.approx(-0.2 + 0.1 * 0.5)
     # a masked token does not count
-    out2 = rl.ppo_loss(logp, logp_old, adv, v, v_old, ret, torch.tensor([[1, 1, 0]]), clip=0.2, clip_v=0.2,
-                      vf_coef=0.1)
+    out2 = rl.ppo_loss(logp, logp_old, adv, v, v_old, ret, torch.tensor([[1, 1, 0]]), clip=0.2, clip_v=0.2, vf_coef=0.1)
     assert float(out2["pg_loss"]) == pytest.approx((-1.2 - 0.5) / 2)
 
 
@@ -56,7 +61,7 @@ def test_masked_whiten():
     m = torch.tensor([[1, 1, 1, 0]])
     w = rl.masked_whiten(x, m)
     assert float(rl.masked_mean(w, m)) == pytest.approx(0, abs=1e-6)
-    assert float(rl.masked_mean(w ** 2, m)) == pytest.approx(1, abs=1e-4) and float(w[0, 3]) == 0
+    assert float(rl.masked_mean(w**2, m)) == pytest.approx(1, abs=1e-4) and float(w[0, 3]) == 0
 
 
 def test_collapse_and_reward_hacking_are_flagged():
@@ -87,24 +92,52 @@ def test_reward_scorer_normalises_with_precomputed_stats_and_trl_func_logs_audit
     assert scorer(["s", "s"], ["q", "q"], ["a b", "a b c d e f"]) == [0.0, 1.0]
     logged = {}
     fn = rl.trl_reward_func(scorer)
-    out = fn(prompts=[[], []], completions=[[{"role": "assistant", "content": "a b"}]] * 2, scene_id=["s", "s"],
-             prompt_text=["q", "q"], log_metric=lambda k, v: logged.setdefault(k, v), trainer_state=None)
+    out = fn(
+        prompts=[[], []],
+        completions=[[{"role": "assistant", "content": "a b"}]] * 2,
+        scene_id=["s", "s"],
+        prompt_text=["q", "q"],
+        log_metric=lambda k, v: logged.setdefault(k, v),
+        trainer_state=None,
+    )
     assert out == [0.0, 0.0] and logged == {"reward_raw": 2.0, "audit/oracle_score": 2.0}
 
 
 def _mean_score(model, processor, world, rows, judge):
-    outs = generate(model.eval(), processor, [world.image(r["scene_id"]) for r in rows] * 4,
-                    [r["prompt"] for r in rows] * 4, do_sample=True, max_new_tokens=8, seed=123)
+    outs = generate(
+        model.eval(),
+        processor,
+        [world.image(r["scene_id"]) for r in rows] * 4,
+        [r["prompt"] for r in rows] * 4,
+        do_sample=True,
+        max_new_tokens=8,
+        seed=123,
+    )
     return float(np.mean([judge.score(None, None, o) for o in outs]))
 
 
 @pytest.mark.parametrize("method,lora", [("rloo", False), ("rloo", True), ("ppo", False), ("ppo", True)])
 def test_rl_run_raises_the_judge_score(method, lora, fast, make_model, processor, rows, world, good_words, tmp_path):
     data = [{"prompt": r["prompt"], "scene_id": r["scene_id"]} for r in rows]
-    params = fast(lora=lora, epochs=3, batch_size=8, ppo_minibatch=8, kl_coef=0.05, reward_norm_prompts=8,
-                  learning_rate=3e-2 if lora else 1e-2)
-    m = train(method, policy=(make_model(), processor), world=world, data=data, params=params,
-              out_dir=tmp_path / "out", live_dir=tmp_path / "live", annotator=good_words)
+    params = fast(
+        lora=lora,
+        epochs=3,
+        batch_size=8,
+        ppo_minibatch=8,
+        kl_coef=0.05,
+        reward_norm_prompts=8,
+        learning_rate=3e-2 if lora else 1e-2,
+    )
+    m = train(
+        method,
+        policy=(make_model(), processor),
+        world=world,
+        data=data,
+        params=params,
+        out_dir=tmp_path / "out",
+        live_dir=tmp_path / "live",
+        annotator=good_words,
+    )
     assert m["reward_std"] > 0 and m["reward_norm_samples"] == 8 * 4  # stats from k samples on 8 prompts
     assert not m["collapse"]["collapsed"] and m["collapse"]["length_first"] > 0
     trained, _ = load_model(tmp_path / "out")
@@ -128,10 +161,24 @@ def test_killed_ppo_run_resumes_after_last_batch(fast, make_model, processor, ro
     data = [{"prompt": r["prompt"], "scene_id": r["scene_id"]} for r in rows]
     params = fast(epochs=1, batch_size=8, ppo_minibatch=8, reward_norm_prompts=8)
     with pytest.raises(KeyboardInterrupt):
-        train("ppo", policy=(make_model(), processor), world=world, data=data, params=params, out_dir=tmp_path / "o",
-              annotator=Dies())
+        train(
+            "ppo",
+            policy=(make_model(), processor),
+            world=world,
+            data=data,
+            params=params,
+            out_dir=tmp_path / "o",
+            annotator=Dies(),
+        )
     assert not (tmp_path / "o").exists() and (tmp_path / "o.work" / "state" / "loop.json").is_file()
-    m = train("ppo", policy=(make_model(), processor), world=world, data=data, params=params, out_dir=tmp_path / "o",
-              annotator=good_words)
+    m = train(
+        "ppo",
+        policy=(make_model(), processor),
+        world=world,
+        data=data,
+        params=params,
+        out_dir=tmp_path / "o",
+        annotator=good_words,
+    )
     assert m["resumed_at_batch"] == 1 and [h["batch"] for h in m["history"]] == [0, 1]
     assert not (tmp_path / "o.work").exists()

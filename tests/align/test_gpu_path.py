@@ -1,6 +1,7 @@
 """The GPU path, tested on CPU: the `gpu` profile's knobs (LoRA, bf16, activation checkpointing) on a tiny
 random LLaVA-NeXT checkpoint built offline, through the same ``study.align.train`` call a GPU run makes;
 the `gpu` profile, the accelerate configs and ``scripts/align_gpu.py``."""
+
 import json
 import os
 import socket
@@ -13,8 +14,7 @@ import torch
 import yaml
 from transformers import TrainerCallback
 
-from study.align import common
-from study.align import train
+from study.align import common, train
 from study.align.config import PAPER_LR_GRID, AlignParamsError, make_params
 from study.config import ParamsError, resolve
 from study.model.load import ModelPathError, check_model_dir, load_model
@@ -32,9 +32,22 @@ def llava_next_dir(tmp_path_factory, spec, save_tiny_llava_next):
 
 def gpu_knobs(**kw):
     """The `gpu` profile's alignment knobs, LoRA shrunk for speed (high LR so 2 steps move the adapters)."""
-    base = dict(lora=True, lora_r=4, lora_alpha=8, bf16=BF16, gradient_checkpointing=True, learning_rate=1e-2,
-                projector_lr=PAPER_LR_GRID["projector_lr"][1], epochs=1.0, batch_size=4, grad_accum=1,
-                warmup_ratio=0.0, lr_scheduler="constant", logging_steps=1, save_steps=1000)
+    base = dict(
+        lora=True,
+        lora_r=4,
+        lora_alpha=8,
+        bf16=BF16,
+        gradient_checkpointing=True,
+        learning_rate=1e-2,
+        projector_lr=PAPER_LR_GRID["projector_lr"][1],
+        epochs=1.0,
+        batch_size=4,
+        grad_accum=1,
+        warmup_ratio=0.0,
+        lr_scheduler="constant",
+        logging_steps=1,
+        save_steps=1000,
+    )
     base.update(kw)
     return base
 
@@ -52,7 +65,8 @@ class Probe(TrainerCallback):
         layers = [m for m in base.modules() if type(m).__name__ == "LlamaDecoderLayer"]
         named = list(model.named_parameters())
         self.seen = {
-            "args_bf16": args.bf16, "args_ckpt": args.activation_checkpointing,
+            "args_bf16": args.bf16,
+            "args_ckpt": args.activation_checkpointing,
             "ckpt_layers": [m.gradient_checkpointing for m in layers],
             "trainable": {q.dtype for _, q in named if q.requires_grad},
             "frozen_lm": {q.dtype for n, q in named if not q.requires_grad and "language_model" in n},
@@ -63,8 +77,16 @@ class Probe(TrainerCallback):
 
 def test_gpu_knobs_train_lora_dpo_on_llava_next(llava_next_dir, world, rows, tmp_path):
     probe = Probe()
-    m = train("dpo", policy=str(llava_next_dir), world=world, data=rows[:8], params=gpu_knobs(),
-              out_dir=tmp_path / "out", live_dir=tmp_path / "live", callbacks=[probe])
+    m = train(
+        "dpo",
+        policy=str(llava_next_dir),
+        world=world,
+        data=rows[:8],
+        params=gpu_knobs(),
+        out_dir=tmp_path / "out",
+        live_dir=tmp_path / "live",
+        callbacks=[probe],
+    )
     assert m["steps"] == 2 and m["rewards/margins_last"] > m["rewards/margins_first"] == 0.0
     s = probe.seen
     assert s["args_ckpt"] and len(s["ckpt_layers"]) == 2 and all(s["ckpt_layers"])  # checkpointing really on
@@ -94,10 +116,18 @@ def test_gpu_knobs_train_lora_dpo_on_llava_next(llava_next_dir, world, rows, tmp
 @pytest.mark.parametrize("method", ["avg_dpo", "online_dpo", "rloo", "ppo"])
 def test_other_methods_run_the_gpu_knobs_on_llava_next(method, llava_next_dir, world, rows, good_words, tmp_path):
     """Same knobs through the other trainers/loops (TRL's RLOO, the online rounds, the compact PPO)."""
-    knobs = gpu_knobs(batch_size=2, max_new_tokens=6, round_size=4, gen_batch_size=8, reward_norm_prompts=0,
-                      ppo_minibatch=2, rloo_k=2)
-    train(method, policy=str(llava_next_dir), world=world, data=rows[:4], params=knobs, out_dir=tmp_path / "out",
-          annotator=good_words)
+    knobs = gpu_knobs(
+        batch_size=2, max_new_tokens=6, round_size=4, gen_batch_size=8, reward_norm_prompts=0, ppo_minibatch=2, rloo_k=2
+    )
+    train(
+        method,
+        policy=str(llava_next_dir),
+        world=world,
+        data=rows[:4],
+        params=knobs,
+        out_dir=tmp_path / "out",
+        annotator=good_words,
+    )
     assert any(f.suffix == ".safetensors" for f in (tmp_path / "out").iterdir())
     trained, _ = load_model(tmp_path / "out")
     initial, _ = load_model(llava_next_dir, dtype=torch.bfloat16 if BF16 else None)
@@ -122,8 +152,14 @@ def test_bf16_is_refused_where_it_cannot_run(monkeypatch, llava_next_dir, world,
     monkeypatch.setattr(common, "bf16_available", lambda: False)
     model, proc = load_model(llava_next_dir)
     with pytest.raises(AlignParamsError, match=r"align\.bf16 is true"):
-        train("dpo", policy=(model, proc), world=world, data=rows[:4], params=gpu_knobs(bf16=True),
-              out_dir=tmp_path / "out")
+        train(
+            "dpo",
+            policy=(model, proc),
+            world=world,
+            data=rows[:4],
+            params=gpu_knobs(bf16=True),
+            out_dir=tmp_path / "out",
+        )
     assert {q.dtype for q in model.parameters()} == {torch.float32}  # refused before the model was touched
     assert not (tmp_path / "out").exists()
 
@@ -155,6 +191,7 @@ def test_bf16_policy_generates_outside_autocast(llava_next_dir, world):
 
 
 # ------------------------------------------------------------------------------- profile and launch
+
 
 def gpu_profile() -> dict:
     """The `gpu` block of params.yaml's `profiles`."""
@@ -238,9 +275,13 @@ def test_script_plan_validates_and_keeps_the_global_batch(script, params_file, m
     assert "`profile` must be one of" in capsys.readouterr().err
     # an RL run rewarded by a reward model that has not been trained here: refused before any model loads
     monkeypatch.chdir(params_file.parent)
-    assert script.main(["--params", str(params_file), "--run", "rloo_rm_vlfeedback", "--profile", "gpu", "--dry-run"]) == 2
-    assert "align.rm_runs.rloo_rm_vlfeedback.reward_model_path: 'artifacts/models/rm/vlfeedback' does not exist" in \
-        capsys.readouterr().err
+    assert (
+        script.main(["--params", str(params_file), "--run", "rloo_rm_vlfeedback", "--profile", "gpu", "--dry-run"]) == 2
+    )
+    assert (
+        "align.rm_runs.rloo_rm_vlfeedback.reward_model_path: 'artifacts/models/rm/vlfeedback' does not exist"
+        in capsys.readouterr().err
+    )
 
 
 def _artifacts(tmp_path, world, rows) -> Path:
@@ -256,8 +297,7 @@ def _artifacts(tmp_path, world, rows) -> Path:
 def _tiny_params(tmp_path, **knobs) -> Path:
     """params.yaml with a `gpu` profile whose knobs are the tiny ones, seed 3, a 2-scene evaluation."""
     tiny = {**gpu_profile(), "eval": {"n_scenes": 2, "n_boot": 10, "max_new_tokens": 4, "batch_size": 4}}
-    tiny["align"] = {"base": {**gpu_profile()["align"]["base"], **gpu_knobs(**knobs), "ppo_minibatch": 2},
-                     "seeds": [3]}
+    tiny["align"] = {"base": {**gpu_profile()["align"]["base"], **gpu_knobs(**knobs), "ppo_minibatch": 2}, "seeds": [3]}
     f = tmp_path / "params.yaml"
     f.write_text(yaml.safe_dump(params_with_gpu(tiny)))
     return f
@@ -265,8 +305,22 @@ def _tiny_params(tmp_path, **knobs) -> Path:
 
 def test_script_runs_one_seed_end_to_end(script, llava_next_dir, world, rows, tmp_path, capsys):
     art, f = _artifacts(tmp_path, world, rows), _tiny_params(tmp_path)
-    rc = script.main(["--params", str(f), "--run", "dpo_povid", "--profile", "gpu", "--policy", str(llava_next_dir),
-                      "--artifacts", str(art), "--out-root", str(tmp_path / "gpu")])
+    rc = script.main(
+        [
+            "--params",
+            str(f),
+            "--run",
+            "dpo_povid",
+            "--profile",
+            "gpu",
+            "--policy",
+            str(llava_next_dir),
+            "--artifacts",
+            str(art),
+            "--out-root",
+            str(tmp_path / "gpu"),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     model_dir = tmp_path / "gpu" / "models" / "dpo_povid" / "seed3"
     assert (model_dir / "model.safetensors").is_file() and not (tmp_path / "gpu" / "models" / "dpo_povid.work").exists()
@@ -287,20 +341,45 @@ def test_script_two_processes_train_like_one(script, llava_next_dir, world, rows
     """Two DDP processes (torchrun, gloo on CPU) with grad_accum split between them take the same steps to the
     same loss as one process; the policy is written once, by the main process."""
     art, f = _artifacts(tmp_path, world, rows), _tiny_params(tmp_path, batch_size=2, grad_accum=2)
-    args = ["--run", "dpo_povid", "--profile", "gpu", "--params", str(f), "--policy", str(llava_next_dir),
-            "--artifacts", str(art), "--no-eval"]
+    args = [
+        "--run",
+        "dpo_povid",
+        "--profile",
+        "gpu",
+        "--params",
+        str(f),
+        "--policy",
+        str(llava_next_dir),
+        "--artifacts",
+        str(art),
+        "--no-eval",
+    ]
     assert script.main([*args, "--out-root", str(tmp_path / "one")]) == 0
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "ACCELERATE_MIXED_PRECISION"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           str(ROOT / "scripts" / "align_gpu.py"), "--", *args, "--out-root", str(tmp_path / "two")]
-    r = subprocess.run(cmd, cwd=ROOT, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                       timeout=300, check=False)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+        str(ROOT / "scripts" / "align_gpu.py"),
+        "--",
+        *args,
+        "--out-root",
+        str(tmp_path / "two"),
+    ]
+    r = subprocess.run(
+        cmd, cwd=ROOT, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300, check=False
+    )
     assert r.returncode == 0, r.stderr[-3000:]
-    info = [json.loads((tmp_path / d / "models" / "dpo_povid" / "seed3" / "align.json").read_text())
-            for d in ("one", "two")]
+    info = [
+        json.loads((tmp_path / d / "models" / "dpo_povid" / "seed3" / "align.json").read_text()) for d in ("one", "two")
+    ]
     assert [i["params"]["grad_accum"] for i in info] == [2, 1]
     one, two = (i["metrics"] for i in info)
     assert one["steps"] == two["steps"] == 2

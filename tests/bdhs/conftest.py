@@ -13,8 +13,12 @@ from study.world.language import vocabulary
 def tiny(spec):
     """(model, processor): a tiny random LLaVA with 64 image tokens (48x48 image, patch 6)."""
     processor = build_processor(vocabulary(spec), 48, 6)
-    model = build_model(processor, 48, ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1,
-                                                   text_intermediate=64), seed=0)
+    model = build_model(
+        processor,
+        48,
+        ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64),
+        seed=0,
+    )
     return model.eval(), processor
 
 

@@ -1,4 +1,5 @@
 """Reference-guided pieces: sentence split, token cuts, the yes/no flip, prefixes and joining."""
+
 from collections import Counter
 
 import numpy as np
@@ -29,7 +30,7 @@ def test_cut_is_uniform_token_prefix_and_regenerates_last_token():
         kept = cut_sentence(s, rng)
         assert toks[: len(kept.split())] == kept.split()
         lens[len(kept.split())] += 1
-    assert set(lens) == set(range(len(toks)))          # 0 .. n-1: never the whole sentence
+    assert set(lens) == set(range(len(toks)))  # 0 .. n-1: never the whole sentence
     expected = 5000 / len(toks)
     assert all(abs(c - expected) < 0.25 * expected for c in lens.values())
 
@@ -53,15 +54,20 @@ def test_yes_no_answer_word_is_always_kept():
     kept = [cut_sentence("no , there is no cup .", rng) for _ in range(500)]
     assert all(k.split()[0] in ("yes", "no") for k in kept)
     assert {k.split()[0] for k in kept} == {"yes", "no"}
-    assert max(len(k.split()) for k in kept) == 6   # n - 1 tokens at most
+    assert max(len(k.split()) for k in kept) == 6  # n - 1 tokens at most
     assert cut_sentence("yes", rng) in ("yes", "no")  # a one-token answer keeps its (flipped) word
 
 
 def test_prefixes_and_join_on_hand_made_answer():
-    p = GuidedPlan(("this is a park scene .", "a dog is at the top .", "the dog is left of the tree ."),
-                   ("this is a", "", "the dog is left"))
-    assert assistant_prefixes(p) == ["this is a", "this is a park scene .",
-                                     "this is a park scene . a dog is at the top . the dog is left"]
+    p = GuidedPlan(
+        ("this is a park scene .", "a dog is at the top .", "the dog is left of the tree ."),
+        ("this is a", "", "the dog is left"),
+    )
+    assert assistant_prefixes(p) == [
+        "this is a",
+        "this is a park scene .",
+        "this is a park scene . a dog is at the top . the dog is left",
+    ]
     out = join(p, ["kitchen scene .", "a cup is at the top .", "of the bench ."])
     assert out == "this is a kitchen scene . a cup is at the top . the dog is left of the bench ."
     assert join(p, ["", "", ""]) == "this is a the dog is left"

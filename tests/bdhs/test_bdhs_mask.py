@@ -1,4 +1,5 @@
 """Eq. 6 mask: share of kept tokens, fresh draws, per-sample sharing, and that it really blocks attention."""
+
 import pytest
 import torch
 
@@ -44,11 +45,13 @@ def test_shared_keep_one_mask_per_sample():
 def _logits(model, processor, image, keep):
     text = render_prompts(processor, ["describe the image in detail ."])
     enc = processor(images=[image], text=text, return_tensors="pt", padding=True, padding_side="left")
-    masked, pos, visible = apply_image_keep(enc["input_ids"], enc["attention_mask"], image_token_id(model), keep,
-                                            torch.Generator().manual_seed(0))
+    masked, pos, visible = apply_image_keep(
+        enc["input_ids"], enc["attention_mask"], image_token_id(model), keep, torch.Generator().manual_seed(0)
+    )
     with torch.no_grad():
-        out = model(input_ids=enc["input_ids"], pixel_values=enc["pixel_values"], attention_mask=masked,
-                    position_ids=pos)
+        out = model(
+            input_ids=enc["input_ids"], pixel_values=enc["pixel_values"], attention_mask=masked, position_ids=pos
+        )
     return out.logits[0, -1], visible[0]
 
 

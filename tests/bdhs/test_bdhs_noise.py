@@ -1,4 +1,5 @@
 """Diffusion noise: the sigmoid beta schedule, abar, identity at N = 0, seeding and strength."""
+
 import math
 
 import numpy as np
@@ -11,7 +12,7 @@ def test_schedule_values():
     b = betas()
     assert b.shape == (1000,)
     sig = lambda x: 1 / (1 + math.exp(-x))
-    assert b[0] == pytest.approx(sig(-6) * (5e-3 - 1e-5) + 1e-5, rel=1e-12)   # ~2.23e-5
+    assert b[0] == pytest.approx(sig(-6) * (5e-3 - 1e-5) + 1e-5, rel=1e-12)  # ~2.23e-5
     assert b[500] == pytest.approx(0.5 * (5e-3 - 1e-5) + 1e-5, rel=1e-12)
     assert b[-1] == pytest.approx(sig(-6 + 12 * 999 / 1000) * (5e-3 - 1e-5) + 1e-5, rel=1e-12)
     assert np.all(np.diff(b) > 0) and 1e-5 < b.min() and b.max() < 5e-3

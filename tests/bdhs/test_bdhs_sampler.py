@@ -1,14 +1,16 @@
 """The BDHS loop on a tiny random LLaVA: params, acceptance, the unguided last try, batching, seeding."""
+
 import pytest
 import torch
 
-from study.bdhs import sampler
-from study.bdhs import BDHSParams, bdhs_sample
+from study.bdhs import BDHSParams, bdhs_sample, sampler
 
-CHOSEN = ["this is a park scene . a small green tree is at the top .",
-          "yes , there is a cup .",
-          "a large red car is at the left",                      # no sentence terminator
-          "the image shows a office scene . i can see a small white laptop at the center . the lamp is left of the book ."]
+CHOSEN = [
+    "this is a park scene . a small green tree is at the top .",
+    "yes , there is a cup .",
+    "a large red car is at the left",  # no sentence terminator
+    "the image shows a office scene . i can see a small white laptop at the center . the lamp is left of the book .",
+]
 PROMPTS = ["describe the image in detail ."] * 4
 
 
@@ -18,9 +20,17 @@ def run(tiny, images, encoder, seed=0, **kw):
     return bdhs_sample(model, processor, images, PROMPTS, CHOSEN, params, encoder, seed, progress=False)
 
 
-@pytest.mark.parametrize("name,value,allowed", [("rho_th", 1.5, r"\[0, 1\]"), ("rho_th", -0.1, r"\[0, 1\]"),
-                                                 ("eps_s", 1.2, r"\[-1, 1\]"), ("n_bdhs", 0, ">= 1"),
-                                                 ("noise_steps", 1001, r"\[0, 1000\]"), ("noise_steps", -1, r"\[0, 1000\]")])
+@pytest.mark.parametrize(
+    "name,value,allowed",
+    [
+        ("rho_th", 1.5, r"\[0, 1\]"),
+        ("rho_th", -0.1, r"\[0, 1\]"),
+        ("eps_s", 1.2, r"\[-1, 1\]"),
+        ("n_bdhs", 0, ">= 1"),
+        ("noise_steps", 1001, r"\[0, 1000\]"),
+        ("noise_steps", -1, r"\[0, 1000\]"),
+    ],
+)
 def test_invalid_params_name_the_parameter(name, value, allowed):
     kw = {"rho_th": 0.5, name: value}
     with pytest.raises(ValueError, match=rf"{name} must be in .*{allowed}"):
@@ -73,8 +83,16 @@ def test_one_batched_call_per_iteration(tiny, images, encoder, monkeypatch):
 
     def fake_generate(model, processor, imgs, prompts, *, prefixes, stop_at_sentence, max_new_tokens, keep_fn, **kw):
         g = torch.Generator().manual_seed(0)
-        [keep_fn(64, g) for _ in prompts]   # as apply_image_keep does: once per row, in row order
-        calls.append({"n": len(prompts), "prefixes": prefixes, "images": imgs, "stop": stop_at_sentence, "budget": max_new_tokens})
+        [keep_fn(64, g) for _ in prompts]  # as apply_image_keep does: once per row, in row order
+        calls.append(
+            {
+                "n": len(prompts),
+                "prefixes": prefixes,
+                "images": imgs,
+                "stop": stop_at_sentence,
+                "budget": max_new_tokens,
+            }
+        )
         return ["zebra crossing ." for _ in prompts]
 
     monkeypatch.setattr(sampler, "generate", fake_generate)
@@ -83,14 +101,16 @@ def test_one_batched_call_per_iteration(tiny, images, encoder, monkeypatch):
     assert [c["n"] for c in calls] == [sum(n_sent), sum(n_sent), 4]
     assert [c["stop"] for c in calls] == [True, True, False]
     assert calls[-1]["prefixes"] is None and calls[-1]["budget"] == 5 * 3
-    by_sample = [sorted((pre for pre, im in zip(calls[0]["prefixes"], calls[0]["images"]) if im is img), key=len)
-                 for img in images]                                # noise_steps = 0: the images themselves
+    by_sample = [
+        sorted((pre for pre, im in zip(calls[0]["prefixes"], calls[0]["images"]) if im is img), key=len)
+        for img in images
+    ]  # noise_steps = 0: the images themselves
     assert [len(p) for p in by_sample] == n_sent
     first, second = by_sample[0]
-    assert CHOSEN[0].startswith(first) and len(first.split()) < 6                    # kept part of sentence 1
-    assert second.startswith("this is a park scene .")                               # GT sentence 1 + kept part of 2
+    assert CHOSEN[0].startswith(first) and len(first.split()) < 6  # kept part of sentence 1
+    assert second.startswith("this is a park scene .")  # GT sentence 1 + kept part of 2
     assert by_sample[1][0].split()[0] in ("yes", "no")
-    assert CHOSEN[2].startswith(by_sample[2][0])                                     # no terminator: one row
+    assert CHOSEN[2].startswith(by_sample[2][0])  # no terminator: one row
     assert all(r.rejected == "zebra crossing ." for r in res)
 
 

@@ -1,4 +1,5 @@
 """The sentence encoder: offline default path, clear errors, row-wise cosine in [-1, 1]."""
+
 import numpy as np
 import pytest
 

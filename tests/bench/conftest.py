@@ -1,4 +1,5 @@
 """Tiny benchmark files in the published formats, written by the tests themselves."""
+
 from __future__ import annotations
 
 import json
@@ -21,11 +22,21 @@ def write_jsonl(path: Path, rows) -> Path:
     return path
 
 
-POPE_ROWS = {   # per split: (question_id, image, object, label)
-    "random": [(1, "COCO_val2014_000000000001.jpg", "cat", "yes"), (2, "COCO_val2014_000000000001.jpg", "dog", "no"),
-               (3, "COCO_val2014_000000000002.jpg", "car", "yes"), (4, "COCO_val2014_000000000002.jpg", "bus", "no")],
-    "popular": [(1, "COCO_val2014_000000000001.jpg", "cat", "yes"), (2, "COCO_val2014_000000000002.jpg", "person", "no")],
-    "adversarial": [(1, "COCO_val2014_000000000001.jpg", "cat", "yes"), (2, "COCO_val2014_000000000002.jpg", "road", "no")],
+POPE_ROWS = {  # per split: (question_id, image, object, label)
+    "random": [
+        (1, "COCO_val2014_000000000001.jpg", "cat", "yes"),
+        (2, "COCO_val2014_000000000001.jpg", "dog", "no"),
+        (3, "COCO_val2014_000000000002.jpg", "car", "yes"),
+        (4, "COCO_val2014_000000000002.jpg", "bus", "no"),
+    ],
+    "popular": [
+        (1, "COCO_val2014_000000000001.jpg", "cat", "yes"),
+        (2, "COCO_val2014_000000000002.jpg", "person", "no"),
+    ],
+    "adversarial": [
+        (1, "COCO_val2014_000000000001.jpg", "cat", "yes"),
+        (2, "COCO_val2014_000000000002.jpg", "road", "no"),
+    ],
 }
 
 
@@ -33,9 +44,13 @@ POPE_ROWS = {   # per split: (question_id, image, object, label)
 def pope_dirs(tmp_path):
     labels = tmp_path / "pope"
     for split, rows in POPE_ROWS.items():
-        write_jsonl(labels / f"coco_pope_{split}.json",
-                    [{"question_id": q, "image": im, "text": f"Is there a {o} in the image?", "label": y}
-                     for q, im, o, y in rows])
+        write_jsonl(
+            labels / f"coco_pope_{split}.json",
+            [
+                {"question_id": q, "image": im, "text": f"Is there a {o} in the image?", "label": y}
+                for q, im, o, y in rows
+            ],
+        )
     images = write_images(tmp_path / "val2014", sorted({r[1] for rows in POPE_ROWS.values() for r in rows}))
     return labels, images
 
@@ -47,13 +62,25 @@ AMBER_ANNOTATIONS = [
     {"id": 4, "type": "discriminative-attribute-state", "truth": "yes"},
     {"id": 5, "type": "discriminative-relation", "truth": "no"},
 ]
-AMBER_RELATION = {"dog": ["puppy"], "grass": [], "tree": [], "cat": ["kitten"], "ball": [], "man": ["person", "men"],
-                  "ship": ["boat"], "bird": [], "car": [], "sky": []}
-AMBER_QUERIES = [{"id": 1, "image": "AMBER_1.jpg", "query": "Describe this image."},
-                 {"id": 2, "image": "AMBER_2.jpg", "query": "Describe this image."},
-                 {"id": 3, "image": "AMBER_1.jpg", "query": "Is there a cat in this image?"},
-                 {"id": 4, "image": "AMBER_1.jpg", "query": "Is the dog running in this image?"},
-                 {"id": 5, "image": "AMBER_2.jpg", "query": "Is the man on the ship in this image?"}]
+AMBER_RELATION = {
+    "dog": ["puppy"],
+    "grass": [],
+    "tree": [],
+    "cat": ["kitten"],
+    "ball": [],
+    "man": ["person", "men"],
+    "ship": ["boat"],
+    "bird": [],
+    "car": [],
+    "sky": [],
+}
+AMBER_QUERIES = [
+    {"id": 1, "image": "AMBER_1.jpg", "query": "Describe this image."},
+    {"id": 2, "image": "AMBER_2.jpg", "query": "Describe this image."},
+    {"id": 3, "image": "AMBER_1.jpg", "query": "Is there a cat in this image?"},
+    {"id": 4, "image": "AMBER_1.jpg", "query": "Is the dog running in this image?"},
+    {"id": 5, "image": "AMBER_2.jpg", "query": "Is the man on the ship in this image?"},
+]
 
 
 @pytest.fixture
@@ -72,15 +99,31 @@ def amber_dirs(tmp_path):
 def coco_dirs(tmp_path):
     d = tmp_path / "coco"
     d.mkdir()
-    inst = {"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}],
-            "categories": [{"id": 1, "name": "dog"}, {"id": 2, "name": "person"}, {"id": 3, "name": "couch"},
-                           {"id": 4, "name": "cat"}],
-            "annotations": [{"image_id": 1, "category_id": 1}, {"image_id": 1, "category_id": 2},
-                            {"image_id": 1, "category_id": 2}, {"image_id": 2, "category_id": 3}]}
+    inst = {
+        "images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}],
+        "categories": [
+            {"id": 1, "name": "dog"},
+            {"id": 2, "name": "person"},
+            {"id": 3, "name": "couch"},
+            {"id": 4, "name": "cat"},
+        ],
+        "annotations": [
+            {"image_id": 1, "category_id": 1},
+            {"image_id": 1, "category_id": 2},
+            {"image_id": 1, "category_id": 2},
+            {"image_id": 2, "category_id": 3},
+        ],
+    }
     (d / "instances_val2014.json").write_text(json.dumps(inst))
-    (d / "captions_val2014.json").write_text(json.dumps(
-        {"annotations": [{"image_id": 2, "caption": "A cat sleeps on a sofa."}]}))
-    write_jsonl(d / "questions.jsonl", [{"question_id": 10, "image": "a.jpg", "text": "Describe the image in detail."},
-                                        {"question_id": 11, "image": "b.jpg", "text": "Describe the image in detail."}])
+    (d / "captions_val2014.json").write_text(
+        json.dumps({"annotations": [{"image_id": 2, "caption": "A cat sleeps on a sofa."}]})
+    )
+    write_jsonl(
+        d / "questions.jsonl",
+        [
+            {"question_id": 10, "image": "a.jpg", "text": "Describe the image in detail."},
+            {"question_id": 11, "image": "b.jpg", "text": "Describe the image in detail."},
+        ],
+    )
     images = write_images(d / "images", ["a.jpg", "b.jpg"])
     return d, images

@@ -1,4 +1,5 @@
 """AMBER from its published files; generative and discriminative metrics hand-computed."""
+
 import json
 
 import pytest
@@ -11,9 +12,9 @@ ANSWERS = {
     1: "A puppy runs on the grass near a kitten and a car under the sky.",
     # nouns: boats -> boat (-> first "ship" entry), man (truth); nothing hallucinated
     2: "Two boats and a man.",
-    3: "No.",                 # truth no: correct
-    4: "No",                  # truth yes: wrong, answered no
-    5: "Yes, it is.",         # truth no: wrong
+    3: "No.",  # truth no: correct
+    4: "No",  # truth yes: wrong, answered no
+    5: "Yes, it is.",  # truth no: wrong
 }
 
 

@@ -1,4 +1,5 @@
 """``python -m study.bench`` reads its paths from params and refuses clearly when one is missing."""
+
 import json
 
 import yaml
@@ -8,8 +9,14 @@ from study.bench.__main__ import main
 
 def _params(tmp_path, **bench) -> str:
     raw = yaml.safe_load(open("params.yaml"))
-    raw["benchmarks"] = {**raw["benchmarks"], "out": str(tmp_path / "out"), "n_boot": 20, "batch_size": 4,
-                         "max_new_tokens": 3, **bench}
+    raw["benchmarks"] = {
+        **raw["benchmarks"],
+        "out": str(tmp_path / "out"),
+        "n_boot": 20,
+        "batch_size": 4,
+        "max_new_tokens": 3,
+        **bench,
+    }
     p = tmp_path / "params.yaml"
     p.write_text(yaml.safe_dump(raw))
     return str(p)
@@ -19,9 +26,16 @@ def test_runs_pope_and_halbench_from_params(tmp_path, spec, save_tiny_llava_next
     model_dir = save_tiny_llava_next(tmp_path / "ckpt", spec)
     labels, images = pope_dirs
     coco, coco_images = coco_dirs
-    params = _params(tmp_path, pope={"dir": str(labels), "images": str(images), "prompt_suffix": ""},
-                     halbench={"questions": str(coco / "questions.jsonl"), "images": str(coco_images),
-                               "instances": str(coco / "instances_val2014.json"), "captions": ""})
+    params = _params(
+        tmp_path,
+        pope={"dir": str(labels), "images": str(images), "prompt_suffix": ""},
+        halbench={
+            "questions": str(coco / "questions.jsonl"),
+            "images": str(coco_images),
+            "instances": str(coco / "instances_val2014.json"),
+            "captions": "",
+        },
+    )
     assert main(["--params", params, "--model", str(model_dir)]) == 0
     pope = json.loads((tmp_path / "out" / "pope" / "metrics.json").read_text())
     assert {"pope_random", "pope_popular", "pope_adversarial", "parser_sensitivity", "_meta"} <= set(pope)
@@ -42,7 +56,7 @@ def test_refuses_without_files_or_model(tmp_path, pope_dirs, capsys):
     assert "no checkpoint to evaluate" in capsys.readouterr().err
     assert main(["--params", params, "--model", str(tmp_path)]) == 2
     assert "has no config.json" in capsys.readouterr().err
-    (labels / "coco_pope_random.json").write_text("{oops\n")      # a bad file is caught before any model loads
+    (labels / "coco_pope_random.json").write_text("{oops\n")  # a bad file is caught before any model loads
     assert main(["--params", params, "--model", str(tmp_path)]) == 2
     assert "coco_pope_random.json:1: not valid JSON" in capsys.readouterr().err
 
@@ -51,9 +65,12 @@ def test_benchmark_paths_are_validated_together():
     import pytest
 
     from study.config import ParamsError, resolve
+
     raw = yaml.safe_load(open("params.yaml"))
     raw["benchmarks"]["halbench"]["questions"] = "q.jsonl"
-    with pytest.raises(ParamsError, match=r"`benchmarks\.halbench\.images`: must be set when benchmarks\.halbench\.questions"):
+    with pytest.raises(
+        ParamsError, match=r"`benchmarks\.halbench\.images`: must be set when benchmarks\.halbench\.questions"
+    ):
         resolve(raw)
     raw["benchmarks"]["halbench"] = {"questions": "", "images": "", "instances": "", "captions": ""}
     raw["benchmarks"]["batch_size"] = 0

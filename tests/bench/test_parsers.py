@@ -1,4 +1,5 @@
 """Three answer parsers on the same raw answers; values hand-computed."""
+
 import pytest
 
 from study.bench.parsers import exact_parse, first_word_parse, parser_table, sensitivity_by_suite
@@ -13,7 +14,7 @@ def test_each_rule():
     assert [exact_parse(a) for a in ANSWERS] == ["yes", None, "no", None]
     assert [first_word_parse(a) for a in ANSWERS] == ["yes", "no", "no", "yes"]
     assert exact_parse("  NO! ") == "no" and exact_parse("") is None and first_word_parse("") is None
-    assert pope_parse("") == "yes"      # POPE's rule: an empty answer is "yes"
+    assert pope_parse("") == "yes"  # POPE's rule: an empty answer is "yes"
 
 
 def test_table_and_flag():

@@ -1,4 +1,5 @@
 """POPE read from its label files, scored with POPE's parser; metrics hand-computed."""
+
 import json
 
 import pytest
@@ -9,6 +10,7 @@ from study.bench.pope_files import load_pope, score_pope
 
 def write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
 
 RANDOM_ANSWERS = ["Yes.", "No, there is not.", "no", "Yes, there is a bus."]
 
@@ -28,8 +30,13 @@ def test_metrics_are_popes(pope_dirs):
     rows = [{**it, "answer": a} for it, a in zip(items, RANDOM_ANSWERS)]
     m = score_pope(rows, n_boot=50)["pope_random"]
     # parsed yes, no, no, yes against labels yes, no, yes, no: TP=1, TN=1, FN=1, FP=1
-    assert {k: m[k]["value"] for k in m} == {"accuracy": 0.5, "precision": 0.5, "recall": 0.5, "f1": 0.5,
-                                            "yes_ratio": 0.5}
+    assert {k: m[k]["value"] for k in m} == {
+        "accuracy": 0.5,
+        "precision": 0.5,
+        "recall": 0.5,
+        "f1": 0.5,
+        "yes_ratio": 0.5,
+    }
     lo, hi = m["accuracy"]["ci95"]
     assert 0.0 <= lo <= 0.5 <= hi <= 1.0
 
@@ -37,7 +44,7 @@ def test_metrics_are_popes(pope_dirs):
 def test_malformed_line_names_file_and_line(pope_dirs):
     labels, images = pope_dirs
     path = labels / "coco_pope_popular.json"
-    path.write_text(path.read_text().splitlines()[0] + "\n{\"question_id\": 2, \"image\": \n")
+    path.write_text(path.read_text().splitlines()[0] + '\n{"question_id": 2, "image": \n')
     with pytest.raises(BenchmarkFileError, match=r"coco_pope_popular\.json:2: not valid JSON"):
         load_pope(labels, images)
 

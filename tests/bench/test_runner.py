@@ -1,4 +1,5 @@
 """A tiny LLaVA-NeXT answers real-format benchmark files; results are written whole or not at all."""
+
 import json
 
 import pytest
@@ -18,8 +19,9 @@ def test_tiny_llava_next_answers_pope_files(llava_next, pope_dirs, tmp_path):
     labels, images = pope_dirs
     items = load_pope(labels, images)
     model, proc = llava_next
-    rows = answer_items(items, images, model_answer_fn(model, proc, max_new_tokens=4, batch_size=3), batch_size=3,
-                        progress=False)
+    rows = answer_items(
+        items, images, model_answer_fn(model, proc, max_new_tokens=4, batch_size=3), batch_size=3, progress=False
+    )
     assert [r["item_id"] for r in rows] == [it["item_id"] for it in items]
     assert all(isinstance(r["answer"], str) for r in rows)
     metrics = with_parser_sensitivity(score_pope(rows, n_boot=20), rows)
@@ -40,9 +42,10 @@ def test_a_failed_write_leaves_the_previous_results(tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise RuntimeError("killed")
+
     monkeypatch.setattr(io, "write_json", boom)
     with pytest.raises(RuntimeError):
         write_bench_results(out, [{"item_id": "b", "answer": "no"}], {"x": 2}, {})
     assert sorted(p.name for p in out.iterdir()) == before
     assert io.read_jsonl(out / "predictions.jsonl") == [{"item_id": "a", "answer": "yes"}]
-    assert [p.name for p in tmp_path.iterdir()] == ["results"]      # no temporary directory left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["results"]  # no temporary directory left behind

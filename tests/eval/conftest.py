@@ -33,4 +33,5 @@ def _oracle(spec, scenes):
             else:
                 raise AssertionError(f"oracle cannot answer {p!r}")
         return out
+
     return answer

@@ -36,8 +36,9 @@ def test_ratio_of_sums_is_resampled_at_item_level():
     point, lo, hi = bootstrap_ci({"h": den / 2, "m": den}, lambda s: ratio(s["h"], s["m"]), n_boot=200)
     assert point == lo == hi == 0.5
     # the point is sum/sum, not the mean of per-item ratios
-    point, _, _ = bootstrap_ci({"h": np.array([1.0, 0.0]), "m": np.array([1.0, 3.0])},
-                               lambda s: ratio(s["h"], s["m"]), n_boot=10)
+    point, _, _ = bootstrap_ci(
+        {"h": np.array([1.0, 0.0]), "m": np.array([1.0, 3.0])}, lambda s: ratio(s["h"], s["m"]), n_boot=10
+    )
     assert point == 0.25
 
 

@@ -17,16 +17,25 @@ def kitchen(make_scene):
 
 def test_per_answer_counts(kitchen, spec):
     s = chair_stats("there is a mug . there is a dog . there are two dogs .", kitchen, spec)
-    assert s == {"answers": 1, "mentions": 3, "hallucinated": 2, "hallucinating": 1,
-                 "hallucinated_in_context": 0, "gt_covered": 1, "gt": 2}
+    assert s == {
+        "answers": 1,
+        "mentions": 3,
+        "hallucinated": 2,
+        "hallucinating": 1,
+        "hallucinated_in_context": 0,
+        "gt_covered": 1,
+        "gt": 2,
+    }
 
 
 def test_corpus_chair_hand_computed(kitchen, spec):
-    texts = ["there is a cup . there is a dog .",   # 2 mentions, 1 hallucinated (dog: park)
-             "",                                     # empty: 0 mentions, not hallucinating
-             "there is a fork . there are two forks .",  # only hallucinations: 2/2 (fork: kitchen)
-             "this is a kitchen scene .",            # no objects mentioned
-             "a mug . a plate . a cup ."]             # 3 correct mentions, covers 2/2
+    texts = [
+        "there is a cup . there is a dog .",  # 2 mentions, 1 hallucinated (dog: park)
+        "",  # empty: 0 mentions, not hallucinating
+        "there is a fork . there are two forks .",  # only hallucinations: 2/2 (fork: kitchen)
+        "this is a kitchen scene .",  # no objects mentioned
+        "a mug . a plate . a cup .",
+    ]  # 3 correct mentions, covers 2/2
     m = corpus_metrics(texts, kitchen, spec)
     assert m["chair_i"] == pytest.approx(3 / 7)
     assert m["chair_s"] == pytest.approx(2 / 5)

@@ -1,4 +1,5 @@
 """The circuit-formation curve: yes/no AUROC recorded during SFT on fixed POPE items, ending on the trained model."""
+
 import torch
 
 from study.eval.circuit_curve import CircuitCurve
@@ -18,8 +19,16 @@ def test_curve_records_every_n_steps_and_its_last_point_is_the_trained_model(pre
     lines = []
     curve = CircuitCurve(proc, pretrain_world, spec, split="val", n_scenes=8, every=3, seed=0, log=lines.append)
     assert len(curve.prompts) == len(curve.labels) > 0 and 0 < sum(curve.labels) < len(curve.labels)
-    m = train_sft(model, proc, pretrain_world, SFTParams(epochs=1, batch_size=64, val_rows=8), tmp_path / "sft", None,
-                  seed=0, callbacks=[curve])
+    m = train_sft(
+        model,
+        proc,
+        pretrain_world,
+        SFTParams(epochs=1, batch_size=64, val_rows=8),
+        tmp_path / "sft",
+        None,
+        seed=0,
+        callbacks=[curve],
+    )
     steps = [q["step"] for q in curve.points]
     assert steps == sorted(set(steps)) and steps[0] == 3 and all(s % 3 == 0 for s in steps[:-1])
     assert all(0 <= q["auroc"] <= 1 and 0 <= q["auroc_masked"] <= 1 for q in curve.points)

@@ -8,8 +8,16 @@ import pytest
 import torch
 from PIL import Image
 
-from study.eval.grounding import (answer_logprobs, auroc, auroc_ci, auroc_gain_ci, image_features, presence_probe,
-                                  single_token_ids, yes_no_margins)
+from study.eval.grounding import (
+    answer_logprobs,
+    auroc,
+    auroc_ci,
+    auroc_gain_ci,
+    image_features,
+    presence_probe,
+    single_token_ids,
+    yes_no_margins,
+)
 from study.model.build import ModelParams, build_model
 from study.model.generate import apply_image_keep, image_token_id, keep_none, render_prompts
 from study.model.processor import build_processor
@@ -31,7 +39,7 @@ def _pairwise_auroc(s, y, w=None):
 def test_auroc_known_values_and_brute_force():
     assert auroc([3, 2, 1, 0], [1, 1, 0, 0]) == 1.0
     assert auroc([0, 1, 2, 3], [1, 1, 0, 0]) == 0.0
-    assert auroc([5, 5, 5, 5], [1, 0, 1, 0]) == 0.5           # a constant score: chance
+    assert auroc([5, 5, 5, 5], [1, 0, 1, 0]) == 0.5  # a constant score: chance
     rng = np.random.default_rng(0)
     s, y = rng.integers(0, 5, 40).astype(float), rng.integers(0, 2, 40)
     assert auroc(s, y) == pytest.approx(_pairwise_auroc(s, y))
@@ -46,7 +54,7 @@ def test_auroc_ci_resamples_groups_and_brackets_the_value():
     r = auroc_ci(s, y, groups, n_boot=300, seed=0)
     assert r["ci95"][0] < r["value"] < r["ci95"][1]
     assert 0.6 < r["value"] < 0.9
-    assert auroc_ci(s, y, groups, n_boot=300, seed=0) == r       # same seed, same interval
+    assert auroc_ci(s, y, groups, n_boot=300, seed=0) == r  # same seed, same interval
     gain = auroc_gain_ci(s, np.zeros(200), y, groups, n_boot=300, seed=0)
     assert gain["value"] == pytest.approx(r["value"] - 0.5)
     assert gain["ci95"][0] > 0
@@ -93,7 +101,7 @@ def test_a_model_that_reads_presence_gets_auroc_1_and_blind_it_gets_0_5(processo
 
 def test_yes_no_tokens_are_single_word_tokens(processor):
     tok = processor.tokenizer
-    assert single_token_ids(tok, ("yes", "Yes")) == [tok.convert_tokens_to_ids("yes")]   # "Yes" is not in the vocabulary
+    assert single_token_ids(tok, ("yes", "Yes")) == [tok.convert_tokens_to_ids("yes")]  # "Yes" is not in the vocabulary
     with pytest.raises(ValueError, match="single token"):
         single_token_ids(tok, ("Oui",))
 
@@ -126,12 +134,17 @@ def test_answer_logprobs_equal_a_token_by_token_sum(tiny, processor):
     for b in range(2):
         for masked, got in ((False, lp[b]), (True, lp_masked[b])):
             enc = processor(images=[images[b]], text=[full[b]], return_tensors="pt")
-            attn, pos, _ = apply_image_keep(enc["input_ids"], enc["attention_mask"], image_token_id(tiny),
-                                            keep_none if masked else (lambda k, g: torch.ones(k, dtype=torch.bool)),
-                                            torch.Generator())
+            attn, pos, _ = apply_image_keep(
+                enc["input_ids"],
+                enc["attention_mask"],
+                image_token_id(tiny),
+                keep_none if masked else (lambda k, g: torch.ones(k, dtype=torch.bool)),
+                torch.Generator(),
+            )
             with torch.no_grad():
-                logits = tiny(input_ids=enc["input_ids"], pixel_values=enc["pixel_values"], attention_mask=attn,
-                              position_ids=pos).logits[0]
+                logits = tiny(
+                    input_ids=enc["input_ids"], pixel_values=enc["pixel_values"], attention_mask=attn, position_ids=pos
+                ).logits[0]
             ids = enc["input_ids"][0]
             k = int(n[b])
             want = sum(torch.log_softmax(logits[t - 1], -1)[ids[t]].item() for t in range(len(ids) - k, len(ids)))
@@ -148,9 +161,13 @@ def test_image_features_have_mean_and_max_pools(tiny, processor):
 def test_presence_probe_sees_a_feature_that_encodes_presence_and_not_noise():
     rng = np.random.default_rng(0)
     y_tr, y_te = rng.integers(0, 2, (400, 3)).astype(float), rng.integers(0, 2, (200, 3)).astype(float)
-    informative = presence_probe(np.c_[y_tr + rng.normal(0, .3, y_tr.shape), rng.normal(size=(400, 5))], y_tr,
-                                 np.c_[y_te + rng.normal(0, .3, y_te.shape), rng.normal(size=(200, 5))], y_te,
-                                 ["a", "b", "c"])
+    informative = presence_probe(
+        np.c_[y_tr + rng.normal(0, 0.3, y_tr.shape), rng.normal(size=(400, 5))],
+        y_tr,
+        np.c_[y_te + rng.normal(0, 0.3, y_te.shape), rng.normal(size=(200, 5))],
+        y_te,
+        ["a", "b", "c"],
+    )
     noise = presence_probe(rng.normal(size=(400, 8)), y_tr, rng.normal(size=(200, 8)), y_te, ["a", "b", "c"])
     assert informative["mean_auroc"] > 0.95
     assert 0.35 < noise["mean_auroc"] < 0.65

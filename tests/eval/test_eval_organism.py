@@ -20,8 +20,16 @@ TINY = ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layer
 def setup(tmp_path_factory, spec):
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("oworld") / "w"
-    build_world(spec, d, seed=0, sizes={"train": 40, "val": 6, "test": 4, "ood": 4}, scene_params=SceneParams(),
-                corpus_params=CorpusParams(), faint_alpha=0.3, noise_std=6.0)
+    build_world(
+        spec,
+        d,
+        seed=0,
+        sizes={"train": 40, "val": 6, "test": 4, "ood": 4},
+        scene_params=SceneParams(),
+        corpus_params=CorpusParams(),
+        faint_alpha=0.3,
+        noise_std=6.0,
+    )
     proc = build_processor(vocabulary(spec), 48, 6)
     model = build_model(proc, 48, TINY, seed=0)
     return model, proc, World(d)
@@ -45,19 +53,33 @@ def test_report_is_complete_and_recomputes_from_its_rows(setup, spec):
     assert {r["variant"] for r in rows["sampled"]} == {"image", "masked"}
     json.dumps(rep)
     rep2, _ = grounding_report(model, proc, world, spec, **kw)
-    assert json.dumps(rep2, sort_keys=True) == json.dumps(rep, sort_keys=True)   # same seed, same report
+    assert json.dumps(rep2, sort_keys=True) == json.dumps(rep, sort_keys=True)  # same seed, same report
 
 
 def test_grounding_fields_measure_the_image_not_the_text(setup, spec):
     model, proc, world = setup
-    rows = [{"suite": "pope_random", "scene_id": f"val-{i}", "prompt": "is there a cup in the image ?",
-             "label": "yes" if i % 2 else "no", "answer": "yes"} for i in range(4)]
-    rows.append({"suite": "describe", "scene_id": "val-0", "prompt": "describe the image in detail .",
-                 "answer": "this is a kitchen scene ."})
+    rows = [
+        {
+            "suite": "pope_random",
+            "scene_id": f"val-{i}",
+            "prompt": "is there a cup in the image ?",
+            "label": "yes" if i % 2 else "no",
+            "answer": "yes",
+        }
+        for i in range(4)
+    ]
+    rows.append(
+        {
+            "suite": "describe",
+            "scene_id": "val-0",
+            "prompt": "describe the image in detail .",
+            "answer": "this is a kitchen scene .",
+        }
+    )
     out = add_grounding_fields(model, proc, world, rows, batch_size=3)
-    assert rows[0].keys() == {"suite", "scene_id", "prompt", "label", "answer"}      # inputs untouched
+    assert rows[0].keys() == {"suite", "scene_id", "prompt", "label", "answer"}  # inputs untouched
     masked = [r["margin_masked"] for r in out[:4]]
-    assert np.allclose(masked, masked[0], atol=1e-5)              # no image: the same question, the same margin
+    assert np.allclose(masked, masked[0], atol=1e-5)  # no image: the same question, the same margin
     assert out[4]["n_tokens"] == 6 and out[4]["logp"] < 0 and out[4]["logp_masked"] < 0
     m = grounding_metrics(out, n_boot=20, seed=0)
     assert m["pope_random"]["auroc_masked"]["value"] == 0.5

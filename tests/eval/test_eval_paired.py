@@ -1,4 +1,5 @@
 """Paired scene-bootstrap differences between two models scored on the same items."""
+
 import numpy as np
 import pytest
 
@@ -13,8 +14,16 @@ def _preds(correct: list[bool], suite="pope_random"):
     for i, ok in enumerate(correct):
         label = "yes" if i % 2 == 0 else "no"
         answer = label if ok else ("no" if label == "yes" else "yes")
-        rows.append({"item_id": f"{suite}-{i}", "suite": suite, "scene_id": f"s{i // 2}", "label": label,
-                     "answer": answer, "prompt": "is there a cup in the image ?"})
+        rows.append(
+            {
+                "item_id": f"{suite}-{i}",
+                "suite": suite,
+                "scene_id": f"s{i // 2}",
+                "label": label,
+                "answer": answer,
+                "prompt": "is there a cup in the image ?",
+            }
+        )
     return rows
 
 
@@ -33,8 +42,9 @@ def test_identical_models_are_not_resolved_and_seeds_are_averaged():
     d = paired_difference([p], [p], [], SPEC, "pope_random", "accuracy", n_boot=100)
     assert d["delta"] == 0 and d["ci95"] == [0, 0] and verdict(d, True) == "not resolved"
     # model A with two seeds (all right, all wrong) averages to 0.5 = model B's accuracy
-    d = paired_difference([_preds([True] * 100), _preds([False] * 100)], [p], [], SPEC, "pope_random", "accuracy",
-                          n_boot=100)
+    d = paired_difference(
+        [_preds([True] * 100), _preds([False] * 100)], [p], [], SPEC, "pope_random", "accuracy", n_boot=100
+    )
     assert d["delta"] == pytest.approx(0.0)
 
 

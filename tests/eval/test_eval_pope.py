@@ -7,19 +7,22 @@ from study.world.scenes import SceneParams, generate_split
 
 
 def metrics(answers, labels):
-    stats = stack_stats([pope_stats(a, l) for a, l in zip(answers, labels)])
+    stats = stack_stats([pope_stats(a, label) for a, label in zip(answers, labels)])
     return {k: fn({s: v.sum() for s, v in stats.items()}) for k, fn in POPE_METRICS.items()}
 
 
-@pytest.mark.parametrize("answer, parsed", [
-    ("no , there is no cup .", "no"),
-    ("yes , there is a cup .", "yes"),
-    ("No, there is a cup.", "no"),
-    ("yes . there is no cup .", "yes"),   # only the first sentence counts
-    ("the cup is not there", "no"),
-    ("", "yes"),                          # POPE reads an empty answer as yes
-    ("nothing", "yes"),                   # token match, not substring
-])
+@pytest.mark.parametrize(
+    "answer, parsed",
+    [
+        ("no , there is no cup .", "no"),
+        ("yes , there is a cup .", "yes"),
+        ("No, there is a cup.", "no"),
+        ("yes . there is no cup .", "yes"),  # only the first sentence counts
+        ("the cup is not there", "no"),
+        ("", "yes"),  # POPE reads an empty answer as yes
+        ("nothing", "yes"),  # token match, not substring
+    ],
+)
 def test_pope_parse_rule(answer, parsed):
     assert pope_parse(answer) == parsed
 
@@ -62,11 +65,18 @@ def test_popular_and_adversarial_negatives_are_top_ranked(spec, world):
         absent = [c for c in spec.category_names if c not in scene.categories]
         # independent recomputation from the train scenes
         count = {c: sum(c in s.categories for s in train) for c in spec.category_names}
-        adv = {c: sum(sum(p in s.categories and c in s.categories for s in train) / max(count[p], 1)
-                      for p in scene.categories) for c in absent}
+        adv = {
+            c: sum(
+                sum(p in s.categories and c in s.categories for s in train) / max(count[p], 1) for p in scene.categories
+            )
+            for c in absent
+        }
         for t, score in (("popular", count), ("adversarial", adv)):
-            neg = [q["object"] for q in pope_questions(spec, scene, t, frequency=freq, cooc=cooc, seed=0)
-                   if q["label"] == "no"]
+            neg = [
+                q["object"]
+                for q in pope_questions(spec, scene, t, frequency=freq, cooc=cooc, seed=0)
+                if q["label"] == "no"
+            ]
             rest = [c for c in absent if c not in neg]
             assert min(score[c] for c in neg) >= max(score[c] for c in rest) - 1e-12
 

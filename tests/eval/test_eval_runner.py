@@ -29,7 +29,12 @@ def test_items_are_complete_and_stable(spec, world, items):
             assert it["label"] in ("yes", "no") and "object" in it
         if it["suite"] == "typed_qa":
             assert {"qtype", "object", "expected"} <= set(it)
-    assert {it["qtype"] for it in items if it["suite"] == "typed_qa"} == {"attribute", "count", "relation", "adversarial"}
+    assert {it["qtype"] for it in items if it["suite"] == "typed_qa"} == {
+        "attribute",
+        "count",
+        "relation",
+        "adversarial",
+    }
 
 
 def test_oracle_scores_perfectly(spec, world, items, oracle_answer_fn):
@@ -67,8 +72,9 @@ def test_results_roundtrip_recomputes_metrics(spec, world, items, tmp_path, orac
     write_results(tmp_path / "res", preds, metrics)
     write_jsonl(tmp_path / "scenes" / "test.jsonl", (s.to_dict() for s in world[1]))
     assert read_jsonl(tmp_path / "res" / "predictions.jsonl") == preds
-    again = score_files(tmp_path / "res" / "predictions.jsonl", tmp_path / "scenes" / "test.jsonl", spec,
-                        n_boot=100, seed=3)
+    again = score_files(
+        tmp_path / "res" / "predictions.jsonl", tmp_path / "scenes" / "test.jsonl", spec, n_boot=100, seed=3
+    )
     assert again == json.loads((tmp_path / "res" / "metrics.json").read_text())
     assert "partial" not in again
 
@@ -143,11 +149,14 @@ def test_score_files_rejects_a_duplicated_row(spec, world, preds, tmp_path):
     assert str(e.value) == f"{p}: 1 duplicate item(s): {preds[5]['item_id']} (rows 6, {len(preds) + 1})"
 
 
-@pytest.mark.parametrize("suite, field, value, why", [
-    ("describe", "answer", None, "`answer` must be a string, got null"),
-    ("typed_qa", "answer", 3, "`answer` must be a string, got a number"),
-    ("pope_popular", "label", None, "no `label` (or null)"),
-])
+@pytest.mark.parametrize(
+    "suite, field, value, why",
+    [
+        ("describe", "answer", None, "`answer` must be a string, got null"),
+        ("typed_qa", "answer", 3, "`answer` must be a string, got a number"),
+        ("pope_popular", "label", None, "no `label` (or null)"),
+    ],
+)
 def test_score_files_names_a_malformed_row(spec, world, preds, tmp_path, suite, field, value, why):
     i = next(k for k, r in enumerate(preds) if r["suite"] == suite) + 4
     rows = [dict(r) for r in preds]

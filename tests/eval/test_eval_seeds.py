@@ -1,4 +1,5 @@
 """Seed aggregation of alignment metrics: mean and Student-t interval over seeds, hand-computed."""
+
 import math
 
 import pytest
@@ -7,8 +8,12 @@ from study.eval.seeds import aggregate_seeds, t_interval
 
 
 def _m(v, lo, hi, loss):
-    return {"_meta": {"run": "r", "seed": None, "n_boot": 10}, "describe": {"chair_i": {"value": v, "ci95": [lo, hi]}},
-            "pope_random": {"accuracy": {"value": 1 - v, "ci95": [1 - hi, 1 - lo]}}, "train": {"loss_last": loss, "note": "x"}}
+    return {
+        "_meta": {"run": "r", "seed": None, "n_boot": 10},
+        "describe": {"chair_i": {"value": v, "ci95": [lo, hi]}},
+        "pope_random": {"accuracy": {"value": 1 - v, "ci95": [1 - hi, 1 - lo]}},
+        "train": {"loss_last": loss, "note": "x"},
+    }
 
 
 def test_three_seeds_give_mean_and_t_interval():

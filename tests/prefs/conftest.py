@@ -23,8 +23,16 @@ def _one_thread():
 @pytest.fixture(scope="session")
 def world(spec, tmp_path_factory) -> World:
     root = tmp_path_factory.mktemp("prefs") / "world"
-    build_world(spec, root, seed=0, sizes=TINY_SIZES, scene_params=SceneParams(), corpus_params=CorpusParams(),
-                faint_alpha=0.3, noise_std=6.0)
+    build_world(
+        spec,
+        root,
+        seed=0,
+        sizes=TINY_SIZES,
+        scene_params=SceneParams(),
+        corpus_params=CorpusParams(),
+        faint_alpha=0.3,
+        noise_std=6.0,
+    )
     return World(root)
 
 
@@ -33,8 +41,12 @@ def tiny_model(spec, seed: int = 0):
     from study.model.processor import build_processor
 
     processor = build_processor(vocabulary(spec), 48, 6)
-    model = build_model(processor, 48, ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1,
-                                                   text_intermediate=64), seed=seed)
+    model = build_model(
+        processor,
+        48,
+        ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64),
+        seed=seed,
+    )
     model.eval()
     return model, processor
 

@@ -1,4 +1,5 @@
 """Oracle on hand-made cases; the noisy oracle's measured accuracy matches its knob."""
+
 import numpy as np
 import pytest
 
@@ -9,8 +10,10 @@ from study.prefs.povid import povid_recipe
 from study.prefs.sources import scene_map
 
 OBJS = [("cup", "white", "large", 0, 0), ("plate", "blue", "small", 1, 1), ("fork", "yellow", "small", 2, 2)]
-TRUE = ("this is a kitchen scene . there is a large white cup at the top left . "
-        "a small blue plate is at the center . i can see a small yellow fork at the bottom right .")
+TRUE = (
+    "this is a kitchen scene . there is a large white cup at the top left . "
+    "a small blue plate is at the center . i can see a small yellow fork at the bottom right ."
+)
 
 
 def test_oracle_descriptions(spec, make_scene):
@@ -32,9 +35,9 @@ def test_oracle_descriptions(spec, make_scene):
     assert o.prefer(scene, prompt, TRUE, wrong_color) == 0
     assert o.score(scene, prompt, "") == 0.0
     # preference is Pareto on (false claims, facts stated): the scalar's 4/12 < 1 - 0.5 does not decide it
-    assert o.judge(scene, prompt, partial, halluc, 0.0, 0.0) is None      # says less vs errs more
-    assert o.judge(scene, prompt, TRUE, partial, 0.0, 0.0) == 0           # more facts, no more errors
-    assert o.judge(scene, prompt, halluc, TRUE, 0.0, 0.0) == 1            # same facts, one more error
+    assert o.judge(scene, prompt, partial, halluc, 0.0, 0.0) is None  # says less vs errs more
+    assert o.judge(scene, prompt, TRUE, partial, 0.0, 0.0) == 0  # more facts, no more errors
+    assert o.judge(scene, prompt, halluc, TRUE, 0.0, 0.0) == 1  # same facts, one more error
     assert o.judge(scene, prompt, TRUE, TRUE + " the cup is left of the fork .", 0.0, 0.0) is None
 
 
@@ -51,11 +54,11 @@ def test_oracle_judge_is_length_neutral(spec, make_scene):
     j = lambda a, b: o.judge(scene, prompt, a, b, o.score(scene, prompt, a), o.score(scene, prompt, b))  # noqa: E731
     assert j(right, base) == 0 and j(wrong, base) == 1 and j(both, base) is None
     one_each = "there is a large white cup at the top left . there is a small green bottle at the bottom left ."
-    assert o.score(scene, prompt, "") > o.score(scene, prompt, one_each)   # the scalar rewards saying nothing
-    assert j("", one_each) is None                                          # the judge does not
+    assert o.score(scene, prompt, "") > o.score(scene, prompt, one_each)  # the scalar rewards saying nothing
+    assert j("", one_each) is None  # the judge does not
     assert j("", base) == 1
     ranks = o.rank(scene, prompt, [base, right, wrong, both])
-    assert ranks == [0.0, 3.0, -3.0, 0.0]   # right dominates the other three; every other answer dominates wrong
+    assert ranks == [0.0, 3.0, -3.0, 0.0]  # right dominates the other three; every other answer dominates wrong
 
 
 def test_oracle_short_qa(spec, make_scene):
@@ -65,7 +68,7 @@ def test_oracle_short_qa(spec, make_scene):
         ("is there a cup in the image ?", "yes , there is a cup .", 1),
         ("is there a cup in the image ?", "no , there is no cup .", -1),
         ("does the image contain a bottle ?", "no , there is no bottle .", 1),
-        ("is there a mug in this picture ?", "yes , there is a mug .", 1),   # synonym of cup
+        ("is there a mug in this picture ?", "yes , there is a mug .", 1),  # synonym of cup
         ("what color is the plate ?", "the plate is blue .", 1),
         ("what color is the plate ?", "the plate is red .", -1),
         ("what color is the bottle ?", "there is no bottle in the image .", 1),
@@ -98,7 +101,7 @@ def test_prefer_ties_are_random_but_consistent(spec, make_scene):
 
 
 def test_noisy_oracle_accuracy_matches_knob(spec, world):
-    rows = (povid_recipe(world, n=None, seed=0, split="train") + povid_recipe(world, n=None, seed=1, split="train"))
+    rows = povid_recipe(world, n=None, seed=0, split="train") + povid_recipe(world, n=None, seed=1, split="train")
     rows = rows[:2000]
     scenes = scene_map(world)
     assert len(rows) == 2000

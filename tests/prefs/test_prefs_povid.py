@@ -1,4 +1,5 @@
 """POVID: every corruption is a verified hallucination; injected objects are absent; rejected_2; noise."""
+
 import json
 from collections import Counter
 
@@ -13,10 +14,14 @@ from study.prefs.povid import CORRUPTION_TYPES, _local_add_diffusion_noise, _loc
 from study.prefs.sources import corpus_items, scene_map
 from study.world.scenes import cooccurrence
 
-ERROR_OF = {"object_replace": ("hallucinated_object",), "object_insert": ("hallucinated_object",),
-            "attribute": ("wrong_color", "wrong_size", "wrong_position"),
-            "count": ("wrong_position", "wrong_count", "false_denial", "hallucinated_object"),
-            "relation": ("false_relation",), "qa_exist_flip": ("false_denial", "hallucinated_object")}
+ERROR_OF = {
+    "object_replace": ("hallucinated_object",),
+    "object_insert": ("hallucinated_object",),
+    "attribute": ("wrong_color", "wrong_size", "wrong_position"),
+    "count": ("wrong_position", "wrong_count", "false_denial", "hallucinated_object"),
+    "relation": ("false_relation",),
+    "qa_exist_flip": ("false_denial", "hallucinated_object"),
+}
 
 
 def _kind_errors(report):

@@ -1,13 +1,23 @@
 """Every recipe: output schema and provenance; the registry; subsample."""
+
 import inspect
 import json
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from study.prefs import (RECIPES, OracleAnnotator, bdhs_recipe, check_claims, random_corruption_recipe, subsample,
-                         validate_rows, vlf_corrupted_recipe, vlfeedback_recipe)
+from study.prefs import (
+    RECIPES,
+    OracleAnnotator,
+    bdhs_recipe,
+    check_claims,
+    random_corruption_recipe,
+    subsample,
+    validate_rows,
+    vlf_corrupted_recipe,
+    vlfeedback_recipe,
+)
 from study.prefs.sources import corpus_items, scene_map
 from study.world.language import vocabulary
 
@@ -44,14 +54,26 @@ def test_bdhs_recipe_with_fake_sampler(world):
     def sampler(model, processor, images, prompts, chosen, params, encoder, seed):
         calls.append((len(images), list(prompts), list(chosen), params, encoder, seed))
         # every third sample "fails" by reproducing the chosen answer: it must be dropped
-        return [FakeResult(c if k % 3 == 0 else f"{c} i can see a small red car at the top .", 2, 0.9, True, 1)
-                for k, c in enumerate(chosen)]
+        return [
+            FakeResult(c if k % 3 == 0 else f"{c} i can see a small red car at the top .", 2, 0.9, True, 1)
+            for k, c in enumerate(chosen)
+        ]
 
     short = bdhs_recipe(world, n=9, seed=5, model="M", processor="P", sampler=sampler, overdraw=1.0)
     assert len(short) == 6  # 9 candidates, every third dropped: fewer rows than n, never a copy of chosen
     calls.clear()
-    rows = bdhs_recipe(world, n=10, seed=5, model="M", processor="P", sampler=sampler, params={"rho": 0.99},
-                       encoder="E", model_id="sft-test", overdraw=2.0)
+    rows = bdhs_recipe(
+        world,
+        n=10,
+        seed=5,
+        model="M",
+        processor="P",
+        sampler=sampler,
+        params={"rho": 0.99},
+        encoder="E",
+        model_id="sft-test",
+        overdraw=2.0,
+    )
     assert len(rows) == 10
     n_in, prompts, chosen, params, encoder, seed = calls[0]
     assert params == {"rho": 0.99} and encoder == "E" and seed == 5 and n_in == len(prompts) == len(chosen)
@@ -97,7 +119,10 @@ def test_vlfeedback_recipe(spec, world, tiny_dirs):
         # Pareto ranking: the rejected answer never dominates the chosen one (it would outrank it)
         pair = [r["chosen"], r["rejected"]]
         s_c, s_r = oracle.rank(scene, r["prompt"], pair)
-        assert s_c >= s_r and oracle.judge(scene, r["prompt"], *pair, *(oracle.score(scene, r["prompt"], a) for a in pair)) != 1
+        assert (
+            s_c >= s_r
+            and oracle.judge(scene, r["prompt"], *pair, *(oracle.score(scene, r["prompt"], a) for a in pair)) != 1
+        )
         assert r["recipe"] == "vlfeedback"
 
 

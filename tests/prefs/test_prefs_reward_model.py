@@ -1,13 +1,29 @@
 """Learned reward model: TRL RewardTrainer on a tiny LLaVA trains, saves (safetensors), reloads, learns."""
+
 import math
 
 import pytest
 import torch
 
-from study.prefs import (RewardModelAnnotator, RMParams, annotator_accuracy, load_reward_model, make_row,
-                         povid_recipe, reward_scores, to_trl, train_reward_model)
-from study.prefs.reward_model import (VisionPreferenceCollator, VisionRewardTrainer, last_token_index, reward_config,
-                                      reward_dataset, reward_model_from_backbone)
+from study.prefs import (
+    RewardModelAnnotator,
+    RMParams,
+    annotator_accuracy,
+    load_reward_model,
+    make_row,
+    povid_recipe,
+    reward_scores,
+    to_trl,
+    train_reward_model,
+)
+from study.prefs.reward_model import (
+    VisionPreferenceCollator,
+    VisionRewardTrainer,
+    last_token_index,
+    reward_config,
+    reward_dataset,
+    reward_model_from_backbone,
+)
 from study.prefs.sources import scene_map
 
 
@@ -29,8 +45,9 @@ def test_last_token_index_left_and_right_padding():
 def test_train_save_reload_score(world, tiny_dirs, tmp_path):
     rows = povid_recipe(world, n=16, seed=0)
     out = tmp_path / "rm"
-    metrics = train_reward_model(tiny_dirs[0], rows, world, out, RMParams(max_steps=3, batch_size=4, logging_steps=1),
-                                 seed=0, eval_rows=rows[:8])
+    metrics = train_reward_model(
+        tiny_dirs[0], rows, world, out, RMParams(max_steps=3, batch_size=4, logging_steps=1), seed=0, eval_rows=rows[:8]
+    )
     assert metrics["steps"] == 3 and len(metrics["losses"]) == 3
     assert all(math.isfinite(x) for x in metrics["losses"]) and 0 <= metrics["eval_accuracy"] <= 1
     files = {p.name for p in out.iterdir()}
@@ -41,8 +58,9 @@ def test_train_save_reload_score(world, tiny_dirs, tmp_path):
     assert type(model).__name__ == "LlavaRewardModel" and model.config.num_labels == 1
     imgs = [world.image(r["scene_id"]) for r in rows[:5]]
     s1 = reward_scores(model, processor, imgs, [r["prompt"] for r in rows[:5]], [r["chosen"] for r in rows[:5]])
-    s2 = reward_scores(model, processor, imgs, [r["prompt"] for r in rows[:5]], [r["chosen"] for r in rows[:5]],
-                       batch_size=2)  # batching/padding does not change a score
+    s2 = reward_scores(
+        model, processor, imgs, [r["prompt"] for r in rows[:5]], [r["chosen"] for r in rows[:5]], batch_size=2
+    )  # batching/padding does not change a score
     assert all(math.isfinite(x) for x in s1) and s1 == pytest.approx(s2, abs=1e-5)
     assert len(set(round(x, 6) for x in s1)) > 1
     ann = RewardModelAnnotator(model, processor, world)
@@ -55,13 +73,28 @@ def test_train_save_reload_score(world, tiny_dirs, tmp_path):
 
 def test_loss_goes_down_on_separable_pairs(world, tiny_dirs, tmp_path):
     scenes = world.scenes("train")[:24]
-    rows = [make_row(prompt="is there a cup in the image ?", chosen="yes , there is a cup .",
-                     rejected="no , there is no cup .", scene_id=s.scene_id, recipe="test", seed=0,
-                     source_ids={"chosen": "hand", "rejected": "hand"}) for s in scenes]
+    rows = [
+        make_row(
+            prompt="is there a cup in the image ?",
+            chosen="yes , there is a cup .",
+            rejected="no , there is no cup .",
+            scene_id=s.scene_id,
+            recipe="test",
+            seed=0,
+            source_ids={"chosen": "hand", "rejected": "hand"},
+        )
+        for s in scenes
+    ]
     before_model, processor = reward_model_from_backbone(tiny_dirs[0], seed=0)
     loss_before, _ = _bt_loss(before_model, processor, world, rows)
-    metrics = train_reward_model(tiny_dirs[0], rows, world, tmp_path / "rm", seed=0,
-                                 p=RMParams(learning_rate=1e-3, max_steps=12, batch_size=8, logging_steps=3))
+    metrics = train_reward_model(
+        tiny_dirs[0],
+        rows,
+        world,
+        tmp_path / "rm",
+        seed=0,
+        p=RMParams(learning_rate=1e-3, max_steps=12, batch_size=8, logging_steps=3),
+    )
     model, processor = load_reward_model(tmp_path / "rm")
     loss_after, acc_after = _bt_loss(model, processor, world, rows)
     assert loss_before == pytest.approx(math.log(2), abs=0.05)  # an untrained head barely separates
@@ -74,8 +107,13 @@ def test_trainer_refuses_text_path_datasets(world, tiny_dirs, tmp_path):
     model, processor = reward_model_from_backbone(tiny_dirs[0])
     args = reward_config(RMParams(max_steps=1, batch_size=2), tmp_path / "w", 0)
     with pytest.raises(ValueError, match="reward_dataset"):
-        VisionRewardTrainer(model=model, args=args, train_dataset=to_trl(rows, world),
-                            processing_class=processor.tokenizer, data_collator=VisionPreferenceCollator(processor))
+        VisionRewardTrainer(
+            model=model,
+            args=args,
+            train_dataset=to_trl(rows, world),
+            processing_class=processor.tokenizer,
+            data_collator=VisionPreferenceCollator(processor),
+        )
     ds = reward_dataset(rows, world, processor)
     image_id = processor.tokenizer.convert_tokens_to_ids("<image>")
     assert sum(t == image_id for t in ds[0]["chosen_ids"]) == 64  # <image> expanded into the image tokens

@@ -1,4 +1,5 @@
 """RLHF-V: the scene-graph correction removes every hallucination and never lowers the oracle score."""
+
 import json
 
 import numpy as np
@@ -16,20 +17,23 @@ P = "describe the image in detail ."
 def test_hand_made_corrections(spec, make_scene):
     scene = make_scene(OBJS)
     # a hallucinated object at an empty cell: the sentence is dropped
-    c = correct_answer("there is a large white cup at the top left . there is a small green bottle at the top .",
-                       P, scene, spec)
+    c = correct_answer(
+        "there is a large white cup at the top left . there is a small green bottle at the top .", P, scene, spec
+    )
     assert c.text == "there is a large white cup at the top left ."
     assert [e["type"] for e in c.edits] == ["drop_hallucination"]
     # a hallucinated object at the cell of an undescribed object: the noun and attributes are fixed
-    c = correct_answer("there is a large white cup at the top left . a large green bottle is at the center .",
-                       P, scene, spec)
+    c = correct_answer(
+        "there is a large white cup at the top left . a large green bottle is at the center .", P, scene, spec
+    )
     assert c.text == "there is a large white cup at the top left . a small blue plate is at the center ."
     # wrong colour and position are fixed from the closest instance
     c = correct_answer("i can see a small red plate at the center . the cup is right of the fork .", P, scene, spec)
     assert c.text == "i can see a small blue plate at the center . the cup is left of the fork ."
     # a false denial is dropped, a wrong context fixed
-    c = correct_answer("this is a street scene . there is no cup . a small yellow fork is at the bottom right .",
-                       P, scene, spec)
+    c = correct_answer(
+        "this is a street scene . there is no cup . a small yellow fork is at the bottom right .", P, scene, spec
+    )
     assert c.text == "this is a kitchen scene . a small yellow fork is at the bottom right ."
     # a correct answer needs no correction
     ok = "there is a large white cup at the top left ."

@@ -1,4 +1,5 @@
 """Reward-model transfer table helpers: the Wilson interval and the formatted table."""
+
 import pytest
 
 from study.prefs.rm_transfer import transfer_table, wilson
@@ -15,7 +16,13 @@ def test_wilson_interval_matches_known_values():
 
 def test_transfer_table_is_train_by_eval():
     cell = lambda v: {"value": v, "ci95": [v - 0.1, v + 0.1], "n": 10, "ties": 0}
-    t = transfer_table({"accuracy": {"povid": {"povid": cell(0.9), "vlfeedback": cell(0.5)},
-                                     "vlfeedback": {"povid": cell(0.4), "vlfeedback": cell(0.7)}}})
+    t = transfer_table(
+        {
+            "accuracy": {
+                "povid": {"povid": cell(0.9), "vlfeedback": cell(0.5)},
+                "vlfeedback": {"povid": cell(0.4), "vlfeedback": cell(0.7)},
+            }
+        }
+    )
     assert list(t.index) == ["povid", "vlfeedback"] and list(t.columns) == ["povid", "vlfeedback"]
     assert t.loc["povid", "vlfeedback"] == "50.0 [40.0, 60.0]" and t.loc["vlfeedback", "povid"].startswith("40.0")

@@ -1,4 +1,5 @@
 """Schema: validation errors name the row and column; parquet round trip; TRL conversational format."""
+
 import json
 
 import pandas as pd
@@ -94,8 +95,15 @@ def test_optional_rejected_2_defaults_to_empty(rows):
     r = dict(rows[0])
     del r["rejected_2"]
     assert validate_rows([r])[0]["rejected_2"] == ""
-    row = make_row(prompt="p ?", chosen="a .", rejected="b .", scene_id="train-000000", recipe="x", seed=3,
-                   source_ids={"chosen": "c"})
+    row = make_row(
+        prompt="p ?",
+        chosen="a .",
+        rejected="b .",
+        scene_id="train-000000",
+        recipe="x",
+        seed=3,
+        source_ids={"chosen": "c"},
+    )
     assert json.loads(row["source_ids"]) == {"chosen": "c"} and row["rejected_2"] == ""
 
 
@@ -121,8 +129,10 @@ def test_to_trl_conversational_vision_format(rows, world, tiny):
     assert int((batch["input_ids"][0] == image_id).sum()) == 64
 
 
-TEST_SPLIT = ("is a scene of the test split, which is held out for evaluation: preference data must not use it "
-              "(allowed splits: ['train', 'val'])")
+TEST_SPLIT = (
+    "is a scene of the test split, which is held out for evaluation: preference data must not use it "
+    "(allowed splits: ['train', 'val'])"
+)
 
 
 def test_test_split_scenes_are_refused_even_without_a_world(rows, world):
@@ -145,7 +155,10 @@ def test_a_file_with_test_scenes_is_named(rows, tmp_path):
     df.to_parquet(tmp_path / "leaky.parquet")
     with pytest.raises(PrefSchemaError) as e:
         load_prefs(tmp_path / "leaky.parquet")
-    assert str(e.value) == f"preference data {tmp_path / 'leaky.parquet'}: row 4, column 'scene_id': 'test-000003' {TEST_SPLIT}"
+    assert (
+        str(e.value)
+        == f"preference data {tmp_path / 'leaky.parquet'}: row 4, column 'scene_id': 'test-000003' {TEST_SPLIT}"
+    )
     assert e.value.source == tmp_path / "leaky.parquet" and e.value.row == 4
 
 
@@ -170,8 +183,10 @@ def test_check_scene_ids_before_training(rows, world, tmp_path):
     for data in (bad, pd.DataFrame(bad), [{"prompt": r["prompt"], "scene_id": r["scene_id"]} for r in bad]):
         with pytest.raises(PrefSchemaError) as e:
             check_scene_ids(data, world, source=path)
-        assert str(e.value) == (f"preference data {path}: row 5, column 'scene_id': unknown scene 'train-999999' "
-                                f"(not in world {world.root})")
+        assert str(e.value) == (
+            f"preference data {path}: row 5, column 'scene_id': unknown scene 'train-999999' "
+            f"(not in world {world.root})"
+        )
     bad[5]["scene_id"] = "test-000000"
     with pytest.raises(PrefSchemaError) as e:
         check_scene_ids(bad, world)

@@ -1,4 +1,5 @@
 """Two rejected answers per prompt (Table 6): join on (scene_id, prompt, chosen), matched ablation arms."""
+
 import json
 
 import pytest
@@ -8,16 +9,28 @@ from study.prefs.union import matched_pair, second_rejected
 
 
 def _row(scene, chosen, rejected, recipe, rejected_2=""):
-    return make_row(prompt="describe the image in detail .", chosen=chosen, rejected=rejected, scene_id=scene,
-                    recipe=recipe, seed=0, source_ids={"r": recipe}, rejected_2=rejected_2)
+    return make_row(
+        prompt="describe the image in detail .",
+        chosen=chosen,
+        rejected=rejected,
+        scene_id=scene,
+        recipe=recipe,
+        seed=0,
+        source_ids={"r": recipe},
+        rejected_2=rejected_2,
+    )
 
 
-POVID = [_row("s1", "a cup .", "a cup and a fork .", "povid", "a cup , a cup ."),
-         _row("s2", "a dog .", "a cat .", "povid", ""),                      # no own 2nd rejection
-         _row("s3", "a car .", "a bus .", "povid", "a car car .")]           # no BDHS partner
-BDHS = [_row("s1", "a cup .", "a cup and a plate .", "bdhs"),
-        _row("s2", "a dog .", "a dog and a bone .", "bdhs"),
-        _row("s9", "a tree .", "a bush .", "bdhs")]
+POVID = [
+    _row("s1", "a cup .", "a cup and a fork .", "povid", "a cup , a cup ."),
+    _row("s2", "a dog .", "a cat .", "povid", ""),  # no own 2nd rejection
+    _row("s3", "a car .", "a bus .", "povid", "a car car ."),
+]  # no BDHS partner
+BDHS = [
+    _row("s1", "a cup .", "a cup and a plate .", "bdhs"),
+    _row("s2", "a dog .", "a dog and a bone .", "bdhs"),
+    _row("s9", "a tree .", "a bush .", "bdhs"),
+]
 
 
 def test_second_rejected_joins_on_scene_prompt_and_chosen():

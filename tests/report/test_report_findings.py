@@ -1,4 +1,5 @@
 """Finding checks on hand-made verdicts, and the paper tables."""
+
 import pandas as pd
 
 from study.report import comparison, findings
@@ -7,6 +8,7 @@ from study.report import comparison, findings
 def _compare(table: dict):
     def compare(a, b, col):
         return table.get((a, b, col), "not resolved")
+
     compare.cache = {}
     return compare
 
@@ -42,8 +44,10 @@ def _cell(lo, hi):
 
 
 def test_f7_ours_reads_the_reward_model_transfer_table():
-    acc = {"povid": {"povid": _cell(0.8, 0.9), "vlfeedback": _cell(0.45, 0.55)},
-           "vlfeedback": {"vlfeedback": _cell(0.6, 0.7), "povid": _cell(0.3, 0.4)}}
+    acc = {
+        "povid": {"povid": _cell(0.8, 0.9), "vlfeedback": _cell(0.45, 0.55)},
+        "vlfeedback": {"vlfeedback": _cell(0.6, 0.7), "povid": _cell(0.3, 0.4)},
+    }
     assert findings.f7_ours({"accuracy": acc})["status"] == "reproduced"
     acc["povid"]["vlfeedback"] = _cell(0.7, 0.8)
     assert findings.f7_ours({"accuracy": acc})["status"] == "mixed"
@@ -53,12 +57,21 @@ def test_f7_ours_reads_the_reward_model_transfer_table():
 
 
 def _table7(povid_on_rlhfv, rlhfv_on_povid, diag=(0.9, 0.8)):
-    return {"accuracy": {"povid": {"povid": _cell(diag[0] - 0.05, diag[0] + 0.05), "rlhfv": povid_on_rlhfv,
-                                   "vlfeedback": _cell(0.5, 0.6)},
-                         "rlhfv": {"rlhfv": _cell(diag[1] - 0.05, diag[1] + 0.05), "povid": rlhfv_on_povid,
-                                   "vlfeedback": _cell(0.5, 0.6)},
-                         "vlfeedback": {"vlfeedback": _cell(0.7, 0.8), "povid": _cell(0.56, 0.66),
-                                        "rlhfv": _cell(0.5, 0.6)}}}
+    return {
+        "accuracy": {
+            "povid": {
+                "povid": _cell(diag[0] - 0.05, diag[0] + 0.05),
+                "rlhfv": povid_on_rlhfv,
+                "vlfeedback": _cell(0.5, 0.6),
+            },
+            "rlhfv": {
+                "rlhfv": _cell(diag[1] - 0.05, diag[1] + 0.05),
+                "povid": rlhfv_on_povid,
+                "vlfeedback": _cell(0.5, 0.6),
+            },
+            "vlfeedback": {"vlfeedback": _cell(0.7, 0.8), "povid": _cell(0.56, 0.66), "rlhfv": _cell(0.5, 0.6)},
+        }
+    }
 
 
 def test_f7_is_the_papers_claim_below_chance_on_each_others_pairs():
@@ -90,16 +103,27 @@ def test_rules_record_every_finding_with_its_commit_and_keep_earlier_verdicts_be
     assert out["F7"]["status"] == "reproduced" and out["F7"]["earlier_rules"][0]["status"] == "mixed"
     assert out["F1"]["earlier_rules"] == [
         {**findings._rule(findings.RULES["COLUMNS"][0]), "rule_of": "COLUMNS", "status": "not resolved"},
-        {**findings._rule(findings.RULES["POPE"][0]), "rule_of": "POPE", "status": "not resolved"}]
+        {**findings._rule(findings.RULES["POPE"][0]), "rule_of": "POPE", "status": "not resolved"},
+    ]
 
 
 def test_earlier_pope_rule_lets_pope_decide_again(spec):
     """``compare.pope_decides`` gives the pre-7ff7919 verdict: a POPE difference against a degenerate model
     counts again; the current compare calls it not measurable."""
+
     def rows(answers):
-        return [{"item_id": f"p{i}", "suite": "pope_adversarial", "scene_id": f"s{i // 2}",
-                 "label": "yes" if i % 2 else "no", "answer": a, "prompt": "is there a cup in the image ?"}
-                for i, a in enumerate(answers)]
+        return [
+            {
+                "item_id": f"p{i}",
+                "suite": "pope_adversarial",
+                "scene_id": f"s{i // 2}",
+                "label": "yes" if i % 2 else "no",
+                "answer": a,
+                "prompt": "is there a cup in the image ?",
+            }
+            for i, a in enumerate(answers)
+        ]
+
     preds = {"SFT": [rows(["yes"] * 40)], "dpo_bdhs": [rows(["no", "yes"] * 20)]}
     cmp = findings.paired_compare(preds, [], spec, n_boot=50, degenerate={"SFT"})
     assert cmp("dpo_bdhs", "SFT", "POPE adv") == "not measurable"
@@ -108,8 +132,10 @@ def test_earlier_pope_rule_lets_pope_decide_again(spec):
     hand.pope_decides = _compare({("dpo_bdhs", "SFT", "POPE adv"): "better"})
     out = findings.check_all(hand, _rl_runs([True, True]), None)
     assert out["F1"]["status"] == "not resolved"
-    assert [(e["rule_of"], e["status"]) for e in out["F1"]["earlier_rules"]] == [("COLUMNS", "not resolved"),
-                                                                               ("POPE", "reproduced")]
+    assert [(e["rule_of"], e["status"]) for e in out["F1"]["earlier_rules"]] == [
+        ("COLUMNS", "not resolved"),
+        ("POPE", "reproduced"),
+    ]
 
 
 def test_paper_tables_and_delta_table():
@@ -126,8 +152,9 @@ def test_paper_tables_and_delta_table():
 
 
 def test_degenerate_pope_answerers_make_pope_not_measurable():
-    pope = lambda y: {s: {"yes_ratio": {"value": y, "ci95": [y, y]}} for s in ("pope_random", "pope_popular",
-                                                                             "pope_adversarial")}
+    pope = lambda y: {
+        s: {"yes_ratio": {"value": y, "ci95": [y, y]}} for s in ("pope_random", "pope_popular", "pope_adversarial")
+    }
     runs = {"SFT": pope(0.96), "dpo_bdhs": pope(0.6), "ok": pope(0.5)}
     assert findings.degenerate_pope(runs) == {"SFT"}
     assert findings.degenerate_pope({"no": pope(0.03)}) == {"no"}
@@ -138,8 +165,18 @@ def test_degenerate_pope_answerers_make_pope_not_measurable():
 
 def test_paired_compare_marks_pope_of_degenerate_models_but_still_measures_the_difference(spec):
     def rows(answers):
-        return [{"item_id": f"p{i}", "suite": "pope_random", "scene_id": f"s{i // 2}", "label": "yes" if i % 2 else "no",
-                 "answer": a, "prompt": "is there a cup in the image ?"} for i, a in enumerate(answers)]
+        return [
+            {
+                "item_id": f"p{i}",
+                "suite": "pope_random",
+                "scene_id": f"s{i // 2}",
+                "label": "yes" if i % 2 else "no",
+                "answer": a,
+                "prompt": "is there a cup in the image ?",
+            }
+            for i, a in enumerate(answers)
+        ]
+
     preds = {"SFT": [rows(["yes"] * 40)], "dpo_bdhs": [rows(["no", "yes"] * 20)]}
     cmp = findings.paired_compare(preds, [], spec, n_boot=50, degenerate={"SFT"})
     assert cmp("dpo_bdhs", "SFT", "POPE rand") == "not measurable"
@@ -152,8 +189,18 @@ def test_compare_models_reads_sft_and_seed_directories(tmp_path, spec):
     from study import io
 
     def rows(answers):
-        return [{"item_id": f"p{i}", "suite": "pope_random", "scene_id": f"s{i // 2}", "label": "yes" if i % 2 else "no",
-                 "answer": a, "prompt": "is there a cup in the image ?"} for i, a in enumerate(answers)]
+        return [
+            {
+                "item_id": f"p{i}",
+                "suite": "pope_random",
+                "scene_id": f"s{i // 2}",
+                "label": "yes" if i % 2 else "no",
+                "answer": a,
+                "prompt": "is there a cup in the image ?",
+            }
+            for i, a in enumerate(answers)
+        ]
+
     io.write_jsonl(tmp_path / "sft" / "predictions.jsonl", rows(["yes"] * 20))
     io.write_jsonl(tmp_path / "sft" / "scenes.jsonl", [])
     for k, ans in ((0, ["no", "yes"] * 10), (1, ["yes"] * 20)):
@@ -187,11 +234,16 @@ def test_f7_rl_reads_collapse_flags_and_paired_verdicts_against_dpo():
     gain = {("rloo_rm_vlfeedback", "dpo_povid", "Helpful"): "better"}
     out = findings.f7_rl(_compare(gain), _rl_runs([True, False]))
     assert out["collapse_with_povid_rm"]["status"] == "mixed"
-    assert out["no_gain_over_dpo_with_vlfeedback_rm"]["beats_dpo"] == {"rloo_rm_vlfeedback": True,
-                                                                       "ppo_rm_vlfeedback": False}
+    assert out["no_gain_over_dpo_with_vlfeedback_rm"]["beats_dpo"] == {
+        "rloo_rm_vlfeedback": True,
+        "ppo_rm_vlfeedback": False,
+    }
     assert out["no_gain_over_dpo_with_vlfeedback_rm"]["status"] == "mixed"
-    traded = {**gain, ("rloo_rm_vlfeedback", "dpo_povid", "CHAIR_i"): "worse",
-              ("ppo_rm_vlfeedback", "dpo_povid", "Recall"): "better"}
+    traded = {
+        **gain,
+        ("rloo_rm_vlfeedback", "dpo_povid", "CHAIR_i"): "worse",
+        ("ppo_rm_vlfeedback", "dpo_povid", "Recall"): "better",
+    }
     beats = findings.f7_rl(_compare(traded), none_collapsed)["no_gain_over_dpo_with_vlfeedback_rm"]["beats_dpo"]
     assert beats == {"rloo_rm_vlfeedback": False, "ppo_rm_vlfeedback": True}
     # an absent run, or a run without a collapse report
@@ -203,8 +255,14 @@ def test_f7_rl_reads_collapse_flags_and_paired_verdicts_against_dpo():
 def test_train_summary_keeps_one_level_of_nested_statistics():
     from study.align.stage import train_summary
 
-    out = train_summary({"wall_s": 3.5, "method": "ppo", "history": [1, 2],
-                         "collapse": {"collapsed": True, "collapse_step": 7, "detail": {"x": 1}}})
+    out = train_summary(
+        {
+            "wall_s": 3.5,
+            "method": "ppo",
+            "history": [1, 2],
+            "collapse": {"collapsed": True, "collapse_step": 7, "detail": {"x": 1}},
+        }
+    )
     assert out == {"wall_s": 3.5, "method": "ppo", "collapse/collapsed": True, "collapse/collapse_step": 7}
 
 
@@ -219,31 +277,61 @@ def test_check_all_states_every_finding_with_a_claim_and_a_status():
 
 def test_length_drift_reports_online_and_rl_runs_only():
     cmp = _compare({("online_dpo_oracle", "SFT", "Length"): "worse", ("rloo", "SFT", "Length"): "not resolved"})
-    cmp.cache = {("online_dpo_oracle", "SFT", "Length"): {"delta": -4.0, "ci95": [-5.0, -3.0]},
-                 ("rloo", "SFT", "Length"): {"delta": 0.5, "ci95": [-1.0, 2.0]}}
-    runs = {"SFT": {"describe": {"length": {"value": 21.0}}},
-            "online_dpo_oracle": {"_meta": {"method": "online_dpo"}}, "rloo": {"_meta": {"method": "rloo"}},
-            "dpo_povid": {"_meta": {"method": "dpo"}}}
+    cmp.cache = {
+        ("online_dpo_oracle", "SFT", "Length"): {"delta": -4.0, "ci95": [-5.0, -3.0]},
+        ("rloo", "SFT", "Length"): {"delta": 0.5, "ci95": [-1.0, 2.0]},
+    }
+    runs = {
+        "SFT": {"describe": {"length": {"value": 21.0}}},
+        "online_dpo_oracle": {"_meta": {"method": "online_dpo"}},
+        "rloo": {"_meta": {"method": "rloo"}},
+        "dpo_povid": {"_meta": {"method": "dpo"}},
+    }
     out = findings.length_drift(cmp, runs)
     assert set(out) == {"online_dpo_oracle", "rloo"}
-    assert out["online_dpo_oracle"] == {"method": "online_dpo", "sft_tokens": 21.0, "delta_tokens": -4.0,
-                                        "ci95": [-5.0, -3.0], "drift": "shorter"}
+    assert out["online_dpo_oracle"] == {
+        "method": "online_dpo",
+        "sft_tokens": 21.0,
+        "delta_tokens": -4.0,
+        "ci95": [-5.0, -3.0],
+        "drift": "shorter",
+    }
     assert out["rloo"]["drift"] == "none"
 
 
 def test_unmeasurable_columns_decide_nothing_and_the_earlier_columns_rule_is_kept(spec):
     def rows(answers):
-        return [{"item_id": f"p{i}", "suite": "pope_random", "scene_id": f"s{i // 2}", "label": "yes" if i % 2 else "no",
-                 "answer": a, "prompt": "is there a cup in the image ?"} for i, a in enumerate(answers)]
+        return [
+            {
+                "item_id": f"p{i}",
+                "suite": "pope_random",
+                "scene_id": f"s{i // 2}",
+                "label": "yes" if i % 2 else "no",
+                "answer": a,
+                "prompt": "is there a cup in the image ?",
+            }
+            for i, a in enumerate(answers)
+        ]
+
     preds = {"SFT": [rows(["no", "no"] * 20)], "dpo_bdhs": [rows(["no", "yes"] * 20)]}
     cmp = findings.paired_compare(preds, [], spec, n_boot=50, unmeasurable={"POPE rand"})
     assert cmp("dpo_bdhs", "SFT", "POPE rand") == "not measurable"
-    assert cmp.columns_v1("dpo_bdhs", "SFT", "POPE rand") == "better" == cmp.pope_decides("dpo_bdhs", "SFT", "POPE rand")
+    assert (
+        cmp.columns_v1("dpo_bdhs", "SFT", "POPE rand") == "better" == cmp.pope_decides("dpo_bdhs", "SFT", "POPE rand")
+    )
 
 
 def _describe_rows(answers, scenes):
-    return [{"item_id": f"{s.scene_id}:d", "suite": "describe", "scene_id": s.scene_id, "answer": a,
-             "prompt": "describe the image ."} for s, a in zip(scenes, answers)]
+    return [
+        {
+            "item_id": f"{s.scene_id}:d",
+            "suite": "describe",
+            "scene_id": s.scene_id,
+            "answer": a,
+            "prompt": "describe the image .",
+        }
+        for s, a in zip(scenes, answers)
+    ]
 
 
 def test_image_sensitivity_flags_a_column_the_blind_model_does_as_well_on(spec, make_scene):
@@ -255,13 +343,23 @@ def test_image_sensitivity_flags_a_column_the_blind_model_does_as_well_on(spec, 
     scenes = [make_scene([("cup", "white", "small", 0, 0)], scene_id=f"test-{i:06d}") for i in range(30)]
     seeing = _describe_rows(["there is a small white cup at the top left ."] * 30, scenes)
     blind = _describe_rows(["there is a small white plate at the top left ."] * 30, scenes)
-    pope = [{"item_id": f"{s.scene_id}:p{k}", "suite": "pope_random", "scene_id": s.scene_id, "label": lab,
-             "answer": "yes", "prompt": "is there a cup in the image ?"} for s in scenes for k, lab in enumerate(("yes", "no"))]
+    pope = [
+        {
+            "item_id": f"{s.scene_id}:p{k}",
+            "suite": "pope_random",
+            "scene_id": s.scene_id,
+            "label": lab,
+            "answer": "yes",
+            "prompt": "is there a cup in the image ?",
+        }
+        for s in scenes
+        for k, lab in enumerate(("yes", "no"))
+    ]
     sens = image_sensitivity(seeing + pope, blind + pope, [s.to_dict() for s in scenes], spec, n_boot=50)
     assert sens["CHAIR_i"]["measurable"] and sens["Recall"]["measurable"]
     assert sens["CHAIR_i"]["delta"] == -1.0
     assert not sens["POPE rand"]["measurable"] and sens["POPE rand"]["delta"] == 0.0
-    assert "QA halluc." not in sens        # no typed-QA items: no verdict either way
+    assert "QA halluc." not in sens  # no typed-QA items: no verdict either way
 
 
 def test_paper_summary_holds_findings_drift_sensitivity_and_models():
