@@ -420,6 +420,39 @@ class BenchmarksSection(_Section):
         return [n for n, k in first.items() if getattr(getattr(self, n), k)]
 
 
+class PaperTable(_Section):
+    """One of the paper's tables rebuilt on the organism: its title and its rows (runs, after ``SFT``, in order)."""
+
+    title: str = Field(min_length=1)
+    runs: list[str] = Field(min_length=1)
+
+
+class FindingRoles(_Section):
+    """Which run plays each part of the findings' rules (:mod:`study.report.findings`); every name is a run
+    of ``align.runs`` / ``align.rm_runs`` (checked when params load)."""
+
+    bdhs_dpo: str = Field(description="F1: DPO on BDHS data, against SFT")
+    bdhs_avg: str = Field(description="F2: Avg-DPO with a BDHS second rejection")
+    distortion_avg: str = Field(description="F2: Avg-DPO with an image-distortion second rejection")
+    offline_dpo: str = Field(description="F3 / F7-RL: offline DPO on POVID-style data")
+    online_dpo: str = Field(description="F3: Online-DPO with the oracle annotator")
+    mixed_dpo: str = Field(description="F3: Mixed-DPO on the same data")
+    rl_construction_rm: list[str] = Field(min_length=1, description="F7-RL: RL runs on a POVID-style RM")
+    rl_ranking_rm: list[str] = Field(min_length=1, description="F7-RL: RL runs on a VLFeedback-style RM")
+
+    def named(self) -> dict[str, list[str]]:
+        """``{role: [run, ...]}`` (single roles as one-element lists)."""
+        return {k: v if isinstance(v, list) else [v] for k, v in self.model_dump().items()}
+
+
+class ReportSection(_Section):
+    """What the ``paper`` stage reports and how it names runs: every run name comes from here or from
+    ``align``, never from the report code."""
+
+    tables: dict[str, PaperTable] = Field(min_length=1)
+    findings: FindingRoles
+
+
 class StudyParams(_Section):
     profile: str = "quick"
     seed: int = Field(0, ge=0, le=2**31 - 1)
@@ -436,6 +469,7 @@ class StudyParams(_Section):
     rm: RMSection = RMSection()
     align: AlignSection = Field(default_factory=AlignSection)  # built lazily: it imports study.align.config
     benchmarks: BenchmarksSection = BenchmarksSection()
+    report: ReportSection
 
     def align_base(self) -> dict:
         """``align.base`` as every run trains with it: the BDHS knobs of Online-BDHS (``bdhs_rho_th``,
@@ -458,6 +492,16 @@ class StudyParams(_Section):
                     f"align.rm_runs.{name}.reward_model_path",
                     f": {path} is not trained by the reward_models stage; rm.recipes is {self.rm.recipes}",
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _report_names_runs(self) -> "StudyParams":
+        runs = self.align.all_runs()
+        named = [(f"report.tables.{t}.runs", r) for t, tab in self.report.tables.items() for r in tab.runs]
+        named += [(f"report.findings.{role}", r) for role, rs in self.report.findings.named().items() for r in rs]
+        for key, run in named:
+            if run not in runs:
+                raise RuleError.one(key, f": {run!r} is not a run of align.runs / align.rm_runs ({sorted(runs)})")
         return self
 
     @model_validator(mode="after")

@@ -196,6 +196,7 @@ def _align(p: StudyParams, run: str) -> dict:
 def _paper(p: StudyParams) -> dict:
     return {
         "runs": list(p.align.all_runs()),
+        "report": p.report.model_dump(),
         "metrics_dir": str(METRICS),
         "paper_dir": "paper",
         "eval_dir": str(ARTIFACTS / "eval"),

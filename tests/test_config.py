@@ -327,3 +327,43 @@ def test_every_run_name_and_data_path_of_params_yaml_passes():
         for name, run in RAW["align"][section].items():
             assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", name), name
             assert ".." not in run["data"].split("/") and not run["data"].startswith("/")
+
+
+# --------------------------------------------------------------------------------------------------
+# run names: the report names runs only through params (report.tables, report.findings)
+
+
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        (
+            lambda r: r["report"]["tables"]["table2_recipes"]["runs"].append("dpo_nowhere"),
+            r"`report.tables.table2_recipes.runs`: 'dpo_nowhere' is not a run of align.runs / align.rm_runs",
+        ),
+        (
+            lambda r: r["report"]["findings"].update(bdhs_dpo="dpo_bdsh"),
+            r"`report.findings.bdhs_dpo`: 'dpo_bdsh' is not a run",
+        ),
+        (lambda r: r["report"]["findings"].pop("mixed_dpo"), r"report.findings.mixed_dpo"),
+        (lambda r: r["report"]["tables"]["table8_rl"].update(runs=[]), r"report.tables.table8_rl.runs"),
+    ],
+)
+def test_report_names_only_declared_runs(edit, needle):
+    assert re.search(needle, error_of(edit)), error_of(edit)
+
+
+def test_renaming_a_run_in_params_renames_it_in_the_report():
+    raw = copy.deepcopy(RAW)
+    raw["align"]["runs"]["dpo_bdhs_v2"] = raw["align"]["runs"].pop("dpo_bdhs")
+    for tab in raw["report"]["tables"].values():
+        tab["runs"] = ["dpo_bdhs_v2" if r == "dpo_bdhs" else r for r in tab["runs"]]
+    raw["report"]["findings"]["bdhs_dpo"] = "dpo_bdhs_v2"
+    p = resolve(raw)
+    assert p.report.findings.bdhs_dpo == "dpo_bdhs_v2"
+    assert "dpo_bdhs_v2" in p.report.tables["table2_recipes"].runs
+    from study.report import findings
+
+    def compare(a, b, col):
+        return "better" if (a, b, col) == ("dpo_bdhs_v2", "SFT", "CHAIR_i") else "not resolved"
+
+    assert findings.f1(compare, p.report.findings)["status"] == "reproduced"

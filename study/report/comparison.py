@@ -71,32 +71,6 @@ def wide(table: pd.DataFrame) -> pd.DataFrame:
     return out.loc[order, cols]
 
 
-# the paper's tables rebuilt on the organism: title -> runs (rows), SFT first; absent runs are skipped
-PAPER_TABLES = {
-    "table2_recipes": (
-        "DPO on each recipe at equal size (Tables 2-3)",
-        ["dpo_bdhs", "dpo_povid", "dpo_rlhfv", "dpo_vlfeedback", "dpo_vlf_corrupted", "dpo_random"],
-    ),
-    "table6_bdhs": (
-        "BDHS vs POVID-style rejections, offline and online (Table 6)",
-        ["dpo_bdhs", "online_bdhs", "dpo_povid", "avg_povid_distortion", "avg_povid_bdhs", "online_bdhs_povid"],
-    ),
-    "table9_online_mixed": (
-        "Offline, online (oracle / noisy annotator) and Mixed-DPO on POVID-style data (Tables 9, 11)",
-        ["dpo_povid", "online_dpo_oracle", "online_dpo_noisy", "mixed_dpo_povid"],
-    ),
-    "table12_objectives": (
-        "Offline objectives on POVID-style data (Table 12)",
-        ["dpo_povid", "ipo_povid", "slic_povid"],
-    ),
-    "table8_rl": (
-        "RL on POVID-style prompts vs DPO: rewards from a reward model trained on POVID-style or "
-        "VLFeedback-style pairs, and from the exact oracle (Table 8)",
-        ["dpo_povid", "rloo_rm_povid", "ppo_rm_povid", "rloo_rm_vlfeedback", "ppo_rm_vlfeedback", "rloo", "ppo"],
-    ),
-}
-
-
 def subtable(main: pd.DataFrame, runs: list[str]) -> pd.DataFrame:
     """Rows ``SFT`` + ``runs`` (those present) of a :func:`wide` table."""
     return main.loc[[r for r in ["SFT", *runs] if r in main.index]]

@@ -3,24 +3,28 @@
 Every check compares two models with the paired scene bootstrap of :mod:`study.eval.paired` (same items,
 shared replicates; a difference counts only when its 95 % interval excludes 0) and states a status:
 
-* **F1** BDHS-DPO cuts hallucination vs SFT with no annotator: ``dpo_bdhs`` vs ``SFT`` on the
+Which run plays each part is a *role* of ``params.yaml: report.findings`` (:class:`study.config.FindingRoles`,
+default run in brackets); no run name is written in this module.
+
+* **F1** BDHS-DPO cuts hallucination vs SFT with no annotator: ``bdhs_dpo`` (dpo_bdhs) vs ``SFT`` on the
   hallucination columns (CHAIR_i, CHAIR_s, typed-QA hallucination, POPE adversarial). *reproduced* if at
   least one is better and none worse.
-* **F2** BDHS_attn >= POVID-style distortion (Table 6): ``avg_povid_bdhs`` vs ``avg_povid_distortion``
+* **F2** BDHS_attn >= POVID-style distortion (Table 6): ``bdhs_avg`` (avg_povid_bdhs) vs ``distortion_avg``
+  (avg_povid_distortion)
   (same rows, same first rejection; only the policy-made second rejection differs) on every column.
   *reproduced* if none is worse (*strictly* if some are better).
-* **F3** Mixed-DPO combines offline and online gains (Table 9): where offline ``dpo_povid`` beats SFT on
-  hallucination columns and ``online_dpo_oracle`` beats SFT on helpfulness columns (Helpful, Recall),
-  ``mixed_dpo_povid`` beats SFT on at least one column of each (:func:`f3`).
+* **F3** Mixed-DPO combines offline and online gains (Table 9): where ``offline_dpo`` (dpo_povid) beats SFT
+  on hallucination columns and ``online_dpo`` (online_dpo_oracle) beats SFT on helpfulness columns (Helpful,
+  Recall), ``mixed_dpo`` (mixed_dpo_povid) beats SFT on at least one column of each (:func:`f3`).
 * **F7** Reward models from construction-type data do not transfer (Table 7), as the paper states it
   (digest §4.2): the POVID-style and the RLHF-V-style RM, each above chance in distribution (Wilson
   interval above 0.5), fall *below* chance on each other's held-out pairs (interval below 0.5) --
   *reproduced* if both cells do, *mixed* if one does, *contradicted* if neither (:func:`f7`). Our earlier
   rule (:func:`f7_ours`: every construction <-> ranking cell at chance), which the paper's own
   VLFeedback -> POVID cells (0.61 / 0.76) would fail, is reported beside it.
-* **F7-RL** RL on these reward models is fragile (Table 8): PPO/RLOO with the POVID-style RM collapse
-  (the runs' collapse monitor, any seed), and with the VLFeedback-style RM they do not beat DPO on
-  POVID-style data (``dpo_povid``) -- "beat" = better on some column and worse on none (:func:`f7_rl`).
+* **F7-RL** RL on these reward models is fragile (Table 8): PPO/RLOO with the POVID-style RM
+  (``rl_construction_rm``) collapse (the runs' collapse monitor, any seed), and with the VLFeedback-style RM
+  (``rl_ranking_rm``) they do not beat DPO on POVID-style data (``offline_dpo``) -- "beat" = better on some column and worse on none (:func:`f7_rl`).
 
 POPE columns are *not measurable* for a model whose POPE yes-ratio is >= 0.95 (or <= 0.05) on any split
 (:func:`degenerate_pope`): such a model answers (almost) every question the same way, its POPE accuracy
@@ -44,6 +48,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from study.config import FindingRoles
 from study.eval.paired import load_predictions, paired_difference, verdict
 from study.report.comparison import COLUMNS
 
@@ -157,8 +162,8 @@ def _status(verdicts: dict[str, str]) -> str:
     )
 
 
-def f1(compare: Compare) -> dict:
-    verdicts = {c: compare("dpo_bdhs", "SFT", c) for c in HALLUCINATION}
+def f1(compare: Compare, roles: FindingRoles) -> dict:
+    verdicts = {c: compare(roles.bdhs_dpo, "SFT", c) for c in HALLUCINATION}
     return {
         "claim": "BDHS-DPO cuts hallucination vs SFT with no annotator",
         "status": _status(verdicts),
@@ -166,8 +171,8 @@ def f1(compare: Compare) -> dict:
     }
 
 
-def f2(compare: Compare) -> dict:
-    verdicts = {c: compare("avg_povid_bdhs", "avg_povid_distortion", c) for c, *_ in COLUMNS}
+def f2(compare: Compare, roles: FindingRoles) -> dict:
+    verdicts = {c: compare(roles.bdhs_avg, roles.distortion_avg, c) for c, *_ in COLUMNS}
     v = list(verdicts.values())
     if "missing" in v:
         status = "missing"
@@ -182,18 +187,18 @@ def f2(compare: Compare) -> dict:
     return {"claim": "BDHS_attn >= POVID-style image distortion (Table 6)", "status": status, "verdicts": verdicts}
 
 
-def f3(compare: Compare) -> dict:
+def f3(compare: Compare, roles: FindingRoles) -> dict:
     """Mixed-DPO keeps the offline gain AND the online gain (both measured against SFT).
 
-    Premises: the offline gain = hallucination columns where ``dpo_povid`` beats SFT; the online gain =
-    helpfulness columns where ``online_dpo_oracle`` beats SFT. Without both there is nothing to combine
-    (*not resolved*). Otherwise *reproduced* if ``mixed_dpo_povid`` beats SFT on at least one column of
+    Premises: the offline gain = hallucination columns where ``roles.offline_dpo`` beats SFT; the online gain
+    = helpfulness columns where ``roles.online_dpo`` beats SFT. Without both there is nothing to combine
+    (*not resolved*). Otherwise *reproduced* if ``roles.mixed_dpo`` beats SFT on at least one column of
     each gain, *contradicted* if on neither, *mixed* if on one.
     """
     claim = "Mixed-DPO combines offline (hallucination) and online (helpfulness) gains (Table 9)"
-    offline = {c: compare("dpo_povid", "SFT", c) for c in HALLUCINATION}
-    online = {c: compare("online_dpo_oracle", "SFT", c) for c in HELPFULNESS}
-    mixed = {c: compare("mixed_dpo_povid", "SFT", c) for c, *_ in COLUMNS}
+    offline = {c: compare(roles.offline_dpo, "SFT", c) for c in HALLUCINATION}
+    online = {c: compare(roles.online_dpo, "SFT", c) for c in HELPFULNESS}
+    mixed = {c: compare(roles.mixed_dpo, "SFT", c) for c, *_ in COLUMNS}
     out = {"claim": claim, "offline_dpo_vs_sft": offline, "online_dpo_vs_sft": online, "mixed_dpo_vs_sft": mixed}
     if "missing" in [*offline.values(), *online.values(), *mixed.values()]:
         return {**out, "status": "missing"}
@@ -222,13 +227,13 @@ def _side(cell: dict) -> str:
     return "above" if lo > 0.5 else "below" if hi < 0.5 else "at chance"
 
 
-def f3_v1(compare: Compare) -> dict:
+def f3_v1(compare: Compare, roles: FindingRoles) -> dict:
     """The first F3 rule (:data:`RULES`, F3 v1): Mixed-DPO is *reproduced* if it is not worse than offline
     DPO on any hallucination column, not worse than online DPO on any helpfulness column, and better than
     SFT on some column; *contradicted* if it is worse than either; else *not resolved*."""
-    vs_offline = {c: compare("mixed_dpo_povid", "dpo_povid", c) for c in HALLUCINATION}
-    vs_online = {c: compare("mixed_dpo_povid", "online_dpo_oracle", c) for c in HELPFULNESS}
-    vs_sft = {c: compare("mixed_dpo_povid", "SFT", c) for c, *_ in COLUMNS}
+    vs_offline = {c: compare(roles.mixed_dpo, roles.offline_dpo, c) for c in HALLUCINATION}
+    vs_online = {c: compare(roles.mixed_dpo, roles.online_dpo, c) for c in HELPFULNESS}
+    vs_sft = {c: compare(roles.mixed_dpo, "SFT", c) for c, *_ in COLUMNS}
     if "missing" in [*vs_offline.values(), *vs_online.values(), *vs_sft.values()]:
         status = "missing"
     else:
@@ -295,10 +300,6 @@ def f7_ours(rm_metrics: dict | None) -> dict:
     return {"claim": claim, "status": status, "in_distribution_above_chance": diag, "transfer_not_above_chance": cross}
 
 
-RL_POVID_RM = ("rloo_rm_povid", "ppo_rm_povid")
-RL_VLF_RM = ("rloo_rm_vlfeedback", "ppo_rm_vlfeedback")
-
-
 def collapsed(metrics: dict) -> bool | None:
     """Whether any training seed of a run collapsed (``collapse/collapsed`` of its training statistics),
     or None if the run has no collapse report."""
@@ -308,27 +309,28 @@ def collapsed(metrics: dict) -> bool | None:
     return any(flags) if flags else None
 
 
-def f7_rl(compare: Compare, runs: dict[str, dict]) -> dict:
+def f7_rl(compare: Compare, runs: dict[str, dict], roles: FindingRoles) -> dict:
     """Table 8's claim in two parts (module docstring); each gets a status and ``status`` joins them:
     *reproduced* if both are, *contradicted* if both are, else *mixed* (or *missing* / *not resolved*).
 
     * collapse: *reproduced* if every POVID-RM run collapsed, *contradicted* if none did, else *mixed*;
-    * no gain over DPO: per VLFeedback-RM run, *beats DPO* if better than ``dpo_povid`` on some column and
+    * no gain over DPO: per VLFeedback-RM run, *beats DPO* if better than ``roles.offline_dpo`` on some column and
       worse on none; the part is *reproduced* if no run beats DPO, *contradicted* if every run does, else
       *mixed*.
     """
     claim = "PPO/RLOO collapse with a POVID-style RM and do not beat DPO with a VLFeedback-style RM (Table 8)"
-    needed = (*RL_POVID_RM, *RL_VLF_RM, "dpo_povid")
+    povid_rm, vlf_rm, dpo = roles.rl_construction_rm, roles.rl_ranking_rm, roles.offline_dpo
+    needed = (*povid_rm, *vlf_rm, dpo)
     if any(r not in runs for r in needed):
         return {"claim": claim, "status": "missing", "absent": [r for r in needed if r not in runs]}
-    flags = {r: collapsed(runs[r]) for r in RL_POVID_RM}
+    flags = {r: collapsed(runs[r]) for r in povid_rm}
     if None in flags.values():
         collapse_status = "missing"
     else:
         collapse_status = (
             "reproduced" if all(flags.values()) else "contradicted" if not any(flags.values()) else "mixed"
         )
-    vs_dpo = {r: {c: compare(r, "dpo_povid", c) for c, *_ in COLUMNS} for r in RL_VLF_RM}
+    vs_dpo = {r: {c: compare(r, dpo, c) for c, *_ in COLUMNS} for r in vlf_rm}
     beats = {r: "better" in v.values() and "worse" not in v.values() for r, v in vs_dpo.items()}
     gain_status = "reproduced" if not any(beats.values()) else "contradicted" if all(beats.values()) else "mixed"
     parts = (collapse_status, gain_status)
@@ -423,21 +425,21 @@ def _rule(r: Rule) -> dict:
     return asdict(r)
 
 
-def check_all(compare: Compare, runs: dict[str, dict], rm_metrics: dict | None) -> dict[str, dict]:
+def check_all(compare: Compare, runs: dict[str, dict], rm_metrics: dict | None, roles: FindingRoles) -> dict[str, dict]:
     """Every finding of the module docstring: ``{"F1": ..., "F2": ..., "F3": ..., "F7": ..., "F7-RL": ...}``,
     each with ``claim``, ``status``, its current ``rule`` and ``earlier_rules``: the verdict of each earlier
     version of its rule (and of the earlier POPE rule, for findings with POPE columns) on the same numbers.
     ``runs``: ``{model: metrics JSON}``; ``rm_metrics``: the ``reward_models`` stage's metrics (None if it
-    has not run). A ``compare`` without ``columns_v1`` / ``pope_decides`` (hand-made) is used as is for the
+    has not run); ``roles``: the runs of each rule (``params.yaml: report.findings``). A ``compare`` without ``columns_v1`` / ``pope_decides`` (hand-made) is used as is for the
     columns / POPE history. The POPE v1 entry applies neither the POPE nor the columns rule (both came later)."""
     fns = {
-        "F1": lambda c: f1(c),
-        "F2": lambda c: f2(c),
-        "F3": lambda c: f3(c),
+        "F1": lambda c: f1(c, roles),
+        "F2": lambda c: f2(c, roles),
+        "F3": lambda c: f3(c, roles),
         "F7": lambda c: f7(rm_metrics),
-        "F7-RL": lambda c: f7_rl(c, runs),
+        "F7-RL": lambda c: f7_rl(c, runs, roles),
     }
-    earlier = {("F3", 1): lambda c: f3_v1(c), ("F7", 1): lambda c: f7_ours(rm_metrics)}
+    earlier = {("F3", 1): lambda c: f3_v1(c, roles), ("F7", 1): lambda c: f7_ours(rm_metrics)}
     columns_v1 = getattr(compare, "columns_v1", compare)
     pope_v1 = getattr(compare, "pope_decides", compare)
     out = {}
@@ -473,12 +475,14 @@ def length_drift(compare: Compare, runs: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
-def paper_summary(compare: Compare, runs: dict[str, dict], rm_metrics: dict | None, degenerate: set[str]) -> dict:
+def paper_summary(
+    compare: Compare, runs: dict[str, dict], rm_metrics: dict | None, degenerate: set[str], roles: FindingRoles
+) -> dict:
     """The content of ``metrics/paper.json``: every finding (:func:`check_all`), the online/RL runs' length drift
     (:func:`length_drift`), the columns' image-sensitivity test (``compare.image_sensitivity``, None without
     blind predictions), the models compared and those whose POPE is not measurable."""
     return {
-        "findings": check_all(compare, runs, rm_metrics),
+        "findings": check_all(compare, runs, rm_metrics, roles),
         "length_drift": length_drift(compare, runs),
         "image_sensitivity": getattr(compare, "image_sensitivity", None),
         "models": sorted(runs),

@@ -2,7 +2,34 @@
 
 import pandas as pd
 
+from study.config import load_params
 from study.report import comparison, findings
+
+ROLES = load_params("params.yaml").report.findings  # the default runs of each role (dpo_bdhs, ...)
+
+
+def _f1(c):
+    return findings.f1(c, ROLES)
+
+
+def _f2(c):
+    return findings.f2(c, ROLES)
+
+
+def _f3(c):
+    return findings.f3(c, ROLES)
+
+
+def _f7_rl(c, runs):
+    return findings.f7_rl(c, runs, ROLES)
+
+
+def _check_all(c, runs, rm):
+    return findings.check_all(c, runs, rm, ROLES)
+
+
+def _paper_summary(c, runs, rm, degenerate):
+    return findings.paper_summary(c, runs, rm, degenerate, ROLES)
 
 
 def _compare(table: dict):
@@ -14,29 +41,29 @@ def _compare(table: dict):
 
 
 def test_f1_needs_a_better_hallucination_column_and_no_worse_one():
-    assert findings.f1(_compare({}))["status"] == "not resolved"
-    assert findings.f1(_compare({("dpo_bdhs", "SFT", "CHAIR_i"): "better"}))["status"] == "reproduced"
+    assert _f1(_compare({}))["status"] == "not resolved"
+    assert _f1(_compare({("dpo_bdhs", "SFT", "CHAIR_i"): "better"}))["status"] == "reproduced"
     both = {("dpo_bdhs", "SFT", "CHAIR_i"): "better", ("dpo_bdhs", "SFT", "CHAIR_s"): "worse"}
-    assert findings.f1(_compare(both))["status"] == "mixed"
-    assert findings.f1(_compare({("dpo_bdhs", "SFT", "POPE adv"): "missing"}))["status"] == "missing"
+    assert _f1(_compare(both))["status"] == "mixed"
+    assert _f1(_compare({("dpo_bdhs", "SFT", "POPE adv"): "missing"}))["status"] == "missing"
 
 
 def test_f2_is_contradicted_by_any_worse_column():
-    assert findings.f2(_compare({}))["status"].startswith("reproduced (no column worse")
+    assert _f2(_compare({}))["status"].startswith("reproduced (no column worse")
     worse = {("avg_povid_bdhs", "avg_povid_distortion", "Recall"): "worse"}
-    assert findings.f2(_compare(worse))["status"] == "contradicted"
+    assert _f2(_compare(worse))["status"] == "contradicted"
 
 
 def test_f3_needs_both_gains_and_mixed_keeping_them():
     gains = {("dpo_povid", "SFT", "CHAIR_i"): "better", ("online_dpo_oracle", "SFT", "Helpful"): "better"}
-    assert findings.f3(_compare({})).get("status").startswith("not resolved (no offline hallucination gain and")
-    assert findings.f3(_compare({**gains}))["status"] == "contradicted"
+    assert _f3(_compare({})).get("status").startswith("not resolved (no offline hallucination gain and")
+    assert _f3(_compare({**gains}))["status"] == "contradicted"
     one = {**gains, ("mixed_dpo_povid", "SFT", "CHAIR_i"): "better"}
-    assert findings.f3(_compare(one))["status"] == "mixed"
+    assert _f3(_compare(one))["status"] == "mixed"
     both = {**one, ("mixed_dpo_povid", "SFT", "Helpful"): "better"}
-    assert findings.f3(_compare(both))["status"] == "reproduced"
+    assert _f3(_compare(both))["status"] == "reproduced"
     only_off = {("dpo_povid", "SFT", "CHAIR_i"): "better"}
-    assert findings.f3(_compare(only_off))["status"] == "not resolved (no online helpfulness gain over SFT to combine)"
+    assert _f3(_compare(only_off))["status"] == "not resolved (no online helpfulness gain over SFT to combine)"
 
 
 def _cell(lo, hi):
@@ -96,7 +123,7 @@ def test_rules_record_every_finding_with_its_commit_and_keep_earlier_verdicts_be
         assert all(r.why for r in versions if r.after_results)
     # F3: v1 says reproduced where v2 says the premise is missing (no gains to combine)
     cmp = _compare({("mixed_dpo_povid", "SFT", "CHAIR_i"): "better"})
-    out = findings.check_all(cmp, _rl_runs([True, True]), _table7(_cell(0.18, 0.30), _cell(0.08, 0.16)))
+    out = _check_all(cmp, _rl_runs([True, True]), _table7(_cell(0.18, 0.30), _cell(0.08, 0.16)))
     f3 = out["F3"]
     assert f3["rule"]["version"] == 2 and f3["status"].startswith("not resolved")
     assert [(e["version"], e["status"]) for e in f3["earlier_rules"] if "rule_of" not in e] == [(1, "reproduced")]
@@ -130,7 +157,7 @@ def test_earlier_pope_rule_lets_pope_decide_again(spec):
     assert cmp.pope_decides("dpo_bdhs", "SFT", "POPE adv") == "better"
     hand = _compare({("dpo_bdhs", "SFT", "POPE adv"): "not measurable"})
     hand.pope_decides = _compare({("dpo_bdhs", "SFT", "POPE adv"): "better"})
-    out = findings.check_all(hand, _rl_runs([True, True]), None)
+    out = _check_all(hand, _rl_runs([True, True]), None)
     assert out["F1"]["status"] == "not resolved"
     assert [(e["rule_of"], e["status"]) for e in out["F1"]["earlier_rules"]] == [
         ("COLUMNS", "not resolved"),
@@ -159,7 +186,7 @@ def test_degenerate_pope_answerers_make_pope_not_measurable():
     assert findings.degenerate_pope(runs) == {"SFT"}
     assert findings.degenerate_pope({"no": pope(0.03)}) == {"no"}
     # a POPE difference against a degenerate model is not a verdict, and F1 does not count it
-    status = findings.f1(_compare({("dpo_bdhs", "SFT", "POPE adv"): "not measurable"}))["status"]
+    status = _f1(_compare({("dpo_bdhs", "SFT", "POPE adv"): "not measurable"}))["status"]
     assert status == "not resolved"
 
 
@@ -215,7 +242,7 @@ def test_compare_models_reads_sft_and_seed_directories(tmp_path, spec):
 
 def _rl_runs(povid_collapsed: list[bool], seeds: int = 2) -> dict:
     runs = {r: {} for r in ("dpo_povid", "rloo_rm_vlfeedback", "ppo_rm_vlfeedback")}
-    for r, flag in zip(findings.RL_POVID_RM, povid_collapsed):
+    for r, flag in zip(ROLES.rl_construction_rm, povid_collapsed):
         per_seed = {str(k): {"collapse/collapsed": flag and k == seeds - 1} for k in range(seeds)}
         runs[r] = {"train_per_seed": per_seed}
     return runs
@@ -224,15 +251,15 @@ def _rl_runs(povid_collapsed: list[bool], seeds: int = 2) -> dict:
 def test_f7_rl_reads_collapse_flags_and_paired_verdicts_against_dpo():
     none_collapsed = _rl_runs([False, False])
     # no collapse and no gain over DPO: one part contradicted, the other reproduced
-    out = findings.f7_rl(_compare({}), none_collapsed)
+    out = _f7_rl(_compare({}), none_collapsed)
     assert out["collapse_with_povid_rm"]["status"] == "contradicted"
     assert out["no_gain_over_dpo_with_vlfeedback_rm"]["status"] == "reproduced"
     assert out["status"] == "mixed"
     # both POVID-RM runs collapse (in their last seed) and no VLFeedback-RM run beats DPO: reproduced
-    assert findings.f7_rl(_compare({}), _rl_runs([True, True]))["status"] == "reproduced"
+    assert _f7_rl(_compare({}), _rl_runs([True, True]))["status"] == "reproduced"
     # a VLFeedback-RM run better than DPO somewhere and worse nowhere beats it; better + worse does not
     gain = {("rloo_rm_vlfeedback", "dpo_povid", "Helpful"): "better"}
-    out = findings.f7_rl(_compare(gain), _rl_runs([True, False]))
+    out = _f7_rl(_compare(gain), _rl_runs([True, False]))
     assert out["collapse_with_povid_rm"]["status"] == "mixed"
     assert out["no_gain_over_dpo_with_vlfeedback_rm"]["beats_dpo"] == {
         "rloo_rm_vlfeedback": True,
@@ -244,12 +271,12 @@ def test_f7_rl_reads_collapse_flags_and_paired_verdicts_against_dpo():
         ("rloo_rm_vlfeedback", "dpo_povid", "CHAIR_i"): "worse",
         ("ppo_rm_vlfeedback", "dpo_povid", "Recall"): "better",
     }
-    beats = findings.f7_rl(_compare(traded), none_collapsed)["no_gain_over_dpo_with_vlfeedback_rm"]["beats_dpo"]
+    beats = _f7_rl(_compare(traded), none_collapsed)["no_gain_over_dpo_with_vlfeedback_rm"]["beats_dpo"]
     assert beats == {"rloo_rm_vlfeedback": False, "ppo_rm_vlfeedback": True}
     # an absent run, or a run without a collapse report
     partial = {k: v for k, v in none_collapsed.items() if k != "ppo_rm_povid"}
-    assert findings.f7_rl(_compare({}), partial)["status"] == "missing"
-    assert findings.f7_rl(_compare({}), {**none_collapsed, "ppo_rm_povid": {"train": {}}})["status"] == "missing"
+    assert _f7_rl(_compare({}), partial)["status"] == "missing"
+    assert _f7_rl(_compare({}), {**none_collapsed, "ppo_rm_povid": {"train": {}}})["status"] == "missing"
 
 
 def test_train_summary_keeps_one_level_of_nested_statistics():
@@ -267,7 +294,7 @@ def test_train_summary_keeps_one_level_of_nested_statistics():
 
 
 def test_check_all_states_every_finding_with_a_claim_and_a_status():
-    out = findings.check_all(_compare({("dpo_bdhs", "SFT", "CHAIR_i"): "better"}), _rl_runs([True, True]), None)
+    out = _check_all(_compare({("dpo_bdhs", "SFT", "CHAIR_i"): "better"}), _rl_runs([True, True]), None)
     assert list(out) == ["F1", "F2", "F3", "F7", "F7-RL"]
     assert all(v["claim"] and v["status"] for v in out.values())
     assert out["F1"]["status"] == "reproduced" and out["F7"]["status"] == "missing"
@@ -366,8 +393,8 @@ def test_paper_summary_holds_findings_drift_sensitivity_and_models():
     cmp = _compare({("dpo_bdhs", "SFT", "CHAIR_i"): "better"})
     cmp.image_sensitivity = {"CHAIR_i": {"delta": -0.1, "ci95": [-0.2, -0.05], "measurable": True}}
     runs = {"SFT": {}, **_rl_runs([True, True])}
-    out = findings.paper_summary(cmp, runs, None, {"SFT"})
+    out = _paper_summary(cmp, runs, None, {"SFT"})
     assert set(out) == {"findings", "length_drift", "image_sensitivity", "models", "pope_not_measurable", "test"}
     assert out["findings"]["F1"]["status"] == "reproduced" and out["image_sensitivity"] is cmp.image_sensitivity
     assert out["models"] == sorted(runs) and out["pope_not_measurable"] == ["SFT"] and out["length_drift"] == {}
-    assert findings.paper_summary(_compare({}), {}, None, set())["image_sensitivity"] is None
+    assert _paper_summary(_compare({}), {}, None, set())["image_sensitivity"] is None
