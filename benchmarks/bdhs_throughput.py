@@ -30,7 +30,11 @@ import torch
 from PIL import Image
 
 import study.bdhs.sampler as sampler
-from study.bdhs import DEFAULT_RHO_TH, BDHSParams, SentenceEncoder, bdhs_sample
+from study.bdhs import BDHSParams, SentenceEncoder, bdhs_sample
+from study.bdhs.stage import bdhs_params
+from study.config import load_section
+from study.model.stage import model_params_of
+from study.world.stage import scene_params_of
 
 
 class Timer:
@@ -108,11 +112,11 @@ def load_data(args):
 
         model, processor = load_model(args.model)
     else:
-        from study.model.build import ModelParams, build_model
+        from study.model.build import build_model
         from study.model.processor import build_processor
 
         processor = build_processor(vocabulary(spec), spec.image_size, 6)
-        model = build_model(processor, spec.image_size, ModelParams(), seed=0).eval()
+        model = build_model(processor, spec.image_size, model_params_of(load_section("model")), seed=0).eval()
     if args.world:
         from study.bdhs.sweep import describe_rows
         from study.world.corpus import World
@@ -120,9 +124,9 @@ def load_data(args):
         images, prompts, chosen, _ = describe_rows(World(args.world), "val", args.n)
     else:
         from study.world.render import render_scene
-        from study.world.scenes import SceneParams, generate_split
+        from study.world.scenes import generate_split
 
-        scenes = generate_split(spec, SceneParams(), 0, "test", args.n)
+        scenes = generate_split(spec, scene_params_of(load_section("world")), 0, "test", args.n)
         images = [Image.fromarray(render_scene(spec, s)) for s in scenes]
         chosen = [describe(spec, s, np.random.default_rng(i))[0] for i, s in enumerate(scenes)]
         prompts = ["describe the image in detail ."] * len(scenes)
@@ -135,7 +139,7 @@ def main() -> None:
     ap.add_argument("--world", help="built world dir: chosen = val descriptions (default: drawn from the spec)")
     ap.add_argument("--spec", default="data/world_spec.yaml")
     ap.add_argument("--n", type=int, default=64)
-    ap.add_argument("--rho", type=float, default=DEFAULT_RHO_TH)
+    ap.add_argument("--rho", type=float, default=None, help="default: params.yaml bdhs.rho_th")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=1, help="alternating batched/naive repeats (medians reported)")
     ap.add_argument("--seed", type=int, default=0)
@@ -149,10 +153,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model, processor, data = load_data(args)
     encoder = SentenceEncoder()
-    params = BDHSParams(rho_th=args.rho, batch_size=args.batch_size)
+    params = replace(bdhs_params(load_section("bdhs"), rho_th=args.rho), batch_size=args.batch_size)
     print(
         f"{' '.join(f'{k}={v}' for k, v in vars(args).items())}\ntorch threads {torch.get_num_threads()}, {args.n} samples, "
-        f"{sum(len(c.split(' . ')) for c in data[2])} chosen sentences, rho_th {args.rho}"
+        f"{sum(len(c.split(' . ')) for c in data[2])} chosen sentences, rho_th {params.rho_th}"
     )
     encoder.embed(data[2][:8])  # warm-up
     n_pol = sum(x.numel() for x in model.parameters())

@@ -30,6 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from study.config import load_section
+from study.model.stage import model_params_of
+from study.world.stage import corpus_params_of, scene_params_of
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -83,8 +87,7 @@ def main(argv=None) -> dict:
     from study.align.config import make_params
     from study.align.losses import plain_pair_loss
     from study.align.offline import make_dpo_trainer, train_offline
-    from study.world.corpus import CorpusParams, World, build_world
-    from study.world.scenes import SceneParams
+    from study.world.corpus import World, build_world
     from study.world.spec import load_spec
 
     tmp = Path(tempfile.mkdtemp(prefix="dpo_overhead."))
@@ -97,8 +100,8 @@ def main(argv=None) -> dict:
             tmp / "world",
             seed=0,
             sizes={"train": max(a.pairs, a.batch), "val": 4, "test": 4, "ood": 4},
-            scene_params=SceneParams(),
-            corpus_params=CorpusParams(),
+            scene_params=scene_params_of(load_section("world")),
+            corpus_params=corpus_params_of(load_section("world"), exist_per_scene=0),
             faint_alpha=0.3,
             noise_std=6.0,
         )
@@ -109,7 +112,7 @@ def main(argv=None) -> dict:
             from study.model.load import load_model
 
             return load_model(a.model)
-        from study.model.build import ModelParams, build_model
+        from study.model.build import build_model
         from study.model.processor import build_processor
         from study.world.language import vocabulary
 
@@ -117,7 +120,14 @@ def main(argv=None) -> dict:
         return build_model(
             proc,
             spec.image_size,
-            ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64),
+            model_params_of(
+                load_section("model"),
+                text_hidden=32,
+                text_layers=1,
+                vision_hidden=16,
+                vision_layers=1,
+                text_intermediate=64,
+            ),
             seed=0,
         ), proc
 

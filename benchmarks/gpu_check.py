@@ -50,6 +50,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from study.config import load_section
+from study.world.stage import corpus_params_of, scene_params_of
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -261,8 +264,7 @@ def run_check(*, tiny: bool, device: str, steps: int, peak: float | None, work: 
     import torch
 
     from study.align import train
-    from study.world.corpus import CorpusParams, World, build_world
-    from study.world.scenes import SceneParams
+    from study.world.corpus import World, build_world
     from study.world.spec import load_spec
 
     shapes = SHAPES["tiny" if tiny else "7b"]
@@ -277,8 +279,8 @@ def run_check(*, tiny: bool, device: str, steps: int, peak: float | None, work: 
         work / "world",
         seed=0,
         sizes={"train": 64, "val": 4, "test": 4, "ood": 4},
-        scene_params=SceneParams(),
-        corpus_params=CorpusParams(),
+        scene_params=scene_params_of(load_section("world")),
+        corpus_params=corpus_params_of(load_section("world"), exist_per_scene=0),
         faint_alpha=0.3,
         noise_std=6.0,
     )

@@ -77,37 +77,37 @@ class _Section(BaseModel):
 
 
 class WorldParams(_Section):
-    spec: str = "data/world_spec.yaml"
-    n_train: int = Field(3000, ge=1, le=1_000_000, description="training scenes")
-    n_val: int = Field(200, ge=1, le=100_000)
-    n_test: int = Field(200, ge=1, le=100_000)
-    n_ood: int = Field(200, ge=1, le=100_000)
-    max_objects: int = Field(6, ge=1, le=9)
-    duplicate_prob: Float = Field(0.15, ge=0, le=1)
-    off_context_prob: Float = Field(0.3, ge=0, le=1)
-    typical_color_prob: Float = Field(0.6, ge=0, le=1)
-    faint_prob: Float = Field(0.25, ge=0, le=1, description="share of objects drawn with weak contrast")
-    faint_alpha: Float = Field(0.3, gt=0, le=1, description="contrast of a faint object (1 = normal)")
-    noise_std: Float = Field(6.0, ge=0, le=64, description="pixel noise, in 0-255 units")
-    qa_per_scene: int = Field(2, ge=0, le=10)
-    exist_per_scene: int = Field(0, ge=0, le=10, description="extra balanced existence questions per scene")
-    caption_noise_rate: Float = Field(0.2, ge=0, le=1, description="descriptions naming one absent context object")
-    synonym_prob: Float = Field(0.2, ge=0, le=1)
-    relation_prob: Float = Field(0.5, ge=0, le=1)
-    position_first_prob: Float = Field(0.0, ge=0, le=1, description="object sentences naming the position first")
+    spec: str
+    n_train: int = Field(ge=1, le=1_000_000, description="training scenes")
+    n_val: int = Field(ge=1, le=100_000)
+    n_test: int = Field(ge=1, le=100_000)
+    n_ood: int = Field(ge=1, le=100_000)
+    max_objects: int = Field(ge=1, le=9)
+    duplicate_prob: Float = Field(ge=0, le=1)
+    off_context_prob: Float = Field(ge=0, le=1)
+    typical_color_prob: Float = Field(ge=0, le=1)
+    faint_prob: Float = Field(ge=0, le=1, description="share of objects drawn with weak contrast")
+    faint_alpha: Float = Field(gt=0, le=1, description="contrast of a faint object (1 = normal)")
+    noise_std: Float = Field(ge=0, le=64, description="pixel noise, in 0-255 units")
+    qa_per_scene: int = Field(ge=0, le=10)
+    exist_per_scene: int = Field(ge=0, le=10, description="extra balanced existence questions per scene")
+    caption_noise_rate: Float = Field(ge=0, le=1, description="descriptions naming one absent context object")
+    synonym_prob: Float = Field(ge=0, le=1)
+    relation_prob: Float = Field(ge=0, le=1)
+    position_first_prob: Float = Field(ge=0, le=1, description="object sentences naming the position first")
 
 
 class ModelSection(_Section):
-    base_path: str = Field("", description="local LLaVA checkpoint to start from; empty = build the organism")
-    patch_size: int = Field(6, ge=1, le=64)
-    vision_hidden: int = Field(64, ge=8, le=4096)
-    vision_layers: int = Field(2, ge=1, le=48)
-    vision_heads: int = Field(4, ge=1, le=64)
-    text_hidden: int = Field(128, ge=8, le=8192)
-    text_layers: int = Field(3, ge=1, le=80)
-    text_heads: int = Field(4, ge=1, le=128)
-    text_kv_heads: int = Field(2, ge=1, le=128)
-    text_intermediate: int = Field(256, ge=8, le=32768)
+    base_path: str = Field(description="local LLaVA checkpoint to start from; empty = build the organism")
+    patch_size: int = Field(ge=1, le=64)
+    vision_hidden: int = Field(ge=8, le=4096)
+    vision_layers: int = Field(ge=1, le=48)
+    vision_heads: int = Field(ge=1, le=64)
+    text_hidden: int = Field(ge=8, le=8192)
+    text_layers: int = Field(ge=1, le=80)
+    text_heads: int = Field(ge=1, le=128)
+    text_kv_heads: int = Field(ge=1, le=128)
+    text_intermediate: int = Field(ge=8, le=32768)
 
     @model_validator(mode="after")
     def _shapes_fit(self) -> "ModelSection":
@@ -161,18 +161,18 @@ class ModelSection(_Section):
 
 
 class SFTSection(_Section):
-    epochs: Float = Field(5.0, gt=0, le=100)
-    learning_rate: Float = Field(2e-3, gt=0, le=1)
-    batch_size: int = Field(32, ge=1, le=4096)
-    weight_decay: Float = Field(0.0, ge=0, le=1)
-    warmup_ratio: Float = Field(0.05, ge=0, lt=1)
+    epochs: Float = Field(gt=0, le=100)
+    learning_rate: Float = Field(gt=0, le=1)
+    batch_size: int = Field(ge=1, le=4096)
+    weight_decay: Float = Field(ge=0, le=1)
+    warmup_ratio: Float = Field(ge=0, lt=1)
     lr_scheduler: Literal["cosine", "constant", "warmup_stable_decay"] = Field(
-        "cosine", description="LR after warm-up: cosine decay | constant | constant then a final cosine decay"
+        description="LR after warm-up: cosine decay | constant | constant then a final cosine decay"
     )
-    val_rows: int = Field(300, ge=1, le=100_000)
-    freeze_vision: bool = Field(True, description="keep the (pretrained) vision tower frozen, as LLaVA does")
+    val_rows: int = Field(ge=1, le=100_000)
+    freeze_vision: bool = Field(description="keep the (pretrained) vision tower frozen, as LLaVA does")
     pool_fractions: list[Float] = Field(
-        [0.1, 0.3], min_length=2, description="intermediate checkpoints kept for the VLFeedback-style pool"
+        min_length=2, description="intermediate checkpoints kept for the VLFeedback-style pool"
     )
 
     @field_validator("pool_fractions")
@@ -187,55 +187,60 @@ class VisionSection(_Section):
     """Vision-tower pretraining before SFT (:mod:`study.model.vision_pretrain`); ``epochs: 0`` skips it."""
 
     objective: Literal["presence", "clip", "dense"] = Field(
-        "presence", description="presence (multi-label BCE) | clip (contrastive) | dense (per-patch object/colour/size)"
+        description="presence (multi-label BCE) | clip (contrastive) | dense (per-patch object/colour/size)"
     )
     scenes: Literal["world", "uniform"] = Field(
-        "world",
         description="world: the world's train split | uniform: n_scenes scenes without co-occurrence "
         "(study.world.uniform, the analog of CLIP's web data)",
     )
-    n_scenes: int = Field(3000, ge=1, le=1_000_000, description="uniform pretraining scenes (scenes: uniform)")
-    epochs: Float = Field(8.0, ge=0, le=100)
-    learning_rate: Float = Field(1e-3, gt=0, le=1)
-    batch_size: int = Field(64, ge=1, le=4096)
-    weight_decay: Float = Field(0.0, ge=0, le=1)
+    n_scenes: int = Field(ge=1, le=1_000_000, description="uniform pretraining scenes (scenes: uniform)")
+    epochs: Float = Field(ge=0, le=100)
+    learning_rate: Float = Field(gt=0, le=1)
+    batch_size: int = Field(ge=1, le=4096)
+    weight_decay: Float = Field(ge=0, le=1)
 
 
 class LMSection(_Section):
     """Text-only pretraining of the organism's language model before it sees an image
     (:mod:`study.model.lm_pretrain`; the corpus knobs are ``world``'s); ``epochs: 0`` skips it."""
 
-    epochs: Float = Field(0.0, ge=0, le=100)
-    learning_rate: Float = Field(2e-3, gt=0, le=1)
-    batch_size: int = Field(32, ge=1, le=4096)
+    epochs: Float = Field(ge=0, le=100)
+    learning_rate: Float = Field(gt=0, le=1)
+    batch_size: int = Field(ge=1, le=4096)
+    weight_decay: Float = Field(ge=0, le=1)
+    warmup_ratio: Float = Field(ge=0, lt=1)
+    lr_scheduler: Literal["cosine", "constant", "warmup_stable_decay"]
 
 
 class ProjectorSection(_Section):
     """Projector alignment with the tower and the language model frozen, on the train descriptions
     (:mod:`study.model.projector_align`, LLaVA's stage 1); ``epochs: 0`` skips it."""
 
-    epochs: Float = Field(0.0, ge=0, le=100)
-    learning_rate: Float = Field(2e-3, gt=0, le=1)
-    batch_size: int = Field(32, ge=1, le=4096)
+    epochs: Float = Field(ge=0, le=100)
+    learning_rate: Float = Field(gt=0, le=1)
+    batch_size: int = Field(ge=1, le=4096)
+    weight_decay: Float = Field(ge=0, le=1)
+    warmup_ratio: Float = Field(ge=0, lt=1)
+    lr_scheduler: Literal["cosine", "constant", "warmup_stable_decay"]
 
 
 class EvalSection(_Section):
-    split: Literal["test", "val", "ood"] = "test"
-    n_scenes: int = Field(200, ge=1, le=100_000)
-    n_pos: int = Field(3, ge=1, le=9, description="POPE positives (and negatives) per scene")
-    n_boot: int = Field(1000, ge=10, le=100_000)
-    batch_size: int = Field(64, ge=1, le=4096)
-    max_new_tokens: int = Field(96, ge=1, le=2048)
-    masked_keep_prob: Float = Field(0.0, ge=0, le=1, description="image tokens kept in the masked diagnostic")
-    masked_temperature: Float = Field(1.0, gt=0, le=10, description="sampling temperature of the masked diagnostic")
+    split: Literal["test", "val", "ood"]
+    n_scenes: int = Field(ge=1, le=100_000)
+    n_pos: int = Field(ge=1, le=9, description="POPE positives (and negatives) per scene")
+    n_boot: int = Field(ge=10, le=100_000)
+    batch_size: int = Field(ge=1, le=4096)
+    max_new_tokens: int = Field(ge=1, le=2048)
+    masked_keep_prob: Float = Field(ge=0, le=1, description="image tokens kept in the masked diagnostic")
+    masked_temperature: Float = Field(gt=0, le=10, description="sampling temperature of the masked diagnostic")
 
 
 class OrganismSection(_Section):
     """The ``organism`` stage: grounding report and validity gates of the SFT organism (study/eval/gates.py)."""
 
-    gate_split: Literal["val", "test"] = Field("val", description="split the gates are decided on (test: report only)")
-    probe_train: int = Field(1000, ge=10, le=1_000_000, description="train scenes the presence probes are fitted on")
-    sft_seeds: list[int] = Field([0], min_length=1, description="SFT seeds gated (>= 3 for the stability gates)")
+    gate_split: Literal["val", "test"] = Field(description="split the gates are decided on (test: report only)")
+    probe_train: int = Field(ge=10, le=1_000_000, description="train scenes the presence probes are fitted on")
+    sft_seeds: list[int] = Field(min_length=1, description="SFT seeds gated (>= 3 for the stability gates)")
 
     @field_validator("sft_seeds")
     @classmethod
@@ -246,18 +251,19 @@ class OrganismSection(_Section):
 
 
 class BDHSSection(_Section):
-    rho_th: Float = Field(0.9, ge=0, le=1, description="keep an image token iff u >= rho_th (Eq. 6)")
-    eps_s: Float = Field(0.97, ge=-1, le=1, description="resample while cosine(rejected, chosen) > eps_s")
-    n_bdhs: int = Field(5, ge=1, le=50, description="tries; the last one is unguided")
-    noise_steps: int = Field(0, ge=0, le=1000, description="diffusion noise steps (BDHS_noise); 0 = none")
-    temperature: Float = Field(1.0, gt=0, le=10)
-    max_new_tokens: int = Field(48, ge=1, le=2048, description="per regenerated sentence")
-    batch_size: int = Field(64, ge=1, le=4096)
-    encoder_path: str = Field("", description="local sentence-transformers model; empty = bundled MiniLM")
-    n_pairs: int = Field(600, ge=1, le=1_000_000, description="size of the offline BDHS dataset")
-    sweep_rho: list[Float] = Field([0.0, 0.5, 0.9, 0.99, 1.0], min_length=1)
-    sweep_n: int = Field(100, ge=1, le=100_000, description="validation descriptions in the rho_th sweep")
-    threads: int = Field(1, ge=1, le=256, description="torch CPU threads for BDHS generation")
+    rho_th: Float = Field(ge=0, le=1, description="keep an image token iff u >= rho_th (Eq. 6)")
+    eps_s: Float = Field(ge=-1, le=1, description="resample while cosine(rejected, chosen) > eps_s")
+    n_bdhs: int = Field(ge=1, le=50, description="tries; the last one is unguided")
+    noise_steps: int = Field(ge=0, le=1000, description="diffusion noise steps (BDHS_noise); 0 = none")
+    temperature: Float = Field(gt=0, le=10)
+    do_sample: bool = Field(description="sample regenerated sentences (BDHS samples; false = greedy)")
+    max_new_tokens: int = Field(ge=1, le=2048, description="per regenerated sentence")
+    batch_size: int = Field(ge=1, le=4096)
+    encoder_path: str = Field(description="local sentence-transformers model; empty = bundled MiniLM")
+    n_pairs: int = Field(ge=1, le=1_000_000, description="size of the offline BDHS dataset")
+    sweep_rho: list[Float] = Field(min_length=1)
+    sweep_n: int = Field(ge=1, le=100_000, description="validation descriptions in the rho_th sweep")
+    threads: int = Field(ge=1, le=256, description="torch CPU threads for BDHS generation")
 
     @field_validator("sweep_rho")
     @classmethod
@@ -269,22 +275,17 @@ class BDHSSection(_Section):
 
 
 class PrefsSection(_Section):
-    recipes: list[Literal["povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"]] = Field(
-        ["povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"]
-    )
-    n_pairs: int = Field(600, ge=1, le=1_000_000, description="common size of every recipe (the '5k' analog)")
-    povid_noise_steps: int = Field(500, ge=0, le=1000, description="noisy-image teacher forcing (2nd rejected)")
-    heldout_recipes: list[Literal["povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"]] = Field(
-        ["povid", "rlhfv", "vlfeedback"]
-    )
-    heldout_n: int = Field(200, ge=1, le=100_000, description="held-out (val) pairs for annotator accuracy")
+    recipes: list[Literal["povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"]]
+    n_pairs: int = Field(ge=1, le=1_000_000, description="common size of every recipe (the '5k' analog)")
+    povid_noise_steps: int = Field(ge=0, le=1000, description="noisy-image teacher forcing (2nd rejected)")
+    heldout_recipes: list[Literal["povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"]]
+    heldout_n: int = Field(ge=1, le=100_000, description="held-out (val) pairs for annotator accuracy")
     rlhfv_answerer: Literal["pool", "policy"] = Field(
-        "pool",
         description="whose answers the RLHF-V-style recipe corrects: pool = the strongest pool checkpoint "
         "other than the SFT model (RLHF-V corrected another model's answers) | policy = the SFT model",
     )
-    noisy_accuracies: list[Float] = Field([0.8, 0.95], description="noisy-oracle pairwise accuracies, in [0.5, 1]")
-    threads: int = Field(1, ge=1, le=256)
+    noisy_accuracies: list[Float] = Field(description="noisy-oracle pairwise accuracies, in [0.5, 1]")
+    threads: int = Field(ge=1, le=256)
 
     @field_validator("noisy_accuracies")
     @classmethod
@@ -299,13 +300,16 @@ class RMSection(_Section):
     RewardTrainer on that recipe's train pairs), each scored on the held-out pairs of every recipe of
     ``prefs.heldout_recipes``."""
 
-    recipes: list[Literal["povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"]] = Field(
-        ["povid", "rlhfv", "vlfeedback"]
-    )
-    learning_rate: Float = Field(2e-4, gt=0, le=1)
-    batch_size: int = Field(16, ge=1, le=4096, description="pairs per step")
-    epochs: Float = Field(1.0, gt=0, le=100)
-    threads: int = Field(1, ge=1, le=256)
+    recipes: list[Literal["povid", "rlhfv", "vlfeedback", "vlf_corrupted", "random_corruption"]]
+    learning_rate: Float = Field(gt=0, le=1)
+    batch_size: int = Field(ge=1, le=4096, description="pairs per step")
+    epochs: Float = Field(gt=0, le=100)
+    max_steps: int = Field(ge=-1, le=10_000_000, description="> 0 overrides epochs; -1 = epochs decide")
+    warmup_ratio: Float = Field(ge=0, lt=1)
+    weight_decay: Float = Field(ge=0, le=1)
+    logging_steps: int = Field(ge=1, le=100_000)
+    center_rewards_coefficient: Float | None = Field(ge=0, le=100, description="TRL's reward centring; null = off")
+    threads: int = Field(ge=1, le=256)
 
 
 class AlignSection(_Section):
@@ -319,10 +323,10 @@ class AlignSection(_Section):
     fails when params are loaded, before any stage does work. That a reward model directory exists is
     checked when its run starts training (it is an output of an earlier stage)."""
 
-    base: dict = Field(default_factory=dict)
-    seeds: list = Field(default_factory=lambda: [0])
-    runs: dict[str, dict] = Field(default_factory=dict)
-    rm_runs: dict[str, dict] = Field(default_factory=dict)
+    base: dict
+    seeds: list
+    runs: dict[str, dict]
+    rm_runs: dict[str, dict]
 
     @model_validator(mode="after")
     def _runs_are_valid(self) -> "AlignSection":
@@ -361,40 +365,40 @@ class AlignSection(_Section):
 class PopeBenchmark(_Section):
     """POPE's label files (``coco_pope_{random,popular,adversarial}.json``) and COCO val2014 images."""
 
-    dir: str = Field("", description="folder holding the three label files; '' = not evaluated")
-    images: str = Field("", description="COCO val2014 image folder")
-    prompt_suffix: str = Field("", description="text appended to every question (e.g. LLaVA's answer-format line)")
+    dir: str = Field(description="folder holding the three label files; '' = not evaluated")
+    images: str = Field(description="COCO val2014 image folder")
+    prompt_suffix: str = Field(description="text appended to every question (e.g. LLaVA's answer-format line)")
 
 
 class AmberBenchmark(_Section):
     """AMBER's ``data/`` folder (annotations.json, relation.json, safe_words.txt, query/) and its images."""
 
-    dir: str = Field("", description="AMBER's data folder; '' = not evaluated")
-    images: str = Field("", description="AMBER's image folder")
-    query_file: str = Field("query/query_all.json", description="query file, relative to dir")
+    dir: str = Field(description="AMBER's data folder; '' = not evaluated")
+    images: str = Field(description="AMBER's image folder")
+    query_file: str = Field(description="query file, relative to dir")
 
 
 class HalBenchmark(_Section):
     """Object-HalBench-style CHAIR: a question file, COCO images and COCO annotation files."""
 
-    questions: str = Field("", description="one {question_id, image, text} a line; '' = not evaluated")
-    images: str = Field("", description="COCO image folder")
-    instances: str = Field("", description="COCO instances_*.json")
-    captions: str = Field("", description="COCO captions_*.json, optional ('' = instances only)")
+    questions: str = Field(description="one {question_id, image, text} a line; '' = not evaluated")
+    images: str = Field(description="COCO image folder")
+    instances: str = Field(description="COCO instances_*.json")
+    captions: str = Field(description="COCO captions_*.json, optional ('' = instances only)")
 
 
 class BenchmarksSection(_Section):
     """Real benchmarks from local files (:mod:`study.bench`; ``python -m study.bench``)."""
 
-    model: str = Field("", description="checkpoint dir evaluated; '' = model.base_path")
-    out: str = Field("artifacts/bench", description="results: <out>/<benchmark>/")
-    batch_size: int = Field(16, ge=1, le=4096)
-    max_new_tokens: int = Field(512, ge=1, le=4096)
-    limit: int = Field(0, ge=0, le=10_000_000, description="first N items of each file; 0 = all")
-    n_boot: int = Field(1000, ge=10, le=100_000)
-    pope: PopeBenchmark = PopeBenchmark()
-    amber: AmberBenchmark = AmberBenchmark()
-    halbench: HalBenchmark = HalBenchmark()
+    model: str = Field(description="checkpoint dir evaluated; '' = model.base_path")
+    out: str = Field(description="results: <out>/<benchmark>/")
+    batch_size: int = Field(ge=1, le=4096)
+    max_new_tokens: int = Field(ge=1, le=4096)
+    limit: int = Field(ge=0, le=10_000_000, description="first N items of each file; 0 = all")
+    n_boot: int = Field(ge=10, le=100_000)
+    pope: PopeBenchmark
+    amber: AmberBenchmark
+    halbench: HalBenchmark
 
     @model_validator(mode="after")
     def _paths_come_together(self) -> "BenchmarksSection":
@@ -454,21 +458,21 @@ class ReportSection(_Section):
 
 
 class StudyParams(_Section):
-    profile: str = "quick"
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    world: WorldParams = WorldParams()
-    model: ModelSection = ModelSection()
-    vision: VisionSection = VisionSection()
-    lm: LMSection = LMSection()
-    projector: ProjectorSection = ProjectorSection()
-    sft: SFTSection = SFTSection()
-    eval: EvalSection = EvalSection()
-    organism: OrganismSection = OrganismSection()
-    bdhs: BDHSSection = BDHSSection()
-    prefs: PrefsSection = PrefsSection()
-    rm: RMSection = RMSection()
-    align: AlignSection = Field(default_factory=AlignSection)  # built lazily: it imports study.align.config
-    benchmarks: BenchmarksSection = BenchmarksSection()
+    profile: str
+    seed: int = Field(ge=0, le=2**31 - 1)
+    world: WorldParams
+    model: ModelSection
+    vision: VisionSection
+    lm: LMSection
+    projector: ProjectorSection
+    sft: SFTSection
+    eval: EvalSection
+    organism: OrganismSection
+    bdhs: BDHSSection
+    prefs: PrefsSection
+    rm: RMSection
+    align: AlignSection
+    benchmarks: BenchmarksSection
     report: ReportSection
 
     def align_base(self) -> dict:
@@ -479,6 +483,7 @@ class StudyParams(_Section):
             "bdhs_rho_th": self.bdhs.rho_th,
             "bdhs_eps_s": self.bdhs.eps_s,
             "bdhs_n": self.bdhs.n_bdhs,
+            "bdhs_noise_steps": self.bdhs.noise_steps,
             **self.align.base,
         }
 
@@ -660,3 +665,21 @@ def load_params(
     if not path.is_file():
         raise ParamsError(f"params file not found: {path}")
     return resolve(yaml.safe_load(path.read_text()) or {}, profile, overrides)
+
+
+def load_section(name: str, path: str | Path = "params.yaml", **overrides):
+    """One section of ``path`` as its validated object, before any profile, with ``overrides`` replacing some
+    of its knobs: ``load_section("model", text_layers=1)``. The sections have no defaults of their own, so code
+    that needs a section outside a stage (tests, benchmarks, notebooks) takes every other knob from here."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params file not found: {path}")
+    raw = (yaml.safe_load(path.read_text()) or {}).get(name)
+    if name not in StudyParams.model_fields or not isinstance(raw, dict):
+        raise ParamsError(f"invalid params: {path} has no section `{name}`")
+    try:
+        return StudyParams.model_fields[name].annotation(**{**raw, **overrides})
+    except ValidationError as e:
+        full = lambda k: k if k.startswith(f"{name}.") else f"{name}.{k}"  # noqa: E731
+        issues = [i._replace(keys=tuple(full(k) for k in i.keys)) for i in issues_of(e)]
+        raise ParamsError("invalid params: " + "; ".join(i.render() for i in issues)) from None

@@ -3,6 +3,9 @@ from pathlib import Path
 
 import pytest
 
+from study.config import load_section
+from study.world.stage import corpus_params_of, scene_params_of
+
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -17,6 +20,14 @@ def _chdir_root():
         pytest.exit("data/world_spec.yaml is missing: run `dvc pull data.dvc` first (see README)", returncode=2)
     yield
     os.chdir(old)
+
+
+@pytest.fixture(scope="session")
+def params_section():
+    """``params_section("vision", epochs=1.0)`` -> that section of params.yaml with the overrides."""
+    from study.config import load_section
+
+    return load_section
 
 
 def load_script(relpath: str):
@@ -47,8 +58,7 @@ def spec():
 def make_world(tmp_path_factory, spec):
     """``make_world(name, train=, val=, test=, ood=)`` -> a built World of that many scenes per split (seed 0,
     default scene, corpus and rendering knobs) in a fresh temporary directory."""
-    from study.world.corpus import CorpusParams, World, build_world
-    from study.world.scenes import SceneParams
+    from study.world.corpus import World, build_world
 
     def make(name: str, *, train: int, val: int, test: int, ood: int):
         d = tmp_path_factory.mktemp(name) / "w"
@@ -57,8 +67,8 @@ def make_world(tmp_path_factory, spec):
             d,
             seed=0,
             sizes={"train": train, "val": val, "test": test, "ood": ood},
-            scene_params=SceneParams(),
-            corpus_params=CorpusParams(),
+            scene_params=scene_params_of(load_section("world")),
+            corpus_params=corpus_params_of(load_section("world"), exist_per_scene=0),
             faint_alpha=0.3,
             noise_std=6.0,
         )

@@ -7,7 +7,8 @@ import pytest
 import torch
 from transformers import CLIPModel
 
-from study.model.build import ModelParams, build_model
+from study.config import load_section
+from study.model.build import build_model
 from study.model.clip_pretrain import (
     caption,
     clip_config,
@@ -17,10 +18,13 @@ from study.model.clip_pretrain import (
     retrieval_top1,
 )
 from study.model.processor import build_processor
+from study.model.stage import model_params_of
 from study.model.vision_pretrain import VisionPretrainParams
 from study.world.language import vocabulary
 
-TINY = ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64)
+TINY = model_params_of(
+    load_section("model"), text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64
+)
 
 
 @pytest.fixture(scope="module")

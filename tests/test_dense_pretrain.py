@@ -3,13 +3,17 @@
 import numpy as np
 import torch
 
-from study.model.build import ModelParams, build_model
+from study.config import load_section
+from study.model.build import build_model
 from study.model.dense_pretrain import dense_targets, patch_cells, pretrain_dense
 from study.model.processor import build_processor
+from study.model.stage import model_params_of
 from study.model.vision_pretrain import VisionPretrainParams
 from study.world.language import vocabulary
 
-TINY = ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64)
+TINY = model_params_of(
+    load_section("model"), text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64
+)
 
 
 def test_patch_cells_map_each_patch_centre_to_its_grid_cell():

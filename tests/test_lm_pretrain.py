@@ -5,16 +5,28 @@ import json
 import pytest
 import torch
 
-from study.model.build import ModelParams, build_model
+from study.config import load_section
+from study.model.build import build_model
 from study.model.lm_pretrain import LMPretrainParams, pretrain_language, reading_accuracy, text_rows
 from study.model.processor import build_processor
 from study.model.projector_align import ProjectorAlignParams, align_projector
-from study.world.corpus import CorpusParams
+from study.model.stage import model_params_of
 from study.world.language import split_sentences, vocabulary
+from study.world.stage import corpus_params_of
 
-TINY = ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64)
-LP = LMPretrainParams(epochs=2, learning_rate=3e-3, batch_size=16)
-CP = CorpusParams(qa_per_scene=1, exist_per_scene=1, caption_noise_rate=0.2, synonym_prob=0.0, relation_prob=0.0)
+TINY = model_params_of(
+    load_section("model"), text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64
+)
+SCHEDULE = {"weight_decay": 0.0, "warmup_ratio": 0.05, "lr_scheduler": "cosine"}
+LP = LMPretrainParams(epochs=2, learning_rate=3e-3, batch_size=16, **SCHEDULE)
+CP = corpus_params_of(
+    load_section("world"),
+    qa_per_scene=1,
+    exist_per_scene=1,
+    caption_noise_rate=0.2,
+    synonym_prob=0.0,
+    relation_prob=0.0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +110,7 @@ def test_projector_alignment_moves_only_the_projector(world, spec, tmp_path):
         model,
         proc,
         world,
-        ProjectorAlignParams(epochs=1, learning_rate=3e-3, batch_size=16),
+        ProjectorAlignParams(epochs=1, learning_rate=3e-3, batch_size=16, **SCHEDULE),
         seed=0,
         work_dir=tmp_path / "work",
     )

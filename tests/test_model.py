@@ -5,16 +5,20 @@ import pytest
 import torch
 from PIL import Image
 
+from study.config import load_section
 from study.model import generate, load_model
-from study.model.build import ModelParams, build_model
+from study.model.build import build_model
 from study.model.generate import keep_all, keep_none
 from study.model.load import ModelPathError
 from study.model.processor import build_processor
+from study.model.stage import model_params_of
 from study.world.language import vocabulary
 from study.world.spec import load_spec
 
 SPEC = load_spec("data/world_spec.yaml")
-TINY = ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64)
+TINY = model_params_of(
+    load_section("model"), text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64
+)
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,11 @@
 
 import numpy as np
 
+from study.config import load_section
 from study.world import language, phrases
-from study.world.scenes import SceneParams, generate_split
+from study.world.scenes import generate_split
 from study.world.spec import load_spec
+from study.world.stage import scene_params_of
 
 SPEC = load_spec("data/world_spec.yaml")
 
@@ -12,7 +14,7 @@ SPEC = load_spec("data/world_spec.yaml")
 def test_every_generated_object_sentence_reads_back_its_position_and_relation():
     rng = np.random.default_rng(0)
     n_sentences = n_relations = 0
-    for scene in generate_split(SPEC, SceneParams(), 0, "train", 80):
+    for scene in generate_split(SPEC, scene_params_of(load_section("world")), 0, "train", 80):
         for obj in scene.objects:
             for first in (0.0, 1.0):
                 toks = language.object_sentence(SPEC, obj, rng, 0.5, first).split()
@@ -31,7 +33,9 @@ def test_every_generated_object_sentence_reads_back_its_position_and_relation():
 def test_inverse_is_an_involution_over_the_scene_relations():
     assert set(phrases.INVERSE) == set(phrases.RELATIONS)
     assert all(phrases.INVERSE[phrases.INVERSE[r]] == r and phrases.INVERSE[r] != r for r in phrases.RELATIONS)
-    scene = next(s for s in generate_split(SPEC, SceneParams(), 1, "train", 50) if len(s.relations) >= 2)
+    scene = next(
+        s for s in generate_split(SPEC, scene_params_of(load_section("world")), 1, "train", 50) if len(s.relations) >= 2
+    )
     for r in scene.relations:  # a is r of b  iff  b is INVERSE[r] of a
         assert {
             "subject": r["object"],
@@ -42,7 +46,9 @@ def test_inverse_is_an_involution_over_the_scene_relations():
 
 def test_counts_as_the_generator_writes_them_and_as_answers_give_them():
     scene = next(
-        s for s in generate_split(SPEC, SceneParams(), 0, "train", 200) if any(s.count(c) == 2 for c in s.categories)
+        s
+        for s in generate_split(SPEC, scene_params_of(load_section("world")), 0, "train", 200)
+        if any(s.count(c) == 2 for c in s.categories)
     )
     for cat in sorted(scene.categories):
         answer = language.count_qa(SPEC, scene, cat)[1].split()

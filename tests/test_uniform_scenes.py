@@ -5,21 +5,24 @@ import numpy as np
 import pytest
 import torch
 
-from study.config import VisionSection
-from study.model.build import ModelParams, build_model
+from study.config import load_section
+from study.model.build import build_model
 from study.model.processor import build_processor
-from study.model.stage import pretrain_tower
+from study.model.stage import model_params_of, pretrain_tower
 from study.model.vision_pretrain import tower_presence_report
 from study.world.language import vocabulary
-from study.world.scenes import SceneParams, cooccurrence, generate_split, sample_scene
+from study.world.scenes import cooccurrence, generate_split, sample_scene
+from study.world.stage import scene_params_of
 from study.world.uniform import UNIFORM_STREAM, UniformScenes
 
-TINY = ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64)
+TINY = model_params_of(
+    load_section("model"), text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64
+)
 
 
 def test_uniform_scenes_break_cooccurrence_that_the_world_has(spec):
     cats = spec.category_names
-    params = SceneParams()
+    params = scene_params_of(load_section("world"))
     u = UniformScenes(spec, params, n_train=1500, n_val=10, seed=0, faint_alpha=0.3, noise_std=6.0)
     world = generate_split(spec, params, 0, "train", 1500)
     # P(plate | cup): ~0.7 in the world (both kitchen objects), near the base rate in the uniform scenes
@@ -36,7 +39,7 @@ def test_uniform_scenes_break_cooccurrence_that_the_world_has(spec):
 
 
 def test_uniform_scenes_are_disjoint_from_the_worlds_ood_split_and_deterministic(spec):
-    params = SceneParams()
+    params = scene_params_of(load_section("world"))
     a = UniformScenes(spec, params, n_train=50, n_val=5, seed=3, faint_alpha=0.3, noise_std=6.0)
     b = UniformScenes(spec, params, n_train=50, n_val=5, seed=3, faint_alpha=0.3, noise_std=6.0)
     assert [s.to_dict() for s in a.scenes("train")] == [s.to_dict() for s in b.scenes("train")]
@@ -57,12 +60,12 @@ def test_uniform_scenes_like_a_world_read_its_knobs(pretrain_world, spec):
     assert u.seed == 0 and len(u.scenes("train")) == 8 and u.images("val").shape == (4, 48, 48, 3)
 
 
-def test_pretrain_tower_on_uniform_scenes_reports_val_and_ood_probes(pretrain_world, spec):
+def test_pretrain_tower_on_uniform_scenes_reports_val_and_ood_probes(pretrain_world, spec, params_section):
     torch.set_num_threads(1)
     proc = build_processor(vocabulary(spec), 48, 6)
     model = build_model(proc, 48, TINY, seed=0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    vp = VisionSection(objective="presence", scenes="uniform", n_scenes=64, epochs=1.0, batch_size=32)
+    vp = params_section("vision", objective="presence", scenes="uniform", n_scenes=64, epochs=1.0, batch_size=32)
     m = pretrain_tower(vp, model, proc, pretrain_world, spec, seed=0)
     assert m["scenes"] == "uniform" and m["steps"] == 2
     assert set(m["tower_probe"]) == {"fit_scenes", "val_auroc", "ood_auroc"} and m["tower_probe"]["fit_scenes"] == 64
@@ -106,8 +109,8 @@ def test_tower_report_separates_a_tower_that_sees_objects_from_one_that_sees_con
     assert blind["ood_auroc"] < 0.6 and seeing["ood_auroc"] > 0.85
 
 
-def test_vision_scenes_knob_is_validated():
+def test_vision_scenes_knob_is_validated(params_section):
     with pytest.raises(ValueError, match="scenes"):
-        VisionSection(scenes="web")
+        params_section("vision", scenes="web")
     with pytest.raises(ValueError, match="n_scenes"):
-        VisionSection(n_scenes=0)
+        params_section("vision", n_scenes=0)

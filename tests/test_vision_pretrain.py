@@ -5,12 +5,16 @@ import json
 import pytest
 import torch
 
-from study.model.build import ModelParams, build_model
+from study.config import load_section
+from study.model.build import build_model
 from study.model.processor import build_processor
+from study.model.stage import model_params_of
 from study.model.vision_pretrain import PresenceHead, VisionPretrainParams, pretrain_vision
 from study.world.language import vocabulary
 
-TINY = ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64)
+TINY = model_params_of(
+    load_section("model"), text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64
+)
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,13 @@ import hashlib
 import numpy as np
 import pytest
 
+from study.config import load_section
 from study.world import language
-from study.world.corpus import CorpusParams, World, build_world, corpus_rows
+from study.world.corpus import World, build_world, corpus_rows
 from study.world.render import render_scene
-from study.world.scenes import SceneParams, cooccurrence, generate_split, relations_of
+from study.world.scenes import cooccurrence, generate_split, relations_of
 from study.world.spec import load_spec, parse_spec
+from study.world.stage import corpus_params_of, scene_params_of
 
 SPEC = load_spec("data/world_spec.yaml")
 
@@ -32,7 +34,7 @@ def test_spec_validation_names_the_key():
 
 
 def test_scenes_have_1_to_6_objects_on_distinct_cells_and_exact_relations():
-    scenes = generate_split(SPEC, SceneParams(), 0, "train", 300)
+    scenes = generate_split(SPEC, scene_params_of(load_section("world")), 0, "train", 300)
     for s in scenes:
         assert 1 <= len(s.objects) <= 6
         assert len({(o.row, o.col) for o in s.objects}) == len(s.objects)
@@ -50,8 +52,8 @@ def test_scenes_have_1_to_6_objects_on_distinct_cells_and_exact_relations():
 
 def test_cooccurrence_is_context_driven_and_ood_breaks_it():
     cats = SPEC.category_names
-    train = generate_split(SPEC, SceneParams(), 0, "train", 2000)
-    ood = generate_split(SPEC, SceneParams(), 0, "ood", 2000)
+    train = generate_split(SPEC, scene_params_of(load_section("world")), 0, "train", 2000)
+    ood = generate_split(SPEC, scene_params_of(load_section("world")), 0, "ood", 2000)
     c_tr, c_ood = cooccurrence(train, cats), cooccurrence(ood, cats)
     i, j, k = cats.index("cup"), cats.index("plate"), cats.index("car")
     assert c_tr[i, j] > 0.5 and c_tr[i, k] < 0.2  # same context vs other context
@@ -59,15 +61,15 @@ def test_cooccurrence_is_context_driven_and_ood_breaks_it():
 
 
 def test_prefix_stable_and_seeded():
-    a = generate_split(SPEC, SceneParams(), 3, "test", 50)
-    b = generate_split(SPEC, SceneParams(), 3, "test", 20)
-    c = generate_split(SPEC, SceneParams(), 4, "test", 20)
+    a = generate_split(SPEC, scene_params_of(load_section("world")), 3, "test", 50)
+    b = generate_split(SPEC, scene_params_of(load_section("world")), 3, "test", 20)
+    c = generate_split(SPEC, scene_params_of(load_section("world")), 4, "test", 20)
     assert [s.to_dict() for s in a[:20]] == [s.to_dict() for s in b]
     assert [s.to_dict() for s in b] != [s.to_dict() for s in c]
 
 
 def test_render_is_deterministic_and_faint_objects_have_less_contrast():
-    s = generate_split(SPEC, SceneParams(faint_prob=0.0), 0, "train", 1)[0]
+    s = generate_split(SPEC, scene_params_of(load_section("world"), faint_prob=0.0), 0, "train", 1)[0]
     img = render_scene(SPEC, s, noise_std=0)
     assert img.shape == (48, 48, 3) and img.dtype == np.uint8
     assert np.array_equal(img, render_scene(SPEC, s, noise_std=0))
@@ -91,8 +93,8 @@ def test_same_seed_gives_byte_identical_world(tmp_path):
     kw = dict(
         seed=1,
         sizes={"train": 30, "val": 5, "test": 5, "ood": 5},
-        scene_params=SceneParams(),
-        corpus_params=CorpusParams(),
+        scene_params=scene_params_of(load_section("world")),
+        corpus_params=corpus_params_of(load_section("world"), exist_per_scene=0),
         faint_alpha=0.3,
         noise_std=6.0,
     )
@@ -101,15 +103,17 @@ def test_same_seed_gives_byte_identical_world(tmp_path):
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     w = World(tmp_path / "a")
     assert w.images("train").shape == (30, 48, 48, 3)
-    assert len(w.corpus("train")) == 30 * (1 + CorpusParams().qa_per_scene)
+    assert len(w.corpus("train")) == 30 * (1 + corpus_params_of(load_section("world"), exist_per_scene=0).qa_per_scene)
     kw["seed"] = 2
     build_world(SPEC, tmp_path / "c", **kw)
     assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
 
 
 def test_caption_noise_rate_is_honoured_and_inserted_objects_are_absent_context_objects():
-    scenes = generate_split(SPEC, SceneParams(), 0, "train", 1500)
-    rows = corpus_rows(SPEC, scenes, CorpusParams(caption_noise_rate=0.3), 0)
+    scenes = generate_split(SPEC, scene_params_of(load_section("world")), 0, "train", 1500)
+    rows = corpus_rows(
+        SPEC, scenes, corpus_params_of(load_section("world"), exist_per_scene=0, caption_noise_rate=0.3), 0
+    )
     desc = [r for r in rows if r["kind"] == "describe"]
     noisy = [r for r in desc if r["noisy_object"]]
     share = len(noisy) / len(desc)
@@ -121,14 +125,16 @@ def test_caption_noise_rate_is_honoured_and_inserted_objects_are_absent_context_
         assert SPEC.context_of(r["noisy_object"]) == s.context
         words = r["messages"][1]["content"][0]["text"].split()
         assert r["noisy_object"] in {SPEC.word_to_category().get(w) for w in words}
-    clean = corpus_rows(SPEC, scenes[:200], CorpusParams(caption_noise_rate=0.0), 0)
+    clean = corpus_rows(
+        SPEC, scenes[:200], corpus_params_of(load_section("world"), exist_per_scene=0, caption_noise_rate=0.0), 0
+    )
     assert not any(r["noisy_object"] for r in clean)
 
 
 def test_language_vocabulary_covers_the_corpus_and_qa_answers_are_true():
-    scenes = generate_split(SPEC, SceneParams(), 0, "train", 300)
+    scenes = generate_split(SPEC, scene_params_of(load_section("world")), 0, "train", 300)
     vocab = set(language.vocabulary(SPEC))
-    for r in corpus_rows(SPEC, scenes, CorpusParams(qa_per_scene=4), 0):
+    for r in corpus_rows(SPEC, scenes, corpus_params_of(load_section("world"), exist_per_scene=0, qa_per_scene=4), 0):
         for m in r["messages"]:
             text = m["content"][-1]["text"]
             assert set(text.split()) <= vocab, text
@@ -158,8 +164,8 @@ def test_a_world_pickles_as_its_directory_not_its_loaded_arrays(tmp_path):
         tmp_path / "w",
         seed=1,
         sizes={"train": 200, "val": 5, "test": 5, "ood": 5},
-        scene_params=SceneParams(),
-        corpus_params=CorpusParams(),
+        scene_params=scene_params_of(load_section("world")),
+        corpus_params=corpus_params_of(load_section("world"), exist_per_scene=0),
         faint_alpha=0.3,
         noise_std=6.0,
     )
@@ -179,12 +185,12 @@ def test_a_world_pickles_as_its_directory_not_its_loaded_arrays(tmp_path):
 def test_yes_no_questions_are_balanced_and_relation_fallbacks_are_not_all_yes():
     from study.world.corpus import yes_no_balance
 
-    scenes = generate_split(SPEC, SceneParams(), 0, "train", 1500)
-    base = corpus_rows(SPEC, scenes, CorpusParams(qa_per_scene=2), 0)
+    scenes = generate_split(SPEC, scene_params_of(load_section("world")), 0, "train", 1500)
+    base = corpus_rows(SPEC, scenes, corpus_params_of(load_section("world"), exist_per_scene=0, qa_per_scene=2), 0)
     fallback = [r for r in base if r["kind"] == "exist"]
     first = [r["messages"][1]["content"][0]["text"].split()[0] for r in fallback]
     assert 0.42 < first.count("yes") / len(first) < 0.58  # was ~0.8: every fallback was a "yes"
-    more = corpus_rows(SPEC, scenes, CorpusParams(qa_per_scene=2, exist_per_scene=3), 0)
+    more = corpus_rows(SPEC, scenes, corpus_params_of(load_section("world"), qa_per_scene=2, exist_per_scene=3), 0)
     extra = len(more) - len(base)
     assert extra == 3 * len(scenes)
     bal = yes_no_balance(more)
@@ -204,8 +210,13 @@ def test_yes_no_questions_are_balanced_and_relation_fallbacks_are_not_all_yes():
 def test_position_first_sentences_are_true_claims_and_off_by_default_changes_nothing():
     from study.prefs.facts import check_claims
 
-    scenes = generate_split(SPEC, SceneParams(), 0, "train", 200)
-    first = corpus_rows(SPEC, scenes, CorpusParams(caption_noise_rate=0.0, position_first_prob=1.0), 0)
+    scenes = generate_split(SPEC, scene_params_of(load_section("world")), 0, "train", 200)
+    first = corpus_rows(
+        SPEC,
+        scenes,
+        corpus_params_of(load_section("world"), exist_per_scene=0, caption_noise_rate=0.0, position_first_prob=1.0),
+        0,
+    )
     vocab = set(language.vocabulary(SPEC))
     by_id = {s.scene_id: s for s in scenes}
     n_first = 0
@@ -224,10 +235,12 @@ def test_position_first_sentences_are_true_claims_and_off_by_default_changes_not
         n_first += len(objects)
     assert n_first > 300
     # at 0 no random number is drawn for it: the corpus is the one written before the knob existed
-    assert corpus_rows(SPEC, scenes, CorpusParams(position_first_prob=0.0), 0) == corpus_rows(
-        SPEC, scenes, CorpusParams(), 0
+    assert corpus_rows(
+        SPEC, scenes, corpus_params_of(load_section("world"), exist_per_scene=0, position_first_prob=0.0), 0
+    ) == corpus_rows(SPEC, scenes, corpus_params_of(load_section("world"), exist_per_scene=0), 0)
+    half = corpus_rows(
+        SPEC, scenes, corpus_params_of(load_section("world"), exist_per_scene=0, position_first_prob=0.5), 0
     )
-    half = corpus_rows(SPEC, scenes, CorpusParams(position_first_prob=0.5), 0)
     objects = [
         s
         for r in half

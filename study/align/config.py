@@ -159,9 +159,12 @@ class AlignParams(BaseModel):
     max_new_tokens: int = Field(64, ge=1, le=4096)
     gen_batch_size: int = Field(64, ge=1, le=4096)
     regen_every: int = Field(1, ge=1, description="online BDHS: regenerate rejected answers every N rounds")
-    bdhs_rho_th: Float | None = Field(None, ge=0, le=1, description="BDHS mask threshold; None = study.bdhs default")
-    bdhs_n: int = Field(5, ge=1, le=50, description="BDHS N_BDHS")
-    bdhs_eps_s: Float = Field(0.97, ge=-1, le=1, description="BDHS similarity threshold")
+    bdhs_rho_th: Float | None = Field(None, ge=0, le=1, description="BDHS mask threshold (pipeline: bdhs.rho_th)")
+    bdhs_n: int | None = Field(None, ge=1, le=50, description="BDHS N_BDHS (pipeline: bdhs.n_bdhs)")
+    bdhs_eps_s: Float | None = Field(None, ge=-1, le=1, description="BDHS similarity threshold (pipeline: bdhs.eps_s)")
+    bdhs_noise_steps: int | None = Field(
+        None, ge=0, le=1000, description="BDHS_noise steps (pipeline: bdhs.noise_steps)"
+    )
     bdhs_with_external: bool = Field(False, description="online BDHS: Avg-DPO with the dataset's rejected as 2nd y-")
 
     # judge / reward

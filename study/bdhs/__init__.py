@@ -4,7 +4,7 @@ Modules (one idea each): :mod:`.mask` (Eq. 6 image-token mask), :mod:`.noise` (d
 :mod:`.guided` (reference-guided cut / prefix / join), :mod:`.similarity` (sentence-embedding check),
 :mod:`.sampler` (the batched retry loop), :mod:`.stats` (Fig. 10 analog and hallucination content).
 
-``DEFAULT_RHO_TH = 0.9``. The paper's 0.99 leaves ~1 % of LLaVA-NeXT's thousands of highly redundant image
+Why the study's mask threshold (``params.yaml: bdhs.rho_th``) sits below the paper's. The paper's 0.99 leaves ~1 % of LLaVA-NeXT's thousands of highly redundant image
 tokens visible (dozens of tokens, never none). Our organism has k = 64 non-redundant tokens (48x48 image,
 patch 6): 0.99 leaves 0.64 on average and blocks the image completely in 0.99^64 = 53 % of the masks, i.e.
 it is mostly the rho_th = 1 condition the paper avoided for realism. At 0.9, E[#visible] = 64 * 0.1 = 6.4
@@ -22,10 +22,7 @@ from study.bdhs.sampler import BDHSParams, BDHSResult, bdhs_sample
 from study.bdhs.similarity import SentenceEncoder, default_encoder_path
 from study.bdhs.stats import acceptance_curve, colour_claims, content_summary, content_table, rejection_content
 
-DEFAULT_RHO_TH = 0.9  # see the module docstring
-
 __all__ = [
-    "DEFAULT_RHO_TH",
     "BDHSParams",
     "BDHSResult",
     "bdhs_sample",

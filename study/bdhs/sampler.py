@@ -43,16 +43,17 @@ from study.model.generate import generate
 
 @dataclass
 class BDHSParams:
-    """BDHS knobs; defaults eps_s = 0.97 and N_BDHS = 5 as in the paper (rho_th: see ``DEFAULT_RHO_TH``)."""
+    """BDHS knobs, from ``params.yaml: bdhs`` (:func:`study.bdhs.stage.bdhs_params`); the paper's values are
+    eps_s = 0.97 and N_BDHS = 5."""
 
     rho_th: float
-    eps_s: float = 0.97
-    n_bdhs: int = 5
-    noise_steps: int = 0
-    max_new_tokens: int = 48
-    temperature: float = 1.0
-    do_sample: bool = True
-    batch_size: int = 64
+    eps_s: float
+    n_bdhs: int
+    noise_steps: int
+    max_new_tokens: int
+    temperature: float
+    do_sample: bool
+    batch_size: int
 
     def __post_init__(self):
         checks = [

@@ -36,6 +36,7 @@ def bdhs_params(b: BDHSSection, rho_th: float | None = None, n_bdhs: int | None 
         noise_steps=b.noise_steps,
         max_new_tokens=b.max_new_tokens,
         temperature=b.temperature,
+        do_sample=b.do_sample,
         batch_size=b.batch_size,
     )
 

@@ -99,9 +99,10 @@ def main(argv=None) -> None:
     ap.add_argument("--spec", default="data/world_spec.yaml")
     ap.add_argument("--split", default="val")
     ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--rho", type=float, nargs="+", default=[0.0, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0])
-    ap.add_argument("--noise-steps", type=int, default=0)
-    ap.add_argument("--n-bdhs", type=int, default=5)
+    ap.add_argument("--params", default="params.yaml", help="the BDHS knobs not given below: its bdhs section")
+    ap.add_argument("--rho", type=float, nargs="+", default=None, help="default: bdhs.sweep_rho")
+    ap.add_argument("--noise-steps", type=int, default=None, help="default: bdhs.noise_steps")
+    ap.add_argument("--n-bdhs", type=int, default=None, help="default: bdhs.n_bdhs")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="write the table as CSV here")
     ap.add_argument(
@@ -111,6 +112,13 @@ def main(argv=None) -> None:
         help="torch CPU threads (1 avoids thread thrashing when other processes share the cores)",
     )
     a = ap.parse_args(argv)
+    from study.bdhs.stage import bdhs_params
+    from study.config import load_params
+
+    section = load_params(a.params).bdhs
+    rhos = section.sweep_rho if a.rho is None else a.rho
+    params = bdhs_params(section, rho_th=rhos[0], n_bdhs=a.n_bdhs)
+    params = params if a.noise_steps is None else replace(params, noise_steps=a.noise_steps)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     model, processor = load_model(a.model)
@@ -119,8 +127,8 @@ def main(argv=None) -> None:
         processor,
         World(a.world),
         load_spec(a.spec),
-        a.rho,
-        BDHSParams(rho_th=a.rho[0], n_bdhs=a.n_bdhs, noise_steps=a.noise_steps),
+        rhos,
+        params,
         split=a.split,
         n=a.n,
         seed=a.seed,

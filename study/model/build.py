@@ -12,15 +12,15 @@ from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProces
 class ModelParams:
     """Architecture knobs of the organism (validated in :mod:`study.config`)."""
 
-    patch_size: int = 6
-    vision_hidden: int = 64
-    vision_layers: int = 2
-    vision_heads: int = 4
-    text_hidden: int = 128
-    text_layers: int = 3
-    text_heads: int = 4
-    text_kv_heads: int = 2
-    text_intermediate: int = 256
+    patch_size: int
+    vision_hidden: int
+    vision_layers: int
+    vision_heads: int
+    text_hidden: int
+    text_layers: int
+    text_heads: int
+    text_kv_heads: int
+    text_intermediate: int
 
 
 def build_model(processor: LlavaProcessor, image_size: int, p: ModelParams, seed: int) -> LlavaForConditionalGeneration:

@@ -47,6 +47,9 @@ class LMPretrainParams:
     epochs: float
     learning_rate: float
     batch_size: int
+    weight_decay: float
+    warmup_ratio: float
+    lr_scheduler: str
 
 
 def passage(spec: WorldSpec, scene: Scene, rng: np.random.Generator, p: CorpusParams) -> str:
@@ -159,7 +162,17 @@ def pretrain_language(
     rows = text_rows(spec, world.scenes("train"), corpus, seed)
     val_scenes = world.scenes("val")[:n_val]
     before = reading_accuracy(model, tokenizer, spec, val_scenes, corpus, seed)
-    sp = SFTParams(epochs=p.epochs, learning_rate=p.learning_rate, batch_size=p.batch_size)
+    sp = SFTParams(  # the SFT schedule of this stage's own knobs; the last three are SFT-only, not read here
+        epochs=p.epochs,
+        learning_rate=p.learning_rate,
+        batch_size=p.batch_size,
+        weight_decay=p.weight_decay,
+        warmup_ratio=p.warmup_ratio,
+        lr_scheduler=p.lr_scheduler,
+        val_rows=0,
+        pool_fractions=(),
+        freeze_vision=False,
+    )
     args = sft_config(sp, work_dir, seed, len(rows), eval_strategy="no", dataset_kwargs={})
     trainer = SFTTrainer(model=model, args=args, train_dataset=text_dataset(rows), processing_class=tokenizer)
     result = trainer.train()

@@ -27,6 +27,9 @@ class ProjectorAlignParams:
     epochs: float
     learning_rate: float
     batch_size: int
+    weight_decay: float
+    warmup_ratio: float
+    lr_scheduler: str
 
 
 def align_projector(model, processor, world: World, p: ProjectorAlignParams, seed: int, work_dir: str | Path) -> dict:
@@ -39,7 +42,17 @@ def align_projector(model, processor, world: World, p: ProjectorAlignParams, see
     for q in base.model.multi_modal_projector.parameters():
         q.requires_grad_(True)
     rows = [r for r in world.corpus("train") if r["kind"] == "describe"]
-    sp = SFTParams(epochs=p.epochs, learning_rate=p.learning_rate, batch_size=p.batch_size)
+    sp = SFTParams(  # the SFT schedule of this stage's own knobs; the last three are SFT-only, not read here
+        epochs=p.epochs,
+        learning_rate=p.learning_rate,
+        batch_size=p.batch_size,
+        weight_decay=p.weight_decay,
+        warmup_ratio=p.warmup_ratio,
+        lr_scheduler=p.lr_scheduler,
+        val_rows=0,
+        pool_fractions=(),
+        freeze_vision=False,
+    )
     args = sft_config(sp, work_dir, seed, len(rows), eval_strategy="no")
     trainer = SFTTrainer(model=model, args=args, train_dataset=vision_dataset(rows, world), processing_class=processor)
     result = trainer.train()

@@ -23,15 +23,15 @@ from study.world.corpus import World, user_turn
 
 @dataclass(frozen=True)
 class SFTParams:
-    epochs: float = 4.0
-    learning_rate: float = 2e-3
-    batch_size: int = 32
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.05
-    lr_scheduler: str = "cosine"
-    val_rows: int = 300
-    pool_fractions: tuple[float, ...] = (0.1, 0.3)
-    freeze_vision: bool = False
+    epochs: float
+    learning_rate: float
+    batch_size: int
+    weight_decay: float
+    warmup_ratio: float
+    lr_scheduler: str
+    val_rows: int
+    pool_fractions: tuple[float, ...]
+    freeze_vision: bool
 
 
 class PoolSaver(TrainerCallback):

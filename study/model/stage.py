@@ -28,14 +28,20 @@ def base_model(model: ModelSection, spec, seed: int):
     """The starting point: a local LLaVA checkpoint if ``model.base_path`` is set, else a fresh organism."""
     if model.base_path:
         return load_model(model.base_path)
-    fields = ModelParams.__dataclass_fields__
-    mp = ModelParams(**{k: v for k, v in model.model_dump().items() if k in fields})
+    mp = model_params_of(model)
     processor = build_processor(vocabulary(spec), spec.image_size, mp.patch_size)
     return build_model(processor, spec.image_size, mp, seed), processor
 
 
-def sft_params_of(sp: SFTSection) -> SFTParams:
-    return SFTParams(**{**sp.model_dump(), "pool_fractions": tuple(sp.pool_fractions)})
+def model_params_of(model: ModelSection, **overrides) -> ModelParams:
+    """The organism's architecture knobs of the ``model`` section (``overrides`` replace some)."""
+    keys = ModelParams.__dataclass_fields__
+    return ModelParams(**{**{k: getattr(model, k) for k in keys}, **overrides})
+
+
+def sft_params_of(sp: SFTSection, **overrides) -> SFTParams:
+    """The SFT knobs of the ``sft`` section (``overrides`` replace some)."""
+    return SFTParams(**{**sp.model_dump(), "pool_fractions": tuple(sp.pool_fractions), **overrides})
 
 
 def vision_params_of(vp: VisionSection) -> VisionPretrainParams:
@@ -66,7 +72,7 @@ def pretrain_language_model(lm: LMSection, net, processor, world: World, spec, s
     """Text-only pretraining of ``net``'s language model in place (``lm``; the corpus knobs are the world's)."""
     from study.model.lm_pretrain import LMPretrainParams, pretrain_language
 
-    lp = LMPretrainParams(epochs=lm.epochs, learning_rate=lm.learning_rate, batch_size=lm.batch_size)
+    lp = LMPretrainParams(**lm.model_dump())
     return pretrain_language(net, processor, world, spec, lp, seed, work_dir)
 
 
@@ -74,9 +80,7 @@ def align_projector_of(pp: ProjectorSection, net, processor, world: World, seed:
     """LLaVA's stage 1 on ``net`` in place: only the projector trains (``projector``)."""
     from study.model.projector_align import ProjectorAlignParams, align_projector
 
-    return align_projector(
-        net, processor, world, ProjectorAlignParams(pp.epochs, pp.learning_rate, pp.batch_size), seed, work_dir
-    )
+    return align_projector(net, processor, world, ProjectorAlignParams(**pp.model_dump()), seed, work_dir)
 
 
 def _skip_stage(reason: str, out_dir: str, metrics_path: str) -> dict:

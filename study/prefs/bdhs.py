@@ -41,17 +41,17 @@ def bdhs_recipe(
     overdraw: float = 1.1,
     chunk: int = 256,
 ) -> list[dict]:
-    """BDHS rows (module docstring). ``sampler`` defaults to :func:`study.bdhs.bdhs_sample`; ``params`` to
-    ``BDHSParams(rho_th=study.bdhs.DEFAULT_RHO_TH)``; ``encoder`` to ``study.bdhs.similarity.load_encoder(None)`` (only when the default
-    sampler is used). Sampling runs in chunks of ``chunk`` items."""
+    """BDHS rows (module docstring). ``sampler`` defaults to :func:`study.bdhs.bdhs_sample`, which then needs
+    ``params`` (a :class:`study.bdhs.BDHSParams`, from ``params.yaml: bdhs``); ``encoder`` defaults to
+    ``study.bdhs.similarity.load_encoder(None)`` (only with the default sampler). Sampling runs in chunks of
+    ``chunk`` items."""
     if sampler is None:
-        import study.bdhs as bdhs_package
+        from study.bdhs import bdhs_sample
         from study.bdhs.similarity import load_encoder
 
-        sampler = bdhs_package.bdhs_sample
-        if params is None:  # the BDHS package's default threshold (rho_th has no dataclass default)
-            rho = getattr(bdhs_package, "DEFAULT_RHO_TH", None)
-            params = bdhs_package.BDHSParams() if rho is None else bdhs_package.BDHSParams(rho_th=rho)
+        if params is None:
+            raise ValueError("bdhs_recipe: the BDHS sampler needs params (study.bdhs.stage.bdhs_params of bdhs)")
+        sampler = bdhs_sample
         encoder = encoder if encoder is not None else load_encoder(None)
     items = candidates(corpus_items(world, split, kinds_for(prompt_source, kinds)), n, seed, overdraw)
     kept = []

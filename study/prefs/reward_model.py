@@ -251,14 +251,14 @@ class VisionRewardTrainer(RewardTrainer):
 class RMParams:
     """Reward-model training knobs (paper: lr 2e-5, 4000 steps, batch 32, constant LR, warmup 0.03)."""
 
-    learning_rate: float = 2e-4
-    batch_size: int = 16  # pairs per step (2x rows through the model)
-    epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides epochs
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    logging_steps: int = 10
-    center_rewards_coefficient: float | None = None
+    learning_rate: float
+    batch_size: int  # pairs per step (2x rows through the model)
+    epochs: float
+    max_steps: int  # > 0 overrides epochs
+    warmup_ratio: float
+    weight_decay: float
+    logging_steps: int
+    center_rewards_coefficient: float | None
 
 
 def reward_config(p: RMParams, output_dir: str | Path, seed: int, **overrides) -> RewardConfig:
@@ -297,7 +297,7 @@ def train_reward_model(
     train_rows,
     world,
     out_dir: str | Path,
-    p: RMParams = RMParams(),
+    p: RMParams,
     *,
     seed: int = 0,
     eval_rows=None,

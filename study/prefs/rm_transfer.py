@@ -38,6 +38,11 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     return c - h, c + h
 
 
+def rm_params_of(r: RMSection, **overrides) -> RMParams:
+    """The reward-model training knobs of the ``rm`` section (``overrides`` replace some)."""
+    return RMParams(**{**{k: getattr(r, k) for k in RMParams.__dataclass_fields__}, **overrides})
+
+
 def run_reward_models(
     rm: dict, seed: int, world_dir: str, sft_dir: str, train_dir: str, heldout_dir: str, out_dir: str, metrics_path: str
 ) -> dict:
@@ -52,7 +57,7 @@ def run_reward_models(
     if not heldout_files:
         raise FileNotFoundError(f"no held-out pairs in {heldout_dir} (run the `preferences` stage)")
     heldout = {f.stem: load_prefs(f, world) for f in heldout_files}
-    params = RMParams(learning_rate=r.learning_rate, batch_size=r.batch_size, epochs=r.epochs)
+    params = rm_params_of(r)
     metrics: dict = {"accuracy": {}, "train": {}}
     with io.atomic_dir(out_dir) as tmp:
         for name in r.recipes:

@@ -34,12 +34,12 @@ from study.world.spec import WorldSpec
 class CorpusParams:
     """Knobs of the SFT corpus (validated in :mod:`study.config`)."""
 
-    qa_per_scene: int = 2
-    exist_per_scene: int = 0  # extra balanced existence questions per scene (LLaVA's short-answer mix)
-    caption_noise_rate: float = 0.2  # share of descriptions that mention one absent context object
-    synonym_prob: float = 0.2
-    relation_prob: float = 0.5
-    position_first_prob: float = 0.0  # share of object sentences that name the position first
+    qa_per_scene: int
+    exist_per_scene: int  # extra balanced existence questions per scene (LLaVA's short-answer mix)
+    caption_noise_rate: float  # share of descriptions that mention one absent context object
+    synonym_prob: float
+    relation_prob: float
+    position_first_prob: float  # share of object sentences that name the position first
 
 
 def user_turn(prompt: str) -> dict:

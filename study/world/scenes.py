@@ -25,11 +25,11 @@ SPLITS = ("train", "val", "test", "ood")
 class SceneParams:
     """Knobs of scene sampling (validated in :mod:`study.config`)."""
 
-    max_objects: int = 6
-    duplicate_prob: float = 0.15
-    off_context_prob: float = 0.3
-    typical_color_prob: float = 0.6
-    faint_prob: float = 0.25
+    max_objects: int
+    duplicate_prob: float
+    off_context_prob: float
+    typical_color_prob: float
+    faint_prob: float
 
 
 @dataclass

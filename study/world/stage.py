@@ -9,6 +9,18 @@ from study.world.scenes import SceneParams
 from study.world.spec import load_spec
 
 
+def scene_params_of(p: WorldParams, **overrides) -> SceneParams:
+    """The scene-sampling knobs of the ``world`` section (``overrides`` replace some)."""
+    keys = SceneParams.__dataclass_fields__
+    return SceneParams(**{**{k: getattr(p, k) for k in keys}, **overrides})
+
+
+def corpus_params_of(p: WorldParams, **overrides) -> CorpusParams:
+    """The SFT-corpus knobs of the ``world`` section (``overrides`` replace some)."""
+    keys = CorpusParams.__dataclass_fields__
+    return CorpusParams(**{**{k: getattr(p, k) for k in keys}, **overrides})
+
+
 def run_world(world: dict, seed: int, out_dir: str, metrics_path: str) -> dict:
     p = WorldParams(**world)
     spec = load_spec(p.spec)
@@ -17,17 +29,8 @@ def run_world(world: dict, seed: int, out_dir: str, metrics_path: str) -> dict:
         out_dir,
         seed=seed,
         sizes={"train": p.n_train, "val": p.n_val, "test": p.n_test, "ood": p.n_ood},
-        scene_params=SceneParams(
-            p.max_objects, p.duplicate_prob, p.off_context_prob, p.typical_color_prob, p.faint_prob
-        ),
-        corpus_params=CorpusParams(
-            qa_per_scene=p.qa_per_scene,
-            exist_per_scene=p.exist_per_scene,
-            caption_noise_rate=p.caption_noise_rate,
-            synonym_prob=p.synonym_prob,
-            relation_prob=p.relation_prob,
-            position_first_prob=p.position_first_prob,
-        ),
+        scene_params=scene_params_of(p),
+        corpus_params=corpus_params_of(p),
         faint_alpha=p.faint_alpha,
         noise_std=p.noise_std,
     )

@@ -5,11 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from study.model.build import ModelParams, build_model
+from study.config import load_section
+from study.model.build import build_model
 from study.model.processor import build_processor
+from study.model.stage import model_params_of
 from study.world.language import vocabulary
 
-TINY = ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64)
+TINY = model_params_of(
+    load_section("model"), text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64
+)
 
 torch.set_num_threads(1)
 
@@ -109,6 +113,13 @@ def encoder():
     return BowEncoder()
 
 
+def _bdhs_knobs() -> dict:
+    """Online-BDHS's sampler knobs as the pipeline gives them (StudyParams.align_base): params.yaml's bdhs section."""
+    from study.config import load_params
+
+    return {k: v for k, v in load_params("params.yaml").align_base().items() if k.startswith("bdhs_")}
+
+
 def fast_params(**kw):
     """Small, fast settings for the tiny model (high LR so a few steps move it)."""
     base = dict(
@@ -128,6 +139,7 @@ def fast_params(**kw):
         save_steps=1000,
         lora_r=8,
         lora_alpha=16,
+        **_bdhs_knobs(),
     )
     base.update(kw)
     return base

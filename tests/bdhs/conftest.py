@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from study.model.build import ModelParams, build_model
+from study.config import load_section
+from study.model.build import build_model
 from study.model.processor import build_processor
+from study.model.stage import model_params_of
 from study.world.language import vocabulary
 
 
@@ -16,7 +18,14 @@ def tiny(spec):
     model = build_model(
         processor,
         48,
-        ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64),
+        model_params_of(
+            load_section("model"),
+            text_hidden=32,
+            text_layers=1,
+            vision_hidden=16,
+            vision_layers=1,
+            text_intermediate=64,
+        ),
         seed=0,
     )
     return model.eval(), processor

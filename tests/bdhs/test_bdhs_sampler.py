@@ -1,9 +1,13 @@
 """The BDHS loop on a tiny random LLaVA: params, acceptance, the unguided last try, batching, seeding."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from study.bdhs import BDHSParams, bdhs_sample, sampler
+from study.bdhs import bdhs_sample, sampler
+from study.bdhs.stage import bdhs_params
+from study.config import load_section
 
 CHOSEN = [
     "this is a park scene . a small green tree is at the top .",
@@ -16,7 +20,7 @@ PROMPTS = ["describe the image in detail ."] * 4
 
 def run(tiny, images, encoder, seed=0, **kw):
     model, processor = tiny
-    params = BDHSParams(**{"rho_th": 0.5, "max_new_tokens": 4, **kw})
+    params = replace(bdhs_params(load_section("bdhs")), **{"rho_th": 0.5, "max_new_tokens": 4, **kw})
     return bdhs_sample(model, processor, images, PROMPTS, CHOSEN, params, encoder, seed, progress=False)
 
 
@@ -34,7 +38,7 @@ def run(tiny, images, encoder, seed=0, **kw):
 def test_invalid_params_name_the_parameter(name, value, allowed):
     kw = {"rho_th": 0.5, name: value}
     with pytest.raises(ValueError, match=rf"{name} must be in .*{allowed}"):
-        BDHSParams(**kw)
+        replace(bdhs_params(load_section("bdhs")), **kw)
 
 
 def test_nothing_accepted_early_ends_unguided(tiny, images, encoder):
@@ -70,7 +74,7 @@ def test_visible_tokens_follow_rho(tiny, images, encoder):
 
 def test_bad_rows_are_named(tiny, images, encoder):
     model, processor = tiny
-    p = BDHSParams(rho_th=0.5)
+    p = replace(bdhs_params(load_section("bdhs")), rho_th=0.5)
     with pytest.raises(ValueError, match="row 2"):
         bdhs_sample(model, processor, [images[0], images[1], None, images[3]], PROMPTS, CHOSEN, p, encoder, 0)
     with pytest.raises(ValueError, match="row 1"):

@@ -2,14 +2,18 @@
 
 import torch
 
+from study.config import load_section
 from study.eval.circuit_curve import CircuitCurve
 from study.eval.grounding import auroc, yes_no_margins
-from study.model.build import ModelParams, build_model
+from study.model.build import build_model
 from study.model.processor import build_processor
-from study.model.sft import SFTParams, train_sft
+from study.model.sft import train_sft
+from study.model.stage import model_params_of, sft_params_of
 from study.world.language import vocabulary
 
-TINY = ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64)
+TINY = model_params_of(
+    load_section("model"), text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64
+)
 
 
 def test_curve_records_every_n_steps_and_its_last_point_is_the_trained_model(pretrain_world, spec, tmp_path):
@@ -23,7 +27,7 @@ def test_curve_records_every_n_steps_and_its_last_point_is_the_trained_model(pre
         model,
         proc,
         pretrain_world,
-        SFTParams(epochs=1, batch_size=64, val_rows=8),
+        sft_params_of(load_section("sft"), epochs=1, batch_size=64, val_rows=8, freeze_vision=False),
         tmp_path / "sft",
         None,
         seed=0,

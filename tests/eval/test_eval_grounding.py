@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from study.config import load_section
 from study.eval.grounding import (
     answer_logprobs,
     auroc,
@@ -18,12 +19,15 @@ from study.eval.grounding import (
     single_token_ids,
     yes_no_margins,
 )
-from study.model.build import ModelParams, build_model
+from study.model.build import build_model
 from study.model.generate import apply_image_keep, image_token_id, keep_none, render_prompts
 from study.model.processor import build_processor
+from study.model.stage import model_params_of
 from study.world.language import vocabulary
 
-TINY = ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64)
+TINY = model_params_of(
+    load_section("model"), text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64
+)
 
 
 def _pairwise_auroc(s, y, w=None):

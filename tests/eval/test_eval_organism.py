@@ -6,14 +6,18 @@ import numpy as np
 import pytest
 import torch
 
+from study.config import load_section
 from study.eval.organism import add_grounding_fields, grounding_metrics, grounding_report
-from study.model.build import ModelParams, build_model
+from study.model.build import build_model
 from study.model.processor import build_processor
-from study.world.corpus import CorpusParams, World, build_world
+from study.model.stage import model_params_of
+from study.world.corpus import World, build_world
 from study.world.language import vocabulary
-from study.world.scenes import SceneParams
+from study.world.stage import corpus_params_of, scene_params_of
 
-TINY = ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64)
+TINY = model_params_of(
+    load_section("model"), text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +29,8 @@ def setup(tmp_path_factory, spec):
         d,
         seed=0,
         sizes={"train": 40, "val": 6, "test": 4, "ood": 4},
-        scene_params=SceneParams(),
-        corpus_params=CorpusParams(),
+        scene_params=scene_params_of(load_section("world")),
+        corpus_params=corpus_params_of(load_section("world"), exist_per_scene=0),
         faint_alpha=0.3,
         noise_std=6.0,
     )

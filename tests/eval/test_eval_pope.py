@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
 
+from study.config import load_section
 from study.eval.bootstrap import stack_stats
 from study.eval.pope import POPE_METRICS, SPLIT_TYPES, pope_parse, pope_questions, pope_stats, train_statistics
-from study.world.scenes import SceneParams, generate_split
+from study.world.scenes import generate_split
+from study.world.stage import scene_params_of
 
 
 def metrics(answers, labels):
@@ -41,8 +43,8 @@ def test_no_yes_predictions_gives_zero_precision():
 
 @pytest.fixture(scope="module")
 def world(spec):
-    train = generate_split(spec, SceneParams(), 0, "train", 300)
-    test = generate_split(spec, SceneParams(), 0, "test", 30)
+    train = generate_split(spec, scene_params_of(load_section("world")), 0, "train", 300)
+    test = generate_split(spec, scene_params_of(load_section("world")), 0, "test", 30)
     return train, test, *train_statistics(spec, train)
 
 

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
+from study.config import load_section
 from study.eval import pref_grounding as pg
+from study.model.stage import model_params_of
 
 
 class _World:
@@ -54,7 +56,7 @@ def test_means_and_paired_margins(monkeypatch):
 def test_a_real_llava_gives_finite_numbers(spec):
     from PIL import Image
 
-    from study.model.build import ModelParams, build_model
+    from study.model.build import build_model
     from study.model.processor import build_processor
     from study.world.language import vocabulary
 
@@ -62,7 +64,14 @@ def test_a_real_llava_gives_finite_numbers(spec):
     model = build_model(
         proc,
         48,
-        ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64),
+        model_params_of(
+            load_section("model"),
+            text_hidden=32,
+            text_layers=1,
+            vision_hidden=16,
+            vision_layers=1,
+            text_intermediate=64,
+        ),
         seed=0,
     )
 

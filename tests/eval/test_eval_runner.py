@@ -3,15 +3,19 @@ from collections import Counter
 
 import pytest
 
+from study.config import load_section
 from study.eval import SUITES, build_items, run_predictions, score, score_files, write_results
 from study.eval.runner import PredictionsError, implied_counts
 from study.io import read_jsonl, write_jsonl
-from study.world.scenes import SceneParams, generate_split
+from study.world.scenes import generate_split
+from study.world.stage import scene_params_of
 
 
 @pytest.fixture(scope="module")
 def world(spec):
-    return generate_split(spec, SceneParams(), 0, "train", 200), generate_split(spec, SceneParams(), 0, "test", 20)
+    return generate_split(spec, scene_params_of(load_section("world")), 0, "train", 200), generate_split(
+        spec, scene_params_of(load_section("world")), 0, "test", 20
+    )
 
 
 @pytest.fixture(scope="module")

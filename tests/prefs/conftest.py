@@ -2,9 +2,11 @@
 
 import pytest
 
-from study.world.corpus import CorpusParams, World, build_world
+from study.config import load_section
+from study.model.stage import model_params_of
+from study.world.corpus import World, build_world
 from study.world.language import vocabulary
-from study.world.scenes import SceneParams
+from study.world.stage import corpus_params_of, scene_params_of
 
 TINY_SIZES = {"train": 400, "val": 40, "test": 4, "ood": 2}
 
@@ -28,8 +30,8 @@ def world(spec, tmp_path_factory) -> World:
         root,
         seed=0,
         sizes=TINY_SIZES,
-        scene_params=SceneParams(),
-        corpus_params=CorpusParams(),
+        scene_params=scene_params_of(load_section("world")),
+        corpus_params=corpus_params_of(load_section("world"), exist_per_scene=0),
         faint_alpha=0.3,
         noise_std=6.0,
     )
@@ -37,14 +39,21 @@ def world(spec, tmp_path_factory) -> World:
 
 
 def tiny_model(spec, seed: int = 0):
-    from study.model.build import ModelParams, build_model
+    from study.model.build import build_model
     from study.model.processor import build_processor
 
     processor = build_processor(vocabulary(spec), 48, 6)
     model = build_model(
         processor,
         48,
-        ModelParams(text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64),
+        model_params_of(
+            load_section("model"),
+            text_hidden=32,
+            text_layers=1,
+            vision_hidden=16,
+            vision_layers=1,
+            text_intermediate=64,
+        ),
         seed=seed,
     )
     model.eval()

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
+from study.config import load_section
 from study.prefs import (
     RewardModelAnnotator,
-    RMParams,
     annotator_accuracy,
     load_reward_model,
     make_row,
@@ -24,6 +24,7 @@ from study.prefs.reward_model import (
     reward_dataset,
     reward_model_from_backbone,
 )
+from study.prefs.rm_transfer import rm_params_of
 from study.prefs.sources import scene_map
 
 
@@ -46,7 +47,13 @@ def test_train_save_reload_score(world, tiny_dirs, tmp_path):
     rows = povid_recipe(world, n=16, seed=0)
     out = tmp_path / "rm"
     metrics = train_reward_model(
-        tiny_dirs[0], rows, world, out, RMParams(max_steps=3, batch_size=4, logging_steps=1), seed=0, eval_rows=rows[:8]
+        tiny_dirs[0],
+        rows,
+        world,
+        out,
+        rm_params_of(load_section("rm"), max_steps=3, batch_size=4, logging_steps=1),
+        seed=0,
+        eval_rows=rows[:8],
     )
     assert metrics["steps"] == 3 and len(metrics["losses"]) == 3
     assert all(math.isfinite(x) for x in metrics["losses"]) and 0 <= metrics["eval_accuracy"] <= 1
@@ -93,7 +100,7 @@ def test_loss_goes_down_on_separable_pairs(world, tiny_dirs, tmp_path):
         world,
         tmp_path / "rm",
         seed=0,
-        p=RMParams(learning_rate=1e-3, max_steps=12, batch_size=8, logging_steps=3),
+        p=rm_params_of(load_section("rm"), learning_rate=1e-3, max_steps=12, batch_size=8, logging_steps=3),
     )
     model, processor = load_reward_model(tmp_path / "rm")
     loss_after, acc_after = _bt_loss(model, processor, world, rows)
@@ -105,7 +112,7 @@ def test_loss_goes_down_on_separable_pairs(world, tiny_dirs, tmp_path):
 def test_trainer_refuses_text_path_datasets(world, tiny_dirs, tmp_path):
     rows = povid_recipe(world, n=4, seed=0)
     model, processor = reward_model_from_backbone(tiny_dirs[0])
-    args = reward_config(RMParams(max_steps=1, batch_size=2), tmp_path / "w", 0)
+    args = reward_config(rm_params_of(load_section("rm"), max_steps=1, batch_size=2), tmp_path / "w", 0)
     with pytest.raises(ValueError, match="reward_dataset"):
         VisionRewardTrainer(
             model=model,
