@@ -34,15 +34,34 @@ from pathlib import Path
 from typing import Callable
 
 from study import io
-from study.config import REWARD_MODELS_DIR, ParamsError, StudyParams, load_params
-
-ARTIFACTS = Path("artifacts")
-REPORTS = Path("reports")
-METRICS = Path("metrics")
+from study.config import ParamsError, StudyParams, load_params
+from study.stages import (
+    ALIGN_MODELS,
+    BDHS_PREFS,
+    BDHS_SWEEP,
+    BY_NAME,
+    DVCLIVE,
+    EVAL,
+    HELDOUT,
+    LM,
+    METRICS,
+    PAPER,
+    POOL,
+    RECIPES,
+    REPORTS,
+    REWARD_MODELS,
+    SFT,
+    UNION,
+    VISION,
+    WORLD,
+    prefs_file,
+)
 
 
 @dataclass(frozen=True)
 class Stage:
+    """How the runner starts a declared stage (:mod:`study.stages`): its notebook and the parameters it injects."""
+
     notebook: str
     inject: Callable[..., dict]
 
@@ -51,8 +70,8 @@ def _world(p: StudyParams) -> dict:
     return {
         "world": p.world.model_dump(),
         "seed": p.seed,
-        "out_dir": str(ARTIFACTS / "world"),
-        "metrics_path": str(METRICS / "world.json"),
+        "out_dir": WORLD,
+        "metrics_path": f"{METRICS}/world.json",
     }
 
 
@@ -62,9 +81,9 @@ def _vision(p: StudyParams) -> dict:
         "vision": p.vision.model_dump(),
         "seed": p.seed,
         "world_spec": p.world.spec,
-        "world_dir": str(ARTIFACTS / "world"),
-        "out_dir": str(ARTIFACTS / "models" / "vision"),
-        "metrics_path": str(METRICS / "vision.json"),
+        "world_dir": WORLD,
+        "out_dir": VISION,
+        "metrics_path": f"{METRICS}/vision.json",
     }
 
 
@@ -75,10 +94,10 @@ def _lm(p: StudyParams) -> dict:
         "projector": p.projector.model_dump(),
         "seed": p.seed,
         "world_spec": p.world.spec,
-        "world_dir": str(ARTIFACTS / "world"),
-        "init_dir": str(ARTIFACTS / "models" / "vision"),
-        "out_dir": str(ARTIFACTS / "models" / "lm"),
-        "metrics_path": str(METRICS / "lm.json"),
+        "world_dir": WORLD,
+        "init_dir": VISION,
+        "out_dir": LM,
+        "metrics_path": f"{METRICS}/lm.json",
     }
 
 
@@ -88,12 +107,12 @@ def _sft(p: StudyParams) -> dict:
         "sft": p.sft.model_dump(),
         "seed": p.seed,
         "world_spec": p.world.spec,
-        "world_dir": str(ARTIFACTS / "world"),
-        "out_dir": str(ARTIFACTS / "models" / "sft"),
-        "live_dir": "dvclive/sft",
-        "metrics_path": str(METRICS / "sft.json"),
-        "pool_dir": str(ARTIFACTS / "models" / "pool"),
-        "init_dir": str(ARTIFACTS / "models" / "lm"),
+        "world_dir": WORLD,
+        "out_dir": SFT,
+        "live_dir": f"{DVCLIVE}/sft",
+        "metrics_path": f"{METRICS}/sft.json",
+        "pool_dir": POOL,
+        "init_dir": LM,
     }
 
 
@@ -109,11 +128,11 @@ def _organism(p: StudyParams) -> dict:
         "sft": p.sft.model_dump(),
         "seed": p.seed,
         "world_spec": p.world.spec,
-        "world_dir": str(ARTIFACTS / "world"),
-        "model_dir": str(ARTIFACTS / "models" / "sft"),
-        "bdhs_metrics": str(METRICS / "bdhs.json"),
-        "out_dir": str(ARTIFACTS / "eval" / "organism"),
-        "metrics_path": str(METRICS / "organism.json"),
+        "world_dir": WORLD,
+        "model_dir": SFT,
+        "bdhs_metrics": f"{METRICS}/bdhs.json",
+        "out_dir": f"{EVAL}/organism",
+        "metrics_path": f"{METRICS}/organism.json",
     }
 
 
@@ -122,10 +141,10 @@ def _evaluate(p: StudyParams) -> dict:
         "eval": p.eval.model_dump(),
         "seed": p.seed,
         "world_spec": p.world.spec,
-        "world_dir": str(ARTIFACTS / "world"),
-        "model_dir": str(ARTIFACTS / "models" / "sft"),
-        "out_dir": str(ARTIFACTS / "eval" / "sft"),
-        "metrics_path": str(METRICS / "eval_sft.json"),
+        "world_dir": WORLD,
+        "model_dir": SFT,
+        "out_dir": f"{EVAL}/sft",
+        "metrics_path": f"{METRICS}/eval_sft.json",
     }
 
 
@@ -134,13 +153,13 @@ def _bdhs(p: StudyParams) -> dict:
         "bdhs": p.bdhs.model_dump(),
         "seed": p.seed,
         "world_spec": p.world.spec,
-        "world_dir": str(ARTIFACTS / "world"),
-        "model_dir": str(ARTIFACTS / "models" / "sft"),
-        "out_path": str(ARTIFACTS / "prefs" / "bdhs.parquet"),
-        "sweep_path": str(ARTIFACTS / "bdhs" / "sweep.csv"),
-        "metrics_path": str(METRICS / "bdhs.json"),
-        "povid_path": str(ARTIFACTS / "prefs" / "recipes" / "povid.parquet"),
-        "union_dir": str(ARTIFACTS / "prefs" / "union"),
+        "world_dir": WORLD,
+        "model_dir": SFT,
+        "out_path": BDHS_PREFS,
+        "sweep_path": f"{BDHS_SWEEP}/sweep.csv",
+        "metrics_path": f"{METRICS}/bdhs.json",
+        "povid_path": f"{RECIPES}/povid.parquet",
+        "union_dir": UNION,
     }
 
 
@@ -149,12 +168,12 @@ def _preferences(p: StudyParams) -> dict:
         "prefs": p.prefs.model_dump(),
         "seed": p.seed,
         "world_spec": p.world.spec,
-        "world_dir": str(ARTIFACTS / "world"),
-        "sft_dir": str(ARTIFACTS / "models" / "sft"),
-        "pool_dir": str(ARTIFACTS / "models" / "pool"),
-        "out_dir": str(ARTIFACTS / "prefs" / "recipes"),
-        "metrics_path": str(METRICS / "prefs.json"),
-        "heldout_dir": str(ARTIFACTS / "prefs" / "heldout"),
+        "world_dir": WORLD,
+        "sft_dir": SFT,
+        "pool_dir": POOL,
+        "out_dir": RECIPES,
+        "metrics_path": f"{METRICS}/prefs.json",
+        "heldout_dir": HELDOUT,
     }
 
 
@@ -162,12 +181,12 @@ def _reward_models(p: StudyParams) -> dict:
     return {
         "rm": p.rm.model_dump(),
         "seed": p.seed,
-        "world_dir": str(ARTIFACTS / "world"),
-        "sft_dir": str(ARTIFACTS / "models" / "sft"),
-        "train_dir": str(ARTIFACTS / "prefs" / "recipes"),
-        "heldout_dir": str(ARTIFACTS / "prefs" / "heldout"),
-        "out_dir": REWARD_MODELS_DIR,
-        "metrics_path": str(METRICS / "reward_models.json"),
+        "world_dir": WORLD,
+        "sft_dir": SFT,
+        "train_dir": RECIPES,
+        "heldout_dir": HELDOUT,
+        "out_dir": REWARD_MODELS,
+        "metrics_path": f"{METRICS}/reward_models.json",
     }
 
 
@@ -183,13 +202,14 @@ def _align(p: StudyParams, run: str) -> dict:
         "seed": p.seed,
         "seeds": list(p.align.seeds),
         "world_spec": p.world.spec,
-        "world_dir": str(ARTIFACTS / "world"),
-        "sft_dir": str(ARTIFACTS / "models" / "sft"),
-        "prefs_dir": str(ARTIFACTS / "prefs"),
-        "out_dir": str(ARTIFACTS / "models" / "align" / run),
-        "eval_dir": str(ARTIFACTS / "eval" / run),
-        "live_dir": f"dvclive/align/{run}",
-        "metrics_path": str(METRICS / "align" / f"{run}.json"),
+        "world_dir": WORLD,
+        "sft_dir": SFT,
+        "data_path": prefs_file(runs[run]["data"]),
+        "sft_metrics_path": f"{METRICS}/eval_sft.json",
+        "out_dir": f"{ALIGN_MODELS}/{run}",
+        "eval_dir": f"{EVAL}/{run}",
+        "live_dir": f"{DVCLIVE}/align/{run}",
+        "metrics_path": f"{METRICS}/align/{run}.json",
     }
 
 
@@ -197,31 +217,32 @@ def _paper(p: StudyParams) -> dict:
     return {
         "runs": list(p.align.all_runs()),
         "report": p.report.model_dump(),
-        "metrics_dir": str(METRICS),
-        "paper_dir": "paper",
-        "eval_dir": str(ARTIFACTS / "eval"),
+        "metrics_dir": METRICS,
+        "paper_dir": PAPER,
+        "eval_dir": EVAL,
         "world_spec": p.world.spec,
         "n_boot": p.eval.n_boot,
         "seed": p.seed,
     }
 
 
-STAGES: dict[str, Stage] = {
-    "world": Stage("00_world", _world),
-    "vision": Stage("01a_vision", _vision),
-    "lm": Stage("01b_lm", _lm),
-    "sft": Stage("01_sft", _sft),
-    "evaluate": Stage("02_evaluate", _evaluate),
-    "preferences": Stage("03_preferences", _preferences),
-    "bdhs": Stage("04_bdhs", _bdhs),
-    "organism": Stage("07_organism", _organism),
-    "reward_models": Stage("06_reward_models", _reward_models),
-    "align": Stage("05_align", _align),
-    "paper": Stage("08_paper", _paper),
+_INJECT: dict[str, Callable[..., dict]] = {
+    "world": _world,
+    "vision": _vision,
+    "lm": _lm,
+    "sft": _sft,
+    "evaluate": _evaluate,
+    "preferences": _preferences,
+    "bdhs": _bdhs,
+    "organism": _organism,
+    "reward_models": _reward_models,
+    "align": _align,
+    "paper": _paper,
 }
+STAGES: dict[str, Stage] = {name: Stage(BY_NAME[name].notebook, fn) for name, fn in _INJECT.items()}
 
 
-def check_spec(params_path: str | Path = "params.yaml", stamp: str | Path = METRICS / "world_spec.json") -> dict:
+def check_spec(params_path: str | Path = "params.yaml", stamp: str | Path = f"{METRICS}/world_spec.json") -> dict:
     """The ``spec`` stage: validate params and the world spec file (:func:`study.world.spec.load_spec`,
     errors name the file), then write a small record of what was validated to ``stamp``."""
     from study.resume import file_digest

@@ -292,7 +292,6 @@ def make_params(raw: AlignParams | dict[str, Any] | None = None, prefix: str = "
 RUN_KEYS = ("method", "data", "seeds")
 RUN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _DATA_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-PREFS_DIR = "artifacts/prefs"  # a run's `data` names artifacts/prefs/<data>.parquet (dvc.yaml, study.align.stage)
 
 
 def check_seeds(seeds: Any, key: str) -> list[int]:
@@ -325,14 +324,17 @@ def check_run_name(name: Any, section: str = "runs") -> str:
 
 def check_data_path(data: Any, key: str) -> str:
     """A run's ``data``: a relative path inside ``artifacts/prefs`` (``recipes/povid`` names
-    ``artifacts/prefs/recipes/povid.parquet``); no ``..``, no absolute path, no hidden or empty part."""
+    ``artifacts/prefs/recipes/povid.parquet``, :func:`study.stages.prefs_file`); no ``..``, no absolute path,
+    no hidden or empty part."""
     parts = data.split("/") if isinstance(data, str) else []
     if not parts or not all(_DATA_PART.fullmatch(x) for x in parts):
+        from study.stages import prefs_file
+
         raise AlignParamsError.of(
             [
                 (
                     key,
-                    f" must be a path inside {PREFS_DIR} (it names {PREFS_DIR}/<data>.parquet): "
+                    f" must be a path inside {prefs_file('<data>').rsplit('/', 1)[0]} (it names {prefs_file('<data>')}): "
                     "parts of letters, digits, `_`, `-` and `.` joined by `/`, no `..`, not absolute; "
                     f"got {data!r}",
                 )

@@ -71,7 +71,7 @@ def run_align(
     world_spec: str,
     world_dir: str,
     sft_dir: str,
-    prefs_dir: str,
+    data_path: str,
     out_dir: str,
     eval_dir: str,
     live_dir: str,
@@ -92,7 +92,7 @@ def run_align(
     params, data, run_seeds = run_params(run, spec_run, base)
     seeds = run_seeds or list(seeds)
     e = EvalSection(**eval)
-    data_path = Path(prefs_dir) / f"{data}.parquet"
+    data_path = Path(data_path)
     if not data_path.is_file():
         raise FileNotFoundError(f"align run {run!r}: `data: {data}` has no preference dataset at {data_path}")
     world = World(world_dir)

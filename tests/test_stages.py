@@ -1,0 +1,77 @@
+"""The stage contract: dvc.yaml is the file study/stages.py generates, and the runner hands each notebook only
+paths its declaration names (so a path is written once, and DVC tracks every file a stage reads or writes)."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from study import pipeline, stages
+from study.config import load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_dvc_yaml_is_generated_from_the_declarations():
+    assert (ROOT / "dvc.yaml").read_text() == stages.dvc_yaml_text(), "run `python -m study.stages`"
+    assert yaml.safe_load(stages.dvc_yaml_text()) == stages.dvc_yaml()
+
+
+def test_every_runner_stage_is_declared_with_its_notebook():
+    declared = {s.runner or s.name for s in stages.STAGES if s.notebook}
+    assert declared == set(pipeline.STAGES)
+    for name, runner in pipeline.STAGES.items():
+        assert runner.notebook == stages.BY_NAME[name].notebook
+        assert (ROOT / "notebooks" / f"{runner.notebook}.ipynb").is_file()
+
+
+def _declared_paths(stage: stages.Stage, run: str | None, params) -> set[str]:
+    dvc = stage.dvc()
+    body = dvc["do"] if "do" in dvc else dvc
+    entries = [*body["deps"], *body.get("outs", []), *body.get("metrics", []), *body.get("plots", [])]
+    paths = {next(iter(e)) if isinstance(e, dict) else e for e in entries}
+    if run is not None:
+        item = params.align.all_runs()[run]
+        paths = {p.replace("${key}", run).replace("${item.data}", item["data"]) for p in paths}
+        paths = {p.replace("${item.reward_model_path}", str(item.get("reward_model_path", ""))) for p in paths}
+    return paths
+
+
+def _covered(path: str, declared: set[str]) -> bool:
+    """``path`` is declared, or lies inside a declared folder."""
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in declared)
+
+
+# folders handed as roots, whose files the declaration names one by one
+ROOTS = {
+    ("sft", "live_dir"),  # DVCLive's folder: its plots are declared (dvclive/sft/plots/metrics)
+    ("paper", "paper_dir"),  # writes paper/tables and paper/figures
+    ("paper", "metrics_dir"),  # reads metrics/{eval_sft,reward_models,bdhs}.json and metrics/align, writes paper.json
+}
+
+
+@pytest.mark.parametrize("name", sorted(pipeline.STAGES))
+def test_injected_paths_are_declared(name):
+    params = load_params("params.yaml")
+    runs = list(params.align.runs)[:1] + list(params.align.rm_runs)[:1] if name == "align" else [None]
+    for run in runs:
+        injected = pipeline.STAGES[name].inject(params, run) if run else pipeline.STAGES[name].inject(params)
+        decl = stages.BY_NAME["align_rm" if run in params.align.rm_runs else name]
+        declared = _declared_paths(decl, run, params)
+        paths = {k: v for k, v in injected.items() if isinstance(v, str) and k.endswith(("_dir", "_path", "_metrics"))}
+        assert paths, name
+        for key, path in paths.items():
+            if (name, key) in ROOTS:
+                assert any(d.startswith(path.rstrip("/") + "/") for d in declared), (name, key, path)
+                continue
+            assert _covered(path, declared), f"{name}: injected {key}={path} is not in its declaration"
+
+
+def test_a_per_run_stage_names_each_runs_files():
+    params = load_params("params.yaml")
+    align = stages.BY_NAME["align"].dvc()
+    assert align["foreach"] == "${align.runs}" and "align.runs.${key}" in align["do"]["params"]
+    rm = stages.BY_NAME["align_rm"].dvc()
+    assert rm["do"]["cmd"] == "python -m study.pipeline align --run ${key}"
+    assert "${item.reward_model_path}" in rm["do"]["deps"]
+    assert set(params.align.rm_runs) and not set(params.align.rm_runs) & set(params.align.runs)
