@@ -1,0 +1,108 @@
+"""Same seed, same results across a refactor: run the pipeline at one profile for two commits and compare metrics.
+
+    python benchmarks/behaviour_identity.py run REV OUT [--profile smoke]   # dvc repro of REV in a scratch copy
+    python benchmarks/behaviour_identity.py compare OUT_A OUT_B             # every metric, key by key
+
+``run`` exports commit ``REV`` (``git archive``) with this checkout's ``data/`` into a scratch folder, sets
+``profile``, runs ``dvc repro`` there with that commit's own ``study`` package first on ``PYTHONPATH``, and
+copies ``metrics/`` and ``paper/tables/`` to ``OUT`` (with the run's wall time in ``OUT/seconds.txt``).
+``compare`` walks both ``metrics/`` trees: every JSON number, string and list must be equal, except values
+under keys that measure time or speed (:data:`VOLATILE`); it prints each difference and exits 1 if any.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+VOLATILE = re.compile(r"(seconds|runtime|_s$|per_second|throughput|tokens_per|samples_per|steps_per|time|peak_rss)")
+
+
+def run(rev: str, out: Path, profile: str) -> None:
+    scratch = Path(tempfile.mkdtemp(prefix="identity_"))
+    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(scratch)], input=archive, check=True)
+    for name in (".dvc", "dvc.lock", "data.dvc", "metrics", "paper/tables"):  # a fresh DVC project: nothing cached
+        target = scratch / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    shutil.copytree(ROOT / "data", scratch / "data", dirs_exist_ok=True)
+    params = yaml.safe_load((scratch / "params.yaml").read_text())
+    params["profile"] = profile
+    (scratch / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PYTHONPATH": str(scratch)}
+    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=scratch, check=True)
+    t = time.time()
+    r = subprocess.run(["dvc", "repro"], cwd=scratch, env=env, capture_output=True, text=True)
+    seconds = time.time() - t
+    if r.returncode:
+        sys.exit(f"dvc repro of {rev} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    out.mkdir(parents=True, exist_ok=True)
+    for sub in ("metrics", "paper/tables"):
+        if (scratch / sub).exists():
+            shutil.copytree(scratch / sub, out / sub, dirs_exist_ok=True)
+    (out / "seconds.txt").write_text(f"{seconds:.0f}\n")
+    print(f"{rev}: dvc repro at profile {profile} in {seconds:.0f} s -> {out}")
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _diff(a, b, path: str, out: list[str]) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if VOLATILE.search(str(k)):
+                continue
+            if k not in a or k not in b:
+                out.append(f"{path}.{k}: only in {'B' if k not in a else 'A'}")
+            else:
+                _diff(a[k], b[k], f"{path}.{k}", out)
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            _diff(x, y, f"{path}[{i}]", out)
+    elif a != b:
+        out.append(f"{path}: {a!r} != {b!r}")
+
+
+def compare(a: Path, b: Path) -> int:
+    files = sorted(
+        {p.relative_to(a) for p in (a / "metrics").rglob("*.json")}
+        | {p.relative_to(b) for p in (b / "metrics").rglob("*.json")}
+    )
+    diffs: list[str] = []
+    for rel in files:
+        if not (a / rel).is_file() or not (b / rel).is_file():
+            diffs.append(f"{rel}: only in {'B' if not (a / rel).is_file() else 'A'}")
+            continue
+        _diff(json.loads((a / rel).read_text()), json.loads((b / rel).read_text()), str(rel), diffs)
+    print("\n".join(diffs) if diffs else f"identical: {len(files)} metrics files (time and speed keys excluded)")
+    return 1 if diffs else 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("rev")
+    r.add_argument("out", type=Path)
+    r.add_argument("--profile", default="smoke")
+    c = sub.add_parser("compare")
+    c.add_argument("a", type=Path)
+    c.add_argument("b", type=Path)
+    args = ap.parse_args(argv)
+    if args.cmd == "run":
+        run(args.rev, args.out, args.profile)
+        return 0
+    return compare(args.a, args.b)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
