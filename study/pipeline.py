@@ -4,8 +4,9 @@
 
 1. reads and validates ``params.yaml`` (profile applied) before any work — bad params fail here,
    naming the key;
-2. executes ``notebooks/<notebook>.ipynb`` headlessly with papermill, injecting only the stage's
-   parameters (notebooks never read ``params.yaml`` themselves);
+2. executes ``notebooks/<notebook>.ipynb`` headlessly with papermill, injecting only what identifies the
+   work (``stage``, ``run``, ``params_path``); the notebook's first call, :func:`stage_context`, loads the
+   same validated params and the paths the stage declares (:mod:`study.stages`), and hands them to ``study``;
 3. writes the executed copy to ``reports/<notebook>.ipynb`` and an HTML export (nbconvert) to
    ``reports/<notebook>.html``, both atomically. A failed or interrupted run (an exception, Ctrl-C or
    SIGTERM) keeps its executed copy at ``reports/<notebook>.failed.ipynb`` — one failure record per
@@ -31,6 +32,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
 
 from study import io
@@ -59,75 +61,45 @@ from study.stages import (
 
 
 @dataclass(frozen=True)
-class Stage:
-    """How the runner starts a declared stage (:mod:`study.stages`): its notebook and the parameters it injects."""
+class StageContext:
+    """What a stage's notebook works with: the validated params (profile applied), which run of a per-run stage,
+    and the paths its declaration names (:mod:`study.stages`), as ``paths.<name>``."""
 
-    notebook: str
-    inject: Callable[..., dict]
+    stage: str
+    run: str | None
+    params: StudyParams
+    paths: SimpleNamespace
 
 
-def _world(p: StudyParams) -> dict:
+def _world(p: StudyParams, run: str | None) -> dict:
+    return {"out_dir": WORLD, "metrics_path": f"{METRICS}/world.json"}
+
+
+def _vision(p: StudyParams, run: str | None) -> dict:
+    return {"world_dir": WORLD, "out_dir": VISION, "metrics_path": f"{METRICS}/vision.json"}
+
+
+def _lm(p: StudyParams, run: str | None) -> dict:
+    return {"world_dir": WORLD, "init_dir": VISION, "out_dir": LM, "metrics_path": f"{METRICS}/lm.json"}
+
+
+def _sft(p: StudyParams, run: str | None) -> dict:
     return {
-        "world": p.world.model_dump(),
-        "seed": p.seed,
-        "out_dir": WORLD,
-        "metrics_path": f"{METRICS}/world.json",
-    }
-
-
-def _vision(p: StudyParams) -> dict:
-    return {
-        "model": p.model.model_dump(),
-        "vision": p.vision.model_dump(),
-        "seed": p.seed,
-        "world_spec": p.world.spec,
         "world_dir": WORLD,
-        "out_dir": VISION,
-        "metrics_path": f"{METRICS}/vision.json",
-    }
-
-
-def _lm(p: StudyParams) -> dict:
-    return {
-        "model": p.model.model_dump(),
-        "lm": p.lm.model_dump(),
-        "projector": p.projector.model_dump(),
-        "seed": p.seed,
-        "world_spec": p.world.spec,
-        "world_dir": WORLD,
-        "init_dir": VISION,
-        "out_dir": LM,
-        "metrics_path": f"{METRICS}/lm.json",
-    }
-
-
-def _sft(p: StudyParams) -> dict:
-    return {
-        "model": p.model.model_dump(),
-        "sft": p.sft.model_dump(),
-        "seed": p.seed,
-        "world_spec": p.world.spec,
-        "world_dir": WORLD,
+        "init_dir": LM,
         "out_dir": SFT,
+        "pool_dir": POOL,
         "live_dir": f"{DVCLIVE}/sft",
         "metrics_path": f"{METRICS}/sft.json",
-        "pool_dir": POOL,
-        "init_dir": LM,
     }
 
 
-def _organism(p: StudyParams) -> dict:
+def _evaluate(p: StudyParams, run: str | None) -> dict:
+    return {"world_dir": WORLD, "model_dir": SFT, "out_dir": f"{EVAL}/sft", "metrics_path": f"{METRICS}/eval_sft.json"}
+
+
+def _organism(p: StudyParams, run: str | None) -> dict:
     return {
-        "eval": p.eval.model_dump(),
-        "organism": p.organism.model_dump(),
-        "bdhs": p.bdhs.model_dump(),
-        "model": p.model.model_dump(),
-        "vision": p.vision.model_dump(),
-        "lm": p.lm.model_dump(),
-        "projector": p.projector.model_dump(),
-        "sft": p.sft.model_dump(),
-        "seed": p.seed,
-        "world_spec": p.world.spec,
         "world_dir": WORLD,
         "model_dir": SFT,
         "bdhs_metrics": f"{METRICS}/bdhs.json",
@@ -136,51 +108,31 @@ def _organism(p: StudyParams) -> dict:
     }
 
 
-def _evaluate(p: StudyParams) -> dict:
+def _bdhs(p: StudyParams, run: str | None) -> dict:
     return {
-        "eval": p.eval.model_dump(),
-        "seed": p.seed,
-        "world_spec": p.world.spec,
         "world_dir": WORLD,
         "model_dir": SFT,
-        "out_dir": f"{EVAL}/sft",
-        "metrics_path": f"{METRICS}/eval_sft.json",
-    }
-
-
-def _bdhs(p: StudyParams) -> dict:
-    return {
-        "bdhs": p.bdhs.model_dump(),
-        "seed": p.seed,
-        "world_spec": p.world.spec,
-        "world_dir": WORLD,
-        "model_dir": SFT,
+        "povid_path": f"{RECIPES}/povid.parquet",
         "out_path": BDHS_PREFS,
+        "union_dir": UNION,
         "sweep_path": f"{BDHS_SWEEP}/sweep.csv",
         "metrics_path": f"{METRICS}/bdhs.json",
-        "povid_path": f"{RECIPES}/povid.parquet",
-        "union_dir": UNION,
     }
 
 
-def _preferences(p: StudyParams) -> dict:
+def _preferences(p: StudyParams, run: str | None) -> dict:
     return {
-        "prefs": p.prefs.model_dump(),
-        "seed": p.seed,
-        "world_spec": p.world.spec,
         "world_dir": WORLD,
         "sft_dir": SFT,
         "pool_dir": POOL,
         "out_dir": RECIPES,
-        "metrics_path": f"{METRICS}/prefs.json",
         "heldout_dir": HELDOUT,
+        "metrics_path": f"{METRICS}/prefs.json",
     }
 
 
-def _reward_models(p: StudyParams) -> dict:
+def _reward_models(p: StudyParams, run: str | None) -> dict:
     return {
-        "rm": p.rm.model_dump(),
-        "seed": p.seed,
         "world_dir": WORLD,
         "sft_dir": SFT,
         "train_dir": RECIPES,
@@ -190,18 +142,11 @@ def _reward_models(p: StudyParams) -> dict:
     }
 
 
-def _align(p: StudyParams, run: str) -> dict:
+def _align(p: StudyParams, run: str | None) -> dict:
     runs = p.align.all_runs()
     if run not in runs:
         raise ParamsError(f"invalid params: `align.runs` / `align.rm_runs` have no run {run!r}; runs: {sorted(runs)}")
     return {
-        "run": run,
-        "spec_run": runs[run],
-        "base": p.align_base(),
-        "eval": p.eval.model_dump(),
-        "seed": p.seed,
-        "seeds": list(p.align.seeds),
-        "world_spec": p.world.spec,
         "world_dir": WORLD,
         "sft_dir": SFT,
         "data_path": prefs_file(runs[run]["data"]),
@@ -213,20 +158,12 @@ def _align(p: StudyParams, run: str) -> dict:
     }
 
 
-def _paper(p: StudyParams) -> dict:
-    return {
-        "runs": list(p.align.all_runs()),
-        "report": p.report.model_dump(),
-        "metrics_dir": METRICS,
-        "paper_dir": PAPER,
-        "eval_dir": EVAL,
-        "world_spec": p.world.spec,
-        "n_boot": p.eval.n_boot,
-        "seed": p.seed,
-    }
+def _paper(p: StudyParams, run: str | None) -> dict:
+    return {"metrics_dir": METRICS, "paper_dir": PAPER, "eval_dir": EVAL}
 
 
-_INJECT: dict[str, Callable[..., dict]] = {
+# stage -> the paths its notebook is handed (each one declared by the stage in study.stages)
+PATHS: dict[str, Callable[[StudyParams, str | None], dict]] = {
     "world": _world,
     "vision": _vision,
     "lm": _lm,
@@ -239,7 +176,15 @@ _INJECT: dict[str, Callable[..., dict]] = {
     "align": _align,
     "paper": _paper,
 }
-STAGES: dict[str, Stage] = {name: Stage(BY_NAME[name].notebook, fn) for name, fn in _INJECT.items()}
+NOTEBOOKS = {name: BY_NAME[name].notebook for name in PATHS}
+
+
+def stage_context(stage: str, run: str | None = None, params_path: str | Path = "params.yaml") -> StageContext:
+    """The validated params of ``params_path`` and ``stage``'s paths: what every notebook starts from."""
+    if stage not in PATHS:
+        raise SystemExit(f"unknown stage {stage!r}; stages: {sorted(PATHS)}")
+    p = load_params(params_path)
+    return StageContext(stage, run, p, SimpleNamespace(**PATHS[stage](p, run)))
 
 
 def check_spec(params_path: str | Path = "params.yaml", stamp: str | Path = f"{METRICS}/world_spec.json") -> dict:
@@ -278,11 +223,6 @@ def _remove(paths) -> None:
         shutil.rmtree(q) if q.is_dir() and not q.is_symlink() else q.unlink(missing_ok=True)
 
 
-def _stage_paths(parameters: dict) -> list[str]:
-    """Every path a stage is handed (its injected ``*_dir`` / ``*_path`` / ``*_metrics`` parameters)."""
-    return [v for k, v in parameters.items() if isinstance(v, str) and k.endswith(("_dir", "_path", "_metrics"))]
-
-
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -296,18 +236,18 @@ def run_stage(
     run: str | None = None,
 ) -> Path:
     """Execute one stage; ``run`` names the entry of a per-run stage (``align``)."""
-    if name not in STAGES:
-        raise SystemExit(f"unknown stage {name!r}; stages: {sorted(STAGES)}")
+    if name not in PATHS:
+        raise SystemExit(f"unknown stage {name!r}; stages: {sorted(PATHS)}")
     params = load_params(params_path)  # validation before any work
-    stage = STAGES[name]
-    parameters = stage.inject(params, run) if run is not None else stage.inject(params)
+    paths = PATHS[name](params, run)
+    parameters = {"stage": name, "run": run, "params_path": str(params_path)}
     import papermill as pm
 
-    src = Path(notebooks) / f"{stage.notebook}.ipynb"
+    src = Path(notebooks) / f"{NOTEBOOKS[name]}.ipynb"
     suffix = f"_{run}" if run else ""
-    out = Path(reports) / f"{stage.notebook}{suffix}.ipynb"
+    out = Path(reports) / f"{NOTEBOOKS[name]}{suffix}.ipynb"
     failed = out.with_suffix(".failed.ipynb")
-    _remove(_debris([out, out.with_suffix(".html"), *_stage_paths(parameters)]))
+    _remove(_debris([out, out.with_suffix(".html"), *paths.values()]))
     out.parent.mkdir(parents=True, exist_ok=True)
     with io.atomic_path(out) as tmp:
         tmp_nb = tmp.with_suffix(".ipynb")
@@ -338,7 +278,7 @@ def run_stage(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m study.pipeline", description=__doc__.splitlines()[0])
-    ap.add_argument("stage", choices=sorted([*STAGES, "spec"]))
+    ap.add_argument("stage", choices=sorted([*PATHS, "spec"]))
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--run", default=None, help="the entry of a per-run stage (align)")
     args = ap.parse_args(argv)

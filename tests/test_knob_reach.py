@@ -98,13 +98,11 @@ def test_online_bdhs_samples_with_the_bdhs_sections_noise_steps():
     """bdhs.noise_steps reaches Online-BDHS too (it used the sampler's built-in 0 whatever params said)."""
     import yaml
 
-    from study import pipeline
-    from study.align.config import run_params
     from study.align.online import bdhs_params as online_bdhs_params
+    from study.align.stage import align_run
     from study.config import resolve
 
     raw = yaml.safe_load(open("params.yaml"))
     raw["bdhs"]["noise_steps"] = 250
-    injected = pipeline.STAGES["align"].inject(resolve(raw, "quick"), "online_bdhs")
-    ap, _, _ = run_params("online_bdhs", injected["spec_run"], injected["base"])
+    ap, _, _ = align_run(resolve(raw, "quick"), "online_bdhs")
     assert online_bdhs_params(ap).noise_steps == 250

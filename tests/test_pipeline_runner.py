@@ -112,18 +112,15 @@ def test_bdhs_knobs_reach_online_bdhs_runs():
 
     import yaml
 
-    from study.align.config import run_params
     from study.align.online import bdhs_params
+    from study.align.stage import align_run
     from study.config import resolve
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     edited = copy.deepcopy(raw)
     edited["bdhs"].update(rho_th=0.75, eps_s=0.9, n_bdhs=3)
-    p = resolve(edited, "quick")
-    injected = pipeline.STAGES["align"].inject(p, "online_bdhs")
-    ap, _, _ = run_params("online_bdhs", injected["spec_run"], injected["base"])
+    ap, _, _ = align_run(resolve(edited, "quick"), "online_bdhs")
     b = bdhs_params(ap)  # what the online loop samples with
     assert (b.rho_th, b.eps_s, b.n_bdhs) == (0.75, 0.9, 3)
     edited["align"]["base"]["bdhs_rho_th"] = 0.5
-    injected = pipeline.STAGES["align"].inject(resolve(edited, "quick"), "online_bdhs")
-    assert bdhs_params(run_params("online_bdhs", injected["spec_run"], injected["base"])[0]).rho_th == 0.5
+    assert bdhs_params(align_run(resolve(edited, "quick"), "online_bdhs")[0]).rho_th == 0.5

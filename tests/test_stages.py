@@ -1,6 +1,7 @@
 """The stage contract: dvc.yaml is the file study/stages.py generates, and the runner hands each notebook only
 paths its declaration names (so a path is written once, and DVC tracks every file a stage reads or writes)."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,26 @@ def test_dvc_yaml_is_generated_from_the_declarations():
 
 def test_every_runner_stage_is_declared_with_its_notebook():
     declared = {s.runner or s.name for s in stages.STAGES if s.notebook}
-    assert declared == set(pipeline.STAGES)
-    for name, runner in pipeline.STAGES.items():
-        assert runner.notebook == stages.BY_NAME[name].notebook
-        assert (ROOT / "notebooks" / f"{runner.notebook}.ipynb").is_file()
+    assert declared == set(pipeline.PATHS) == set(pipeline.NOTEBOOKS)
+    for name, notebook in pipeline.NOTEBOOKS.items():
+        assert notebook == stages.BY_NAME[name].notebook
+        assert (ROOT / "notebooks" / f"{notebook}.ipynb").is_file()
+
+
+@pytest.mark.parametrize("name", sorted(pipeline.NOTEBOOKS))
+def test_a_notebook_receives_only_what_identifies_its_work(name):
+    """The parameters cell holds stage, run and params_path; the notebook loads params itself
+    (study.pipeline.stage_context), so no knob or path is restated in a notebook."""
+    import json
+
+    nb = json.loads((ROOT / "notebooks" / f"{pipeline.NOTEBOOKS[name]}.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    names = [line.split("=")[0].strip() for line in "".join(cell["source"]).splitlines() if "=" in line]
+    assert names == ["stage", "run", "params_path"]
+    assert f'stage = "{name}"' in "".join(cell["source"])
+    code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "stage_context(stage, run, params_path)" in code
+    assert not re.search(r"[\"'](artifacts|metrics|reports|dvclive)/", code), "a path restated in the notebook"
 
 
 def _declared_paths(stage: stages.Stage, run: str | None, params) -> set[str]:
@@ -50,16 +67,17 @@ ROOTS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(pipeline.STAGES))
+@pytest.mark.parametrize("name", sorted(pipeline.PATHS))
 def test_injected_paths_are_declared(name):
     params = load_params("params.yaml")
     runs = list(params.align.runs)[:1] + list(params.align.rm_runs)[:1] if name == "align" else [None]
+    assert pipeline.stage_context(name, runs[0]).paths.__dict__ == pipeline.PATHS[name](params, runs[0])
     for run in runs:
-        injected = pipeline.STAGES[name].inject(params, run) if run else pipeline.STAGES[name].inject(params)
+        injected = pipeline.PATHS[name](params, run)
         decl = stages.BY_NAME["align_rm" if run in params.align.rm_runs else name]
         declared = _declared_paths(decl, run, params)
-        paths = {k: v for k, v in injected.items() if isinstance(v, str) and k.endswith(("_dir", "_path", "_metrics"))}
-        assert paths, name
+        paths = {k: v for k, v in injected.items() if v is not None}
+        assert paths and all(isinstance(v, str) for v in paths.values()), name
         for key, path in paths.items():
             if (name, key) in ROOTS:
                 assert any(d.startswith(path.rstrip("/") + "/") for d in declared), (name, key, path)

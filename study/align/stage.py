@@ -12,11 +12,12 @@ metrics JSON has the same layout plus a ``train`` block; each run is trained onc
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from study import io
-from study.config import EvalSection
+from study.config import EvalSection, StudyParams
 from study.eval.runner import write_results
 from study.eval.seeds import aggregate_seeds
 from study.eval.stage import evaluate_model
@@ -24,6 +25,9 @@ from study.model.load import load_model
 from study.resume import default_work_dir, remove_if_empty
 from study.world.corpus import World
 from study.world.spec import load_spec
+
+if TYPE_CHECKING:
+    from study.pipeline import StageContext
 
 
 def train_summary(train_metrics: dict) -> dict:
@@ -61,22 +65,15 @@ def evaluate_aligned(
     return metrics
 
 
-def run_align(
-    run: str,
-    spec_run: dict,
-    base: dict,
-    eval: dict,
-    seed: int,
-    seeds: list[int],
-    world_spec: str,
-    world_dir: str,
-    sft_dir: str,
-    data_path: str,
-    out_dir: str,
-    eval_dir: str,
-    live_dir: str,
-    metrics_path: str,
-) -> dict:
+def align_run(params: StudyParams, run: str):
+    """``(AlignParams, data, seeds or None)`` of ``run`` (an entry of ``align.runs`` / ``align.rm_runs``) as it
+    trains: its own knobs over :meth:`study.config.StudyParams.align_base`."""
+    from study.align.config import run_params
+
+    return run_params(run, params.align.all_runs()[run], params.align_base())
+
+
+def run_align(ctx: StageContext) -> dict:
     """Train and evaluate ``run`` once per training seed, then write the seed-aggregated metrics JSON.
 
     Seed k writes its policy to ``<out_dir>/seed<k>``, its evaluation to ``<eval_dir>/seed<k>`` and its
@@ -87,12 +84,13 @@ def run_align(
     scenes. The metrics JSON is :func:`study.eval.seeds.aggregate_seeds` of the per-seed metrics.
     """
     from study.align import train
-    from study.align.config import run_params
 
-    params, data, run_seeds = run_params(run, spec_run, base)
-    seeds = run_seeds or list(seeds)
-    e = EvalSection(**eval)
-    data_path = Path(data_path)
+    run, x = ctx.run, ctx.paths
+    params, data, run_seeds = align_run(ctx.params, run)
+    seeds = run_seeds or list(ctx.params.align.seeds)
+    e, seed, world_spec = ctx.params.eval, ctx.params.seed, ctx.params.world.spec
+    world_dir, sft_dir, out_dir, eval_dir, live_dir = x.world_dir, x.sft_dir, x.out_dir, x.eval_dir, x.live_dir
+    metrics_path, data_path = x.metrics_path, Path(x.data_path)
     if not data_path.is_file():
         raise FileNotFoundError(f"align run {run!r}: `data: {data}` has no preference dataset at {data_path}")
     world = World(world_dir)

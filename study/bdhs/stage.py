@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
@@ -26,6 +27,9 @@ from study.config import BDHSSection
 from study.model.load import load_model
 from study.world.corpus import World
 from study.world.spec import load_spec
+
+if TYPE_CHECKING:
+    from study.pipeline import StageContext
 
 
 def bdhs_params(b: BDHSSection, rho_th: float | None = None, n_bdhs: int | None = None) -> BDHSParams:
@@ -41,24 +45,15 @@ def bdhs_params(b: BDHSSection, rho_th: float | None = None, n_bdhs: int | None 
     )
 
 
-def run_bdhs(
-    bdhs: dict,
-    seed: int,
-    world_spec: str,
-    world_dir: str,
-    model_dir: str,
-    out_path: str,
-    sweep_path: str,
-    metrics_path: str,
-    povid_path: str | None = None,
-    union_dir: str | None = None,
-) -> tuple[list[dict], pd.DataFrame]:
+def run_bdhs(ctx: StageContext) -> tuple[list[dict], pd.DataFrame]:
     from study.eval.pref_grounding import pref_grounding
     from study.prefs.bdhs import bdhs_recipe
     from study.prefs.schema import load_prefs, save_prefs
     from study.prefs.union import matched_pair
 
-    b = BDHSSection(**bdhs)
+    b, seed, world_spec, x = ctx.params.bdhs, ctx.params.seed, ctx.params.world.spec, ctx.paths
+    world_dir, model_dir, out_path, sweep_path = x.world_dir, x.model_dir, x.out_path, x.sweep_path
+    metrics_path, povid_path, union_dir = x.metrics_path, x.povid_path, x.union_dir
     torch.set_num_threads(b.threads)
     spec, world = load_spec(world_spec), World(world_dir)
     model, processor = load_model(model_dir)

@@ -17,23 +17,22 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from study import io
 from study.config import (
-    BDHSSection,
     EvalSection,
-    LMSection,
-    ModelSection,
     OrganismSection,
-    ProjectorSection,
-    SFTSection,
-    VisionSection,
 )
 from study.eval.gates import check_gates, gate_values, seed_values, summary
 from study.eval.organism import grounding_report
 from study.model.load import load_model
 from study.world.corpus import World
 from study.world.spec import load_spec
+
+if TYPE_CHECKING:
+    from study.pipeline import StageContext
 
 
 def _reports(
@@ -60,54 +59,43 @@ def _reports(
     return reps, rows
 
 
-def _seed_model(
-    seed: int,
-    model: dict,
-    vision: dict,
-    lm: dict,
-    projector: dict,
-    sft: dict,
-    world_spec: str,
-    world_dir: str,
-    work: Path,
-):
-    """Vision pretraining, LM pretraining + projector alignment, and SFT of the organism with another seed
-    (the stage's own scratch directory)."""
+def _seed_model(seed: int, ctx: StageContext, work: Path):
+    """Vision pretraining, LM pretraining + projector alignment, and SFT of the organism with another seed,
+    with the stage's params (the seed aside), in the stage's own scratch directory."""
     from study.model.stage import run_lm, run_sft, run_vision
+    from study.pipeline import StageContext
 
-    d = work / f"seed{seed}"
-    run_vision(model, vision, seed, world_spec, world_dir, str(d / "vision"), str(d / "vision.json"))
-    run_lm(model, lm, projector, seed, world_spec, world_dir, str(d / "vision"), str(d / "lm"), str(d / "lm.json"))
-    run_sft(model, sft, seed, world_spec, world_dir, str(d / "sft"), None, str(d / "sft.json"), init_dir=str(d / "lm"))
+    d, p = work / f"seed{seed}", ctx.params.model_copy(update={"seed": seed})
+    world_dir = ctx.paths.world_dir
+    vision = SimpleNamespace(world_dir=world_dir, out_dir=str(d / "vision"), metrics_path=str(d / "vision.json"))
+    lm = SimpleNamespace(
+        world_dir=world_dir, init_dir=vision.out_dir, out_dir=str(d / "lm"), metrics_path=str(d / "lm.json")
+    )
+    sft = SimpleNamespace(
+        world_dir=world_dir,
+        init_dir=lm.out_dir,
+        out_dir=str(d / "sft"),
+        pool_dir=None,
+        live_dir=None,
+        metrics_path=str(d / "sft.json"),
+    )
+    for stage, paths, run in (("vision", vision, run_vision), ("lm", lm, run_lm), ("sft", sft, run_sft)):
+        run(StageContext(stage, None, p, paths))
     return load_model(d / "sft")
 
 
-def run_organism(
-    eval: dict,
-    organism: dict,
-    bdhs: dict,
-    model: dict,
-    vision: dict,
-    lm: dict,
-    projector: dict,
-    sft: dict,
-    seed: int,
-    world_spec: str,
-    world_dir: str,
-    model_dir: str,
-    bdhs_metrics: str,
-    out_dir: str,
-    metrics_path: str,
-) -> dict:
-    e, o, b = EvalSection(**eval), OrganismSection(**organism), BDHSSection(**bdhs)
-    for section, values in (
-        (ModelSection, model),
-        (VisionSection, vision),
-        (LMSection, lm),
-        (ProjectorSection, projector),
-        (SFTSection, sft),
-    ):
-        section(**values)  # validated before any work
+def run_organism(ctx: StageContext) -> dict:
+    """Report and gate the SFT organism (module docstring); every other seed of ``organism.sft_seeds`` is
+    trained with the stage's params."""
+    p, x = ctx.params, ctx.paths
+    e, o, b, seed, world_spec = p.eval, p.organism, p.bdhs, p.seed, p.world.spec
+    world_dir, model_dir, bdhs_metrics, out_dir, metrics_path = (
+        x.world_dir,
+        x.model_dir,
+        x.bdhs_metrics,
+        x.out_dir,
+        x.metrics_path,
+    )
     spec, world = load_spec(world_spec), World(world_dir)
     sweep = json.loads(Path(bdhs_metrics).read_text()).get("sweep") if Path(bdhs_metrics).is_file() else None
     splits = (o.gate_split, "test", "ood") if o.gate_split != "test" else ("test", "ood")
@@ -117,8 +105,8 @@ def run_organism(
     per_seed = {seed: gate_values(reps[o.gate_split], reps["ood"], sweep, b.rho_th)}
     work = Path(out_dir).with_name(Path(out_dir).name + ".work")
     for s in [s for s in o.sft_seeds if s != seed]:
-        m, p = _seed_model(s, model, vision, lm, projector, sft, world_spec, world_dir, work)
-        r, _ = _reports(m, p, world, spec, e, o, seed, (o.gate_split, "ood"))  # the same items for every seed
+        m, proc = _seed_model(s, ctx, work)
+        r, _ = _reports(m, proc, world, spec, e, o, seed, (o.gate_split, "ood"))  # the same items for every seed
         per_seed[s] = gate_values(r[o.gate_split], r["ood"], None, None)  # the BDHS sweep is of the main seed
     if work.exists():
         import shutil

@@ -12,6 +12,7 @@ masked / the greedy evaluation's CHAIR_i.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -24,6 +25,9 @@ from study.model.generate import generate
 from study.model.load import load_model
 from study.world.corpus import World
 from study.world.spec import load_spec
+
+if TYPE_CHECKING:
+    from study.pipeline import StageContext
 
 BLIND_FILE = "predictions_blind.jsonl"
 
@@ -100,12 +104,16 @@ def blind_predictions(model, processor, world: World, spec, e: EvalSection, seed
     )
 
 
-def run_eval(
-    eval: dict, seed: int, world_spec: str, world_dir: str, model_dir: str, out_dir: str, metrics_path: str
-) -> dict:
+def run_eval(ctx: StageContext) -> dict:
     """Evaluate the SFT model: its predictions and metrics, the masked diagnostic, and its blind answers to
     every suite (``predictions_blind.jsonl``, :func:`blind_predictions`)."""
-    e = EvalSection(**eval)
+    e, seed, world_spec = ctx.params.eval, ctx.params.seed, ctx.params.world.spec
+    world_dir, model_dir, out_dir, metrics_path = (
+        ctx.paths.world_dir,
+        ctx.paths.model_dir,
+        ctx.paths.out_dir,
+        ctx.paths.metrics_path,
+    )
     spec, world = load_spec(world_spec), World(world_dir)
     model, processor = load_model(model_dir)
     preds, metrics = evaluate_model(model, processor, world, spec, e, seed)

@@ -10,6 +10,7 @@ model with TRL's SFTTrainer (LLaVA's stage 2)."""
 from __future__ import annotations
 
 import shutil
+from typing import TYPE_CHECKING
 
 from study import io
 from study.config import LMSection, ModelSection, ProjectorSection, SFTSection, VisionSection
@@ -22,6 +23,9 @@ from study.resume import default_work_dir
 from study.world.corpus import World
 from study.world.language import vocabulary
 from study.world.spec import load_spec
+
+if TYPE_CHECKING:
+    from study.pipeline import StageContext
 
 
 def base_model(model: ModelSection, spec, seed: int):
@@ -92,11 +96,10 @@ def _skip_stage(reason: str, out_dir: str, metrics_path: str) -> dict:
     return metrics
 
 
-def run_vision(
-    model: dict, vision: dict, seed: int, world_spec: str, world_dir: str, out_dir: str, metrics_path: str
-) -> dict:
-    """Build the base model, pretrain its vision tower, save model + processor to ``out_dir``."""
-    mp, vp = ModelSection(**model), VisionSection(**vision)
+def run_vision(ctx: StageContext) -> dict:
+    """Build the base model, pretrain its vision tower, save model + processor to ``paths.out_dir``."""
+    mp, vp, seed, world_spec = ctx.params.model, ctx.params.vision, ctx.params.seed, ctx.params.world.spec
+    world_dir, out_dir, metrics_path = ctx.paths.world_dir, ctx.paths.out_dir, ctx.paths.metrics_path
     if mp.base_path:  # a real checkpoint: its tower is pretrained already, and SFT reads base_path itself
         return _skip_stage("model.base_path is set: its vision tower is already pretrained", out_dir, metrics_path)
     spec = load_spec(world_spec)
@@ -113,20 +116,12 @@ def run_vision(
     return metrics
 
 
-def run_lm(
-    model: dict,
-    lm: dict,
-    projector: dict,
-    seed: int,
-    world_spec: str,
-    world_dir: str,
-    init_dir: str,
-    out_dir: str,
-    metrics_path: str,
-) -> dict:
+def run_lm(ctx: StageContext) -> dict:
     """Text-pretrain the ``vision`` stage's model's language model (``lm``), then align its projector with
-    tower and LM frozen (``projector``, LLaVA's stage 1); save model + processor to ``out_dir``."""
-    mp, lp, pp = ModelSection(**model), LMSection(**lm), ProjectorSection(**projector)
+    tower and LM frozen (``projector``, LLaVA's stage 1); save model + processor to ``paths.out_dir``."""
+    p, x = ctx.params, ctx.paths
+    mp, lp, pp, seed, world_spec = p.model, p.lm, p.projector, p.seed, p.world.spec
+    world_dir, init_dir, out_dir, metrics_path = x.world_dir, x.init_dir, x.out_dir, x.metrics_path
     if mp.base_path:  # a real checkpoint: its LLM is pretrained and its projector aligned already
         return _skip_stage(
             "model.base_path is set: its language model and projector are trained already", out_dir, metrics_path
@@ -152,21 +147,14 @@ def run_lm(
     return metrics
 
 
-def run_sft(
-    model: dict,
-    sft: dict,
-    seed: int,
-    world_spec: str,
-    world_dir: str,
-    out_dir: str,
-    live_dir: str,
-    metrics_path: str,
-    pool_dir: str | None = None,
-    init_dir: str | None = None,
-) -> dict:
-    """Instruction-tune the ``vision`` stage's model (``init_dir``), or ``model.base_path`` when set (without
-    either, a freshly built organism)."""
-    mp, sp = ModelSection(**model), SFTSection(**sft)
+def run_sft(ctx: StageContext) -> dict:
+    """Instruction-tune the ``lm`` stage's model (``paths.init_dir``), or ``model.base_path`` when set (without
+    either, a freshly built organism). ``paths.pool_dir`` (None: not kept) receives the intermediate checkpoints
+    and ``paths.live_dir`` (None: not logged) the DVCLive curves."""
+    p, x = ctx.params, ctx.paths
+    mp, sp, seed, world_spec = p.model, p.sft, p.seed, p.world.spec
+    world_dir, out_dir, metrics_path = x.world_dir, x.out_dir, x.metrics_path
+    live_dir, pool_dir, init_dir = x.live_dir, x.pool_dir, x.init_dir
     spec = load_spec(world_spec)
     net, processor = load_model(init_dir) if init_dir and not mp.base_path else base_model(mp, spec, seed)
     net.train()

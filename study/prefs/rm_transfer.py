@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -25,6 +26,9 @@ from study.prefs.annotators import RewardModelAnnotator, annotator_accuracy
 from study.prefs.reward_model import RMParams, load_reward_model, train_reward_model
 from study.prefs.schema import load_prefs
 from study.world.corpus import World
+
+if TYPE_CHECKING:
+    from study.pipeline import StageContext
 
 
 def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -43,14 +47,14 @@ def rm_params_of(r: RMSection, **overrides) -> RMParams:
     return RMParams(**{**{k: getattr(r, k) for k in RMParams.__dataclass_fields__}, **overrides})
 
 
-def run_reward_models(
-    rm: dict, seed: int, world_dir: str, sft_dir: str, train_dir: str, heldout_dir: str, out_dir: str, metrics_path: str
-) -> dict:
-    """Train one RM per ``rm.recipes`` entry, score each on every held-out set; write ``metrics_path``.
+def run_reward_models(ctx: StageContext) -> dict:
+    """Train one RM per ``rm.recipes`` entry, score each on every held-out set; write ``paths.metrics_path``.
 
     Metrics: ``{"accuracy": {train: {eval: {"value", "ci95", "n", "ties"}}}, "train": {train: {...}}}``.
     """
-    r = RMSection(**rm)
+    r, seed, x = ctx.params.rm, ctx.params.seed, ctx.paths
+    world_dir, sft_dir, train_dir, heldout_dir = x.world_dir, x.sft_dir, x.train_dir, x.heldout_dir
+    out_dir, metrics_path = x.out_dir, x.metrics_path
     torch.set_num_threads(r.threads)
     world = World(world_dir)
     heldout_files = sorted(Path(heldout_dir).glob("*.parquet"))

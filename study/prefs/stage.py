@@ -10,6 +10,7 @@ SFT model (:mod:`study.eval.pref_grounding`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,6 +22,9 @@ from study.prefs import RECIPES, save_prefs
 from study.prefs.annotators import NoisyOracleAnnotator, OracleAnnotator, annotator_accuracy
 from study.world.corpus import World
 from study.world.spec import load_spec
+
+if TYPE_CHECKING:
+    from study.pipeline import StageContext
 
 
 def pool_paths(sft_dir: str, pool_dir: str) -> list[str]:
@@ -83,20 +87,12 @@ def build_recipe(
     raise ValueError(f"prefs.recipes: unknown recipe {name!r}; known: {sorted(RECIPES)}")
 
 
-def run_preferences(
-    prefs: dict,
-    seed: int,
-    world_spec: str,
-    world_dir: str,
-    sft_dir: str,
-    pool_dir: str,
-    out_dir: str,
-    metrics_path: str,
-    heldout_dir: str | None = None,
-) -> dict:
-    """Build every recipe (``<out_dir>/<recipe>.parquet``) and the held-out pairs of ``heldout_recipes``
-    (``<heldout_dir>/<recipe>.parquet``, val split, seed + 1); score the oracle annotators on the latter."""
-    p = PrefsSection(**prefs)
+def run_preferences(ctx: StageContext) -> dict:
+    """Build every recipe (``<paths.out_dir>/<recipe>.parquet``) and the held-out pairs of ``heldout_recipes``
+    (``<paths.heldout_dir>/<recipe>.parquet``, val split, seed + 1); score the oracle annotators on the latter."""
+    p, seed, world_spec = ctx.params.prefs, ctx.params.seed, ctx.params.world.spec
+    world_dir, sft_dir, pool_dir = ctx.paths.world_dir, ctx.paths.sft_dir, ctx.paths.pool_dir
+    out_dir, metrics_path, heldout_dir = ctx.paths.out_dir, ctx.paths.metrics_path, ctx.paths.heldout_dir
     torch.set_num_threads(p.threads)
     spec, world = load_spec(world_spec), World(world_dir)
     model, processor = load_model(sft_dir)

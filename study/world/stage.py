@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from study import io
 from study.config import WorldParams
 from study.world.corpus import CorpusParams, build_world
 from study.world.scenes import SceneParams
 from study.world.spec import load_spec
+
+if TYPE_CHECKING:
+    from study.pipeline import StageContext
 
 
 def scene_params_of(p: WorldParams, **overrides) -> SceneParams:
@@ -21,8 +26,9 @@ def corpus_params_of(p: WorldParams, **overrides) -> CorpusParams:
     return CorpusParams(**{**{k: getattr(p, k) for k in keys}, **overrides})
 
 
-def run_world(world: dict, seed: int, out_dir: str, metrics_path: str) -> dict:
-    p = WorldParams(**world)
+def run_world(ctx: StageContext) -> dict:
+    """Build the world under ``paths.out_dir`` from the ``world`` section and the study seed; write its metrics."""
+    p, seed, out_dir, metrics_path = ctx.params.world, ctx.params.seed, ctx.paths.out_dir, ctx.paths.metrics_path
     spec = load_spec(p.spec)
     stats = build_world(
         spec,
