@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""One alignment run of ``params.yaml`` on one or several GPUs (the GPU path of issue #4).
+"""One alignment run of ``params.yaml`` on one or several GPUs (the study's GPU path).
 
     accelerate launch --config_file configs/accelerate/multi_gpu.yaml scripts/align_gpu.py --run dpo_povid --profile gpu
     accelerate launch --config_file configs/accelerate/single_gpu.yaml scripts/align_gpu.py --run ppo --profile gpu

@@ -140,7 +140,7 @@ def test_overrides_apply_after_the_profile():
 
 
 # --------------------------------------------------------------------------------------------------
-# errors name the key as the user wrote it (issue #11, item 4): exact messages
+# errors name the key as the user wrote it: exact messages
 
 
 def error_of(edit, profile=None) -> str:
@@ -212,7 +212,7 @@ def test_profiles_must_be_mappings():
 
 
 # --------------------------------------------------------------------------------------------------
-# strict types, fitting shapes, paths inside the project, identifier names (issue #11, item 5)
+# strict types, fitting shapes, paths inside the project, identifier names
 
 
 @pytest.mark.parametrize(

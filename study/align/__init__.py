@@ -1,4 +1,4 @@
-"""Preference alignment of the organism (digest §1): offline DPO/IPO/SLiC, Avg-DPO, Online-DPO,
+"""Preference alignment of the organism (paper §2, §5): offline DPO/IPO/SLiC, Avg-DPO, Online-DPO,
 Online-BDHS, Mixed-DPO, RLOO and PPO, each a thin layer over TRL where TRL has the piece.
 
 Entry point: :func:`train` (what a DVC stage or a notebook calls)::

@@ -1,9 +1,9 @@
-"""Avg-DPO (digest §1.2, Eq. 5): one chosen answer, two rejected answers, the two pair losses averaged.
+"""Avg-DPO (the paper's Eq. 5): one chosen answer, two rejected answers, the two pair losses averaged.
 
     L = E[ gamma * L_pair(x, y+, y-) + (1 - gamma) * L_pair(x, y+, y~-) ],   gamma = 0.5 by default
 
 with L_pair the DPO loss (or IPO / SLiC via ``pair_loss``). This follows POVID's public code (the two
-DPO losses averaged), not the POVID paper's weighted sum of log-probabilities (digest footnote 1).
+DPO losses averaged), not the POVID paper's weighted sum of log-probabilities (the paper's footnote 1).
 
 How it is computed, exactly, on top of TRL:
 

@@ -1,7 +1,7 @@
 """Plumbing shared by every alignment method: datasets, trainable parameters, optimiser groups, TRL
 configs, the judge, saving, and implicit-reward diagnostics.
 
-Parameters trained (digest §1.6):
+Parameters trained (as in the paper's App. A):
   * ``lora=True``: LoRA adapters on the language model's attention and MLP projections
     (``q/k/v/o_proj``, ``gate/up/down_proj``, matched by :data:`LORA_TARGETS` so the CLIP tower's
     projections are left alone), and the ``multi_modal_projector`` trained fully

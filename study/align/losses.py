@@ -1,7 +1,7 @@
 """The pairwise losses in plain PyTorch: the reference the TRL path is tested against, and the benchmark's
 "plain step".
 
-Notation (digest §1.2, Eq. 3): for a prompt x (image + text) and answers y+ (chosen), y- (rejected),
+Notation (the paper's Eq. 3): for a prompt x (image + text) and answers y+ (chosen), y- (rejected),
 with sequence log-probabilities summed over the answer tokens,
 
     h = [log pi(y+|x) - log pi_ref(y+|x)] - [log pi(y-|x) - log pi_ref(y-|x)]

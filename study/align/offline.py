@@ -1,4 +1,4 @@
-"""Offline DPO / IPO / SLiC (digest §1.1–1.2): a thin layer over ``trl.DPOTrainer``.
+"""Offline DPO / IPO / SLiC (paper §1–2, Eq. 3): a thin layer over ``trl.DPOTrainer``.
 
 For a fixed preference set D = {(x, y+, y-)} and h the log-ratio margin (:mod:`study.align.losses`),
 

@@ -1,4 +1,4 @@
-"""Online-DPO, Online-BDHS and Mixed-DPO (digest §1.1–1.3, §2.7): pairs drawn from the CURRENT policy,
+"""Online-DPO, Online-BDHS and Mixed-DPO (paper §2.3, §5.4, §5.6): pairs drawn from the CURRENT policy,
 trained round by round with TRL's ``DPOTrainer``.
 
 Why not ``trl.experimental.online_dpo.OnlineDPOTrainer``: in TRL 1.16 it takes ``reward_funcs`` only,
@@ -29,7 +29,7 @@ Pairs of round r, per method:
   * ``mixed_dpo`` (Eq. 4): per sample, alpha ~ Bernoulli(p) (seeded per round): alpha = 1 -> the offline
     pair (y+, y-) of the dataset, alpha = 0 -> an online pair as above (ties skipped), so
     L = E[alpha L(y+, y-) + (1 - alpha) L(y~+, y~-)].
-  * ``online_bdhs`` (§2.7): chosen = the row's ground truth (SFT answer); rejected = a BDHS sample
+  * ``online_bdhs`` (paper §5.4): chosen = the row's ground truth (SFT answer); rejected = a BDHS sample
     (:func:`study.bdhs.bdhs_sample`) from the current policy. BDHS runs at rounds r with
     ``r % regen_every == 0``, for the prompts of rounds r .. r + regen_every - 1; those rounds use the
     cached rejections (so ``regen_every >= R`` is offline BDHS from pi_0). With ``bdhs_with_external``

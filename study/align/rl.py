@@ -1,4 +1,4 @@
-"""RLHF (digest §1.2 Eq. 2, §1.4) with ``trl.RLOOTrainer``; reward plumbing in :mod:`.reward`, compact PPO in
+"""RLHF (paper Eq. 2, §5.5) with ``trl.RLOOTrainer``; reward plumbing in :mod:`.reward`, compact PPO in
 :mod:`.ppo` (both re-exported here).
 
 Objective (Eq. 2): max_theta E_{x, y ~ pi_theta}[ r(x, y) - beta * KL(pi_theta(.|x) || pi_ref(.|x)) ],

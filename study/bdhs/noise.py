@@ -1,6 +1,6 @@
 """BDHS_noise: diffusion forward noise on the image (paper §5.4 / App. E.1, after POVID's code).
 
-Schedule, k = 0 .. 999 (digest §2.3):
+Schedule, k = 0 .. 999 (the paper's App. E.1, Fig. 9):
 
     beta_k   = sigmoid(-6 + 12 k / 1000) * (5e-3 - 1e-5) + 1e-5
     abar_N   = prod_{k=0}^{N-1} (1 - beta_k)            (abar_0 = 1: no noise)

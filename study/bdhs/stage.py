@@ -1,6 +1,6 @@
 """The ``bdhs`` stage: the offline BDHS preference dataset and the Fig. 10 statistics.
 
-1. The dataset (digest §2.7, "offline BDHS"): chosen = the SFT ground truth of ``n_pairs`` training items,
+1. The dataset (paper §5.4, "offline BDHS"): chosen = the SFT ground truth of ``n_pairs`` training items,
    rejected = a BDHS sample from the SFT model (:func:`study.prefs.bdhs.bdhs_recipe`).
 2. The Table-6 ablation pair (:func:`study.prefs.union.matched_pair`), when ``povid_path`` is given: the
    POVID-style rows that have a BDHS partner, once with POVID's own 2nd rejection (noisy-image teacher

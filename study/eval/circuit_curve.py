@@ -1,4 +1,4 @@
-"""When does the yes/no circuit form? POPE AUROC measured *during* SFT (an instrument of issue #9).
+"""When does the yes/no circuit form? POPE AUROC measured *during* SFT (an instrument of the v2 organism's leads).
 
 The organism's existence answers use the image only if a "circuit" forms in SFT that routes the
 tower's presence features to the yes/no token; across seeds it forms in some runs and not in others

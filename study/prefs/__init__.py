@@ -1,4 +1,4 @@
-"""Preference datasets of the paper rebuilt in the world (digest §1.2, §3, Table 7).
+"""Preference datasets of the paper rebuilt in the world (paper §3.1–3.2, §5.2–5.3, Table 7).
 
 Schema and I/O: :mod:`.schema`. Recipes (one per module, each ``recipe(world, *, n, seed, ...) -> rows``,
 registered in :data:`RECIPES`): :mod:`.bdhs`, :mod:`.povid`, :mod:`.vlfeedback`, :mod:`.rlhfv`,

@@ -25,7 +25,7 @@ Oracle (:class:`OracleAnnotator`), exact from the scene graph:
             position / count, false relation, false denial, wrong context):
 
         preference (``judge``, ``prefer``, ``rank``): *Pareto*, as the paper's annotator prompt asks for
-            the answer with less hallucination AND more helpful information (digest §1.3). With the
+            the answer with less hallucination AND more helpful information (the paper's Table 14). With the
             false claims of an answer ``X = H + E``, a dominates b iff ``X_a <= X_b`` and ``F_a >= F_b``,
             one of them strictly. Neither dominating (one says more, the other errs less) is no
             preference: ``judge`` returns None, ``prefer`` breaks the tie at random. So the judge is
@@ -38,8 +38,8 @@ Oracle (:class:`OracleAnnotator`), exact from the scene graph:
             policy's precision is low (an empty answer scores 0, one right and one wrong object
             -0.057); it is only the RL reward, and the RL runs report their answer-length drift.
 
-    Before issue #10 item 3 the preference, too, compared these scalar scores; Online-DPO samples then
-    shrank from 21 to 17 words and helpfulness fell 2.5 points (measured in issue #10).
+    Before the judge was made length-neutral, the preference, too, compared these scalar scores; Online-DPO
+    samples on the organism then shrank from 21 to 17 words and helpfulness fell 2.5 points.
 
 Noisy oracle (:class:`NoisyOracleAnnotator`): the oracle's preference (ties broken at random as above),
 flipped with probability ``1 - accuracy`` by a generator seeded with (seed, crc32 of the unordered

@@ -1,4 +1,4 @@
-"""BDHS recipe (digest §2): chosen = SFT ground truth, rejected = a BDHS sample from the SFT model.
+"""BDHS recipe (paper §3.4): chosen = SFT ground truth, rejected = a BDHS sample from the SFT model.
 
 Items are the split's SFT corpus rows (:mod:`study.prefs.sources`); y+ is the corpus answer for that scene
 and prompt (the world's LLaVA-Instruct analogue, caption noise included, as in the paper where y+ is the

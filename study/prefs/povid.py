@@ -1,7 +1,7 @@
-"""POVID recipe (Zhou et al. 2024, digest §3 / §2.1): chosen = SFT ground truth, rejected = its corruption.
+"""POVID recipe (Zhou et al. 2024; paper Table 1, §3.3): chosen = SFT ground truth, rejected = its corruption.
 
 Rejected #1: plausible hallucinations injected into the chosen answer, standing in for GPT-4V's
-corruption prompt (objects, attributes, counts, relations; digest §3.2 / Table 13). All corruptions
+corruption prompt (objects, attributes, counts, relations; the paper's Table 13). All corruptions
 are edits of the chosen text in the world's own templates, so the rejected answer reads exactly like
 a real one (App. C.1: easily spotted corruptions let the policy hack the signal):
 
@@ -30,7 +30,7 @@ is verified with the exact checker: it must add at least one error of :func:`stu
 check_claims` AND lower the oracle score (:class:`study.prefs.annotators.OracleAnnotator`); an edit that
 does not is redrawn (other type / other target), and a row with no valid edit is skipped.
 
-Rejected #2 (optional, for Avg-DPO, digest Eq. 5): noisy-image teacher forcing. The image is diffused
+Rejected #2 (optional, for Avg-DPO, the paper's Eq. 5): noisy-image teacher forcing. The image is diffused
 ``noise_steps`` (POVID: 500) forward steps (schedule in :func:`add_diffusion_noise`), the model reads
 the noised image, the prompt and the chosen answer, and at every position t of the chosen answer the
 token predicted from the *ground-truth* prefix y+_<t is taken (argmax, or sampled with ``tf_mode=

@@ -1,4 +1,4 @@
-"""A learned reward model on a LLaVA backbone, trained with TRL's ``RewardTrainer`` (digest §1.2 Eq. 1, §1.4).
+"""A learned reward model on a LLaVA backbone, trained with TRL's ``RewardTrainer`` (paper Eq. 1, App. A).
 
 Model. :class:`LlavaRewardModel` (``LlavaNextRewardModel`` for LLaVA-NeXT) = the backbone's
 ``LlavaModel`` (vision tower + projector + language model, no LM head) and a scalar head

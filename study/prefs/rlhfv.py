@@ -1,4 +1,4 @@
-"""RLHF-V recipe (Yu et al. 2023b, digest §3): rejected = the SFT model's answer, chosen = its correction.
+"""RLHF-V recipe (Yu et al. 2023b; paper Table 1): rejected = the SFT model's answer, chosen = its correction.
 
 RLHF-V's annotators corrected hallucinated segments of model answers; here the correction is exact,
 from the scene graph, and segment-level (the rest of the answer is kept word for word), using the claim

@@ -11,7 +11,7 @@ Columns (all required; ``rejected_2`` may be the empty string):
     seed        int  the recipe's seed
     source_ids  str  JSON object saying what produced ``chosen`` and ``rejected`` (model/checkpoint,
                      sample index, corruption edits, annotator scores, ...)
-    rejected_2  str  a second rejected answer for Avg-DPO (digest Eq. 5), "" when absent; when present
+    rejected_2  str  a second rejected answer for Avg-DPO (the paper's Eq. 5), "" when absent; when present
                      it must differ from ``chosen``
 
 Validation (:func:`validate_rows`, run by every recipe, by :func:`save_prefs` and :func:`load_prefs`)

@@ -1,4 +1,4 @@
-"""Two rejected answers per prompt: the paper's "external y- ∪ policy y~-" datasets (digest §2.8, Table 6).
+"""Two rejected answers per prompt: the paper's "external y- ∪ policy y~-" datasets (paper Table 6).
 
 Table 6 pairs the GPT-4V-built POVID rejection y-_1 with a second rejection y-_2 made from the policy
 (POVID-style image distortion, or BDHS) and trains with Avg-DPO (Eq. 5, gamma = 0.5). Here y-_1 is the

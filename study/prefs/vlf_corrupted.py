@@ -1,4 +1,4 @@
-"""VLFeedbackCorrupted recipe (digest §3.2, Table 5; Table 2 row "VLFeedbackCorrupted (5k)").
+"""VLFeedbackCorrupted recipe (paper Table 5; Table 2 row "VLFeedbackCorrupted (5k)").
 
 chosen = a pool answer picked by the annotator; rejected = its plausible corruption
 (:func:`study.prefs.povid.corrupt`, the same edits and the same verification as POVID), which removes

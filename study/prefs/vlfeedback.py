@@ -1,4 +1,4 @@
-"""VLFeedback recipe (Li et al. 2023, digest §3): a pool of models answers, an annotator ranks.
+"""VLFeedback recipe (Li et al. 2023; paper Table 1): a pool of models answers, an annotator ranks.
 
 For every candidate item (prompt + image of the split's corpus, :mod:`study.prefs.sources`) each pool
 member (at least 3 checkpoints, e.g. the SFT organism and weaker/earlier checkpoints) samples one answer

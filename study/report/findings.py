@@ -1,4 +1,4 @@
-"""The paper's findings, checked on the organism's numbers (digest §5).
+"""The paper's findings, checked on the organism's numbers (paper §5.1, §6).
 
 Every check compares two models with the paired scene bootstrap of :mod:`study.eval.paired` (same items,
 shared replicates; a difference counts only when its 95 % interval excludes 0) and states a status:
@@ -16,8 +16,8 @@ default run in brackets); no run name is written in this module.
 * **F3** Mixed-DPO combines offline and online gains (Table 9): where ``offline_dpo`` (dpo_povid) beats SFT
   on hallucination columns and ``online_dpo`` (online_dpo_oracle) beats SFT on helpfulness columns (Helpful,
   Recall), ``mixed_dpo`` (mixed_dpo_povid) beats SFT on at least one column of each (:func:`f3`).
-* **F7** Reward models from construction-type data do not transfer (Table 7), as the paper states it
-  (digest §4.2): the POVID-style and the RLHF-V-style RM, each above chance in distribution (Wilson
+* **F7** Reward models from construction-type data do not transfer (Table 7), as the paper states it:
+  the POVID-style and the RLHF-V-style RM, each above chance in distribution (Wilson
   interval above 0.5), fall *below* chance on each other's held-out pairs (interval below 0.5) --
   *reproduced* if both cells do, *mixed* if one does, *contradicted* if neither (:func:`f7`). Our earlier
   rule (:func:`f7_ours`: every construction <-> ranking cell at chance), which the paper's own
@@ -29,7 +29,8 @@ default run in brackets); no run name is written in this module.
 POPE columns are *not measurable* for a model whose POPE yes-ratio is >= 0.95 (or <= 0.05) on any split
 (:func:`degenerate_pope`): such a model answers (almost) every question the same way, its POPE accuracy
 is then its yes-ratio in disguise (exactly 50 % for "always yes"), and a change of it says nothing about
-hallucination (the landed organism's SFT model was such a model before issue #9).
+hallucination (the landed organism's SFT model, before the v2 organism, was such a model: at the full profile its
+POPE random accuracy was 50.4 % at a yes-ratio of 95.3 %).
 
 Any column is *not measurable* when the SFT model's value on it does not depend on its image: the
 image-sensitivity test of :mod:`study.report.measurable` (the columns rule).
@@ -457,7 +458,8 @@ def length_drift(compare: Compare, runs: dict[str, dict]) -> dict[str, dict]:
     """Answer-length drift of every online and RL run (``_meta.method`` in :data:`ONLINE_METHODS`): the paired
     difference of the greedy description's length in tokens, run - SFT, on the same test items, with its
     95 % interval; ``drift`` = longer / shorter when the interval excludes 0, else none. A judge or reward that
-    favours saying less (issue #10 item 3) shows here as ``shorter``."""
+    favours saying less (as the oracle's preference did while it compared scalar scores) shows here as
+    ``shorter``."""
     out = {}
     for name, m in runs.items():
         method = m.get("_meta", {}).get("method")

@@ -1,4 +1,4 @@
-"""Which comparison columns can measure hallucination at all: the image-sensitivity test (issue #10 item 4).
+"""Which comparison columns can measure hallucination at all: the image-sensitivity test (the columns rule).
 
 A column of the comparison (:data:`study.report.comparison.COLUMNS`) decides a finding only if the SFT
 model's value on it depends on the image. The test, stated before its results were seen: with

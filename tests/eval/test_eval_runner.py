@@ -95,7 +95,7 @@ def test_score_rejects_unknown_suite_and_missing_scene(spec, world, items):
         score([{**items[0], "answer": ""}], world[1][1:], spec, n_boot=10)
 
 
-# ---- score_files checks the rows against the items the scenes imply (issue #11, item 3) ----
+# ---- score_files checks the rows against the items the scenes imply ----
 
 CUT = 30  # rows kept by a cut file: the 20 descriptions and the first 10 pope_random items
 
