@@ -70,6 +70,11 @@ def main() -> None:
     ap.add_argument("--profile", default=None)
     ap.add_argument("--out", default="artifacts/leads")
     ap.add_argument("--n-scenes", type=int, default=200)
+    ap.add_argument(
+        "--reuse-model",
+        action="store_true",
+        help="a lead killed after SFT: load <out>/models/<name> and only report and gate it",
+    )
     ap.add_argument("--test", action="store_true", help="also report the test split (never used to choose)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
@@ -110,51 +115,66 @@ def main() -> None:
     wdir = out / "worlds" / wkey
     if not (wdir / "spec.json").is_file():
         t = time.perf_counter()
-        run_world(p.world.model_dump(), p.seed, str(wdir), str(out / "worlds" / f"{wkey}.json"))
+        from types import SimpleNamespace
+
+        from study.pipeline import StageContext
+
+        paths = SimpleNamespace(out_dir=str(wdir), metrics_path=str(out / "worlds" / f"{wkey}.json"))
+        run_world(StageContext("world", None, p, paths))
         times["world_s"] = time.perf_counter() - t
     world, spec = World(wdir), load_spec(p.world.spec)
     mseed = p.seed if args.sft_seed is None else args.sft_seed
-    model, processor = base_model(p.model, spec, mseed)
-    vis = {}
-    if p.vision.epochs > 0:
-        t = time.perf_counter()
-        vis = pretrain_tower(p.vision, model, processor, world, spec, mseed)
-        times["vision_s"] = time.perf_counter() - t
-    lm = proj = {}
-    if p.lm.epochs > 0:
-        t = time.perf_counter()
-        lm = pretrain_language_model(p.lm, model, processor, world, spec, mseed, out / "work" / args.name / "lm")
-        times["lm_s"] = time.perf_counter() - t
-    if p.projector.epochs > 0:
-        t = time.perf_counter()
-        proj = align_projector_of(p.projector, model, processor, world, mseed, out / "work" / args.name / "projector")
-        times["projector_s"] = time.perf_counter() - t
-    model.train()
-    t = time.perf_counter()
     mdir = out / "models" / args.name
-    curve = None
-    if args.curve:
-        from study.eval.circuit_curve import CircuitCurve
+    vis, lm, proj, curve = {}, {}, {}, None
+    if args.reuse_model:
+        from study.model.load import load_model
 
-        curve = CircuitCurve(
-            processor,
-            world,
-            spec,
-            split="val",
-            n_scenes=100,
-            n_pos=p.eval.n_pos,
-            every=args.curve,
-            seed=p.seed,
-            batch_size=p.eval.batch_size,
-            log=lambda s: print(s, flush=True),
+        model, processor = load_model(mdir)
+        sft = {"reused": str(mdir), "train_rows": 0, "train_runtime_s": 0.0}
+    else:
+        model, processor = base_model(p.model, spec, mseed)
+        vis = {}
+        if p.vision.epochs > 0:
+            t = time.perf_counter()
+            vis = pretrain_tower(p.vision, model, processor, world, spec, mseed)
+            times["vision_s"] = time.perf_counter() - t
+        lm = proj = {}
+        if p.lm.epochs > 0:
+            t = time.perf_counter()
+            lm = pretrain_language_model(p.lm, model, processor, world, spec, mseed, out / "work" / args.name / "lm")
+            times["lm_s"] = time.perf_counter() - t
+        if p.projector.epochs > 0:
+            t = time.perf_counter()
+            proj = align_projector_of(
+                p.projector, model, processor, world, mseed, out / "work" / args.name / "projector"
+            )
+            times["projector_s"] = time.perf_counter() - t
+        model.train()
+        t = time.perf_counter()
+        mdir = out / "models" / args.name
+        curve = None
+        if args.curve:
+            from study.eval.circuit_curve import CircuitCurve
+
+            curve = CircuitCurve(
+                processor,
+                world,
+                spec,
+                split="val",
+                n_scenes=100,
+                n_pos=p.eval.n_pos,
+                every=args.curve,
+                seed=p.seed,
+                batch_size=p.eval.batch_size,
+                log=lambda s: print(s, flush=True),
+            )
+        sft = train_sft(
+            model, processor, world, sft_params_of(p.sft), mdir, None, mseed, callbacks=[curve] if curve else ()
         )
-    sft = train_sft(
-        model, processor, world, sft_params_of(p.sft), mdir, None, mseed, callbacks=[curve] if curve else ()
-    )
-    times["sft_s"] = time.perf_counter() - t
-    if curve:
-        sft["circuit_curve"] = curve.points
-        times["curve_s"] = sum(q["seconds"] for q in curve.points)
+        times["sft_s"] = time.perf_counter() - t
+        if curve:
+            sft["circuit_curve"] = curve.points
+            times["curve_s"] = sum(q["seconds"] for q in curve.points)
     model.eval()
     t = time.perf_counter()
     kw = dict(
