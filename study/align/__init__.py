@@ -22,9 +22,9 @@ monitor), :mod:`.rl` (RLOO via TRL; re-exports PPO), :mod:`.ppo` (compact PPO).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from study.align.config import METHODS as METHOD_NAMES
+from study.align import methods as registry
 from study.align.config import (
     AlignDataError,
     AlignParams,
@@ -34,50 +34,8 @@ from study.align.config import (
     make_params,
 )
 
-
-def _offline(*a, **k):
-    from study.align.offline import train_offline
-
-    return train_offline(*a, **k)
-
-
-def _avg(*a, **k):
-    from study.align.avg_dpo import train_avg_dpo
-
-    return train_avg_dpo(*a, **k)
-
-
-def _online(*a, **k):
-    from study.align.online import train_online
-
-    return train_online(*a, **k)
-
-
-def _rloo(*a, **k):
-    from study.align.rl import train_rloo
-
-    return train_rloo(*a, **k)
-
-
-def _ppo(*a, **k):
-    from study.align.ppo import train_ppo
-
-    return train_ppo(*a, **k)
-
-
-# method -> fn(model, processor, world, data, params, out_dir, *, live_dir, work_dir, seed, annotator, ...)
-METHODS: dict[str, Callable[..., dict]] = {
-    "dpo": _offline,
-    "ipo": _offline,
-    "slic": _offline,
-    "avg_dpo": _avg,
-    "online_dpo": _online,
-    "online_bdhs": _online,
-    "mixed_dpo": _online,
-    "rloo": _rloo,
-    "ppo": _ppo,
-}
-assert set(METHODS) == set(METHOD_NAMES)
+# method name -> its trainer, knobs and columns (study.align.methods: a new method registers there)
+METHODS = registry.REGISTRY
 
 
 def load_data(data):
@@ -120,8 +78,10 @@ def train(
     overrides the judge built from ``params.annotator``. Extra ``kwargs`` go to the method (e.g.
     ``eval_data`` for offline methods, ``callbacks``, ``encoder`` for Online-BDHS).
     """
-    if method not in METHODS:
-        raise AlignParamsError(f"invalid alignment params: align.method must be one of {list(METHODS)}, got {method!r}")
+    if method not in registry.REGISTRY:
+        raise AlignParamsError(
+            f"invalid alignment params: align.method must be one of {list(registry.REGISTRY)}, got {method!r}"
+        )
     raw = params.model_dump() if isinstance(params, AlignParams) else dict(params or {})
     raw["method"] = method
     p = make_params(raw)
@@ -150,7 +110,7 @@ def train(
     # resume only state written by this very configuration (study.resume); one line says which happened
     work = Path(work_dir) if work_dir else default_work_dir(out_dir)
     claim_work_dir(work, run_fingerprint(p, seed, data, policy, w), f"{method} run {Path(out_dir)}")
-    return METHODS[method](
+    return registry.get(method).train_fn()(
         model,
         processor,
         w,

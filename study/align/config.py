@@ -26,14 +26,13 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from study.align import methods as registry
 from study.config import Float
 
-METHODS = ("dpo", "ipo", "slic", "avg_dpo", "online_dpo", "online_bdhs", "mixed_dpo", "rloo", "ppo")
-OFFLINE = ("dpo", "ipo", "slic")
-ONLINE = ("online_dpo", "online_bdhs", "mixed_dpo")
-RL = ("rloo", "ppo")
+METHODS = registry.names()  # the methods built in (study.align.methods); a registered one joins REGISTRY
+OFFLINE = tuple(n for n in registry.names("offline") if registry.get(n).loss)  # DPO / IPO / SLiC objectives
 LOSS_TYPE = {"dpo": "sigmoid", "ipo": "ipo", "slic": "hinge"}
 # beta of each pair loss unless a run sets `beta` (the paper's App. A grids: DPO {0.05, 0.1, 0.2, 0.5},
 # IPO {0.8, 0.9, 1.0}, SLiC {0.02, 0.1, 0.2}; the chosen values are not reported). params.yaml's
@@ -43,8 +42,6 @@ LOSS_TYPE = {"dpo": "sigmoid", "ipo": "ipo", "slic": "hinge"}
 # from 24.99 to 24.86 at tau 0.1, and from 0.308 to 0.294 at tau 0.9.
 BETA_BY_LOSS = {"dpo": 0.1, "ipo": 0.9, "slic": 0.1}
 ANNOTATORS = ("oracle", "noisy_oracle", "reward_model")
-# methods that need an annotator (a judge of sampled answers)
-NEEDS_ANNOTATOR = ("online_dpo", "mixed_dpo", "rloo", "ppo")
 
 # The paper's learning-rate search grid (App. A): the values searched for offline
 # DPO/IPO/SLiC, Online-DPO and Mixed-DPO on LLaVA-1.6-7B (LoRA r=128, alpha=256). The chosen value per
@@ -53,24 +50,6 @@ NEEDS_ANNOTATOR = ("online_dpo", "mixed_dpo", "rloo", "ppo")
 PAPER_LR_GRID = {
     "learning_rate": (1e-7, 5e-7, 1e-6, 5e-6),  # LoRA / language-model LR
     "projector_lr": (2e-5, 2e-6, 2e-7),  # multi_modal_projector LR (its own AdamW group)
-}
-
-# columns of the preference schema (study.prefs.schema) each method reads
-REQUIRED_COLUMNS = {
-    "dpo": ("prompt", "chosen", "rejected", "scene_id"),
-    "ipo": ("prompt", "chosen", "rejected", "scene_id"),
-    "slic": ("prompt", "chosen", "rejected", "scene_id"),
-    "avg_dpo": ("prompt", "chosen", "rejected", "rejected_2", "scene_id"),
-    "online_dpo": ("prompt", "scene_id"),
-    "online_bdhs": ("prompt", "chosen", "scene_id"),
-    "mixed_dpo": ("prompt", "chosen", "rejected", "scene_id"),
-    "rloo": ("prompt", "scene_id"),
-    "ppo": ("prompt", "scene_id"),
-}
-# a ready TRL vision preference dataset (prompt/chosen/rejected message lists + images) is accepted too
-TRL_COLUMNS = {
-    "dpo": ("prompt", "chosen", "rejected", "images"),
-    "avg_dpo": ("prompt", "chosen", "rejected", "rejected_2", "images"),
 }
 
 
@@ -109,7 +88,7 @@ class AlignParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # true is not 1, "no" is not False
 
-    method: Literal[METHODS] = "dpo"  # type: ignore[valid-type]
+    method: str = Field("dpo", description="a method of study.align.methods.REGISTRY")
     beta: Float | None = Field(
         None, gt=0, le=100, description="pair-loss beta (IPO: tau); None = beta_by_loss of this method's pair loss"
     )
@@ -189,6 +168,13 @@ class AlignParams(BaseModel):
     collapse_length_ratio: Float = Field(0.25, ge=0, lt=1, description="... or below this share of its start value")
     stop_on_collapse: bool = False
 
+    @field_validator("method")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        if v not in registry.REGISTRY:
+            raise _Rule("method", f" must be one of {list(registry.REGISTRY)}, got {v!r}")
+        return v
+
     @model_validator(mode="after")
     def _resolve_beta(self):
         missing = sorted(set(BETA_BY_LOSS) - set(self.beta_by_loss))
@@ -200,14 +186,14 @@ class AlignParams(BaseModel):
 
     @model_validator(mode="after")
     def _cross_checks(self):
-        if self.annotator == "reward_model" and self.method in NEEDS_ANNOTATOR:
+        if self.annotator == "reward_model" and self.needs_annotator:
             if not self.reward_model_path:
                 raise _Rule(
                     "reward_model_path", ": must name a local reward model directory when annotator='reward_model'"
                 )
             # that the directory exists is checked when training starts (check_reward_model): in the pipeline
             # the reward models are written by the `reward_models` stage, after params are first validated
-        if self.method in RL and self.annotator == "noisy_oracle":
+        if registry.get(self.method).kind == "rl" and self.annotator == "noisy_oracle":
             raise _Rule(
                 "annotator",
                 ": 'noisy_oracle' is a pairwise judge (its noise is on preferences, its score "
@@ -222,7 +208,7 @@ class AlignParams(BaseModel):
     @property
     def pair_loss_name(self) -> str:
         """``dpo`` | ``ipo`` | ``slic``: the method itself for offline methods, else ``pair_loss``."""
-        return self.method if self.method in OFFLINE else self.pair_loss
+        return registry.get(self.method).loss or self.pair_loss
 
     @property
     def loss_type(self) -> str:
@@ -231,7 +217,7 @@ class AlignParams(BaseModel):
 
     @property
     def needs_annotator(self) -> bool:
-        return self.method in NEEDS_ANNOTATOR
+        return registry.get(self.method).needs_annotator
 
 
 def check_reward_model(p: AlignParams, prefix: str = "align") -> None:
@@ -239,7 +225,7 @@ def check_reward_model(p: AlignParams, prefix: str = "align") -> None:
     (or has no ``config.json``). Called by :func:`study.align.train` before the policy is loaded; not part
     of :class:`AlignParams` validation because in the pipeline the reward models are outputs of the
     ``reward_models`` stage, which runs after the params are first validated."""
-    if p.annotator != "reward_model" or p.method not in NEEDS_ANNOTATOR:
+    if p.annotator != "reward_model" or not p.needs_annotator:
         return
     d = Path(p.reward_model_path)
     if not (d.is_dir() and (d / "config.json").is_file()):
@@ -364,6 +350,13 @@ def run_params(
     data = check_data_path(run["data"], f"{where}.data")
     base = base or {}
     knobs = {k: v for k, v in run.items() if k not in RUN_KEYS}
+    method = registry.REGISTRY.get(run["method"])
+    unread = sorted(k for k in knobs if method is not None and k in AlignParams.model_fields and k not in method.reads)
+    if unread:  # a knob its method never reads would be silently ignored
+        own = sorted(method.knobs) or "none beyond align.base's shared knobs"
+        raise AlignParamsError.of(
+            [(f"{where}.{k}", f" is not read by method {method.name!r} (its own knobs: {own})") for k in unread]
+        )
     try:
         params = AlignParams.model_validate({**base, **knobs, "method": run["method"]})
     except ValidationError as e:
@@ -400,18 +393,21 @@ def check_columns(data, method: str) -> int:
     vision preference ``datasets.Dataset`` (offline methods). Every row must have every required column
     with a non-empty string (``rejected_2`` included for Avg-DPO).
     """
-    if method not in METHODS:
-        raise AlignParamsError(f"invalid alignment params: align.method must be one of {list(METHODS)}, got {method!r}")
+    if method not in registry.REGISTRY:
+        raise AlignParamsError(
+            f"invalid alignment params: align.method must be one of {list(registry.REGISTRY)}, got {method!r}"
+        )
+    spec = registry.get(method)
     if data is None:
         raise AlignDataError(f"method {method!r} needs a preference/prompt dataset, got None")
     cols, rows = _columns_and_first(data)
     is_trl = hasattr(data, "column_names") and "images" in cols
-    if is_trl and method not in (*OFFLINE, "avg_dpo"):
+    if is_trl and spec.trl_columns is None:
         raise AlignDataError(
             f"method {method!r} needs preference rows (prompt/scene_id strings, the study.prefs "
             "schema), not a TRL vision dataset"
         )
-    need = TRL_COLUMNS["avg_dpo" if method == "avg_dpo" else "dpo"] if is_trl else REQUIRED_COLUMNS[method]
+    need = spec.trl_columns if is_trl else spec.columns
     n = data.num_rows if hasattr(data, "num_rows") else len(rows)
     if n == 0:
         raise AlignDataError(f"the dataset for method {method!r} is empty")
@@ -427,3 +423,7 @@ def check_columns(data, method: str) -> int:
             if not isinstance(v, str) or not v.strip():
                 raise AlignDataError(f"row {i}: column {c!r} is missing or empty (method {method!r} needs it)")
     return n
+
+
+for _method in registry.REGISTRY.values():  # the built-in methods read only knobs AlignParams has
+    registry.check_knobs(_method, set(AlignParams.model_fields))
