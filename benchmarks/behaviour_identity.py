@@ -27,7 +27,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 VOLATILE = re.compile(
-    r"(seconds|runtime|per_second|_per_s$|throughput|tokens_per|samples_per|steps_per|peak_rss|(^|_)time"
+    r"(seconds|runtime|per_second|_per_s$|throughput|peak_rss|(^|_)time"
     r"|(sweep|report|sft|vision|world|lm|projector|curve|train|total|wall)_s$)"
 )  # keys that measure time or speed (not chair_s: a metric)
 
