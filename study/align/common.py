@@ -423,9 +423,8 @@ def dpo_args(p: AlignParams, output_dir: str | Path, seed: int, **overrides):
 def dvclive_callback(live_dir: str | Path | None, resume: bool = False):
     if live_dir is None:
         return None
-    from dvclive.huggingface import DVCLiveCallback
-
     from dvclive import Live
+    from dvclive.huggingface import DVCLiveCallback
 
     return DVCLiveCallback(live=Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, resume=resume))
 

@@ -163,9 +163,9 @@ def train_sft(
 
     With ``pool_dir``, the intermediate checkpoints of :class:`PoolSaver` are published there (atomically).
     ``callbacks``: further ``TrainerCallback``s (e.g. :class:`study.eval.circuit_curve.CircuitCurve`)."""
+    from dvclive import Live
     from dvclive.huggingface import DVCLiveCallback
 
-    from dvclive import Live
     from study import io
 
     if p.freeze_vision:  # LLaVA keeps its pretrained CLIP tower frozen through instruction tuning
