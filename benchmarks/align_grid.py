@@ -6,7 +6,7 @@ LR grid, for one offline method on one preference set (a script, not a test).
     python benchmarks/align_grid.py --grid full:1e-5 full:3e-5 lora16:1e-4 --out /tmp/grid.json
 
 Each grid point ``<mode>:<lr>`` (mode ``full`` or ``lora<r>``, alpha = 2 r, the paper's ratio; the
-projector LR equals the LR) trains ``--method`` from the SFT model with ``params.yaml``'s ``align.base``
+projector LR equals the LR) trains ``--method`` from the SFT model with ``params.yaml``'s ``align`` groups
 otherwise, then goes through the study's exact evaluation (``params.yaml: eval``, the test scenes every
 model of the study is scored on). Printed per point: trainable parameters, training time, and the paired
 difference against SFT (one scene bootstrap shared by both models, :mod:`study.eval.paired`) of CHAIR_i,
@@ -65,7 +65,6 @@ def main(argv=None) -> int:
     import torch
 
     from study.align import train
-    from study.align.config import make_params
     from study.config import load_params
     from study.eval.paired import load_predictions, paired_difference
     from study.eval.stage import evaluate_model
@@ -79,12 +78,12 @@ def main(argv=None) -> int:
     world = World(args.world)
     spec = world.spec()
     sft_preds, scenes = load_predictions(args.sft_eval)
-    base = params.align_base()
+    base = params.align_params(args.method)
     for _, knobs in points:
-        make_params({**base, **knobs, "method": args.method})
+        params.align_params(args.method, **knobs)  # a bad grid point fails before any training
     results = []
     print(
-        f"{args.method} on {args.data}; base {json.dumps({k: base[k] for k in ('beta', 'beta_by_loss', 'epochs', 'batch_size') if k in base})}"
+        f"{args.method} on {args.data}; base {json.dumps({k: getattr(base, k) for k in ('beta', 'epochs', 'batch_size') if hasattr(base, k)})}"
     )
     print(f"{'point':<14}{'trainable':>11}{'train s':>9}  " + "  ".join(f"{c[0]:>22}" for c in columns))
     for name, knobs in points:
@@ -95,7 +94,7 @@ def main(argv=None) -> int:
                 policy=args.model,
                 world=world,
                 data=args.data,
-                params={**base, **knobs},
+                params=params.align_params(args.method, **knobs),
                 out_dir=Path(tmp) / "model",
                 seed=args.seed,
             )

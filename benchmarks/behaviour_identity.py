@@ -2,12 +2,20 @@
 
     python benchmarks/behaviour_identity.py run REV OUT [--profile smoke]   # dvc repro of REV in a scratch copy
     python benchmarks/behaviour_identity.py compare OUT_A OUT_B             # every metric, key by key
+    python benchmarks/behaviour_identity.py params REV OUT.json             # every run's resolved knobs
+    python benchmarks/behaviour_identity.py compare-params A.json B.json    # knob by knob, every profile
 
 ``run`` exports commit ``REV`` (``git archive``) with this checkout's ``data/`` into a scratch folder, sets
 ``profile``, runs ``dvc repro`` there with that commit's own ``study`` package first on ``PYTHONPATH``, and
 copies ``metrics/`` and ``paper/tables/`` to ``OUT`` (with the run's wall time in ``OUT/seconds.txt``).
 ``compare`` walks both ``metrics/`` trees: every JSON number, string and list must be equal, except values
 under keys that measure time or speed (:data:`VOLATILE`); it prints each difference and exits 1 if any.
+
+``params`` is the cheap check of a refactor of the params layout: with commit ``REV``'s own code it resolves
+every alignment run of every profile (the config each run trains with, its data and seeds) and writes them
+as JSON. ``compare-params`` exits 1 if any knob both hold differs, or a run's data or seeds; knobs only one
+side holds are listed by name with their run counts (a knob a method never read leaves when its config
+keeps only what it reads).
 """
 
 from __future__ import annotations
@@ -59,6 +67,54 @@ def run(rev: str, out: Path, profile: str) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
 
 
+PROFILES = (None, "quick", "full", "smoke", "gpu")
+_DUMP = """
+import json, sys
+from study.config import load_params
+out = {}
+for prof in %r:
+    p = load_params("params.yaml", profile=prof)
+    for run in p.align.all_runs():
+        if hasattr(p, "align_run"):
+            ap, data, seeds = p.align_run(run)
+        else:  # before the knob groups
+            from study.align.stage import align_run
+            ap, data, seeds = align_run(p, run)
+        out[f"{prof}/{run}"] = {"params": ap.model_dump(), "data": data, "seeds": seeds or p.align.seeds}
+json.dump(out, open(sys.argv[1], "w"), indent=1, sort_keys=True)
+"""
+
+
+def dump_params(rev: str, out: Path) -> None:
+    scratch = Path(tempfile.mkdtemp(prefix="identity_params_"))
+    archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(scratch)], input=archive, check=True)
+    shutil.copytree(ROOT / "data", scratch / "data", dirs_exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(scratch)}
+    subprocess.run([sys.executable, "-c", _DUMP % (PROFILES,), str(out.resolve())], cwd=scratch, env=env, check=True)
+    shutil.rmtree(scratch)
+
+
+def compare_params(a: Path, b: Path) -> int:
+    from collections import Counter
+
+    pa, pb = json.loads(a.read_text()), json.loads(b.read_text())
+    diffs = [f"{r}: only in {'A' if r in pa else 'B'}" for r in sorted(set(pa) ^ set(pb))]
+    only_a, only_b = Counter(), Counter()
+    for r in sorted(set(pa) & set(pb)):
+        x, y = pa[r], pb[r]
+        diffs += [f"{r}.{k}: {x[k]!r} != {y[k]!r}" for k in ("data", "seeds") if x[k] != y[k]]
+        kx, ky = x["params"], y["params"]
+        diffs += [f"{r}.{k}: {kx[k]!r} != {ky[k]!r}" for k in sorted(set(kx) & set(ky)) if kx[k] != ky[k]]
+        only_a.update(set(kx) - set(ky))
+        only_b.update(set(ky) - set(kx))
+    print("\n".join(diffs) if diffs else f"identical: every knob both hold, in {len(pa)} runs x profiles")
+    for side, c in (("A", only_a), ("B", only_b)):
+        if c:
+            print(f"only in {side} (runs): " + ", ".join(f"{k} ({n})" for k, n in sorted(c.items())))
+    return 1 if diffs else 0
+
+
 def _diff(a, b, path: str, out: list[str]) -> None:
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
@@ -100,10 +156,21 @@ def main(argv=None) -> int:
     c = sub.add_parser("compare")
     c.add_argument("a", type=Path)
     c.add_argument("b", type=Path)
+    d = sub.add_parser("params")
+    d.add_argument("rev")
+    d.add_argument("out", type=Path)
+    cp = sub.add_parser("compare-params")
+    cp.add_argument("a", type=Path)
+    cp.add_argument("b", type=Path)
     args = ap.parse_args(argv)
     if args.cmd == "run":
         run(args.rev, args.out, args.profile)
         return 0
+    if args.cmd == "params":
+        dump_params(args.rev, args.out)
+        return 0
+    if args.cmd == "compare-params":
+        return compare_params(args.a, args.b)
     return compare(args.a, args.b)
 
 

@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from study.config import load_section
+from study.config import align_params, load_section
 from study.model.stage import model_params_of
 from study.world.stage import corpus_params_of, scene_params_of
 
@@ -132,8 +132,8 @@ def main(argv=None) -> dict:
         ), proc
 
     pairs = handmade_pairs(world, spec, max(a.pairs, a.batch))
-    p = make_params(
-        method={"sigmoid": "dpo", "ipo": "ipo", "hinge": "slic"}[a.loss],
+    p = align_params(
+        {"sigmoid": "dpo", "ipo": "ipo", "hinge": "slic"}[a.loss],
         lora=False,
         learning_rate=1e-5,
         projector_lr=1e-5,

@@ -50,7 +50,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from study.config import load_section
+from study.config import align_params, load_section
 from study.world.stage import corpus_params_of, scene_params_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -312,7 +312,13 @@ def run_check(*, tiny: bool, device: str, steps: int, peak: float | None, work: 
         torch.cuda.reset_peak_memory_stats()
     t1 = time.perf_counter()
     m = train(
-        "dpo", policy=(model, processor), world=world, data=rows, params=knobs, out_dir=work / "dpo", callbacks=[timer]
+        "dpo",
+        policy=(model, processor),
+        world=world,
+        data=rows,
+        params=align_params("dpo", **knobs),
+        out_dir=work / "dpo",
+        callbacks=[timer],
     )
     dpo_s = time.perf_counter() - t1
     peak_mem = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
@@ -331,7 +337,9 @@ def run_check(*, tiny: bool, device: str, steps: int, peak: float | None, work: 
     del model
     # one Online-DPO round: 8 prompts sampled, judged by the oracle, one DPO pass over the preferred pairs
     model = build_model(processor, shapes, device, dtype)
-    online = dict(knobs, epochs=1.0, round_size=8, gen_batch_size=8, max_new_tokens=8 if tiny else 32)
+    online = align_params(
+        "online_dpo", **dict(knobs, epochs=1.0, round_size=8, gen_batch_size=8, max_new_tokens=8 if tiny else 32)
+    )
     t2 = time.perf_counter()
     mo = train(
         "online_dpo",

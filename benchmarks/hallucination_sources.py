@@ -80,7 +80,9 @@ def summarize(records: list[dict], spec: WorldSpec, n_answers: int) -> dict:
         "answers": n_answers,
         "hallucinated": n,
         "context_share": sum(r["in_context"] for r in records) / n if n else None,
-        "by_kind": {k: {"n": kinds[k], "share": kinds[k] / n if n else None} for k in ("misread", "invented", "unplaced")},
+        "by_kind": {
+            k: {"n": kinds[k], "share": kinds[k] / n if n else None} for k in ("misread", "invented", "unplaced")
+        },
         "by_kind_and_context": {f"{k}/{c}": v for (k, c), v in sorted(cross.items())},
         "misread": {
             "n": len(mis),

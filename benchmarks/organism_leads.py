@@ -151,7 +151,6 @@ def main() -> None:
             times["projector_s"] = time.perf_counter() - t
         model.train()
         t = time.perf_counter()
-        mdir = out / "models" / args.name
         curve = None
         if args.curve:
             from study.eval.circuit_curve import CircuitCurve

@@ -82,7 +82,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def make_plan(args: argparse.Namespace) -> dict:
     """Validate everything that can be validated without loading a model; returns the run's plan."""
     from study.align import common
-    from study.align.config import check_reward_model, make_params, run_params
+    from study.align.config import check_reward_model, make_params
     from study.config import load_params
 
     params = load_params(args.params, profile=args.profile)
@@ -90,7 +90,7 @@ def make_plan(args: argparse.Namespace) -> dict:
     if args.run not in runs:
         raise PlanError(f"`align.runs` / `align.rm_runs` have no run {args.run!r}; runs: {sorted(runs)}")
     section = "rm_runs" if args.run in params.align.rm_runs else "runs"
-    ap, data, run_seeds = run_params(args.run, runs[args.run], params.align_base(), section=section)
+    ap, data, run_seeds = params.align_run(args.run)
     check_reward_model(ap, prefix=f"align.{section}.{args.run}")
     seeds = list(run_seeds or params.align.seeds)
     if args.seed is not None:

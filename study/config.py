@@ -313,41 +313,36 @@ class RMSection(_Section):
 
 
 class AlignSection(_Section):
-    """``base``: AlignParams knobs shared by every run; ``runs``: name -> {method, data, seeds?, overrides};
-    ``rm_runs``: the same for runs judged by a reward model of the ``reward_models`` stage (they need
-    ``annotator: reward_model`` and a ``reward_model_path``, which becomes a DVC dependency of their
-    ``align_rm@<name>`` stage); ``seeds``: the training seeds of every run (each run trains and evaluates
-    once per seed and reports the mean with a 95 % CI over seeds).
+    """The alignment knobs in groups (:mod:`study.align.knobs`): ``base`` (every method), the shared groups
+    ``pair``, ``sampling``, ``online``, ``judge``, ``rl``, and ``methods``: each method's own knobs. ``runs``:
+    name -> {method, data, seeds?, overrides}; ``rm_runs``: the same for runs judged by a reward model of the
+    ``reward_models`` stage (they need ``annotator: reward_model`` and a ``reward_model_path``, which becomes a
+    DVC dependency of their ``align_rm@<name>`` stage); ``seeds``: the training seeds of every run (each run
+    trains and evaluates once per seed and reports the mean with a 95 % CI over seeds).
 
-    Every run's knobs are validated here (:func:`study.align.config.run_params`), so a bad alignment knob
-    fails when params are loaded, before any stage does work. That a reward model directory exists is
-    checked when its run starts training (it is an output of an earlier stage)."""
+    Every method's config and every run's knobs are validated when params load
+    (:meth:`StudyParams._align_runs_are_valid`), so a bad alignment knob fails before any stage does work.
+    That a reward model directory exists is checked when its run starts training (it is an output of an
+    earlier stage)."""
 
     base: dict
+    pair: dict
+    sampling: dict
+    online: dict
+    judge: dict
+    rl: dict
+    methods: dict[str, dict]
     seeds: list
     runs: dict[str, dict]
     rm_runs: dict[str, dict]
 
     @model_validator(mode="after")
-    def _runs_are_valid(self) -> "AlignSection":
-        from study.align.config import AlignParamsError, check_seeds, make_params, run_params
+    def _layout(self) -> "AlignSection":
+        from study.align.config import AlignParamsError, check_layout, check_seeds
 
         try:
             check_seeds(self.seeds, "align.seeds")
-            make_params(self.base, prefix="align.base")  # the shared knobs on their own: errors name align.base.<key>
-            for section, runs in (("runs", self.runs), ("rm_runs", self.rm_runs)):
-                for name, run in runs.items():
-                    p, _, _ = run_params(name, run, self.base, section=section)
-                    if section == "rm_runs" and (p.annotator != "reward_model" or "reward_model_path" not in run):
-                        raise AlignParamsError.of(
-                            [
-                                (
-                                    f"align.rm_runs.{name}",
-                                    " must set annotator: reward_model and "
-                                    "its own reward_model_path (runs judged otherwise go in align.runs)",
-                                )
-                            ]
-                        )
+            check_layout(self.groups())
         except AlignParamsError as e:
             raise RuleError(
                 [Issue((k,), t, quoted=False) for k, t in e.issues] or [Issue(("align",), f": {e}")]
@@ -356,6 +351,10 @@ class AlignSection(_Section):
         if both:
             raise RuleError.one("align.rm_runs", f": run names must differ from align.runs, both have {both}")
         return self
+
+    def groups(self) -> dict[str, dict]:
+        """The knob groups (everything but the runs and seeds), as :func:`study.align.config.method_knobs` reads them."""
+        return {k: v for k, v in self.model_dump().items() if k not in ("seeds", "runs", "rm_runs")}
 
     def all_runs(self) -> dict[str, dict]:
         """Every run, ``runs`` then ``rm_runs`` (names are distinct)."""
@@ -475,17 +474,54 @@ class StudyParams(_Section):
     benchmarks: BenchmarksSection
     report: ReportSection
 
-    def align_base(self) -> dict:
-        """``align.base`` as every run trains with it: the BDHS knobs of Online-BDHS (``bdhs_rho_th``,
-        ``bdhs_eps_s``, ``bdhs_n``) are the ``bdhs`` section's (``rho_th``, ``eps_s``, ``n_bdhs``) unless
-        ``align.base`` sets them, so one value drives the offline BDHS dataset and the online runs."""
-        return {
-            "bdhs_rho_th": self.bdhs.rho_th,
-            "bdhs_eps_s": self.bdhs.eps_s,
-            "bdhs_n": self.bdhs.n_bdhs,
-            "bdhs_noise_steps": self.bdhs.noise_steps,
-            **self.align.base,
-        }
+    def align_params(self, method: str, **overrides):
+        """The validated config of ``method`` from the ``align`` groups (and ``bdhs``), with ``overrides``."""
+        from study.align.config import method_params
+
+        return method_params(method, self.align.groups(), self.bdhs.model_dump(), **overrides)
+
+    def align_run(self, run: str):
+        """``(config, data, seeds or None)`` of ``run`` (an entry of ``align.runs`` / ``align.rm_runs``) as it
+        trains: its own knobs over its method's groups (:func:`study.align.config.run_params`)."""
+        from study.align.config import run_params
+
+        section = "runs" if run in self.align.runs else "rm_runs"
+        return run_params(run, self.align.all_runs()[run], self.align.groups(), self.bdhs.model_dump(), section)
+
+    @model_validator(mode="after")
+    def _align_runs_are_valid(self) -> "StudyParams":
+        from study.align import methods as registry
+        from study.align.config import AlignParamsError
+
+        issues: list = []
+        try:
+            for method in registry.REGISTRY:
+                if method in self.align.methods:  # a method's groups are valid even where no run uses it
+                    try:
+                        self.align_params(method)
+                    except AlignParamsError as e:
+                        issues += [i for i in e.issues if i not in issues]
+            if issues:
+                raise AlignParamsError.of(issues)
+            for name, run in self.align.rm_runs.items():
+                p, _, _ = self.align_run(name)
+                if p.annotator != "reward_model" or "reward_model_path" not in run:
+                    raise AlignParamsError.of(
+                        [
+                            (
+                                f"align.rm_runs.{name}",
+                                " must set annotator: reward_model and "
+                                "its own reward_model_path (runs judged otherwise go in align.runs)",
+                            )
+                        ]
+                    )
+            for name in self.align.runs:
+                self.align_run(name)
+        except AlignParamsError as e:
+            raise RuleError(
+                [Issue((k,), t, quoted=False) for k, t in e.issues] or [Issue(("align",), f": {e}")]
+            ) from None
+        return self
 
     @model_validator(mode="after")
     def _reward_models_are_trained(self) -> "StudyParams":
@@ -683,3 +719,13 @@ def load_section(name: str, path: str | Path = "params.yaml", **overrides):
         full = lambda k: k if k.startswith(f"{name}.") else f"{name}.{k}"  # noqa: E731
         issues = [i._replace(keys=tuple(full(k) for k in i.keys)) for i in issues_of(e)]
         raise ParamsError("invalid params: " + "; ".join(i.render() for i in issues)) from None
+
+
+def align_params(method: str, path: str | Path = "params.yaml", **overrides):
+    """The validated config of alignment ``method`` from ``path``'s ``align`` groups (and ``bdhs``), before any
+    profile, with ``overrides``: ``align_params("dpo", batch_size=2)``. The knob groups have no defaults of
+    their own, so code that trains a method outside a stage (tests, benchmarks) takes its other knobs here."""
+    from study.align.config import method_params
+
+    align, bdhs = load_section("align", path), load_section("bdhs", path)
+    return method_params(method, align.groups(), bdhs.model_dump(), **overrides)

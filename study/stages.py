@@ -96,14 +96,22 @@ class Stage:
         return {"foreach": "${" + self.foreach + "}", "do": out} if self.foreach else out
 
 
+def _align_params() -> tuple[str, ...]:
+    """The params keys an alignment run reads: the ``align`` knob groups and seeds, and the ``bdhs`` knobs of
+    Online-BDHS's sampler (:mod:`study.align.knobs`)."""
+    from study.align.knobs import BDHSKnobs
+    from study.config import AlignSection
+
+    groups = [f"align.{g}" for g in AlignSection.model_fields if g not in ("runs", "rm_runs")]
+    return ("eval", *groups, *(f"bdhs.{k}" for k in BDHSKnobs.SOURCE.values()))
+
+
 def _align(name: str, runs: str, extra_deps: tuple[str, ...], doc: str) -> Stage:
-    """A per-run alignment stage over ``runs`` (``align.runs`` or ``align.rm_runs``); Online-BDHS reads the
-    ``bdhs`` knobs too (:meth:`study.config.StudyParams.align_base`)."""
+    """A per-run alignment stage over ``runs`` (``align.runs`` or ``align.rm_runs``)."""
     return Stage(
         name,
         "05_align",
-        ("eval", "align.base", "align.seeds", "bdhs.rho_th", "bdhs.eps_s", "bdhs.n_bdhs", "bdhs.noise_steps")
-        + (f"{runs}.${{key}}",),
+        _align_params() + (f"{runs}.${{key}}",),
         (WORLD, SFT, prefs_file("${item.data}"), f"{METRICS}/eval_sft.json", *extra_deps),
         outs=(f"{ALIGN_MODELS}/${{key}}", f"{EVAL}/${{key}}"),
         metrics=(f"{METRICS}/align/${{key}}.json",),

@@ -22,14 +22,6 @@ def _chdir_root():
     os.chdir(old)
 
 
-@pytest.fixture(scope="session")
-def params_section():
-    """``params_section("vision", epochs=1.0)`` -> that section of params.yaml with the overrides."""
-    from study.config import load_section
-
-    return load_section
-
-
 def load_script(relpath: str):
     """A script of the project (``scripts/``, ``benchmarks/``) imported as a module, by path."""
     import importlib.util

@@ -95,7 +95,7 @@ def test_full_profile_trains_three_seeds_and_quick_one():
     [
         (
             lambda a: a["rm_runs"]["rloo_rm_povid"].pop("reward_model_path"),
-            r"align.rm_runs.rloo_rm_povid.*reward_model_path",
+            r"align.judge.reward_model_path: must name .*\(in align.rm_runs.rloo_rm_povid\)",
         ),
         (
             lambda a: a["rm_runs"]["rloo_rm_povid"].update(annotator="oracle"),
@@ -176,8 +176,8 @@ def test_a_base_error_names_the_plain_key_whatever_the_profile(profile):
             "the first of them",
         ),
         (
-            lambda r: r["profiles"]["gpu"]["align"]["base"].update(beta=-1),
-            "invalid params: profiles.gpu.align.base.beta must be > 0, got -1",
+            lambda r: r["profiles"]["gpu"]["align"].update(pair={"beta": -1}),
+            "invalid params: profiles.gpu.align.pair.beta must be > 0, got -1",
         ),
         (
             lambda r: r["profiles"]["full"].update(model={"text_kv_heads": 3}),  # the second key of a two-key rule
@@ -189,19 +189,24 @@ def test_a_profile_override_error_names_the_profile_key(edit, msg):
     assert error_of(edit, "quick") == msg  # every profile is checked, not only the selected one
 
 
-def test_a_base_value_failing_only_with_a_profile_names_the_base_key_and_the_profile():
-    # smoke's align.base.batch_size 4 with the default ppo_minibatch (8): the ppo run breaks only under smoke
-    assert error_of(lambda r: r["profiles"]["smoke"]["align"]["base"].pop("ppo_minibatch")) == (
-        "invalid params: align.runs.ppo.ppo_minibatch (with profile smoke): must be <= batch_size (4), got 8"
+def test_a_group_value_failing_only_with_a_profile_names_its_key_and_the_profile():
+    # smoke's align.base.batch_size 4 with the quick ppo_minibatch (8): PPO's config breaks only under smoke
+    assert error_of(lambda r: r["profiles"]["smoke"]["align"].pop("methods")) == (
+        "invalid params: align.methods.ppo.ppo_minibatch (with profile smoke): must be <= batch_size (4), got 8"
     )
 
 
-def test_a_bad_align_base_knob_names_align_base():
+def test_a_bad_align_knob_names_the_group_it_is_written_in():
     assert (
-        error_of(lambda r: r["align"]["base"].update(beta=-1)) == "invalid params: align.base.beta must be > 0, got -1"
+        error_of(lambda r: r["align"]["pair"].update(beta=-1)) == "invalid params: align.pair.beta must be > 0, got -1"
     )
-    assert error_of(lambda r: r["align"]["base"].update(ppo_minibatch=32)) == (
-        "invalid params: align.base.ppo_minibatch: must be <= batch_size (16), got 32 (in align.runs.ppo)"
+    assert error_of(lambda r: r["align"]["methods"]["ppo"].update(ppo_minibatch=32)) == (
+        "invalid params: align.methods.ppo.ppo_minibatch: must be <= batch_size (16), got 32"
+    )
+    assert error_of(lambda r: r["align"]["base"].update(ppo_minibatch=2)) == (
+        "invalid params: align.base.ppo_minibatch is not a knob of align.base (its knobs: "
+        + str([k for k in RAW["align"]["base"]])
+        + ")"
     )
 
 
@@ -237,9 +242,7 @@ def test_floats_accept_integers_and_exponents_yaml_reads_as_strings():
     raw["align"]["base"]["learning_rate"] = "5e-06"  # as `dvc exp run -S` writes it
     p = resolve(raw)
     assert (p.sft.learning_rate, p.sft.epochs) == (1e-3, 2.0) and type(p.sft.epochs) is float
-    from study.align.config import make_params
-
-    assert make_params(p.align.base).learning_rate == 5e-6
+    assert p.align_params("dpo").learning_rate == 5e-6
 
 
 @pytest.mark.parametrize(

@@ -99,10 +99,9 @@ def test_online_bdhs_samples_with_the_bdhs_sections_noise_steps():
     import yaml
 
     from study.align.online import bdhs_params as online_bdhs_params
-    from study.align.stage import align_run
     from study.config import resolve
 
     raw = yaml.safe_load(open("params.yaml"))
     raw["bdhs"]["noise_steps"] = 250
-    ap, _, _ = align_run(resolve(raw, "quick"), "online_bdhs")
+    ap, _, _ = resolve(raw, "quick").align_run("online_bdhs")
     assert online_bdhs_params(ap).noise_steps == 250

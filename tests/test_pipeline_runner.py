@@ -107,20 +107,22 @@ def test_spec_stage_rejects_a_broken_spec_naming_the_file_and_line(tmp_path, mon
 
 def test_bdhs_knobs_reach_online_bdhs_runs():
     """``bdhs.rho_th`` / ``eps_s`` / ``n_bdhs`` drive Online-BDHS too (was: the library default rho_th 0.9,
-    whatever params.yaml said); ``align.base`` may still set its own."""
+    whatever params.yaml said); a run may still set its own, and ``align.base`` may not (it is not a base knob)."""
     import copy
 
     import yaml
 
     from study.align.online import bdhs_params
-    from study.align.stage import align_run
-    from study.config import resolve
+    from study.config import ParamsError, resolve
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     edited = copy.deepcopy(raw)
     edited["bdhs"].update(rho_th=0.75, eps_s=0.9, n_bdhs=3)
-    ap, _, _ = align_run(resolve(edited, "quick"), "online_bdhs")
+    ap, _, _ = resolve(edited, "quick").align_run("online_bdhs")
     b = bdhs_params(ap)  # what the online loop samples with
     assert (b.rho_th, b.eps_s, b.n_bdhs) == (0.75, 0.9, 3)
+    edited["align"]["runs"]["online_bdhs"]["bdhs_rho_th"] = 0.5
+    assert bdhs_params(resolve(edited, "quick").align_run("online_bdhs")[0]).rho_th == 0.5
     edited["align"]["base"]["bdhs_rho_th"] = 0.5
-    assert bdhs_params(align_run(resolve(edited, "quick"), "online_bdhs")[0]).rho_th == 0.5
+    with pytest.raises(ParamsError, match="align.base.bdhs_rho_th is not a knob of align.base"):
+        resolve(edited, "quick")

@@ -60,12 +60,12 @@ def test_uniform_scenes_like_a_world_read_its_knobs(pretrain_world, spec):
     assert u.seed == 0 and len(u.scenes("train")) == 8 and u.images("val").shape == (4, 48, 48, 3)
 
 
-def test_pretrain_tower_on_uniform_scenes_reports_val_and_ood_probes(pretrain_world, spec, params_section):
+def test_pretrain_tower_on_uniform_scenes_reports_val_and_ood_probes(pretrain_world, spec):
     torch.set_num_threads(1)
     proc = build_processor(vocabulary(spec), 48, 6)
     model = build_model(proc, 48, TINY, seed=0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    vp = params_section("vision", objective="presence", scenes="uniform", n_scenes=64, epochs=1.0, batch_size=32)
+    vp = load_section("vision", objective="presence", scenes="uniform", n_scenes=64, epochs=1.0, batch_size=32)
     m = pretrain_tower(vp, model, proc, pretrain_world, spec, seed=0)
     assert m["scenes"] == "uniform" and m["steps"] == 2
     assert set(m["tower_probe"]) == {"fit_scenes", "val_auroc", "ood_auroc"} and m["tower_probe"]["fit_scenes"] == 64
@@ -109,8 +109,8 @@ def test_tower_report_separates_a_tower_that_sees_objects_from_one_that_sees_con
     assert blind["ood_auroc"] < 0.6 and seeing["ood_auroc"] > 0.85
 
 
-def test_vision_scenes_knob_is_validated(params_section):
+def test_vision_scenes_knob_is_validated():
     with pytest.raises(ValueError, match="scenes"):
-        params_section("vision", scenes="web")
+        load_section("vision", scenes="web")
     with pytest.raises(ValueError, match="n_scenes"):
-        params_section("vision", n_scenes=0)
+        load_section("vision", n_scenes=0)

@@ -136,7 +136,7 @@ def run_fingerprint(p: AlignParams, seed: int, data, policy, world) -> dict:
         "data": _data_digest(data),
         "policy": _policy_digest(policy),
         "world": tree_digest(world.root),
-        "reward_model": tree_digest(p.reward_model_path) if p.reward_model_path else None,
+        "reward_model": tree_digest(p.reward_model_path) if p.needs_annotator and p.reward_model_path else None,
     }
 
 

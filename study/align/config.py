@@ -1,12 +1,19 @@
-"""Alignment knobs (:class:`AlignParams`) and the input checks that run BEFORE any training.
+"""Alignment params: each method's validated config, built from ``params.yaml``'s knob groups, and the input
+checks that run BEFORE any training.
 
-Every method of :mod:`study.align` takes one :class:`AlignParams`. Validation happens at construction:
-an unknown key, a wrong type or an out-of-range value raises :class:`AlignParamsError` naming the
-parameter and its allowed range (``align.beta must be > 0, got -1``). Types are strict: a boolean knob
-takes only a boolean (``"no"``, ``1`` are refused), an integer knob only an integer (``true``, ``8.0`` are
-refused), a float knob a float or an integer. Cross-field rules (a reward model path that must exist, a
-pairwise-only annotator asked to give RL rewards, ...) are checked too. A run of ``params.yaml``
-(:func:`run_params`) also needs an identifier as its name and a ``data`` path inside ``artifacts/prefs``.
+A method's config (:attr:`study.align.methods.Method.config`) is :class:`~study.align.knobs.AlignParams` plus
+the knob groups it reads (:mod:`study.align.knobs`). :func:`method_knobs` gathers its values from
+``params.yaml``: ``align.base``, the shared groups (``align.pair``, ``align.sampling``, ``align.online``,
+``align.judge``, ``align.rl``), its own ``align.methods.<method>``, and for Online-BDHS the ``bdhs`` section.
+A run of ``align.runs`` (:func:`run_params`) overrides some of them; a knob its method does not read is refused.
+
+Validation happens at construction: an unknown or missing key, a wrong type or an out-of-range value raises
+:class:`AlignParamsError` naming the key where it is written and its allowed range (``align.pair.beta must
+be > 0, got -1``). Types are strict: a boolean knob takes only a boolean (``"no"``, ``1`` are refused), an
+integer knob only an integer (``true``, ``8.0`` are refused), a float knob a float or an integer.
+Cross-field rules (a reward model path that must be named, a pairwise-only annotator asked to give RL
+rewards, ...) are checked too. A run also needs an identifier as its name and a ``data`` path inside
+``artifacts/prefs``.
 
 Loss of each pairwise method (h = log-ratio margin, see :mod:`study.align.losses`)::
 
@@ -15,33 +22,27 @@ Loss of each pairwise method (h = log-ratio margin, see :mod:`study.align.losses
     ipo        ipo             (h_len - 1 / (2 beta))^2    (TRL length-normalises h, see losses.py)
     slic       hinge           max(0, 1 - beta * h)
 
-``avg_dpo``, ``online_dpo``, ``online_bdhs`` and ``mixed_dpo`` apply the loss named by ``pair_loss``
-(default ``dpo``). :func:`check_columns` checks a preference dataset (rows, pandas or ``datasets``) for
-the columns a method needs and raises :class:`AlignDataError` naming the missing column.
+``avg_dpo``, ``online_dpo``, ``online_bdhs`` and ``mixed_dpo`` apply the loss named by their ``pair_loss``.
+:func:`check_columns` checks a preference dataset (rows, pandas or ``datasets``) for the columns a method
+needs and raises :class:`AlignDataError` naming the missing column.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ValidationError
 
 from study.align import methods as registry
-from study.config import Float
+from study.align.knobs import ANNOTATORS, LOSS_TYPE, PAIR_LOSSES, AlignParams, Group
+from study.align.knobs import Rule as _Rule
+
+__all__ = ["ANNOTATORS", "LOSS_TYPE", "PAIR_LOSSES", "AlignParams"]  # re-exported: the names callers import here
 
 METHODS = registry.names()  # the methods built in (study.align.methods); a registered one joins REGISTRY
 OFFLINE = tuple(n for n in registry.names("offline") if registry.get(n).loss)  # DPO / IPO / SLiC objectives
-LOSS_TYPE = {"dpo": "sigmoid", "ipo": "ipo", "slic": "hinge"}
-# beta of each pair loss unless a run sets `beta` (the paper's App. A grids: DPO {0.05, 0.1, 0.2, 0.5},
-# IPO {0.8, 0.9, 1.0}, SLiC {0.02, 0.1, 0.2}; the chosen values are not reported). params.yaml's
-# `align.base.beta_by_loss` is where the study sets them; these are the fallbacks of a bare AlignParams.
-# With TRL's length-normalised IPO, tau = 0.1 would ask for a 5-nat margin per token, unreachable: the loss
-# then stays at (1/(2 tau))^2 = 25 and only pushes margins apart: on the first organism the IPO run's loss went
-# from 24.99 to 24.86 at tau 0.1, and from 0.308 to 0.294 at tau 0.9.
-BETA_BY_LOSS = {"dpo": 0.1, "ipo": 0.9, "slic": 0.1}
-ANNOTATORS = ("oracle", "noisy_oracle", "reward_model")
 
 # The paper's learning-rate search grid (App. A): the values searched for offline
 # DPO/IPO/SLiC, Online-DPO and Mixed-DPO on LLaVA-1.6-7B (LoRA r=128, alpha=256). The chosen value per
@@ -68,14 +69,6 @@ class AlignParamsError(ValueError):
         return cls("invalid alignment params: " + "; ".join(k + t for k, t in issues), issues)
 
 
-class _Rule(ValueError):
-    """A cross-field rule of :class:`AlignParams`: ``param`` is the knob named, ``text`` what follows it."""
-
-    def __init__(self, param: str, text: str):
-        super().__init__(param + text)
-        self.param, self.text = param, text
-
-
 class AlignDataError(ValueError):
     """A preference dataset the method cannot use; the message names the column (and the row)."""
 
@@ -83,149 +76,12 @@ class AlignDataError(ValueError):
 _OPS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
 
 
-class AlignParams(BaseModel):
-    """All knobs of :mod:`study.align` (one flat section; unused ones are ignored by other methods)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # true is not 1, "no" is not False
-
-    method: str = Field("dpo", description="a method of study.align.methods.REGISTRY")
-    beta: Float | None = Field(
-        None, gt=0, le=100, description="pair-loss beta (IPO: tau); None = beta_by_loss of this method's pair loss"
-    )
-    beta_by_loss: dict[Literal["dpo", "ipo", "slic"], Float] = Field(
-        default_factory=lambda: dict(BETA_BY_LOSS),
-        description="beta of each pair loss when `beta` is not set: its scale differs by loss (IPO's tau sets a "
-        "per-token margin target 1/(2 tau)), so one shared value cannot suit all three",
-    )
-    pair_loss: Literal["dpo", "ipo", "slic"] = Field("dpo", description="pair loss of avg/online/mixed methods")
-    p: Float = Field(0.5, ge=0, le=1, description="Mixed-DPO: P(a sample is the offline pair), Eq. 4")
-    gamma: Float = Field(0.5, ge=0, le=1, description="Avg-DPO weight of the first rejected answer, Eq. 5")
-
-    # parameters trained
-    lora: bool = True
-    lora_r: int = Field(128, ge=1, le=4096)
-    lora_alpha: int = Field(256, ge=1, le=65536)
-    lora_dropout: Float = Field(0.0, ge=0, lt=1)
-    train_vision_tower: bool = Field(False, description="full fine-tuning only: also train the vision tower")
-
-    # optimisation
-    learning_rate: Float = Field(5e-6, gt=0, le=1)
-    projector_lr: Float = Field(2e-6, gt=0, le=1, description="LR of the multi_modal_projector (trained fully)")
-    epochs: Float = Field(3.0, gt=0, le=1000)
-    batch_size: int = Field(16, ge=1, le=4096, description="pairs per step (RL: prompts per step)")
-    grad_accum: int = Field(1, ge=1, le=1024)
-    weight_decay: Float = Field(0.0, ge=0, le=1)
-    warmup_ratio: Float = Field(0.1, ge=0, lt=1)
-    lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "cosine"
-    max_grad_norm: Float = Field(1.0, gt=0, le=1e6)
-    max_length: int | None = Field(None, ge=8, description="DPO max_length; None = no truncation (VLM default)")
-    logging_steps: int = Field(10, ge=1)
-    save_steps: int = Field(50, ge=1, description="offline: checkpoint every N steps (resume)")
-
-    # precision / memory (the GPU path; study.align.common.prepare_model)
-    bf16: bool = Field(
-        False,
-        description="bfloat16 weights and autocast; needs a GPU or a CPU with bf16 support "
-        "(frozen weights in bf16, trainable ones kept in fp32)",
-    )
-    gradient_checkpointing: bool = Field(
-        False,
-        description="recompute activations in the backward pass (non-reentrant; trades ~20-30 % compute for memory)",
-    )
-
-    # online sampling
-    round_size: int = Field(64, ge=1, description="online: prompts per round")
-    temperature: Float = Field(1.0, gt=0, le=10, description="sampling temperature of the policy")
-    max_new_tokens: int = Field(64, ge=1, le=4096)
-    gen_batch_size: int = Field(64, ge=1, le=4096)
-    regen_every: int = Field(1, ge=1, description="online BDHS: regenerate rejected answers every N rounds")
-    bdhs_rho_th: Float | None = Field(None, ge=0, le=1, description="BDHS mask threshold (pipeline: bdhs.rho_th)")
-    bdhs_n: int | None = Field(None, ge=1, le=50, description="BDHS N_BDHS (pipeline: bdhs.n_bdhs)")
-    bdhs_eps_s: Float | None = Field(None, ge=-1, le=1, description="BDHS similarity threshold (pipeline: bdhs.eps_s)")
-    bdhs_noise_steps: int | None = Field(
-        None, ge=0, le=1000, description="BDHS_noise steps (pipeline: bdhs.noise_steps)"
-    )
-    bdhs_with_external: bool = Field(False, description="online BDHS: Avg-DPO with the dataset's rejected as 2nd y-")
-
-    # judge / reward
-    annotator: Literal[ANNOTATORS] = "oracle"  # type: ignore[valid-type]
-    annotator_accuracy: Float = Field(0.9, ge=0.5, le=1, description="noisy_oracle pairwise accuracy")
-    reward_model_path: str = Field("", description="local reward model dir (annotator=reward_model)")
-    audit_with_oracle: bool = Field(True, description="RL: also log the exact oracle score (reward-hacking check)")
-
-    # RL (RLOO / PPO)
-    rloo_k: int = Field(4, ge=2, le=64, description="RLOO samples per prompt (num_generations)")
-    kl_coef: Float = Field(0.4, ge=0, le=100, description="RL KL coefficient (RLOO beta / PPO per-token KL)")
-    reward_norm_prompts: int = Field(64, ge=0, description="prompts sampled beforehand for reward mean/std; 0 = off")
-    ppo_epochs: int = Field(4, ge=1, le=100, description="PPO optimisation passes per rollout batch")
-    ppo_minibatch: int = Field(8, ge=1, le=4096)
-    clip_range: Float = Field(0.2, gt=0, lt=1, description="PPO ratio clip epsilon")
-    clip_range_value: Float = Field(0.2, gt=0, le=100)
-    vf_coef: Float = Field(0.1, gt=0, le=100)
-    gae_gamma: Float = Field(1.0, ge=0, le=1)
-    gae_lambda: Float = Field(0.95, ge=0, le=1)
-    collapse_min_tokens: Float = Field(2.0, ge=0, description="collapse if mean answer length falls below this")
-    collapse_length_ratio: Float = Field(0.25, ge=0, lt=1, description="... or below this share of its start value")
-    stop_on_collapse: bool = False
-
-    @field_validator("method")
-    @classmethod
-    def _registered(cls, v: str) -> str:
-        if v not in registry.REGISTRY:
-            raise _Rule("method", f" must be one of {list(registry.REGISTRY)}, got {v!r}")
-        return v
-
-    @model_validator(mode="after")
-    def _resolve_beta(self):
-        missing = sorted(set(BETA_BY_LOSS) - set(self.beta_by_loss))
-        if missing:
-            raise _Rule("beta_by_loss", f": needs a beta for every pair loss {sorted(BETA_BY_LOSS)}, missing {missing}")
-        if self.beta is None:  # the resolved value is what trains and what the run's record shows
-            object.__setattr__(self, "beta", self.beta_by_loss[self.pair_loss_name])
-        return self
-
-    @model_validator(mode="after")
-    def _cross_checks(self):
-        if self.annotator == "reward_model" and self.needs_annotator:
-            if not self.reward_model_path:
-                raise _Rule(
-                    "reward_model_path", ": must name a local reward model directory when annotator='reward_model'"
-                )
-            # that the directory exists is checked when training starts (check_reward_model): in the pipeline
-            # the reward models are written by the `reward_models` stage, after params are first validated
-        if registry.get(self.method).kind == "rl" and self.annotator == "noisy_oracle":
-            raise _Rule(
-                "annotator",
-                ": 'noisy_oracle' is a pairwise judge (its noise is on preferences, its score "
-                "is the exact oracle's); RL methods need a scorer: use 'oracle' or 'reward_model'",
-            )
-        if self.lora and self.train_vision_tower:
-            raise _Rule("train_vision_tower", ": true requires lora: false (LoRA targets the language model only)")
-        if self.method == "ppo" and self.ppo_minibatch > self.batch_size:
-            raise _Rule("ppo_minibatch", f": must be <= batch_size ({self.batch_size}), got {self.ppo_minibatch}")
-        return self
-
-    @property
-    def pair_loss_name(self) -> str:
-        """``dpo`` | ``ipo`` | ``slic``: the method itself for offline methods, else ``pair_loss``."""
-        return registry.get(self.method).loss or self.pair_loss
-
-    @property
-    def loss_type(self) -> str:
-        """TRL ``DPOConfig.loss_type`` of this method's pair loss."""
-        return LOSS_TYPE[self.pair_loss_name]
-
-    @property
-    def needs_annotator(self) -> bool:
-        return registry.get(self.method).needs_annotator
-
-
 def check_reward_model(p: AlignParams, prefix: str = "align") -> None:
     """Raise :class:`AlignParamsError` if ``p`` scores with a reward model whose directory does not exist
     (or has no ``config.json``). Called by :func:`study.align.train` before the policy is loaded; not part
     of :class:`AlignParams` validation because in the pipeline the reward models are outputs of the
     ``reward_models`` stage, which runs after the params are first validated."""
-    if p.annotator != "reward_model" or not p.needs_annotator:
+    if not p.needs_annotator or p.annotator != "reward_model":
         return
     d = Path(p.reward_model_path)
     if not (d.is_dir() and (d / "config.json").is_file()):
@@ -236,9 +92,9 @@ def check_reward_model(p: AlignParams, prefix: str = "align") -> None:
         )
 
 
-def _issues(err: ValidationError) -> list[tuple[str, str]]:
-    """``(param, text)`` per error of an :class:`AlignParams` validation; ``param`` is the knob's dotted
-    location inside AlignParams ("" for the whole mapping)."""
+def _issues(err: ValidationError, method: str) -> list[tuple[str, str]]:
+    """``(param, text)`` per error of a validation of ``method``'s config; ``param`` is the knob's dotted
+    location inside it ("" for the whole mapping)."""
     out = []
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"])
@@ -249,7 +105,9 @@ def _issues(err: ValidationError) -> list[tuple[str, str]]:
         if isinstance(cause, _Rule):  # cross-field rule: it names its knob
             out.append((cause.param, cause.text))
         elif t == "extra_forbidden":
-            out.append((loc, " is not a known parameter"))
+            out.append((loc, f" is not read by method {method!r}"))
+        elif t == "missing":
+            out.append((loc, f" is missing: method {method!r} reads it (params.yaml holds every knob)"))
         elif t in _OPS:
             bound = next(iter(ctx.values()))
             bound = f"{bound:g}" if isinstance(bound, float) else bound
@@ -265,15 +123,113 @@ def _keyed(prefix: str, param: str) -> str:
     return f"{prefix}.{param}" if param else prefix
 
 
-def make_params(raw: AlignParams | dict[str, Any] | None = None, prefix: str = "align", **overrides) -> AlignParams:
-    """Validated :class:`AlignParams` from a mapping (e.g. ``params.yaml``'s ``align`` section) + overrides."""
+def make_params(raw: AlignParams | Mapping[str, Any] | None = None, prefix: str = "align", **overrides) -> AlignParams:
+    """The validated config of ``raw["method"]`` (a complete mapping of its knobs, e.g. :func:`method_knobs`'
+    values, or a config to copy) with ``overrides``; errors name ``<prefix>.<knob>``."""
     if isinstance(raw, AlignParams):
         raw = raw.model_dump()
     data = {**(raw or {}), **overrides}
+    method = data.get("method")
+    if method not in registry.REGISTRY:
+        raise AlignParamsError.of([(f"{prefix}.method", f" must be one of {list(registry.REGISTRY)}, got {method!r}")])
     try:
-        return AlignParams.model_validate(data)
+        return registry.get(method).config.model_validate(data)
     except ValidationError as e:
-        raise AlignParamsError.of([(_keyed(prefix, p), t) for p, t in _issues(e)]) from None
+        raise AlignParamsError.of([(_keyed(prefix, p), t) for p, t in _issues(e, method)]) from None
+
+
+def _group_sections() -> dict[str, type[Group]]:
+    """``align.<section>`` -> the group class whose knobs it holds (the shared groups and ``base``)."""
+    out: dict[str, type[Group]] = {AlignParams.SECTION: AlignParams}
+    for m in registry.REGISTRY.values():
+        out.update({g.SECTION: g for g in m.groups if g.SECTION not in (None, "bdhs")})
+    return out
+
+
+def _own_fields(cls: type[Group]) -> list[str]:
+    return [f for f in cls.model_fields if f != "method"]
+
+
+def method_knobs(method: str, align: Mapping[str, Any], bdhs: Mapping[str, Any]) -> tuple[dict, dict]:
+    """``(values, where)``: the knobs ``method`` reads, from ``params.yaml``'s ``align`` groups (and ``bdhs``
+    for the BDHS group), and for each the params key it came from (what an error names)."""
+    m = registry.get(method)
+    values: dict[str, Any] = {"method": method}
+    where: dict[str, str] = {"method": "method"}
+    for cls in (AlignParams, *m.groups):
+        src, top = (bdhs, "bdhs") if cls.SECTION == "bdhs" else (align.get(cls.SECTION) or {}, f"align.{cls.SECTION}")
+        for f in _own_fields(cls):
+            key = cls.SOURCE.get(f, f)
+            if key in src:
+                values[f], where[f] = src[key], f"{top}.{key}"
+    for f, v in ((align.get("methods") or {}).get(method) or {}).items():
+        values[f], where[f] = v, f"align.methods.{method}.{f}"
+    return values, where
+
+
+def check_layout(align: Mapping[str, Any]) -> None:
+    """Every key of a knob group of ``align`` is a knob of that group, and ``align.methods`` names registered
+    methods with their own knobs only (a misplaced knob would be silently unread)."""
+    issues = []
+    for section, cls in _group_sections().items():
+        known = _own_fields(cls)
+        for key in align.get(section) or {}:
+            if key not in known:
+                issues.append((f"align.{section}.{key}", f" is not a knob of align.{section} (its knobs: {known})"))
+    for method, own in (align.get("methods") or {}).items():
+        if method not in registry.REGISTRY:
+            issues.append((f"align.methods.{method}", f": not a registered method {list(registry.REGISTRY)}"))
+            continue
+        known = _own_fields(registry.get(method).own)
+        for key in own or {}:
+            if key not in known:
+                issues.append(
+                    (f"align.methods.{method}.{key}", f" is not a knob of method {method!r} (its own: {known})")
+                )
+    if issues:
+        raise AlignParamsError.of(issues)
+
+
+def knob_home(method: str, knob: str) -> str:
+    """The params key where ``method``'s ``knob`` is written: ``align.<group>.<knob>``,
+    ``align.methods.<method>.<knob>`` or, for the BDHS group, ``bdhs.<name>``."""
+    m = registry.get(method)
+    for cls in (AlignParams, *m.groups):
+        if knob in _own_fields(cls):
+            return (
+                f"{cls.SECTION}.{cls.SOURCE.get(knob, knob)}"
+                if cls.SECTION == "bdhs"
+                else f"align.{cls.SECTION}.{knob}"
+            )
+    return f"align.methods.{method}.{knob}"
+
+
+def _issues_where(err: ValidationError, method: str, where: Mapping[str, str], run_where: str | None) -> list:
+    """:func:`_issues` with each knob named where its value is written (``where``), a missing one where it
+    belongs (:func:`knob_home`), and ``(in <run>)`` when the value is not the run's own."""
+    out = []
+    for p, t in _issues(err, method):
+        top = p.split(".")[0]
+        key = where.get(top)
+        if key is None and top in registry.get(method).reads:  # missing: name its home
+            out.append((knob_home(method, top) + p[len(top) :], t + (f" (in {run_where})" if run_where else "")))
+        elif key is None:
+            out.append((_keyed(run_where or "align", p), t))
+        elif run_where is not None and not key.startswith(run_where + "."):
+            out.append((key + p[len(top) :], f"{t} (in {run_where})"))
+        else:
+            out.append((key + p[len(top) :], t))
+    return out
+
+
+def method_params(method: str, align: Mapping[str, Any], bdhs: Mapping[str, Any], **overrides) -> AlignParams:
+    """The validated config of ``method`` from params' ``align`` and ``bdhs`` sections, with ``overrides``;
+    errors name the params key each value came from."""
+    values, where = method_knobs(method, align, bdhs)
+    try:
+        return registry.get(method).config.model_validate({**values, **overrides})
+    except ValidationError as e:
+        raise AlignParamsError.of(_issues_where(e, method, where, None)) from None
 
 
 RUN_KEYS = ("method", "data", "seeds")
@@ -331,44 +287,50 @@ def check_data_path(data: Any, key: str) -> str:
 
 
 def run_params(
-    name: str, run: dict[str, Any], base: dict[str, Any] | None = None, section: str = "runs"
+    name: str, run: Mapping[str, Any], align: Mapping[str, Any], bdhs: Mapping[str, Any], section: str = "runs"
 ) -> tuple[AlignParams, str, list[int] | None]:
-    """One entry of ``params.yaml: align.<section>`` (``runs`` or ``rm_runs``): ``(AlignParams, data, seeds
-    or None)``.
+    """One entry of ``params.yaml: align.<section>`` (``runs`` or ``rm_runs``): ``(config, data, seeds or
+    None)``.
 
-    The run's knobs other than :data:`RUN_KEYS` override ``base``; errors name the key as written:
-    ``align.<section>.<name>.<key>`` for the run's own knobs (and defaults), ``align.base.<key> (in
-    align.<section>.<name>)`` for a base knob that breaks a rule in this run. ``seeds`` (optional)
+    The run's knobs other than :data:`RUN_KEYS` override the values :func:`method_knobs` gathers; errors
+    name the key as written: ``align.<section>.<name>.<key>`` for the run's own knobs, ``align.<group>.<key>
+    (in align.<section>.<name>)`` for a group's knob that breaks a rule in this run. ``seeds`` (optional)
     replaces ``align.seeds`` for this run. ``name`` must be an identifier (:func:`check_run_name`) and
     ``data`` a path inside ``artifacts/prefs`` (:func:`check_data_path`).
     """
     check_run_name(name, section)
-    where = f"align.{section}.{name}"
+    where_run = f"align.{section}.{name}"
     for key in ("method", "data"):
         if key not in run:
-            raise AlignParamsError.of([(where, f" needs `{key}`")])
-    data = check_data_path(run["data"], f"{where}.data")
-    base = base or {}
-    knobs = {k: v for k, v in run.items() if k not in RUN_KEYS}
-    method = registry.REGISTRY.get(run["method"])
-    unread = sorted(k for k in knobs if method is not None and k in AlignParams.model_fields and k not in method.reads)
-    if unread:  # a knob its method never reads would be silently ignored
-        own = sorted(method.knobs) or "none beyond align.base's shared knobs"
+            raise AlignParamsError.of([(where_run, f" needs `{key}`")])
+    data = check_data_path(run["data"], f"{where_run}.data")
+    if run["method"] not in registry.REGISTRY:
         raise AlignParamsError.of(
-            [(f"{where}.{k}", f" is not read by method {method.name!r} (its own knobs: {own})") for k in unread]
+            [(f"{where_run}.method", f" must be one of {list(registry.REGISTRY)}, got {run['method']!r}")]
         )
+    method = registry.get(run["method"])
+    knobs = {k: v for k, v in run.items() if k not in RUN_KEYS}
+    every = set().union(*(m.reads for m in registry.REGISTRY.values()))
+    unread = sorted(k for k in knobs if k not in method.reads)
+    if unread:  # a knob its method never reads would be silently ignored
+        raise AlignParamsError.of(
+            [
+                (
+                    f"{where_run}.{k}",
+                    f" is not read by method {method.name!r} (its knobs beyond align.base: {list(method.knobs)})"
+                    if k in every
+                    else " is not a known parameter",
+                )
+                for k in unread
+            ]
+        )
+    values, where = method_knobs(method.name, align, bdhs)
+    where.update({k: f"{where_run}.{k}" for k in knobs})
     try:
-        params = AlignParams.model_validate({**base, **knobs, "method": run["method"]})
+        params = method.config.model_validate({**values, **knobs})
     except ValidationError as e:
-        issues = []
-        for p, t in _issues(e):
-            top = p.split(".")[0]
-            if p and top not in run and top in base:
-                issues.append((f"align.base.{p}", f"{t} (in {where})"))
-            else:
-                issues.append((_keyed(where, p), t))
-        raise AlignParamsError.of(issues) from None
-    seeds = check_seeds(run["seeds"], f"{where}.seeds") if "seeds" in run else None
+        raise AlignParamsError.of(_issues_where(e, method.name, where, where_run)) from None
+    seeds = check_seeds(run["seeds"], f"{where_run}.seeds") if "seeds" in run else None
     return params, data, seeds
 
 
@@ -423,7 +385,3 @@ def check_columns(data, method: str) -> int:
             if not isinstance(v, str) or not v.strip():
                 raise AlignDataError(f"row {i}: column {c!r} is missing or empty (method {method!r} needs it)")
     return n
-
-
-for _method in registry.REGISTRY.values():  # the built-in methods read only knobs AlignParams has
-    registry.check_knobs(_method, set(AlignParams.model_fields))

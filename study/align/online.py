@@ -158,14 +158,11 @@ def annotate_pairs(
 
 
 def bdhs_params(p: AlignParams):
-    """Online-BDHS's sampler knobs: the mask, similarity, tries and noise of ``bdhs_*`` (in the pipeline the
-    ``bdhs`` section's, :meth:`study.config.StudyParams.align_base`); generation length, temperature and batch
-    of the run's own sampling knobs."""
+    """Online-BDHS's sampler knobs: the mask, similarity, tries and noise of its BDHS group (the ``bdhs``
+    section's values, :class:`study.align.knobs.BDHSKnobs`); generation length, temperature and batch of its
+    sampling group."""
     from study.bdhs import BDHSParams
 
-    unset = [k for k in ("bdhs_rho_th", "bdhs_eps_s", "bdhs_n", "bdhs_noise_steps") if getattr(p, k) is None]
-    if unset:  # the pipeline sets them from the bdhs section (StudyParams.align_base) before a run starts
-        raise ValueError(f"online_bdhs needs {unset} (params.yaml: bdhs.rho_th, eps_s, n_bdhs, noise_steps)")
     return BDHSParams(
         rho_th=p.bdhs_rho_th,
         eps_s=p.bdhs_eps_s,

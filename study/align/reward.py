@@ -6,7 +6,7 @@ pi_ref = the initial policy (frozen; with LoRA, the network with its adapters di
 Reward r (:class:`RewardScorer`): the annotator's ``score(scene, prompt, answer)`` -- the exact oracle
 or a learned reward model (:class:`study.prefs.annotators.RewardModelAnnotator`, i.e. r_phi of a
 Bradley-Terry model, Eq. 1) -- normalised as in the paper to zero mean and unit variance with
-statistics computed BEFOREHAND (:meth:`RewardScorer.fit`: ``rloo_k`` samples of the initial policy on
+statistics computed BEFOREHAND (:meth:`RewardScorer.fit`: ``reward_norm_samples`` samples per prompt of the initial policy on
 ``reward_norm_prompts`` prompts): r~ = (r - mu) / sigma. The noisy oracle is refused for RL (its noise is
 pairwise; its score is the exact oracle's). With ``audit_with_oracle`` and a non-oracle reward, the exact
 oracle score of the same samples is logged too (``audit/oracle_score``), which is what exposes reward
@@ -54,13 +54,13 @@ class RewardScorer:
         return common.score_batch(self.audit, [self.scenes[s] for s in scene_ids], prompts, answers)
 
     def fit(self, model, processor, world, rows: list[dict], p: AlignParams, seed: int) -> dict:
-        """Set mean/std from ``rloo_k`` samples of ``model`` on the first ``reward_norm_prompts`` rows of a
+        """Set mean/std from ``reward_norm_samples`` samples per prompt of ``model`` on the first ``reward_norm_prompts`` rows of a
         seeded permutation; returns the statistics."""
         from study.model.generate import generate
 
         n = min(p.reward_norm_prompts, len(rows))
         pick = np.random.default_rng([seed, 31337]).permutation(len(rows))[:n]
-        sel = [rows[i] for i in pick] * p.rloo_k
+        sel = [rows[i] for i in pick] * p.reward_norm_samples
         was = model.training
         model.eval()
         try:

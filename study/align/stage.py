@@ -2,7 +2,7 @@
 
 A run is an entry of ``params.yaml: align.runs``: ``{method, data, seeds?, ...AlignParams overrides}`` with
 ``data`` the name of a preference dataset under ``artifacts/prefs/<data>.parquet`` (offline methods and
-Mixed-DPO) — online methods use its prompts/images and ground truth. The base knobs are ``align.base``.
+Mixed-DPO) — online methods use its prompts/images and ground truth. Its knobs are the ``align`` groups its method reads (:mod:`study.align.knobs`).
 The aligned model goes through the same evaluation as the SFT model (:mod:`study.eval.stage`), so its
 metrics JSON has the same layout plus a ``train`` block; each run is trained once per seed of
 ``align.seeds`` (1 in the quick profile, 3 in the full one) and its metrics are the mean over seeds with a
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from study import io
-from study.config import EvalSection, StudyParams
+from study.config import EvalSection
 from study.eval.runner import write_results
 from study.eval.seeds import aggregate_seeds
 from study.eval.stage import evaluate_model
@@ -65,14 +65,6 @@ def evaluate_aligned(
     return metrics
 
 
-def align_run(params: StudyParams, run: str):
-    """``(AlignParams, data, seeds or None)`` of ``run`` (an entry of ``align.runs`` / ``align.rm_runs``) as it
-    trains: its own knobs over :meth:`study.config.StudyParams.align_base`."""
-    from study.align.config import run_params
-
-    return run_params(run, params.align.all_runs()[run], params.align_base())
-
-
 def run_align(ctx: StageContext) -> dict:
     """Train and evaluate ``run`` once per training seed, then write the seed-aggregated metrics JSON.
 
@@ -86,7 +78,7 @@ def run_align(ctx: StageContext) -> dict:
     from study.align import train
 
     run, x = ctx.run, ctx.paths
-    params, data, run_seeds = align_run(ctx.params, run)
+    params, data, run_seeds = ctx.params.align_run(run)
     seeds = run_seeds or list(ctx.params.align.seeds)
     e, seed, world_spec = ctx.params.eval, ctx.params.seed, ctx.params.world.spec
     world_dir, sft_dir, out_dir, eval_dir, live_dir = x.world_dir, x.sft_dir, x.out_dir, x.eval_dir, x.live_dir

@@ -113,39 +113,36 @@ def encoder():
     return BowEncoder()
 
 
-def _bdhs_knobs() -> dict:
-    """Online-BDHS's sampler knobs as the pipeline gives them (StudyParams.align_base): params.yaml's bdhs section."""
-    from study.config import load_params
+FAST = dict(  # small, fast settings for the tiny model (high LR so a few steps move it)
+    lora=False,
+    learning_rate=1e-2,
+    projector_lr=1e-2,
+    epochs=2,
+    batch_size=4,
+    logging_steps=1,
+    warmup_ratio=0.0,
+    lr_scheduler="constant",
+    max_new_tokens=8,
+    round_size=8,
+    gen_batch_size=64,
+    reward_norm_prompts=4,
+    ppo_minibatch=4,
+    save_steps=1000,
+    lora_r=8,
+    lora_alpha=16,
+)
 
-    return {k: v for k, v in load_params("params.yaml").align_base().items() if k.startswith("bdhs_")}
 
+def fast_params(method: str, **kw):
+    """``method``'s config from params.yaml with the :data:`FAST` knobs it reads, then ``kw``."""
+    from study.align import methods
+    from study.config import align_params
 
-def fast_params(**kw):
-    """Small, fast settings for the tiny model (high LR so a few steps move it)."""
-    base = dict(
-        lora=False,
-        learning_rate=1e-2,
-        projector_lr=1e-2,
-        epochs=2,
-        batch_size=4,
-        logging_steps=1,
-        warmup_ratio=0.0,
-        lr_scheduler="constant",
-        max_new_tokens=8,
-        round_size=8,
-        gen_batch_size=64,
-        reward_norm_prompts=4,
-        ppo_minibatch=4,
-        save_steps=1000,
-        lora_r=8,
-        lora_alpha=16,
-        **_bdhs_knobs(),
-    )
-    base.update(kw)
-    return base
+    reads = methods.get(method).reads
+    return align_params(method, **{**{k: v for k, v in FAST.items() if k in reads}, **kw})
 
 
 @pytest.fixture(scope="session")
 def fast():
-    """``fast(**overrides)`` -> a params mapping for quick runs on the tiny model."""
+    """``fast(method, **overrides)`` -> ``method``'s config for quick runs on the tiny model."""
     return fast_params

@@ -12,8 +12,8 @@ from trl.trainer.utils import add_fused_lm_head
 from study.align import common
 from study.align import losses as Lo
 from study.align.avg_dpo import AvgDPOTrainer
-from study.align.config import make_params
 from study.align.offline import make_dpo_trainer
+from study.config import align_params
 
 # Two pairs, sequence length 6 (2 prompt tokens). Completion tokens: chosen1 = 2, chosen2 = 3,
 # rejected1 = 4, rejected2 = 3. Batch rows are [chosen1, chosen2, rejected1, rejected2] (TRL's layout).
@@ -54,7 +54,7 @@ def _batch(rows_idx):
 
 @pytest.fixture(scope="module")
 def trainer(make_model, processor, rows, world, tmp_path_factory):
-    p = make_params(method="dpo", lora=False, beta=0.5, batch_size=2)
+    p = align_params("dpo", lora=False, beta=0.5, batch_size=2)
     ds = common.preference_dataset(rows[:4], world, with_rejected_2=True)
     t = make_dpo_trainer(
         make_model(),

@@ -31,7 +31,7 @@ def test_offline_run_moves_margin_and_saves_loadable_policy(
     fast, method, lora, make_model, processor, rows, world, tmp_path
 ):
     data = rows[:8]
-    params = fast(lora=lora, beta={"dpo": 0.1, "ipo": 0.5, "slic": 0.5}[method], projector_lr=3e-3)
+    params = fast(method, lora=lora, beta={"dpo": 0.1, "ipo": 0.5, "slic": 0.5}[method], projector_lr=3e-3)
     m = train(
         method,
         policy=(make_model(), processor),
@@ -65,7 +65,7 @@ def test_offline_run_moves_margin_and_saves_loadable_policy(
 
 @pytest.mark.parametrize("lora", [True, False])
 def test_projector_gets_its_own_learning_rate(fast, lora, make_model, processor, rows, world, tmp_path):
-    p = make_params(fast(lora=lora, learning_rate=1e-3, projector_lr=0.123))
+    p = make_params(fast("dpo", lora=lora, learning_rate=1e-3, projector_lr=0.123))
     t = make_dpo_trainer(make_model(), processor, common.preference_dataset(rows[:4], world), p, tmp_path, 0)
     opt = t.create_optimizer()
     names = {id(q): n for n, q in t.model.named_parameters()}
@@ -88,7 +88,7 @@ def test_avg_dpo_run_moves_both_margins(fast, make_model, processor, rows, world
         policy=(make_model(), processor),
         world=world,
         data=data,
-        params=fast(gamma=0.5),
+        params=fast("avg_dpo", gamma=0.5),
         out_dir=tmp_path / "out",
     )
     assert m["loss_last"] < m["loss_first"] == pytest.approx(math.log(2), abs=1e-5)
@@ -114,7 +114,7 @@ def test_killed_run_resumes_from_checkpoint_and_output_appears_atomically(
     out = tmp_path / "out"
     out.mkdir()
     (out / "previous.txt").write_text("an earlier result")
-    params = fast(save_steps=2, epochs=3)  # 8 pairs / batch 4 -> 6 steps
+    params = fast("dpo", save_steps=2, epochs=3)  # 8 pairs / batch 4 -> 6 steps
     with pytest.raises(KeyboardInterrupt):
         train(
             "dpo",
@@ -149,7 +149,7 @@ def test_killed_run_does_not_resume_under_other_params_or_data(
 ):
     """A model never mixes two configurations: changed beta/LR (or data) start clean, and say so."""
     out, work = tmp_path / "out", tmp_path / "out.work"
-    params = fast(save_steps=2, epochs=3)
+    params = fast("dpo", save_steps=2, epochs=3)
     with pytest.raises(KeyboardInterrupt):
         train(
             "dpo",
@@ -162,7 +162,7 @@ def test_killed_run_does_not_resume_under_other_params_or_data(
         )
     assert (work / "checkpoint-2").is_dir()
     capsys.readouterr()
-    changed = fast(save_steps=2, epochs=3, beta=0.3, learning_rate=5e-3)
+    changed = fast("dpo", save_steps=2, epochs=3, beta=0.3, learning_rate=5e-3)
     with pytest.raises(KeyboardInterrupt):  # killed again, now under the new params
         train(
             "dpo",
@@ -190,7 +190,12 @@ def test_accepts_a_ready_trl_dataset(fast, make_model, processor, rows, world, t
 
     ds = to_trl(rows[:4], world)
     m = train(
-        "dpo", policy=(make_model(), processor), world=world, data=ds, params=fast(epochs=1), out_dir=tmp_path / "out"
+        "dpo",
+        policy=(make_model(), processor),
+        world=world,
+        data=ds,
+        params=fast("dpo", epochs=1),
+        out_dir=tmp_path / "out",
     )
     assert m["steps"] == 1 and (tmp_path / "out" / "model.safetensors").is_file()
 
@@ -198,21 +203,19 @@ def test_accepts_a_ready_trl_dataset(fast, make_model, processor, rows, world, t
 def test_ipo_uses_its_own_tau_and_a_short_run_lowers_its_loss(fast, make_model, processor, rows, world, tmp_path):
     """IPO's loss (h_len - 1/(2 tau))^2 starts at (1/(2 tau))^2 (policy = reference); with the paper-grid tau
     a short run brings it well below that. With DPO's beta = 0.1 as tau it started at 25 and stayed there."""
-    from study.align.config import BETA_BY_LOSS
+    from study.config import align_params, load_section
 
-    tau = BETA_BY_LOSS["ipo"]
-    assert 0.8 <= tau <= 1.0 and make_params({"method": "ipo"}).beta == tau
-    assert (
-        make_params({"method": "dpo"}).beta == BETA_BY_LOSS["dpo"]
-        and make_params({"method": "ipo", "beta": 0.5}).beta == 0.5
-    )
-    assert make_params({"method": "online_dpo", "pair_loss": "ipo"}).beta == tau
+    by_loss = load_section("align").pair["beta_by_loss"]
+    tau = by_loss["ipo"]
+    assert 0.8 <= tau <= 1.0 and align_params("ipo").beta == tau
+    assert align_params("dpo").beta == by_loss["dpo"] and align_params("ipo", beta=0.5).beta == 0.5
+    assert align_params("online_dpo", pair_loss="ipo").beta == tau
     m = train(
         "ipo",
         policy=(make_model(), processor),
         world=world,
         data=rows[:8],
-        params=fast(epochs=8),
+        params=fast("ipo", epochs=8),
         out_dir=tmp_path / "out",
     )
     start = (1 / (2 * tau)) ** 2
@@ -222,7 +225,7 @@ def test_ipo_uses_its_own_tau_and_a_short_run_lowers_its_loss(fast, make_model, 
 
 
 def test_an_unknown_or_held_out_scene_fails_before_training_naming_the_row(
-    make_model, processor, rows, world, tmp_path
+    fast, make_model, processor, rows, world, tmp_path
 ):
     """Was a bare IndexError when the unknown scene's image loaded; test scenes trained silently (leakage)."""
     from study.prefs.schema import PrefSchemaError
@@ -236,7 +239,7 @@ def test_an_unknown_or_held_out_scene_fails_before_training_naming_the_row(
                 policy=(make_model(), processor),
                 world=world,
                 data=bad,
-                params={"epochs": 1},
+                params=fast("dpo", epochs=1),
                 out_dir=tmp_path / "out",
             )
         assert why in str(e.value)

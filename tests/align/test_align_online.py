@@ -99,7 +99,7 @@ def test_online_dpo_samples_current_policy_and_improves_judge_score(
         policy=(make_model(), processor),
         world=world,
         data=data,
-        params=fast(epochs=2, round_size=8, batch_size=4, temperature=1.0),
+        params=fast("online_dpo", epochs=2, round_size=8, batch_size=4, temperature=1.0),
         out_dir=tmp_path / "out",
         live_dir=tmp_path / "live",
         annotator=good_words,
@@ -123,7 +123,7 @@ def test_mixed_dpo_draws_offline_pairs_at_rate_p(fast, make_model, processor, ro
         policy=(make_model(), processor),
         world=world,
         data=rows[:8],
-        params=fast(p=0.5, epochs=4, round_size=8),
+        params=fast("mixed_dpo", p=0.5, epochs=4, round_size=8),
         out_dir=tmp_path / "out",
         annotator=good_words,
     )
@@ -156,7 +156,7 @@ def test_online_bdhs_regenerates_from_current_policy_every_regen_every_rounds(
         policy=(make_model(), processor),
         world=world,
         data=data,
-        params=fast(epochs=3, round_size=4, regen_every=2),
+        params=fast("online_bdhs", epochs=3, round_size=4, regen_every=2),
         out_dir=tmp_path / "out",
         bdhs_fn=fake_bdhs,
     )
@@ -175,7 +175,7 @@ def test_online_bdhs_with_real_sampler_and_external_rejected(
         policy=(make_model(), processor),
         world=world,
         data=rows[:4],
-        params=fast(epochs=2, round_size=4, bdhs_n=2, bdhs_with_external=True, gamma=0.5),
+        params=fast("online_bdhs", epochs=2, round_size=4, bdhs_n=2, bdhs_with_external=True, gamma=0.5),
         out_dir=tmp_path / "out",
         encoder=encoder,
     )
@@ -207,7 +207,7 @@ def test_killed_online_run_resumes_after_last_round(fast, make_model, processor,
             raise Boom()
         return online.sample_pairs(model, processor, images, prompts, p, seed)
 
-    params = fast(epochs=2, round_size=4)
+    params = fast("online_dpo", epochs=2, round_size=4)
     with pytest.raises(Boom):
         train(
             "online_dpo",
@@ -256,7 +256,7 @@ def test_killed_online_run_starts_clean_under_other_params(
             policy=(make_model(), processor),
             world=world,
             data=rows[:8],
-            params=fast(epochs=2, round_size=4),
+            params=fast("online_dpo", epochs=2, round_size=4),
             out_dir=tmp_path / "out",
             annotator=good_words,
             sample_fn=dies_in_round_2,
@@ -268,7 +268,7 @@ def test_killed_online_run_starts_clean_under_other_params(
         policy=(make_model(), processor),
         world=world,
         data=rows[:8],
-        params=fast(epochs=2, round_size=4, beta=0.5),
+        params=fast("online_dpo", epochs=2, round_size=4, beta=0.5),
         out_dir=tmp_path / "out",
         annotator=good_words,
     )
@@ -277,10 +277,10 @@ def test_killed_online_run_starts_clean_under_other_params(
 
 
 def test_project_annotators_plug_in(fast, rows, world):
-    from study.align.config import make_params
+    from study.config import align_params
 
-    oracle = common.make_annotator(make_params(annotator="oracle"), world)
-    noisy = common.make_annotator(make_params(annotator="noisy_oracle", annotator_accuracy=1.0), world)
+    oracle = common.make_annotator(align_params("online_dpo", annotator="oracle"), world)
+    noisy = common.make_annotator(align_params("online_dpo", annotator="noisy_oracle", annotator_accuracy=1.0), world)
     scenes = common.scene_lookup(world)
     sc = [scenes[r["scene_id"]] for r in rows]
     for judge in (oracle, noisy):

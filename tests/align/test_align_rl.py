@@ -120,10 +120,11 @@ def _mean_score(model, processor, world, rows, judge):
 def test_rl_run_raises_the_judge_score(method, lora, fast, make_model, processor, rows, world, good_words, tmp_path):
     data = [{"prompt": r["prompt"], "scene_id": r["scene_id"]} for r in rows]
     params = fast(
+        method,
         lora=lora,
         epochs=3,
         batch_size=8,
-        ppo_minibatch=8,
+        **({"ppo_minibatch": 8} if method == "ppo" else {}),
         kl_coef=0.05,
         reward_norm_prompts=8,
         learning_rate=3e-2 if lora else 1e-2,
@@ -159,7 +160,7 @@ def test_killed_ppo_run_resumes_after_last_batch(fast, make_model, processor, ro
             return good_words.score(scene, prompt, answer)
 
     data = [{"prompt": r["prompt"], "scene_id": r["scene_id"]} for r in rows]
-    params = fast(epochs=1, batch_size=8, ppo_minibatch=8, reward_norm_prompts=8)
+    params = fast("ppo", epochs=1, batch_size=8, ppo_minibatch=8, reward_norm_prompts=8)
     with pytest.raises(KeyboardInterrupt):
         train(
             "ppo",

@@ -15,8 +15,8 @@ import yaml
 from transformers import TrainerCallback
 
 from study.align import common, train
-from study.align.config import PAPER_LR_GRID, AlignParamsError, make_params
-from study.config import ParamsError, resolve
+from study.align.config import PAPER_LR_GRID, AlignParamsError
+from study.config import ParamsError, align_params, resolve
 from study.model.load import ModelPathError, check_model_dir, load_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,26 +30,31 @@ def llava_next_dir(tmp_path_factory, spec, save_tiny_llava_next):
     return save_tiny_llava_next(tmp_path_factory.mktemp("llava_next_gpu"), spec, text_layers=2)
 
 
-def gpu_knobs(**kw):
-    """The `gpu` profile's alignment knobs, LoRA shrunk for speed (high LR so 2 steps move the adapters)."""
-    base = dict(
-        lora=True,
-        lora_r=4,
-        lora_alpha=8,
-        bf16=BF16,
-        gradient_checkpointing=True,
-        learning_rate=1e-2,
-        projector_lr=PAPER_LR_GRID["projector_lr"][1],
-        epochs=1.0,
-        batch_size=4,
-        grad_accum=1,
-        warmup_ratio=0.0,
-        lr_scheduler="constant",
-        logging_steps=1,
-        save_steps=1000,
-    )
-    base.update(kw)
-    return base
+GPU_BASE = dict(  # the `gpu` profile's align.base, LoRA shrunk for speed (high LR so 2 steps move the adapters)
+    lora=True,
+    lora_r=4,
+    lora_alpha=8,
+    bf16=BF16,
+    gradient_checkpointing=True,
+    learning_rate=1e-2,
+    projector_lr=PAPER_LR_GRID["projector_lr"][1],
+    epochs=1.0,
+    batch_size=4,
+    grad_accum=1,
+    warmup_ratio=0.0,
+    lr_scheduler="constant",
+    logging_steps=1,
+    save_steps=1000,
+)
+
+
+def gpu_knobs(method: str = "dpo", **kw):
+    """``method``'s config with :data:`GPU_BASE` and those of ``kw`` it reads (one set of tiny knobs serves
+    every method)."""
+    from study.align import methods
+
+    reads = methods.get(method).reads
+    return align_params(method, **{**GPU_BASE, **{k: v for k, v in kw.items() if k in reads}})
 
 
 class Probe(TrainerCallback):
@@ -117,7 +122,14 @@ def test_gpu_knobs_train_lora_dpo_on_llava_next(llava_next_dir, world, rows, tmp
 def test_other_methods_run_the_gpu_knobs_on_llava_next(method, llava_next_dir, world, rows, good_words, tmp_path):
     """Same knobs through the other trainers/loops (TRL's RLOO, the online rounds, the compact PPO)."""
     knobs = gpu_knobs(
-        batch_size=2, max_new_tokens=6, round_size=4, gen_batch_size=8, reward_norm_prompts=0, ppo_minibatch=2, rloo_k=2
+        method,
+        batch_size=2,
+        max_new_tokens=6,
+        round_size=4,
+        gen_batch_size=8,
+        reward_norm_prompts=0,
+        ppo_minibatch=2,
+        rloo_k=2,
     )
     train(
         method,
@@ -167,11 +179,11 @@ def test_bf16_is_refused_where_it_cannot_run(monkeypatch, llava_next_dir, world,
 def test_precision_args_reach_the_trl_configs(tmp_path):
     from study.align.rl import rloo_args
 
-    p = make_params(gpu_knobs(bf16=True, gradient_checkpointing=True))
-    for args in (common.dpo_args(p, tmp_path, 0), rloo_args(p, tmp_path, 0)):
+    p, r = gpu_knobs(bf16=True, gradient_checkpointing=True), gpu_knobs("rloo", bf16=True, gradient_checkpointing=True)
+    for args in (common.dpo_args(p, tmp_path, 0), rloo_args(r, tmp_path, 0)):
         assert args.bf16 and args.mixed_precision == "bf16"
         assert args.activation_checkpointing and args.activation_checkpointing_kwargs == {"use_reentrant": False}
-    off = common.dpo_args(make_params(gpu_knobs(bf16=False, gradient_checkpointing=False)), tmp_path, 0)
+    off = common.dpo_args(gpu_knobs(bf16=False, gradient_checkpointing=False), tmp_path, 0)
     assert not off.bf16 and not off.activation_checkpointing  # TRL's own defaults (True/True) are overridden
 
 
@@ -182,7 +194,7 @@ def test_bf16_policy_generates_outside_autocast(llava_next_dir, world):
     if not BF16:
         pytest.skip("bf16 does not run on this machine")
     model, proc = load_model(llava_next_dir)
-    p = make_params(gpu_knobs())
+    p = gpu_knobs()
     model = common.wrap_lora(common.prepare_model(model, p), p)
     assert common.upcast_trainable(model) > 0
     sid = world.scenes("train")[0].scene_id
@@ -209,7 +221,7 @@ def params_with_gpu(block: dict | None = None) -> dict:
 def test_gpu_profile_resolves_to_the_paper_settings():
     p = resolve(params_with_gpu(), profile="gpu")
     assert p.profile == "gpu" and p.model.base_path.endswith("llava-v1.6-vicuna-7b-hf")
-    a = make_params(p.align.base)
+    a = p.align_params("dpo")
     assert (a.lora, a.lora_r, a.lora_alpha, a.bf16, a.gradient_checkpointing) == (True, 128, 256, True, True)
     assert a.learning_rate in PAPER_LR_GRID["learning_rate"] and a.projector_lr in PAPER_LR_GRID["projector_lr"]
     assert a.epochs in (3, 5, 7) and a.batch_size * a.grad_accum in (16, 32, 48)
@@ -297,7 +309,11 @@ def _artifacts(tmp_path, world, rows) -> Path:
 def _tiny_params(tmp_path, **knobs) -> Path:
     """params.yaml with a `gpu` profile whose knobs are the tiny ones, seed 3, a 2-scene evaluation."""
     tiny = {**gpu_profile(), "eval": {"n_scenes": 2, "n_boot": 10, "max_new_tokens": 4, "batch_size": 4}}
-    tiny["align"] = {"base": {**gpu_profile()["align"]["base"], **gpu_knobs(**knobs), "ppo_minibatch": 2}, "seeds": [3]}
+    tiny["align"] = {
+        "base": {**gpu_profile()["align"]["base"], **GPU_BASE, **knobs},
+        "methods": {"ppo": {"ppo_minibatch": 2}},
+        "seeds": [3],
+    }
     f = tmp_path / "params.yaml"
     f.write_text(yaml.safe_dump(params_with_gpu(tiny)))
     return f

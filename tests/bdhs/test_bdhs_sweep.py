@@ -5,9 +5,10 @@ batch_size silently took BDHSParams' defaults)."""
 from study.bdhs import sweep as bdhs_sweep
 from study.bdhs.sampler import BDHSResult
 from study.bdhs.stage import bdhs_params
+from study.config import load_section
 
 
-def test_the_sweep_samples_with_the_sections_knobs(tiny, pretrain_world, spec, monkeypatch, params_section):
+def test_the_sweep_samples_with_the_sections_knobs(tiny, pretrain_world, spec, monkeypatch):
     seen = []
 
     def fake_sample(model, processor, images, prompts, chosen, params, encoder, seed, progress=False):
@@ -15,7 +16,7 @@ def test_the_sweep_samples_with_the_sections_knobs(tiny, pretrain_world, spec, m
         return [BDHSResult(c, 1, 0.5, True, 6) for c in chosen]
 
     monkeypatch.setattr(bdhs_sweep, "bdhs_sample", fake_sample)
-    b = params_section(
+    b = load_section(
         "bdhs", rho_th=0.9, eps_s=0.8, n_bdhs=3, noise_steps=7, temperature=0.7, max_new_tokens=11, batch_size=5
     )
     model, proc = tiny

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from study.config import load_section
 from study.prefs import (
     RECIPES,
     OracleAnnotator,
@@ -158,18 +159,18 @@ def test_vlf_corrupted_variants(spec, world, tiny_dirs):
         vlf_corrupted_recipe(world, **{**common, "n": 1}, chosen_from="nobody")
 
 
-def test_rlhfv_rejected_answers_come_from_another_model_of_the_pool(spec, world, tiny_dirs, params_section):
+def test_rlhfv_rejected_answers_come_from_another_model_of_the_pool(spec, world, tiny_dirs):
     """prefs.rlhfv_answerer: pool (the default) corrects the strongest non-SFT pool checkpoint's answers, as
     RLHF-V corrected Muffin's; `policy` corrects the SFT model's own; a pool of the SFT model alone is refused."""
     from study.model.load import load_model
     from study.prefs.stage import build_recipe, rlhfv_answerer
 
-    assert params_section("prefs").rlhfv_answerer == "pool"
+    assert load_section("prefs").rlhfv_answerer == "pool"
     assert rlhfv_answerer(tiny_dirs) == tiny_dirs[-1]
     with pytest.raises(ValueError, match="prefs.rlhfv_answerer"):
         rlhfv_answerer(tiny_dirs[:1])
     model, proc = load_model(tiny_dirs[0])
     for answerer, expected in (("pool", f"pool:{Path(tiny_dirs[-1]).name}"), ("policy", "sft")):
-        p = params_section("prefs", rlhfv_answerer=answerer)
+        p = load_section("prefs", rlhfv_answerer=answerer)
         rows = build_recipe("rlhfv", world, p, 0, "train", 4, model, proc, tiny_dirs, spec)
         assert rows and {json.loads(r["source_ids"])["rejected"] for r in rows} == {f"{expected}:sample"}
