@@ -249,3 +249,37 @@ def test_position_first_sentences_are_true_claims_and_off_by_default_changes_not
         if not s.startswith(("this is", "the image shows", "the "))
     ]  # object sentences only
     assert 0.4 < np.mean([s.startswith("at the ") for s in objects]) < 0.6
+
+
+def test_summary_lists_each_category_once_by_prior_and_noise_joins_only_the_list():
+    from study.eval.mentions import asserted_categories
+    from study.prefs.facts import check_claims
+
+    scenes = generate_split(SPEC, scene_params_of(load_section("world")), 0, "train", 200)
+    vocab = set(language.vocabulary(SPEC))
+    n_noisy = 0
+    for i, scene in enumerate(scenes):
+        text, inserted = language.describe(
+            SPEC, scene, np.random.default_rng(i), noise_rate=0.0 if i % 2 else 1.0, summary_prob=1.0
+        )
+        assert set(text.split()) <= vocab, text  # the tokenizer's vocabulary is unchanged
+        first, *rest = [s + " ." for s in text.split(" . ") if s]
+        summary = first + " " + rest.pop(0)
+        assert summary.startswith(f"this is a {scene.context} scene . there is ")
+        listed = asserted_categories(summary, SPEC)
+        want = set(scene.categories) | ({inserted} if inserted else set())
+        assert sorted(listed) == sorted(want), (summary, want)  # each once
+        prior = SPEC.contexts[scene.context].objects
+        assert [prior.get(c, 0.0) for c in listed] == sorted((prior.get(c, 0.0) for c in listed), reverse=True)
+        for c in listed:
+            n = scene.count(c)
+            if n > 1:
+                assert f"{language.NUMBER_WORDS[n]} {SPEC.categories[c].plural[c]}" in summary
+        cells = " ".join(rest)
+        if inserted:  # the noisy object is in the list only, never given a cell
+            n_noisy += 1
+            assert inserted not in asserted_categories(cells, SPEC), text
+        else:
+            assert check_claims(text, scene, SPEC).n_errors == 0, text  # a clean summary is true to the grader
+        assert set(asserted_categories(cells, SPEC)) == set(scene.categories)
+    assert n_noisy > 50

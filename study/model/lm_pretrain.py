@@ -62,6 +62,7 @@ def passage(spec: WorldSpec, scene: Scene, rng: np.random.Generator, p: CorpusPa
         noise_rate=0.0,
         relation_prob=p.relation_prob,
         position_first_prob=p.position_first_prob,
+        summary_prob=p.summary_prob,
     )[0]
 
 
@@ -82,6 +83,7 @@ def text_rows(spec: WorldSpec, scenes: list[Scene], p: CorpusParams, seed: int) 
                 noise_rate=p.caption_noise_rate,
                 relation_prob=p.relation_prob,
                 position_first_prob=p.position_first_prob,
+                summary_prob=p.summary_prob,
             )[0]
 
         ask = language.DESCRIBE_PROMPTS[int(rng.integers(len(language.DESCRIBE_PROMPTS)))]

@@ -40,6 +40,7 @@ class CorpusParams:
     synonym_prob: float
     relation_prob: float
     position_first_prob: float  # share of object sentences that name the position first
+    summary_prob: float  # share of descriptions opening with a position-free summary list
 
 
 def user_turn(prompt: str) -> dict:
@@ -104,6 +105,7 @@ def corpus_rows(spec: WorldSpec, scenes: list[Scene], params: CorpusParams, seed
             noise_rate=params.caption_noise_rate,
             relation_prob=params.relation_prob,
             position_first_prob=params.position_first_prob,
+            summary_prob=params.summary_prob,
         )
         prompt = language.DESCRIBE_PROMPTS[int(rng.integers(len(language.DESCRIBE_PROMPTS)))]
         rows.append(

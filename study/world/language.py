@@ -18,6 +18,8 @@ DESCRIBE_PROMPTS = (
     "give a detailed description of the image .",
 )
 INTRO_TEMPLATES = ("this is a {ctx} scene .", "the image shows a {ctx} scene .")
+# no positions: what the scene holds, as a list (words of the other templates only: the vocabulary is fixed)
+SUMMARY_TEMPLATE = "this is a {ctx} scene . there is {items} ."
 OBJECT_TEMPLATES = (
     "there is a {size} {color} {name} at the {pos} .",
     "a {size} {color} {name} is at the {pos} .",
@@ -70,8 +72,14 @@ def describe(
     noise_rate: float = 0.0,
     relation_prob: float = 0.5,
     position_first_prob: float = 0.0,
+    summary_prob: float = 0.0,
 ) -> tuple[str, str | None]:
     """A detailed description of ``scene`` in reading order.
+
+    With probability ``summary_prob`` it opens with a summary sentence instead of the intro: the scene's
+    categories as a list with no positions (:func:`summary_sentence`), most co-occurring first. A noisy
+    absent object then joins that list only, with no cell of its own, as an unanchored caption names what a
+    scene "usually" has. At 0 no extra random number is drawn (streams unchanged).
 
     With probability ``noise_rate`` the description also mentions one *absent* object from the scene's
     context, drawn in proportion to its co-occurrence probability and placed in a free cell in reading
@@ -80,7 +88,14 @@ def describe(
     """
     objs = list(scene.objects)
     inserted = None
-    if noise_rate > 0 and rng.random() < noise_rate:
+    summary = summary_prob > 0 and rng.random() < summary_prob
+    if summary and noise_rate > 0 and rng.random() < noise_rate:
+        ctx = spec.contexts[scene.context]
+        absent = [c for c in ctx.objects if c not in scene.categories]
+        if absent:
+            w = np.array([ctx.objects[c] for c in absent])
+            inserted = absent[int(rng.choice(len(absent), p=w / w.sum()))]
+    elif not summary and noise_rate > 0 and rng.random() < noise_rate:
         ctx = spec.contexts[scene.context]
         absent = [c for c in ctx.objects if c not in scene.categories]
         free = [
@@ -102,7 +117,9 @@ def describe(
             )
             objs = sorted(objs + [fake], key=lambda o: (o.row, o.col))
     parts = []
-    if rng.random() < 0.8:
+    if summary:
+        parts.append(summary_sentence(spec, scene, inserted))
+    elif rng.random() < 0.8:
         parts.append(_pick(rng, INTRO_TEMPLATES).format(ctx=scene.context))
     parts += [object_sentence(spec, o, rng, synonym_prob, position_first_prob) for o in objs]
     if rng.random() < relation_prob:
@@ -110,6 +127,24 @@ def describe(
         if rel is not None:
             parts.append(RELATION_TEMPLATE.format(**rel))
     return " ".join(parts), inserted
+
+
+def summary_sentence(spec: WorldSpec, scene: Scene, extra: str | None = None) -> str:
+    """``this is a kitchen scene . there is a cup , two plates , a fork .``: each category of ``scene`` (and
+    ``extra``) once with its count, the context's own in falling co-occurrence probability, then the others
+    in the spec's order."""
+    prior = spec.contexts[scene.context].objects
+    cats = sorted(
+        set(scene.categories) | ({extra} if extra else set()),
+        key=lambda c: (-prior.get(c, 0.0), spec.category_names.index(c)),
+    )
+    words = []
+    for c in cats:
+        n = max(scene.count(c), 1)
+        cat = spec.categories[c]
+        words.append(f"a {cat.name}" if n == 1 else f"{NUMBER_WORDS[n]} {cat.plural[cat.name]}")
+    items = " , ".join(words)
+    return SUMMARY_TEMPLATE.format(ctx=scene.context, items=items)
 
 
 def unique_objects(scene: Scene) -> list[SceneObject]:
