@@ -90,9 +90,8 @@ def make_plan(args: argparse.Namespace) -> dict:
     if args.run not in runs:
         raise PlanError(f"`align.runs` / `align.rm_runs` have no run {args.run!r}; runs: {sorted(runs)}")
     section = "rm_runs" if args.run in params.align.rm_runs else "runs"
-    ap, data, run_seeds = params.align_run(args.run)
+    ap, data, seeds = params.align_run(args.run)
     check_reward_model(ap, prefix=f"align.{section}.{args.run}")
-    seeds = list(run_seeds or params.align.seeds)
     if args.seed is not None:
         seeds = [args.seed]
     n = world_size()

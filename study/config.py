@@ -334,6 +334,7 @@ class AlignSection(_Section):
     rl: dict
     methods: dict[str, dict]
     seeds: list
+    decisive_seeds: list
     runs: dict[str, dict]
     rm_runs: dict[str, dict]
 
@@ -343,6 +344,7 @@ class AlignSection(_Section):
 
         try:
             check_seeds(self.seeds, "align.seeds")
+            check_seeds(self.decisive_seeds, "align.decisive_seeds")
             check_layout(self.groups())
         except AlignParamsError as e:
             raise RuleError(
@@ -355,7 +357,7 @@ class AlignSection(_Section):
 
     def groups(self) -> dict[str, dict]:
         """The knob groups (everything but the runs and seeds), as :func:`study.align.config.method_knobs` reads them."""
-        return {k: v for k, v in self.model_dump().items() if k not in ("seeds", "runs", "rm_runs")}
+        return {k: v for k, v in self.model_dump().items() if k not in ("seeds", "decisive_seeds", "runs", "rm_runs")}
 
     def all_runs(self) -> dict[str, dict]:
         """Every run, ``runs`` then ``rm_runs`` (names are distinct)."""
@@ -481,13 +483,23 @@ class StudyParams(_Section):
 
         return method_params(method, self.align.groups(), self.bdhs.model_dump(), **overrides)
 
+    def decisive_runs(self) -> set[str]:
+        """The runs a finding's rule names (``report.findings``): they train with ``align.decisive_seeds``."""
+        return {r for runs in self.report.findings.named().values() for r in runs}
+
     def align_run(self, run: str):
-        """``(config, data, seeds or None)`` of ``run`` (an entry of ``align.runs`` / ``align.rm_runs``) as it
-        trains: its own knobs over its method's groups (:func:`study.align.config.run_params`)."""
+        """``(config, data, seeds)`` of ``run`` (an entry of ``align.runs`` / ``align.rm_runs``) as it trains:
+        its own knobs over its method's groups (:func:`study.align.config.run_params`); its own ``seeds``, else
+        ``align.decisive_seeds`` if a finding rests on it (:meth:`decisive_runs`), else ``align.seeds``."""
         from study.align.config import run_params
 
         section = "runs" if run in self.align.runs else "rm_runs"
-        return run_params(run, self.align.all_runs()[run], self.align.groups(), self.bdhs.model_dump(), section)
+        p, data, seeds = run_params(
+            run, self.align.all_runs()[run], self.align.groups(), self.bdhs.model_dump(), section
+        )
+        if seeds is None:
+            seeds = list(self.align.decisive_seeds if run in self.decisive_runs() else self.align.seeds)
+        return p, data, seeds
 
     @model_validator(mode="after")
     def _align_runs_are_valid(self) -> "StudyParams":

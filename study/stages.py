@@ -97,13 +97,14 @@ class Stage:
 
 
 def _align_params() -> tuple[str, ...]:
-    """The params keys an alignment run reads: the ``align`` knob groups and seeds, and the ``bdhs`` knobs of
-    Online-BDHS's sampler (:mod:`study.align.knobs`)."""
+    """The params keys an alignment run reads: the ``align`` knob groups and seeds, the ``bdhs`` knobs of
+    Online-BDHS's sampler (:mod:`study.align.knobs`) and ``report.findings`` (a run a finding rests on trains
+    with ``align.decisive_seeds``)."""
     from study.align.knobs import BDHSKnobs
     from study.config import AlignSection
 
     groups = [f"align.{g}" for g in AlignSection.model_fields if g not in ("runs", "rm_runs")]
-    return ("eval", *groups, *(f"bdhs.{k}" for k in BDHSKnobs.SOURCE.values()))
+    return ("eval", *groups, *(f"bdhs.{k}" for k in BDHSKnobs.SOURCE.values()), "report.findings")
 
 
 def _align(name: str, runs: str, extra_deps: tuple[str, ...], doc: str) -> Stage:

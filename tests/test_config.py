@@ -85,9 +85,19 @@ def test_bad_alignment_seeds_are_named(seeds, msg):
         resolve(raw)
 
 
-def test_full_profile_trains_three_seeds_and_quick_one():
-    assert load_params(profile="full").align.seeds == [0, 1, 2]
-    assert load_params(profile="quick").align.seeds == [0]
+def test_full_profile_trains_three_seeds_where_a_finding_rests_and_one_elsewhere():
+    full = load_params(profile="full")
+    decisive = full.decisive_runs()
+    assert decisive == {r for rs in full.report.findings.named().values() for r in rs} and len(decisive) >= 8
+    for run in full.align.all_runs():
+        assert full.align_run(run)[2] == ([0, 1, 2] if run in decisive else [0]), run
+    assert all(load_params(profile="quick").align_run(r)[2] == [0] for r in full.align.all_runs())
+    raw = copy.deepcopy(RAW)
+    raw["align"]["runs"]["ipo_povid"]["seeds"] = [4, 5]  # a run's own seeds win
+    raw["report"]["findings"]["offline_dpo"] = "slic_povid"  # the role moves: so do the three seeds
+    p = resolve(raw, "full")
+    assert p.align_run("ipo_povid")[2] == [4, 5]
+    assert p.align_run("slic_povid")[2] == [0, 1, 2] and p.align_run("dpo_povid")[2] == [0]
 
 
 @pytest.mark.parametrize(

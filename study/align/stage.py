@@ -1,12 +1,13 @@
 """The ``align@<run>`` stages: align the SFT model with one configured run, then evaluate it exactly.
 
-A run is an entry of ``params.yaml: align.runs``: ``{method, data, seeds?, ...AlignParams overrides}`` with
-``data`` the name of a preference dataset under ``artifacts/prefs/<data>.parquet`` (offline methods and
-Mixed-DPO) — online methods use its prompts/images and ground truth. Its knobs are the ``align`` groups its method reads (:mod:`study.align.knobs`).
-The aligned model goes through the same evaluation as the SFT model (:mod:`study.eval.stage`), so its
-metrics JSON has the same layout plus a ``train`` block; each run is trained once per seed of
-``align.seeds`` (1 in the quick profile, 3 in the full one) and its metrics are the mean over seeds with a
-95 % CI over seeds (:mod:`study.eval.seeds`).
+A run is an entry of ``params.yaml: align.runs``: ``{method, data, seeds?, ...knob overrides}`` with ``data``
+the name of a preference dataset under ``artifacts/prefs/<data>.parquet`` (offline methods and Mixed-DPO) —
+online methods use its prompts/images and ground truth. Its knobs are the ``align`` groups its method reads
+(:mod:`study.align.knobs`). The aligned model goes through the same evaluation as the SFT model
+(:mod:`study.eval.stage`), so its metrics JSON has the same layout plus a ``train`` block; each run is
+trained once per seed (:meth:`study.config.StudyParams.align_run`: ``align.decisive_seeds`` for a run a
+finding rests on, 3 in the full profile; ``align.seeds`` otherwise, 1) and its metrics are the mean over
+seeds with a 95 % CI over seeds (:mod:`study.eval.seeds`).
 """
 
 from __future__ import annotations
@@ -78,8 +79,7 @@ def run_align(ctx: StageContext) -> dict:
     from study.align import train
 
     run, x = ctx.run, ctx.paths
-    params, data, run_seeds = ctx.params.align_run(run)
-    seeds = run_seeds or list(ctx.params.align.seeds)
+    params, data, seeds = ctx.params.align_run(run)
     e, seed, world_spec = ctx.params.eval, ctx.params.seed, ctx.params.world.spec
     world_dir, sft_dir, out_dir, eval_dir, live_dir = x.world_dir, x.sft_dir, x.out_dir, x.eval_dir, x.live_dir
     metrics_path, data_path = x.metrics_path, Path(x.data_path)

@@ -3,8 +3,9 @@
 Columns follow the paper's hallucination/helpfulness split, measured exactly on the organism: POPE
 accuracy on the three negative splits, CHAIR_s, CHAIR_i, object recall, the typed-QA hallucination rate
 and the helpfulness proxy, each with its 95 % CI (scene bootstrap for one seed, Student-t over seeds
-for several). Whether one model beats another is decided by a paired test (:mod:`study.report.findings`),
-not by comparing these intervals.
+for several). The ``Seeds`` column says how many training seeds each row averages: in the full profile a
+run a finding rests on has 3, the others 1. Whether one model beats another is decided by a paired test
+(:mod:`study.report.findings`), not by comparing these intervals.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def load_runs(metrics_dir: str | Path, runs: list[str]) -> dict[str, dict]:
 
 
 def comparison_table(runs: dict[str, dict]) -> pd.DataFrame:
-    """Tidy table: one row per (model, column) with value and CI; method/data from each run's meta."""
+    """Tidy table: one row per (model, column) with value and CI; method/data and the number of training
+    seeds (1 for the SFT model) from each run's meta."""
     rows = []
     for name, m in runs.items():
         meta = m.get("_meta", {})
@@ -51,6 +53,7 @@ def comparison_table(runs: dict[str, dict]) -> pd.DataFrame:
                     "model": name,
                     "method": meta.get("method", "sft"),
                     "data": meta.get("data", "-"),
+                    "seeds": len(meta.get("seeds") or [None]),
                     "column": col,
                     "value": v["value"],
                     "lo": v["ci95"][0],
@@ -62,13 +65,16 @@ def comparison_table(runs: dict[str, dict]) -> pd.DataFrame:
 
 
 def wide(table: pd.DataFrame) -> pd.DataFrame:
-    """Models as rows, ``value [lo, hi]`` (percent) as cells, in :data:`COLUMNS` order."""
+    """Models as rows: the number of training seeds, then ``value [lo, hi]`` (percent) as cells, in
+    :data:`COLUMNS` order."""
     t = table.copy()
     t["cell"] = t.apply(lambda r: f"{100 * r.value:.1f} [{100 * r.lo:.1f}, {100 * r.hi:.1f}]", axis=1)
     out = t.pivot(index="model", columns="column", values="cell")
     cols = [c for c, *_ in COLUMNS if c in out.columns]
     order = ["SFT"] + [m for m in out.index if m != "SFT"]
-    return out.loc[order, cols]
+    out = out.loc[order, cols]
+    out.insert(0, "Seeds", t.groupby("model")["seeds"].first().loc[order])
+    return out
 
 
 def subtable(main: pd.DataFrame, runs: list[str]) -> pd.DataFrame:

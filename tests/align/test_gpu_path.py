@@ -313,6 +313,7 @@ def _tiny_params(tmp_path, **knobs) -> Path:
         "base": {**gpu_profile()["align"]["base"], **GPU_BASE, **knobs},
         "methods": {"ppo": {"ppo_minibatch": 2}},
         "seeds": [3],
+        "decisive_seeds": [3],
     }
     f = tmp_path / "params.yaml"
     f.write_text(yaml.safe_dump(params_with_gpu(tiny)))

@@ -167,10 +167,15 @@ def test_earlier_pope_rule_lets_pope_decide_again(spec):
 
 def test_paper_tables_and_delta_table():
     m = {"value": 0.3, "ci95": [0.2, 0.4]}
-    runs = {"SFT": {"describe": {"chair_i": m}}, "dpo_povid": {"describe": {"chair_i": m}, "_meta": {"method": "dpo"}}}
+    runs = {
+        "SFT": {"describe": {"chair_i": m}},
+        "dpo_povid": {"describe": {"chair_i": m}, "_meta": {"method": "dpo", "seeds": [0, 1, 2]}},
+        "ipo_povid": {"describe": {"chair_i": m}, "_meta": {"method": "ipo", "seeds": [0]}},
+    }
     main = comparison.wide(comparison.comparison_table(runs))
-    sub = comparison.subtable(main, ["ipo_povid", "dpo_povid"])
-    assert list(sub.index) == ["SFT", "dpo_povid"] and list(sub.columns) == ["CHAIR_i"]
+    sub = comparison.subtable(main, ["slic_povid", "dpo_povid"])
+    assert list(sub.index) == ["SFT", "dpo_povid"] and list(sub.columns) == ["Seeds", "CHAIR_i"]
+    assert list(main["Seeds"]) == [1, 3, 1]  # every table says how many training seeds a row averages
     cmp = _compare({("dpo_povid", "SFT", "CHAIR_i"): "better"})
     cmp.cache = {("dpo_povid", "SFT", c): {"delta": -0.021, "ci95": [-0.034, -0.008]} for c, *_ in comparison.COLUMNS}
     d = findings.delta_table(cmp, ["SFT", "dpo_povid"])
