@@ -46,7 +46,14 @@ class Method:
 
     def __post_init__(self):
         # the method's config class: AlignParams + groups + own; fields are collected from the reversed MRO,
-        # so listing AlignParams last puts its knobs first (a clash of knobs between groups fails here)
+        # so listing AlignParams last puts its knobs first. A knob two of them declare would be one place too
+        # many (and pydantic would keep one silently): refused here.
+        seen: dict[str, str] = {}
+        for g in (k.AlignParams, *self.groups, self.own):
+            for f in g.model_fields:
+                if f in seen and seen[f] != g.__name__:
+                    raise ValueError(f"method {self.name!r}: knob {f!r} is declared by {seen[f]} and {g.__name__}")
+                seen.setdefault(f, g.__name__)
         name = "".join(w.capitalize() for w in self.name.split("_")) + "Config"
         object.__setattr__(
             self, "config", create_model(name, __base__=(self.own, *reversed(self.groups), k.AlignParams))

@@ -101,6 +101,19 @@ def test_a_registered_method_is_a_valid_run_of_params_yaml(dummy):
         resolve(edited)
 
 
+def test_a_knob_two_groups_declare_is_refused():
+    from pydantic import Field
+
+    from study.align.knobs import Group, Sampling
+
+    class Clash(Group):
+        temperature: float = Field(gt=0)  # already the sampling group's
+
+    with pytest.raises(ValueError, match="knob 'temperature' is declared by Sampling and Clash"):
+        methods.Method("clash", "x:y", "online", (Sampling,), methods.PAIR_COLUMNS, own=Clash)
+    assert "clash" not in methods.REGISTRY
+
+
 def test_every_built_in_method_reads_what_its_trainer_reads():
     """The knob groups are not decoration: a run may set a knob only if its method reads it."""
     for name, own in (("dpo", set()), ("avg_dpo", {"gamma", "pair_loss"}), ("ppo", {"clip_range", "vf_coef"})):
