@@ -95,7 +95,8 @@ class WorldParams(_Section):
     synonym_prob: Float = Field(ge=0, le=1)
     relation_prob: Float = Field(ge=0, le=1)
     position_first_prob: Float = Field(ge=0, le=1, description="object sentences naming the position first")
-    summary_prob: Float = Field(ge=0, le=1, description="descriptions opening with a position-free summary list")
+    summary_prob: Float = Field(ge=0, le=1, description="descriptions holding a position-free summary list")
+    summary_place: Literal["first", "last"] = Field(description="where the summary list goes in a description")
 
 
 class ModelSection(_Section):

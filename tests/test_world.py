@@ -283,3 +283,34 @@ def test_summary_lists_each_category_once_by_prior_and_noise_joins_only_the_list
             assert check_claims(text, scene, SPEC).n_errors == 0, text  # a clean summary is true to the grader
         assert set(asserted_categories(cells, SPEC)) == set(scene.categories)
     assert n_noisy > 50
+
+
+def test_summary_last_closes_the_description_with_the_list_after_every_cell():
+    from study.eval.mentions import asserted_categories
+
+    scenes = generate_split(SPEC, scene_params_of(load_section("world")), 0, "train", 200)
+    vocab = set(language.vocabulary(SPEC))
+    n_noisy = 0
+    for i, scene in enumerate(scenes):
+        noise = 0.0 if i % 2 else 1.0
+        text, inserted = language.describe(
+            SPEC, scene, np.random.default_rng(i), noise_rate=noise, summary_prob=1.0, summary_place="last"
+        )
+        assert set(text.split()) <= vocab, text
+        sentences = [s + " ." for s in text.removesuffix(" .").split(" . ")]
+        closing = sentences[-1]
+        assert closing == language.list_sentence(SPEC, scene, inserted), text  # the list is the last sentence
+        assert not any(s.startswith("there is ") and " at the " not in s for s in sentences[:-1]), text
+        cells = " ".join(sentences[:-1])
+        assert set(asserted_categories(cells, SPEC)) == set(scene.categories)  # every cell before it
+        if inserted:
+            n_noisy += 1
+            assert inserted not in asserted_categories(cells, SPEC)  # the noise joins the list only
+        # the noisy object is drawn before the place matters: both places add the same one
+        first, inserted_first = language.describe(
+            SPEC, scene, np.random.default_rng(i), noise_rate=noise, summary_prob=1.0, summary_place="first"
+        )
+        assert inserted_first == inserted
+    assert n_noisy > 50
+    with pytest.raises(ValueError, match="summary_place must be one of"):
+        language.describe(SPEC, scenes[0], np.random.default_rng(0), summary_prob=1.0, summary_place="middle")

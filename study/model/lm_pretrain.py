@@ -63,6 +63,7 @@ def passage(spec: WorldSpec, scene: Scene, rng: np.random.Generator, p: CorpusPa
         relation_prob=p.relation_prob,
         position_first_prob=p.position_first_prob,
         summary_prob=p.summary_prob,
+        summary_place=p.summary_place,
     )[0]
 
 
@@ -84,6 +85,7 @@ def text_rows(spec: WorldSpec, scenes: list[Scene], p: CorpusParams, seed: int) 
                 relation_prob=p.relation_prob,
                 position_first_prob=p.position_first_prob,
                 summary_prob=p.summary_prob,
+                summary_place=p.summary_place,
             )[0]
 
         ask = language.DESCRIBE_PROMPTS[int(rng.integers(len(language.DESCRIBE_PROMPTS)))]

@@ -40,7 +40,8 @@ class CorpusParams:
     synonym_prob: float
     relation_prob: float
     position_first_prob: float  # share of object sentences that name the position first
-    summary_prob: float  # share of descriptions opening with a position-free summary list
+    summary_prob: float  # share of descriptions holding a position-free summary list
+    summary_place: str  # first (opens the description) | last (closes it)
 
 
 def user_turn(prompt: str) -> dict:
@@ -106,6 +107,7 @@ def corpus_rows(spec: WorldSpec, scenes: list[Scene], params: CorpusParams, seed
             relation_prob=params.relation_prob,
             position_first_prob=params.position_first_prob,
             summary_prob=params.summary_prob,
+            summary_place=params.summary_place,
         )
         prompt = language.DESCRIBE_PROMPTS[int(rng.integers(len(language.DESCRIBE_PROMPTS)))]
         rows.append(

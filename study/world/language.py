@@ -19,7 +19,9 @@ DESCRIBE_PROMPTS = (
 )
 INTRO_TEMPLATES = ("this is a {ctx} scene .", "the image shows a {ctx} scene .")
 # no positions: what the scene holds, as a list (words of the other templates only: the vocabulary is fixed)
-SUMMARY_TEMPLATE = "this is a {ctx} scene . there is {items} ."
+LIST_TEMPLATE = "there is {items} ."
+SUMMARY_TEMPLATE = "this is a {ctx} scene . " + LIST_TEMPLATE  # the summary that opens a description
+SUMMARY_PLACES = ("first", "last")
 OBJECT_TEMPLATES = (
     "there is a {size} {color} {name} at the {pos} .",
     "a {size} {color} {name} is at the {pos} .",
@@ -73,19 +75,25 @@ def describe(
     relation_prob: float = 0.5,
     position_first_prob: float = 0.0,
     summary_prob: float = 0.0,
+    summary_place: str = "first",
 ) -> tuple[str, str | None]:
     """A detailed description of ``scene`` in reading order.
 
-    With probability ``summary_prob`` it opens with a summary sentence instead of the intro: the scene's
-    categories as a list with no positions (:func:`summary_sentence`), most co-occurring first. A noisy
-    absent object then joins that list only, with no cell of its own, as an unanchored caption names what a
-    scene "usually" has. At 0 no extra random number is drawn (streams unchanged).
+    With probability ``summary_prob`` it holds a summary: the scene's categories as a list with no positions,
+    most co-occurring first. ``summary_place`` ``first``: the summary opens the description instead of the
+    intro (:func:`summary_sentence`), so the list is written before any cell is looked at; ``last``: the
+    usual intro and cell sentences come first and the list (:func:`list_sentence`) closes the description,
+    a recap written after every cell. A noisy absent object then joins that list only, with no cell of its
+    own, as an unanchored caption names what a scene "usually" has. At ``summary_prob`` 0 no extra random
+    number is drawn (streams unchanged).
 
     With probability ``noise_rate`` the description also mentions one *absent* object from the scene's
     context, drawn in proportion to its co-occurrence probability and placed in a free cell in reading
     order, so it reads exactly like a real mention. This models instruction data that describes what a
     scene "usually" has (LLaVA-Instruct style). Returns ``(text, inserted_category_or_None)``.
     """
+    if summary_place not in SUMMARY_PLACES:
+        raise ValueError(f"summary_place must be one of {SUMMARY_PLACES}, got {summary_place!r}")
     objs = list(scene.objects)
     inserted = None
     summary = summary_prob > 0 and rng.random() < summary_prob
@@ -117,7 +125,7 @@ def describe(
             )
             objs = sorted(objs + [fake], key=lambda o: (o.row, o.col))
     parts = []
-    if summary:
+    if summary and summary_place == "first":
         parts.append(summary_sentence(spec, scene, inserted))
     elif rng.random() < 0.8:
         parts.append(_pick(rng, INTRO_TEMPLATES).format(ctx=scene.context))
@@ -126,13 +134,24 @@ def describe(
         rel = relation_fact(scene, rng)
         if rel is not None:
             parts.append(RELATION_TEMPLATE.format(**rel))
+    if summary and summary_place == "last":
+        parts.append(list_sentence(spec, scene, inserted))
     return " ".join(parts), inserted
 
 
 def summary_sentence(spec: WorldSpec, scene: Scene, extra: str | None = None) -> str:
-    """``this is a kitchen scene . there is a cup , two plates , a fork .``: each category of ``scene`` (and
-    ``extra``) once with its count, the context's own in falling co-occurrence probability, then the others
-    in the spec's order."""
+    """``this is a kitchen scene . there is a cup , two plates , a fork .``: the context, then
+    :func:`list_sentence`."""
+    return SUMMARY_TEMPLATE.format(ctx=scene.context, items=_list_items(spec, scene, extra))
+
+
+def list_sentence(spec: WorldSpec, scene: Scene, extra: str | None = None) -> str:
+    """``there is a cup , two plates , a fork .``: each category of ``scene`` (and ``extra``) once with its
+    count, the context's own in falling co-occurrence probability, then the others in the spec's order."""
+    return LIST_TEMPLATE.format(items=_list_items(spec, scene, extra))
+
+
+def _list_items(spec: WorldSpec, scene: Scene, extra: str | None) -> str:
     prior = spec.contexts[scene.context].objects
     cats = sorted(
         set(scene.categories) | ({extra} if extra else set()),
@@ -143,8 +162,7 @@ def summary_sentence(spec: WorldSpec, scene: Scene, extra: str | None = None) ->
         n = max(scene.count(c), 1)
         cat = spec.categories[c]
         words.append(f"a {cat.name}" if n == 1 else f"{NUMBER_WORDS[n]} {cat.plural[cat.name]}")
-    items = " , ".join(words)
-    return SUMMARY_TEMPLATE.format(ctx=scene.context, items=items)
+    return " , ".join(words)
 
 
 def unique_objects(scene: Scene) -> list[SceneObject]:
