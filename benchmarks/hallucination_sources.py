@@ -101,7 +101,7 @@ def _generate(model_dir: Path, world: World, spec: WorldSpec, split: str, n_scen
     import torch
 
     from study.config import load_params
-    from study.eval.organism import _answers
+    from study.eval.organism import predict_items
     from study.eval.suites import build_items
     from study.model.load import load_model
 
@@ -111,7 +111,9 @@ def _generate(model_dir: Path, world: World, spec: WorldSpec, split: str, n_scen
     model.eval()
     scenes = world.scenes(split)[:n_scenes]
     items = build_items(spec, scenes, world.scenes("train"), n_pos=p.eval.n_pos, seed=p.seed, suites=("describe",))
-    return _answers(model, processor, world, items, max_new_tokens=96, batch_size=p.eval.batch_size, seed=p.seed)
+    return predict_items(
+        model, processor, world, items, max_new_tokens=p.eval.max_new_tokens, batch_size=p.eval.batch_size, seed=p.seed
+    )
 
 
 def main() -> None:

@@ -314,3 +314,11 @@ def test_summary_last_closes_the_description_with_the_list_after_every_cell():
     assert n_noisy > 50
     with pytest.raises(ValueError, match="summary_place must be one of"):
         language.describe(SPEC, scenes[0], np.random.default_rng(0), summary_prob=1.0, summary_place="middle")
+
+
+def test_summary_places_of_the_params_are_the_generators():
+    import typing
+
+    from study.config import WorldParams
+
+    assert typing.get_args(WorldParams.model_fields["summary_place"].annotation) == language.SUMMARY_PLACES

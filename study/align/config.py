@@ -36,10 +36,8 @@ from typing import Any, Mapping
 from pydantic import ValidationError
 
 from study.align import methods as registry
-from study.align.knobs import ANNOTATORS, LOSS_TYPE, PAIR_LOSSES, AlignParams, Group
+from study.align.knobs import AlignParams, Group
 from study.align.knobs import Rule as _Rule
-
-__all__ = ["ANNOTATORS", "LOSS_TYPE", "PAIR_LOSSES", "AlignParams"]  # re-exported: the names callers import here
 
 METHODS = registry.names()  # the methods built in (study.align.methods); a registered one joins REGISTRY
 OFFLINE = tuple(n for n in registry.names("offline") if registry.get(n).loss)  # DPO / IPO / SLiC objectives

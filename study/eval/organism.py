@@ -38,7 +38,7 @@ from study.world.corpus import World
 from study.world.spec import WorldSpec
 
 
-def _answers(
+def predict_items(
     model,
     processor,
     world: World,
@@ -50,6 +50,10 @@ def _answers(
     keep_fn=None,
     temperature: float | None = None,
 ) -> list[dict]:
+    """The model's answers to eval ``items`` (each with its scene's image): greedy, or sampled at
+    ``temperature``; ``keep_fn`` masks image tokens (:func:`study.model.generate.generate`). Returns
+    :func:`study.eval.runner.run_predictions`'s rows, each item with its ``prediction``."""
+
     def answer(scene_ids, prompts):
         return generate(
             model,
@@ -171,8 +175,12 @@ def grounding_report(
     rows: dict = {}
 
     # yes/no margins with and without the image (answers: POPE's parser), greedy descriptions' likelihoods
-    answered = _answers(model, processor, world, pope, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed)
-    greedy = _answers(model, processor, world, desc, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed)
+    answered = predict_items(
+        model, processor, world, pope, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed
+    )
+    greedy = predict_items(
+        model, processor, world, desc, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed
+    )
     scored = add_grounding_fields(model, processor, world, answered + greedy, batch_size=batch_size)
     rows["pope"] = [r for r in scored if r["suite"].startswith("pope_")]
     rows["describe"] = [r for r in scored if r["suite"] == "describe"]
@@ -194,7 +202,7 @@ def grounding_report(
     out["describe"]["image_dependence"] = g["describe"]["image_dependence"]
 
     # sampled descriptions with and without the image
-    s_img = _answers(
+    s_img = predict_items(
         model,
         processor,
         world,
@@ -204,7 +212,7 @@ def grounding_report(
         seed=seed,
         temperature=temperature,
     )
-    s_blind = _answers(
+    s_blind = predict_items(
         model,
         processor,
         world,
