@@ -8,7 +8,9 @@ one per object sentence, :mod:`study.world.phrases`):
     invented    the named position is empty (nothing there to misread: the language side added it)
     unplaced    the sentence names no position (relation sentences, or a position the grid lacks)
 
-and, crossed with that, by whether its category belongs to the scene's context (``context_share``'s
+An ``unplaced`` mention is also marked ``echo`` when a placed sentence of the same answer names the same
+absent category (a recap list repeating a misread or invented cell, rather than the prior adding an object
+of its own). And, crossed with that, by whether its category belongs to the scene's context (``context_share``'s
 numerator). For ``misread`` it also records whether the object misread was faint and whether it was
 off its context and whether it was small, and the (true shape -> said shape) pairs, most frequent first. A real MLLM's
 hallucinations are mostly co-occurring objects; this says which of the two sides of the organism makes
@@ -53,6 +55,10 @@ def sources(answer: str, scene: Scene, spec: WorldSpec) -> list[dict]:
         rec = {"category": m.category, "in_context": spec.context_of(m.category) == scene.context}
         if not spans:
             rec["kind"] = "unplaced"
+            rec["echo"] = any(  # a placed sentence names it too
+                o.category == m.category and not o.negated and position_spans(sents[o.sentence], spec)
+                for o in parse_mentions(answer, spec)
+            )
         else:
             a, b = spans[0]
             obj = at.get(" ".join(toks[a:b]))
@@ -84,6 +90,10 @@ def summarize(records: list[dict], spec: WorldSpec, n_answers: int) -> dict:
             k: {"n": kinds[k], "share": kinds[k] / n if n else None} for k in ("misread", "invented", "unplaced")
         },
         "by_kind_and_context": {f"{k}/{c}": v for (k, c), v in sorted(cross.items())},
+        "unplaced_echo": {
+            c: sum(r["kind"] == "unplaced" and r["echo"] and r["in_context"] == (c == "in_context") for r in records)
+            for c in ("in_context", "off_context")
+        },
         "misread": {
             "n": len(mis),
             "of_faint": sum(r["faint"] for r in mis),
