@@ -46,19 +46,17 @@ def sources(answer: str, scene: Scene, spec: WorldSpec) -> list[dict]:
     """One record per hallucinated mention of ``answer`` (module docstring)."""
     at = {o.position: o for o in scene.objects}
     sents = sentences(answer)
+    spans_of = [position_spans(toks, spec) for toks in sents]
+    mentions = parse_mentions(answer, spec)
+    placed = {m.category for m in mentions if not m.negated and spans_of[m.sentence]}  # what an echo repeats
     out = []
-    for m in parse_mentions(answer, spec):
+    for m in mentions:
         if m.negated or m.category in scene.categories:
             continue
-        toks = sents[m.sentence]
-        spans = position_spans(toks, spec)
+        toks, spans = sents[m.sentence], spans_of[m.sentence]
         rec = {"category": m.category, "in_context": spec.context_of(m.category) == scene.context}
         if not spans:
-            rec["kind"] = "unplaced"
-            rec["echo"] = any(  # a placed sentence names it too
-                o.category == m.category and not o.negated and position_spans(sents[o.sentence], spec)
-                for o in parse_mentions(answer, spec)
-            )
+            rec.update(kind="unplaced", echo=m.category in placed)
         else:
             a, b = spans[0]
             obj = at.get(" ".join(toks[a:b]))

@@ -7,8 +7,8 @@
     python benchmarks/sft_speed.py --steps 60 --variant eager    # eager attention instead of SDPA
 
 It reads the ``lm`` stage's model (``artifacts/models/lm``, the SFT stage's starting point) and the world
-(``artifacts/world``), builds the SFT stage's own trainer (:func:`study.model.sft.sft_config` and TRL's
-``SFTTrainer`` with the same corpus, collator and seed) in a scratch directory, and measures, in one process:
+(``artifacts/world``), builds the SFT stage's own trainer (:func:`study.model.sft.sft_trainer`: the same frozen tower,
+corpus, collator, config and seed) in a scratch directory, and measures, in one process:
 
 - **data**: the seconds to draw ``--steps`` batches from the trainer's own dataloader (image rendering, chat
   template, tokenization, the image processor and padding: everything before the model);
@@ -41,23 +41,17 @@ def _cpu() -> str:
 
 def _trainer(args, work: Path):
     import torch
-    from trl import SFTTrainer
 
     from study.config import load_params
     from study.model.load import load_model
-    from study.model.sft import sft_config, vision_dataset
+    from study.model.sft import sft_trainer
     from study.model.stage import sft_params_of
     from study.world.corpus import World
 
     params = load_params(ROOT / "params.yaml")
-    sp = sft_params_of(params.sft)
     world = World(ROOT / "artifacts" / "world")
     net, processor = load_model(ROOT / "artifacts" / "models" / "lm")
     net.train()
-    if sp.freeze_vision:
-        for q in net.model.vision_tower.parameters():
-            q.requires_grad_(False)
-    train = vision_dataset(world.corpus("train"), world)
     overrides = dict(max_steps=args.warmup + args.steps, eval_strategy="no", disable_tqdm=True, logging_steps=10**6)
     if args.variant == "bf16":
         overrides["bf16"] = True
@@ -67,8 +61,7 @@ def _trainer(args, work: Path):
         overrides["torch_compile"] = True
     if args.variant == "eager":
         net.set_attn_implementation("eager")
-    cfg = sft_config(sp, work, params.seed, len(train), **overrides)
-    return SFTTrainer(model=net, args=cfg, train_dataset=train, processing_class=processor)
+    return sft_trainer(net, processor, world, sft_params_of(params.sft), work, params.seed, evaluate=False, **overrides)
 
 
 def main() -> None:

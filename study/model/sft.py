@@ -147,6 +147,36 @@ def run_metrics(result) -> dict:
     }
 
 
+def sft_trainer(
+    model,
+    processor,
+    world: World,
+    p: SFTParams,
+    work: Path,
+    seed: int,
+    callbacks=(),
+    evaluate: bool = True,
+    **overrides,
+) -> SFTTrainer:
+    """The SFT stage's trainer: the vision tower frozen when ``p.freeze_vision``, the world's train corpus
+    (and the first ``p.val_rows`` val rows when ``evaluate``) as :func:`vision_dataset`, and
+    :func:`sft_config` with ``overrides`` (a benchmark shortens or varies the run through them)."""
+    if p.freeze_vision:  # LLaVA keeps its pretrained CLIP tower frozen through instruction tuning
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        for param in base.model.vision_tower.parameters():
+            param.requires_grad_(False)
+    train = vision_dataset(world.corpus("train"), world)
+    val = vision_dataset(world.corpus("val")[: p.val_rows], world) if evaluate else None
+    return SFTTrainer(
+        model=model,
+        args=sft_config(p, work, seed, len(train), **overrides),
+        train_dataset=train,
+        eval_dataset=val,
+        processing_class=processor,
+        callbacks=list(callbacks),
+    )
+
+
 def train_sft(
     model,
     processor,
@@ -168,31 +198,17 @@ def train_sft(
 
     from study import io
 
-    if p.freeze_vision:  # LLaVA keeps its pretrained CLIP tower frozen through instruction tuning
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        for param in base.model.vision_tower.parameters():
-            param.requires_grad_(False)
-    rows = world.corpus("train")
-    train = vision_dataset(rows, world)
-    val = vision_dataset(world.corpus("val")[: p.val_rows], world)
     work = start_clean(work_dir or default_work_dir(out_dir), "SFT")
     callbacks = list(callbacks)
     if live_dir is not None:
         callbacks.append(DVCLiveCallback(live=Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None)))
     if pool_dir is not None:
         callbacks.append(PoolSaver(p.pool_fractions, processor, work / "pool"))
-    trainer = SFTTrainer(
-        model=model,
-        args=sft_config(p, work, seed, len(train)),
-        train_dataset=train,
-        eval_dataset=val,
-        processing_class=processor,
-        callbacks=callbacks,
-    )
+    trainer = sft_trainer(model, processor, world, p, work, seed, callbacks)
     result = trainer.train()
     metrics = {
         **run_metrics(result),
-        "train_rows": len(train),
+        "train_rows": len(trainer.train_dataset),
         "trainable_params": sum(q.numel() for q in model.parameters() if q.requires_grad),
     }
     metrics.update({k: float(v) for k, v in trainer.evaluate().items() if k == "eval_loss"})
