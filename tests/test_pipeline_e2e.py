@@ -56,7 +56,8 @@ def test_repro_produces_every_output(smoke_repo):
     assert org["gates"]["seeds_passing"]["status"] == "not measured"  # one SFT seed
     for split in ("val", "test", "ood"):
         auroc = org["reports"][split]["pope_random"]["auroc"]
-        assert 0 <= auroc["ci95"][0] <= auroc["value"] <= auroc["ci95"][1] <= 1
+        # a percentile-bootstrap interval need not contain its estimate (it missed it by 0.002 at smoke size)
+        assert 0 <= auroc["ci95"][0] <= auroc["ci95"][1] <= 1 and 0 <= auroc["value"] <= 1
         assert (smoke_repo / f"artifacts/eval/organism/{split}/pope.jsonl").is_file()
     ev = json.loads((smoke_repo / "metrics/eval_sft.json").read_text())
     for suite in ("pope_random", "pope_popular", "pope_adversarial", "describe", "typed_qa"):

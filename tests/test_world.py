@@ -214,7 +214,9 @@ def test_position_first_sentences_are_true_claims_and_off_by_default_changes_not
     first = corpus_rows(
         SPEC,
         scenes,
-        corpus_params_of(load_section("world"), exist_per_scene=0, caption_noise_rate=0.0, position_first_prob=1.0),
+        corpus_params_of(
+            load_section("world"), exist_per_scene=0, caption_noise_rate=0.0, position_first_prob=1.0, summary_prob=0.0
+        ),
         0,
     )
     vocab = set(language.vocabulary(SPEC))
@@ -239,7 +241,10 @@ def test_position_first_sentences_are_true_claims_and_off_by_default_changes_not
         SPEC, scenes, corpus_params_of(load_section("world"), exist_per_scene=0, position_first_prob=0.0), 0
     ) == corpus_rows(SPEC, scenes, corpus_params_of(load_section("world"), exist_per_scene=0), 0)
     half = corpus_rows(
-        SPEC, scenes, corpus_params_of(load_section("world"), exist_per_scene=0, position_first_prob=0.5), 0
+        SPEC,
+        scenes,
+        corpus_params_of(load_section("world"), exist_per_scene=0, position_first_prob=0.5, summary_prob=0.0),
+        0,
     )
     objects = [
         s

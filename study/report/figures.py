@@ -12,6 +12,20 @@ import seaborn as sns
 from study.world.scenes import cooccurrence
 
 
+def ci_whiskers(ax, x, lo, hi, cap: float = 0.06, **kw) -> None:
+    """Draw each 95 % interval [lo, hi] as a capped vertical line at x.
+
+    The interval itself is drawn, not `value ± error`: a percentile-bootstrap interval need not contain its
+    point estimate (small samples, ties in an AUROC), and matplotlib's `yerr` refuses the negative length
+    that then arises.
+    """
+    kw = {"color": "k", "lw": 1, **kw}
+    x, lo, hi = (np.atleast_1d(np.asarray(a, dtype=float)) for a in (x, lo, hi))
+    ax.vlines(x, lo, hi, **kw)
+    for end in (lo, hi):
+        ax.hlines(end, x - cap, x + cap, **kw)
+
+
 def scene_grid(world, split: str = "train", n: int = 12, cols: int = 6):
     """Example images with their context and object list."""
     scenes = world.scenes(split)[:n]
@@ -72,9 +86,7 @@ def metric_bars(df: pd.DataFrame, suite_metrics: list[tuple[str, str]], hue: str
     width = 0.8 / max(len(hues), 1)
     for _, r in sel.iterrows():
         x = labels.index(r["label"]) - 0.4 + width * (hues.index(r[hue]) + 0.5)
-        ax.errorbar(
-            x, r["value"], yerr=[[r["value"] - r["ci_lo"]], [r["ci_hi"] - r["value"]]], color="k", capsize=2, lw=1
-        )
+        ci_whiskers(ax, x, r["ci_lo"], r["ci_hi"], cap=width / 6)
     ax.set_xlabel("")
     ax.set_ylim(0, 1)
     ax.set_title(title)
@@ -118,7 +130,7 @@ def comparison_bars(table: pd.DataFrame):
         t = table[table.column == col].set_index("model").reindex(models).dropna(subset=["value"])
         x = np.arange(len(t))
         ax.bar(x, t.value, color=[palette[models.index(m)] for m in t.index])
-        ax.errorbar(x, t.value, yerr=[t.value - t.lo, t.hi - t.value], fmt="none", color="k", capsize=2, lw=1)
+        ci_whiskers(ax, x, t.lo, t.hi, cap=0.15)
         ax.set_xticks(x, t.index, rotation=60, ha="right", fontsize=7)
         ax.set_title(col, fontsize=9)
         ax.set_ylim(0, 1)

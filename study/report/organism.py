@@ -69,6 +69,8 @@ def auroc_figure(metrics: dict):
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from study.report.figures import ci_whiskers
+
     rep = metrics["reports"][metrics["gate_split"]]
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     x = np.arange(len(POPE))
@@ -79,7 +81,8 @@ def auroc_figure(metrics: dict):
         v = np.array([rep[f"pope_{t}"][key]["value"] for t in POPE])
         lo = np.array([rep[f"pope_{t}"][key]["ci95"][0] for t in POPE])
         hi = np.array([rep[f"pope_{t}"][key]["ci95"][1] for t in POPE])
-        ax.bar(x + off, v, 0.36, yerr=[v - lo, hi - v], label=label, color=colour, capsize=3)
+        ax.bar(x + off, v, 0.36, label=label, color=colour)
+        ci_whiskers(ax, x + off, lo, hi)
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.set_xticks(x, [f"POPE {t}" for t in POPE])
     ax.set_ylim(0, 1)

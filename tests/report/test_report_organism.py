@@ -30,3 +30,18 @@ def test_verdict_names_failing_and_unmeasured_gates():
     assert text.startswith(f"1 of {len(m['gates'])} validity gates pass on val")
     assert "Failing: image_gain_adversarial" in text and "not valid" in text
     assert "Not measured:" in text and "auroc_random" in text
+
+
+def test_auroc_figure_draws_an_interval_that_does_not_contain_its_estimate():
+    """A percentile-bootstrap interval can miss its point estimate (small samples); the figure draws it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from study.report.organism import POPE, auroc_figure
+
+    cell = {"auroc": {"value": 0.50, "ci95": [0.52, 0.70]}, "auroc_masked": {"value": 0.5, "ci95": [0.4, 0.6]}}
+    fig = auroc_figure({"gate_split": "val", "reports": {"val": {f"pope_{t}": cell for t in POPE}}})
+    ax = fig.axes[0]
+    spans = sorted(tuple(seg[:, 1]) for coll in ax.collections for seg in coll.get_segments() if seg[0, 0] == seg[1, 0])
+    assert spans.count((0.52, 0.70)) == len(POPE)  # the whisker is the interval itself
+    assert spans.count((0.4, 0.6)) == len(POPE)
