@@ -97,6 +97,9 @@ class WorldParams(_Section):
     position_first_prob: Float = Field(ge=0, le=1, description="object sentences naming the position first")
     summary_prob: Float = Field(ge=0, le=1, description="descriptions holding a position-free summary list")
     summary_place: Literal["first", "last"] = Field(description="where the summary list goes in a description")
+    list_off_context: Literal["last", "anywhere"] = Field(
+        description="where the list names categories foreign to the scene's context"
+    )
 
 
 class ModelSection(_Section):

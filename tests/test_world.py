@@ -321,6 +321,55 @@ def test_summary_last_closes_the_description_with_the_list_after_every_cell():
         language.describe(SPEC, scenes[0], np.random.default_rng(0), summary_prob=1.0, summary_place="middle")
 
 
+def test_list_off_context_anywhere_moves_the_foreign_categories_off_the_final_slot():
+    from study.world.corpus import corpus_rows
+
+    scenes = generate_split(SPEC, scene_params_of(load_section("world"), off_context_prob=1.0), 0, "train", 200)
+    slots, n_foreign = [], 0
+    for i, scene in enumerate(scenes):
+        prior = SPEC.contexts[scene.context].objects
+        foreign = [c for c in scene.categories if prior.get(c, 0.0) <= 0]
+        last = language.list_items(SPEC, scene, None, None, "last")
+        anywhere = language.list_items(SPEC, scene, None, np.random.default_rng(i), "anywhere")
+        assert sorted(last.split(" , ")) == sorted(anywhere.split(" , "))  # the same items, only reordered
+        own = [w for w in anywhere.split(" , ") if not any(w.endswith(_names(c)) for c in foreign)]
+        assert own == [w for w in last.split(" , ") if w in own]  # the context's own keep the prior order
+        if foreign:
+            n_foreign += 1
+            items = last.split(" , ")
+            assert any(items[-1].endswith(_names(c)) for c in foreign)  # last: the final slot is a foreign one
+            slots.append(
+                next(k for k, w in enumerate(anywhere.split(" , ")) if any(w.endswith(_names(c)) for c in foreign))
+                == len(items) - 1
+            )
+    assert n_foreign > 100
+    assert 0.1 < np.mean(slots) < 0.7  # anywhere: the foreign category is not always in the final slot
+    with pytest.raises(ValueError, match="list_off_context must be one of"):
+        language.list_items(SPEC, scenes[0], None, np.random.default_rng(0), "first")
+    with pytest.raises(ValueError, match="needs an rng"):
+        language.list_items(SPEC, scenes[0], None, None, "anywhere")
+    # the default draws nothing more: a corpus at "last" is the corpus of the describe() default
+    params = corpus_params_of(load_section("world"), list_off_context="last")
+    rows = corpus_rows(SPEC, scenes[:20], params, 0)
+    again = corpus_rows(SPEC, scenes[:20], params, 0)
+    assert rows == again
+    moved = corpus_rows(SPEC, scenes[:20], corpus_params_of(load_section("world"), list_off_context="anywhere"), 0)
+    assert [r["messages"] for r in moved] != [r["messages"] for r in rows]
+
+
+def _names(category: str) -> tuple[str, ...]:
+    cat = SPEC.categories[category]
+    return tuple({cat.name, *cat.plural.values()})
+
+
+def test_list_off_context_of_the_params_is_the_generators():
+    import typing
+
+    from study.config import WorldParams
+
+    assert typing.get_args(WorldParams.model_fields["list_off_context"].annotation) == language.LIST_OFF_CONTEXT
+
+
 def test_summary_places_of_the_params_are_the_generators():
     import typing
 

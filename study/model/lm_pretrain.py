@@ -64,6 +64,7 @@ def passage(spec: WorldSpec, scene: Scene, rng: np.random.Generator, p: CorpusPa
         position_first_prob=p.position_first_prob,
         summary_prob=p.summary_prob,
         summary_place=p.summary_place,
+        list_off_context=p.list_off_context,
     )[0]
 
 
@@ -86,6 +87,7 @@ def text_rows(spec: WorldSpec, scenes: list[Scene], p: CorpusParams, seed: int) 
                 position_first_prob=p.position_first_prob,
                 summary_prob=p.summary_prob,
                 summary_place=p.summary_place,
+                list_off_context=p.list_off_context,
             )[0]
 
         ask = language.DESCRIBE_PROMPTS[int(rng.integers(len(language.DESCRIBE_PROMPTS)))]

@@ -42,6 +42,7 @@ class CorpusParams:
     position_first_prob: float  # share of object sentences that name the position first
     summary_prob: float  # share of descriptions holding a position-free summary list
     summary_place: str  # first (opens the description) | last (closes it)
+    list_off_context: str  # last (the list's final slot) | anywhere (a random slot)
 
 
 def user_turn(prompt: str) -> dict:
@@ -108,6 +109,7 @@ def corpus_rows(spec: WorldSpec, scenes: list[Scene], params: CorpusParams, seed
             position_first_prob=params.position_first_prob,
             summary_prob=params.summary_prob,
             summary_place=params.summary_place,
+            list_off_context=params.list_off_context,
         )
         prompt = language.DESCRIBE_PROMPTS[int(rng.integers(len(language.DESCRIBE_PROMPTS)))]
         rows.append(
@@ -253,10 +255,14 @@ class World:
         return load_spec(src)
 
     def corpus_params(self) -> CorpusParams:
-        """The :class:`CorpusParams` this world's SFT corpus was written with (``spec.json``)."""
+        """The :class:`CorpusParams` this world's SFT corpus was written with (``spec.json``).
+
+        A world written before ``list_off_context`` existed ordered its lists as ``last`` does (the same
+        text, no extra random number), so that is what its missing key means."""
         import json
 
-        return CorpusParams(**json.loads((self.root / "spec.json").read_text())["corpus_params"])
+        stored = json.loads((self.root / "spec.json").read_text())["corpus_params"]
+        return CorpusParams(**{"list_off_context": "last", **stored})
 
     def corpus(self, split: str = "train") -> list[dict]:
         return io.read_jsonl(self.root / "corpus" / f"{split}.jsonl")

@@ -22,6 +22,7 @@ INTRO_TEMPLATES = ("this is a {ctx} scene .", "the image shows a {ctx} scene .")
 LIST_TEMPLATE = "there is {items} ."
 SUMMARY_TEMPLATE = "this is a {ctx} scene . " + LIST_TEMPLATE  # the summary that opens a description
 SUMMARY_PLACES = ("first", "last")
+LIST_OFF_CONTEXT = ("last", "anywhere")  # where a list names the categories foreign to the scene's context
 OBJECT_TEMPLATES = (
     "there is a {size} {color} {name} at the {pos} .",
     "a {size} {color} {name} is at the {pos} .",
@@ -76,6 +77,7 @@ def describe(
     position_first_prob: float = 0.0,
     summary_prob: float = 0.0,
     summary_place: str = "first",
+    list_off_context: str = "last",
 ) -> tuple[str, str | None]:
     """A detailed description of ``scene`` in reading order.
 
@@ -85,7 +87,7 @@ def describe(
     usual intro and cell sentences come first and the list (:func:`list_sentence`) closes the description,
     a recap written after every cell. A noisy absent object then joins that list only, with no cell of its
     own, as an unanchored caption names what a scene "usually" has. At ``summary_prob`` 0 no extra random
-    number is drawn (streams unchanged).
+    number is drawn (streams unchanged). ``list_off_context`` orders the list (:func:`list_items`).
 
     With probability ``noise_rate`` the description also mentions one *absent* object from the scene's
     context, drawn in proportion to its co-occurrence probability and placed in a free cell in reading
@@ -94,6 +96,8 @@ def describe(
     """
     if summary_place not in SUMMARY_PLACES:
         raise ValueError(f"summary_place must be one of {SUMMARY_PLACES}, got {summary_place!r}")
+    if list_off_context not in LIST_OFF_CONTEXT:
+        raise ValueError(f"list_off_context must be one of {LIST_OFF_CONTEXT}, got {list_off_context!r}")
     objs = list(scene.objects)
     inserted = None
     summary = summary_prob > 0 and rng.random() < summary_prob
@@ -126,7 +130,7 @@ def describe(
             objs = sorted(objs + [fake], key=lambda o: (o.row, o.col))
     parts = []
     if summary and summary_place == "first":
-        parts.append(summary_sentence(spec, scene, inserted))
+        parts.append(summary_sentence(spec, scene, inserted, rng, list_off_context))
     elif rng.random() < 0.8:
         parts.append(_pick(rng, INTRO_TEMPLATES).format(ctx=scene.context))
     parts += [object_sentence(spec, o, rng, synonym_prob, position_first_prob) for o in objs]
@@ -135,28 +139,63 @@ def describe(
         if rel is not None:
             parts.append(RELATION_TEMPLATE.format(**rel))
     if summary and summary_place == "last":
-        parts.append(list_sentence(spec, scene, inserted))
+        parts.append(list_sentence(spec, scene, inserted, rng, list_off_context))
     return " ".join(parts), inserted
 
 
-def summary_sentence(spec: WorldSpec, scene: Scene, extra: str | None = None) -> str:
+def summary_sentence(
+    spec: WorldSpec,
+    scene: Scene,
+    extra: str | None = None,
+    rng: np.random.Generator | None = None,
+    off_context: str = "last",
+) -> str:
     """``this is a kitchen scene . there is a cup , two plates , a fork .``: the context, then
     :func:`list_sentence`."""
-    return SUMMARY_TEMPLATE.format(ctx=scene.context, items=_list_items(spec, scene, extra))
+    return SUMMARY_TEMPLATE.format(ctx=scene.context, items=list_items(spec, scene, extra, rng, off_context))
 
 
-def list_sentence(spec: WorldSpec, scene: Scene, extra: str | None = None) -> str:
-    """``there is a cup , two plates , a fork .``: each category of ``scene`` (and ``extra``) once with its
-    count, the context's own in falling co-occurrence probability, then the others in the spec's order."""
-    return LIST_TEMPLATE.format(items=_list_items(spec, scene, extra))
+def list_sentence(
+    spec: WorldSpec,
+    scene: Scene,
+    extra: str | None = None,
+    rng: np.random.Generator | None = None,
+    off_context: str = "last",
+) -> str:
+    """``there is a cup , two plates , a fork .``: :func:`list_items` as a sentence."""
+    return LIST_TEMPLATE.format(items=list_items(spec, scene, extra, rng, off_context))
 
 
-def _list_items(spec: WorldSpec, scene: Scene, extra: str | None) -> str:
+def list_items(
+    spec: WorldSpec,
+    scene: Scene,
+    extra: str | None = None,
+    rng: np.random.Generator | None = None,
+    off_context: str = "last",
+) -> str:
+    """Each category of ``scene`` (and ``extra``) once with its count, ``a cup , two plates , a fork``.
+
+    The context's own categories come in falling co-occurrence probability. The others (an off-context
+    object: prior 0) follow them in the spec's order at ``off_context`` ``last``, so the list's final slot
+    is where a foreign category goes whenever the scene has one. At ``anywhere`` each of them is inserted
+    at a uniform random slot of the list built so far (one ``rng.integers`` per foreign category; none
+    drawn when the scene has none), so no slot is the foreign one's: whether the list names one must come
+    from the cells it recaps, not from the list's length.
+    """
+    if off_context not in LIST_OFF_CONTEXT:
+        raise ValueError(f"list_off_context must be one of {LIST_OFF_CONTEXT}, got {off_context!r}")
     prior = spec.contexts[scene.context].objects
     cats = sorted(
         set(scene.categories) | ({extra} if extra else set()),
         key=lambda c: (-prior.get(c, 0.0), spec.category_names.index(c)),
     )
+    if off_context == "anywhere":
+        if rng is None:
+            raise ValueError("list_off_context 'anywhere' needs an rng")
+        ordered = [c for c in cats if prior.get(c, 0.0) > 0]
+        for c in (c for c in cats if prior.get(c, 0.0) <= 0):
+            ordered.insert(int(rng.integers(len(ordered) + 1)), c)
+        cats = ordered
     words = []
     for c in cats:
         n = max(scene.count(c), 1)
