@@ -54,6 +54,10 @@ def test_repro_produces_every_output(smoke_repo):
     assert set(org["gates"]) == set(GATE_NAMES) and org["gate_split"] == "val"
     assert org["gates"]["bdhs_new_halluc_ratio"]["status"] != "not measured"  # smoke sweeps rho 0 and 0.9
     assert org["gates"]["seeds_passing"]["status"] == "not measured"  # one SFT seed
+    src = org["sources"]["0"]  # where the hallucinated mentions come from: the context share, split up
+    if src["hallucinated"]:
+        assert src["context_share"] == org["gates"]["context_share"]["value"]
+    assert sum(src["by_kind_and_context"].values()) == src["hallucinated"]
     for split in ("val", "test", "ood"):
         auroc = org["reports"][split]["pope_random"]["auroc"]
         # a percentile-bootstrap interval need not contain its estimate (it missed it by 0.002 at smoke size)

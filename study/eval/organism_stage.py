@@ -8,8 +8,10 @@ vision-pretrained, passed through the ``lm`` stage and instruction-tuned here wi
 reported and gated the same way.
 
 Outputs: ``metrics/organism.json`` (``gates`` with pass/fail, ``reports`` per split, ``per_seed`` gate
-values) and, under ``out_dir``, the rows every number is computed from (``{split}/pope.jsonl``,
-``describe.jsonl``, ``sampled.jsonl``; :mod:`study.eval.organism`).
+values, and ``sources``: where each seed's hallucinated mentions on the gated split come from,
+:mod:`study.eval.sources`) and, under ``out_dir``, the rows every number is computed from
+(``{split}/pope.jsonl``, ``describe.jsonl``, ``sampled.jsonl``; :mod:`study.eval.organism`; an extra seed's
+under ``seed{k}/{split}/``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from study.config import (
 )
 from study.eval.gates import check_gates, gate_values, seed_values, summary
 from study.eval.organism import grounding_report
+from study.eval.sources import describe_sources
 from study.model.load import load_model
 from study.world.corpus import World
 from study.world.spec import load_spec
@@ -103,11 +106,15 @@ def run_organism(ctx: StageContext) -> dict:
     net, processor = load_model(model_dir)
     reps, rows = _reports(net, processor, world, spec, e, o, seed, splits)
     per_seed = {seed: gate_values(reps[o.gate_split], reps["ood"], sweep, b.rho_th)}
+    scenes = {sc.scene_id: sc for sc in world.scenes(o.gate_split)}
+    sources = {seed: describe_sources(rows[o.gate_split]["describe"], scenes, spec)}
+    seed_rows = {}
     work = Path(out_dir).with_name(Path(out_dir).name + ".work")
     for s in [s for s in o.sft_seeds if s != seed]:
         m, proc = _seed_model(s, ctx, work)
-        r, _ = _reports(m, proc, world, spec, e, o, seed, (o.gate_split, "ood"))  # the same items for every seed
+        r, seed_rows[s] = _reports(m, proc, world, spec, e, o, seed, (o.gate_split, "ood"))  # the same items
         per_seed[s] = gate_values(r[o.gate_split], r["ood"], None, None)  # the BDHS sweep is of the main seed
+        sources[s] = describe_sources(seed_rows[s][o.gate_split]["describe"], scenes, spec)
     if work.exists():
         import shutil
 
@@ -124,12 +131,14 @@ def run_organism(ctx: StageContext) -> dict:
         "gate_split": o.gate_split,
         "sft_seeds": sorted(per_seed),
         "per_seed": {str(k): v for k, v in per_seed.items()},
+        "sources": {str(k): v for k, v in sources.items()},
         "reports": reps,
         "seconds": time.perf_counter() - t0,
     }
     with io.atomic_dir(out_dir) as tmp:
-        for split, r in rows.items():
-            for kind, items in r.items():
-                io.write_jsonl(Path(tmp) / split / f"{kind}.jsonl", items)
+        for sub, by_split in [(Path(tmp), rows)] + [(Path(tmp) / f"seed{k}", r) for k, r in seed_rows.items()]:
+            for split, r in by_split.items():
+                for kind, items in r.items():
+                    io.write_jsonl(sub / split / f"{kind}.jsonl", items)
     io.write_json(metrics_path, metrics)
     return metrics

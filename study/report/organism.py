@@ -64,6 +64,22 @@ def instrument_table(metrics: dict) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def sources_table(metrics: dict) -> pd.DataFrame:
+    """Where each SFT seed's hallucinated mentions on the gated split come from (:mod:`study.eval.sources`):
+    one row per seed; ``list`` is an unplaced mention (the closing list), ``echo`` one repeating a cell."""
+    rows = []
+    for seed, d in metrics.get("sources", {}).items():
+        cross, echo = d["by_kind_and_context"], d["unplaced_echo"]
+        row = {"SFT seed": seed, "hallucinated": d["hallucinated"]}
+        for kind, label in (("misread", "misread"), ("invented", "invented"), ("unplaced", "list")):
+            for ctx in ("in_context", "off_context"):
+                row[f"{label} {ctx.replace('_', ' ')}"] = cross.get(f"{kind}/{ctx}", 0)
+        row["list echoes in / off context"] = f"{echo['in_context']} / {echo['off_context']}"
+        row["context share"] = _fmt(d["context_share"])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("SFT seed") if rows else pd.DataFrame()
+
+
 def auroc_figure(metrics: dict):
     """Yes/no AUROC with and without the image per POPE split (gated split), with 95 % CIs."""
     import matplotlib.pyplot as plt

@@ -45,3 +45,19 @@ def test_auroc_figure_draws_an_interval_that_does_not_contain_its_estimate():
     spans = sorted(tuple(seg[:, 1]) for coll in ax.collections for seg in coll.get_segments() if seg[0, 0] == seg[1, 0])
     assert spans.count((0.52, 0.70)) == len(POPE)  # the whisker is the interval itself
     assert spans.count((0.4, 0.6)) == len(POPE)
+
+
+def test_sources_table_has_a_row_per_seed_with_the_cross_counts():
+    from study.report.organism import sources_table
+
+    d = {
+        "hallucinated": 10,
+        "context_share": 0.6,
+        "by_kind_and_context": {"misread/off_context": 2, "unplaced/in_context": 6, "unplaced/off_context": 2},
+        "unplaced_echo": {"in_context": 1, "off_context": 2},
+    }
+    t = sources_table({"sources": {"0": d, "1": {**d, "hallucinated": 7}}})
+    assert list(t.index) == ["0", "1"] and t.loc["1", "hallucinated"] == 7
+    assert t.loc["0", "list in context"] == 6 and t.loc["0", "misread in context"] == 0
+    assert t.loc["0", "list echoes in / off context"] == "1 / 2" and t.loc["0", "context share"] == "0.600"
+    assert sources_table({}).empty  # a metrics file written before the instrument

@@ -1,4 +1,4 @@
-"""benchmarks/hallucination_sources.py: each hallucinated mention is sorted by what sits at the cell it names."""
+"""study.eval.sources: each hallucinated mention is sorted by what sits at the cell it names."""
 
 import numpy as np
 import pytest
@@ -9,8 +9,10 @@ from study.world.stage import scene_params_of
 
 
 @pytest.fixture(scope="module")
-def tool(script_module):
-    return script_module("benchmarks/hallucination_sources.py")
+def tool():
+    from study.eval import sources
+
+    return sources
 
 
 def _scene_and_absent(spec):
@@ -54,3 +56,16 @@ def test_misread_invented_unplaced_and_echo(tool, spec):
     assert out["hallucinated"] == 5 and out["unplaced_echo"] == {"in_context": 1, "off_context": 1}
     assert out["context_share"] == pytest.approx(3 / 5)
     assert np.isclose(out["by_kind"]["unplaced"]["share"], 3 / 5)
+
+
+def test_describe_sources_summarizes_every_answer_of_the_rows(tool, spec):
+    scene, empty, absent_in, absent_off = _scene_and_absent(spec)
+    rows = [
+        {"scene_id": scene.scene_id, "answer": f"there is a small blue {absent_in} at the {empty} ."},
+        {"scene_id": scene.scene_id, "answer": f"there is a {absent_off} ."},
+        {"scene_id": scene.scene_id, "answer": f"there is a {scene.objects[0].category} ."},
+    ]
+    out = tool.describe_sources(rows, {scene.scene_id: scene}, spec)
+    assert out["answers"] == 3 and out["hallucinated"] == 2
+    assert out["by_kind_and_context"] == {"invented/in_context": 1, "unplaced/off_context": 1}
+    assert out["context_share"] == pytest.approx(0.5)
