@@ -304,7 +304,9 @@ def test_summary_last_closes_the_description_with_the_list_after_every_cell():
         assert set(text.split()) <= vocab, text
         sentences = [s + " ." for s in text.removesuffix(" .").split(" . ")]
         closing = sentences[-1]
-        assert closing == language.list_sentence(SPEC, scene, inserted), text  # the list is the last sentence
+        assert closing == language.LIST_TEMPLATE.format(items=language.list_items(SPEC, scene, inserted)), (
+            text
+        )  # the list is the last sentence
         assert not any(s.startswith("there is ") and " at the " not in s for s in sentences[:-1]), text
         cells = " ".join(sentences[:-1])
         assert set(asserted_categories(cells, SPEC)) == set(scene.categories)  # every cell before it
@@ -348,7 +350,7 @@ def test_list_off_context_anywhere_moves_the_foreign_categories_off_the_final_sl
         language.list_items(SPEC, scenes[0], None, np.random.default_rng(0), "first")
     with pytest.raises(ValueError, match="needs an rng"):
         language.list_items(SPEC, scenes[0], None, None, "anywhere")
-    # the default draws nothing more: a corpus at "last" is the corpus of the describe() default
+    # same seed, same corpus; "anywhere" changes it (that "last" adds no draw: the rebuilt world is byte-identical)
     params = corpus_params_of(load_section("world"), list_off_context="last")
     rows = corpus_rows(SPEC, scenes[:20], params, 0)
     again = corpus_rows(SPEC, scenes[:20], params, 0)

@@ -83,9 +83,9 @@ def describe(
 
     With probability ``summary_prob`` it holds a summary: the scene's categories as a list with no positions,
     most co-occurring first. ``summary_place`` ``first``: the summary opens the description instead of the
-    intro (:func:`summary_sentence`), so the list is written before any cell is looked at; ``last``: the
-    usual intro and cell sentences come first and the list (:func:`list_sentence`) closes the description,
-    a recap written after every cell. A noisy absent object then joins that list only, with no cell of its
+    intro (``this is a kitchen scene . there is a cup , two plates , a fork .``), so the list is written
+    before any cell is looked at; ``last``: the usual intro and cell sentences come first and the list
+    (``there is ... .``) closes the description, a recap written after every cell. A noisy absent object then joins that list only, with no cell of its
     own, as an unanchored caption names what a scene "usually" has. At ``summary_prob`` 0 no extra random
     number is drawn (streams unchanged). ``list_off_context`` orders the list (:func:`list_items`).
 
@@ -130,7 +130,8 @@ def describe(
             objs = sorted(objs + [fake], key=lambda o: (o.row, o.col))
     parts = []
     if summary and summary_place == "first":
-        parts.append(summary_sentence(spec, scene, inserted, rng, list_off_context))
+        items = list_items(spec, scene, inserted, rng, list_off_context)
+        parts.append(SUMMARY_TEMPLATE.format(ctx=scene.context, items=items))
     elif rng.random() < 0.8:
         parts.append(_pick(rng, INTRO_TEMPLATES).format(ctx=scene.context))
     parts += [object_sentence(spec, o, rng, synonym_prob, position_first_prob) for o in objs]
@@ -139,31 +140,8 @@ def describe(
         if rel is not None:
             parts.append(RELATION_TEMPLATE.format(**rel))
     if summary and summary_place == "last":
-        parts.append(list_sentence(spec, scene, inserted, rng, list_off_context))
+        parts.append(LIST_TEMPLATE.format(items=list_items(spec, scene, inserted, rng, list_off_context)))
     return " ".join(parts), inserted
-
-
-def summary_sentence(
-    spec: WorldSpec,
-    scene: Scene,
-    extra: str | None = None,
-    rng: np.random.Generator | None = None,
-    off_context: str = "last",
-) -> str:
-    """``this is a kitchen scene . there is a cup , two plates , a fork .``: the context, then
-    :func:`list_sentence`."""
-    return SUMMARY_TEMPLATE.format(ctx=scene.context, items=list_items(spec, scene, extra, rng, off_context))
-
-
-def list_sentence(
-    spec: WorldSpec,
-    scene: Scene,
-    extra: str | None = None,
-    rng: np.random.Generator | None = None,
-    off_context: str = "last",
-) -> str:
-    """``there is a cup , two plates , a fork .``: :func:`list_items` as a sentence."""
-    return LIST_TEMPLATE.format(items=list_items(spec, scene, extra, rng, off_context))
 
 
 def list_items(
