@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from study.config import load_params  # noqa: E402
+from study.eval.gate_noise import count_margins, gate_intervals, noise_table  # noqa: E402
 from study.eval.gates import check_gates, gate_values  # noqa: E402
 from study.eval.organism import grounding_report  # noqa: E402
 
@@ -70,6 +71,13 @@ def main() -> None:
     ap.add_argument("--profile", default=None)
     ap.add_argument("--out", default="artifacts/leads")
     ap.add_argument("--n-scenes", type=int, default=200)
+    ap.add_argument(
+        "--first",
+        type=int,
+        default=0,
+        help="first val and ood scene gated (scenes first .. first + n-scenes - 1); raise world.n_val/n_ood to match",
+    )
+    ap.add_argument("--json-name", default=None, help="write <out>/<json-name>.json instead of <out>/<name>.json")
     ap.add_argument(
         "--reuse-model",
         action="store_true",
@@ -179,8 +187,15 @@ def main() -> None:
     kw = dict(
         n_scenes=args.n_scenes, n_pos=p.eval.n_pos, batch_size=p.eval.batch_size, n_boot=p.eval.n_boot, seed=p.seed
     )
-    rep, _ = grounding_report(model, processor, world, spec, split="val", **kw)
-    ood, _ = grounding_report(model, processor, world, spec, split="ood", **kw)
+    for split in ("val", "ood"):
+        have = len(world.scenes(split))
+        if args.first + args.n_scenes > have:
+            raise SystemExit(
+                f"--first {args.first} --n-scenes {args.n_scenes} needs {args.first + args.n_scenes} {split} scenes, "
+                f"the world has {have}: raise world.n_{split}"
+            )
+    rep, _ = grounding_report(model, processor, world, spec, split="val", first=args.first, **kw)
+    ood, _ = grounding_report(model, processor, world, spec, split="ood", first=args.first, **kw)
     test = grounding_report(model, processor, world, spec, split="test", **kw)[0] if args.test else None
     times["report_s"] = time.perf_counter() - t
     sweep_stats = None
@@ -208,6 +223,7 @@ def main() -> None:
         times["bdhs_sweep_s"] = time.perf_counter() - t
     values = gate_values(rep, ood, sweep_stats, p.bdhs.rho_th)
     gates = check_gates(values)
+    noise = noise_table(values, gate_intervals(rep, ood))
     result = {
         "name": args.name,
         "overrides": args.set,
@@ -222,10 +238,12 @@ def main() -> None:
         "projector": proj,
         "sft": sft,
         "gates": gates,
+        "gate_noise": noise,
+        "scenes": {"first": args.first, "n": args.n_scenes},
         "bdhs_sweep": sweep_stats,
         "reports": {"val": rep, "ood": ood, "test": test},
     }
-    write_json(out / f"{args.name}.json", result)
+    write_json(out / f"{args.json_name or args.name}.json", result)
     print(f"\n== {args.name} ({' '.join(args.set)}) — {_cpu()}")
     print(
         "times:",
@@ -254,7 +272,10 @@ def main() -> None:
         )
     for k, v in gates.items():
         val = "-" if v["value"] is None else f"{v['value']:.3f}"
-        print(f"  {k:24s} {v['status']:13s} {val:>8s}  {v['target']}")
+        ci = noise[k]["ci95"]
+        ci = "" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+        print(f"  {k:24s} {v['status']:13s} {val:>8s} {ci:>16s}  {noise[k]['margin']:12s}  {v['target']}")
+    print("  verdicts:", count_margins(noise))
     print(
         f"  ood chair_i {ood['describe']['chair_i']['value']:.3f}; masked AUROC r/p/a "
         + " / ".join(f"{rep[f'pope_{t}']['auroc_masked']['value']:.2f}" for t in ("random", "popular", "adversarial"))

@@ -109,6 +109,30 @@ def test_same_seed_gives_byte_identical_world(tmp_path):
     assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
 
 
+def test_more_val_and_ood_scenes_leave_the_first_ones_and_every_training_row_unchanged(tmp_path):
+    """A gate re-measured on more val / ood scenes (world.n_val, n_ood raised) sees the same first scenes,
+    and the SFT model trained on the world is the same: scenes, images and rows are drawn per index."""
+    kw = dict(
+        seed=0,
+        scene_params=scene_params_of(load_section("world")),
+        corpus_params=corpus_params_of(load_section("world")),
+        faint_alpha=0.3,
+        noise_std=6.0,
+    )
+    build_world(SPEC, tmp_path / "a", sizes={"train": 20, "val": 4, "test": 3, "ood": 4}, **kw)
+    build_world(SPEC, tmp_path / "b", sizes={"train": 20, "val": 9, "test": 3, "ood": 7}, **kw)
+    a, b = World(tmp_path / "a"), World(tmp_path / "b")
+    assert np.array_equal(a.images("train"), b.images("train"))
+    assert a.corpus("train") == b.corpus("train")
+    for split, n in (("val", 4), ("ood", 4), ("test", 3)):
+        assert [s.to_dict() for s in a.scenes(split)] == [s.to_dict() for s in b.scenes(split)[:n]]
+        assert np.array_equal(a.images(split), b.images(split)[:n])
+        if split == "val":  # the corpus is written for train and val only
+            first = {s.scene_id for s in a.scenes(split)}
+            assert a.corpus(split) == [r for r in b.corpus(split) if r["scene_id"] in first]
+    assert len(b.scenes("val")) == 9 and len(b.scenes("ood")) == 7
+
+
 def test_caption_noise_rate_is_honoured_and_inserted_objects_are_absent_context_objects():
     scenes = generate_split(SPEC, scene_params_of(load_section("world")), 0, "train", 1500)
     rows = corpus_rows(

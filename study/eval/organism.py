@@ -4,7 +4,8 @@ For ``n_scenes`` scenes of ``split`` it measures
 
 * ``pope_{random,popular,adversarial}``: AUROC of the yes/no margin with the image and with every
   image token masked, their difference (``image_gain``), and, from the model's greedy *answers*
-  (POPE's parser), ``accuracy`` and ``yes_ratio``;
+  (POPE's parser), ``accuracy`` and ``yes_ratio``; ``adversarial_drop``, random minus adversarial
+  accuracy (paired: a scene's items of both suites are resampled together);
 * ``describe``: the greedy descriptions' CHAIR_i, recall and context share (:mod:`study.eval.chair`)
   and their image dependence ``D`` in nats per token;
 * ``sampled``: CHAIR_i of temperature-``temperature`` descriptions with the image and fully masked,
@@ -154,11 +155,14 @@ def grounding_report(
     probe_train: int = 1000,
     n_boot: int = 1000,
     seed: int = 0,
+    first: int = 0,
 ) -> tuple[dict, dict]:
-    """``(metrics, rows)`` for ``split`` (module docstring). ``rows`` holds per-item margins, answers
-    and log-likelihoods (``pope``, ``describe``, ``sampled``)."""
+    """``(metrics, rows)`` for ``split``'s scenes ``first .. first + n_scenes - 1`` (module docstring).
+    ``rows`` holds per-item margins, answers and log-likelihoods (``pope``, ``describe``, ``sampled``)."""
     model.eval()
-    scenes = world.scenes(split)[:n_scenes]
+    if first < 0:
+        raise ValueError(f"grounding_report: first must be >= 0, got {first}")
+    scenes = world.scenes(split)[first : first + n_scenes]
     train = world.scenes("train")
     items = build_items(spec, scenes, train, n_pos=n_pos, seed=seed, suites=("describe", *POPE_SUITES))
     pope = [it for it in items if it["suite"] in POPE_SUITES]
@@ -167,6 +171,7 @@ def grounding_report(
         "_meta": {
             "split": split,
             "n_scenes": len(scenes),
+            "first": first,
             "n_boot": n_boot,
             "seed": seed,
             "ci_method": "percentile 95 %, scenes resampled",
@@ -197,6 +202,7 @@ def grounding_report(
             "yes_ratio": _ratio_ci(pred_yes, ones, groups, n_boot=n_boot, seed=seed),
             "n_items": len(r),
         }
+    out["adversarial_drop"] = _paired_drop_ci(rows["pope"], n_boot=n_boot, seed=seed)
     chair = score(rows["describe"], scenes, spec, n_boot=n_boot, seed=seed)["describe"]
     out["describe"] = {k: chair[k] for k in ("chair_i", "chair_s", "recall", "context_share", "helpfulness", "length")}
     out["describe"]["image_dependence"] = g["describe"]["image_dependence"]
@@ -251,6 +257,23 @@ def grounding_report(
         },
     }
     return out, rows
+
+
+def _paired_drop_ci(pope_rows: list[dict], *, n_boot: int, seed: int) -> dict:
+    """POPE accuracy on random minus on adversarial items, ``sum(c_r)/n_r - sum(c_a)/n_a``, with a paired
+    scene bootstrap: a scene's random and adversarial items are resampled together, as they share its image."""
+    stats = {k: np.zeros(len(pope_rows)) for k in ("c_r", "n_r", "c_a", "n_a")}
+    for i, x in enumerate(pope_rows):
+        tag = {"pope_random": "r", "pope_adversarial": "a"}.get(x["suite"])
+        if tag is not None:
+            stats[f"n_{tag}"][i] = 1.0
+            stats[f"c_{tag}"][i] = float((pope_parse(x["answer"]) == "yes") == (x["label"] == "yes"))
+    groups = [x["scene_id"] for x in pope_rows]
+
+    def drop(s):
+        return ratio(s["c_r"], s["n_r"]) - ratio(s["c_a"], s["n_a"])
+
+    return bootstrap_table(stats, {"v": drop}, n_boot=n_boot, seed=seed, groups=groups)["v"]
 
 
 def _ratio_ci(num, den, groups, *, n_boot: int, seed: int) -> dict:

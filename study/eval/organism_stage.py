@@ -27,6 +27,7 @@ from study.config import (
     EvalSection,
     OrganismSection,
 )
+from study.eval.gate_noise import gate_intervals, noise_table
 from study.eval.gates import check_gates, gate_values, seed_values, summary
 from study.eval.organism import grounding_report
 from study.eval.sources import describe_sources
@@ -106,6 +107,7 @@ def run_organism(ctx: StageContext) -> dict:
     net, processor = load_model(model_dir)
     reps, rows = _reports(net, processor, world, spec, e, o, seed, splits)
     per_seed = {seed: gate_values(reps[o.gate_split], reps["ood"], sweep, b.rho_th)}
+    noise = {seed: noise_table(per_seed[seed], gate_intervals(reps[o.gate_split], reps["ood"]))}
     scenes = {sc.scene_id: sc for sc in world.scenes(o.gate_split)}
     sources = {seed: describe_sources(rows[o.gate_split]["describe"], scenes, spec)}
     seed_rows = {}
@@ -114,6 +116,7 @@ def run_organism(ctx: StageContext) -> dict:
         m, proc = _seed_model(s, ctx, work)
         r, seed_rows[s] = _reports(m, proc, world, spec, e, o, seed, (o.gate_split, "ood"))  # the same items
         per_seed[s] = gate_values(r[o.gate_split], r["ood"], None, None)  # the BDHS sweep is of the main seed
+        noise[s] = noise_table(per_seed[s], gate_intervals(r[o.gate_split], r["ood"]))
         sources[s] = describe_sources(seed_rows[s][o.gate_split]["describe"], scenes, spec)
     if work.exists():
         import shutil
@@ -131,6 +134,7 @@ def run_organism(ctx: StageContext) -> dict:
         "gate_split": o.gate_split,
         "sft_seeds": sorted(per_seed),
         "per_seed": {str(k): v for k, v in per_seed.items()},
+        "gate_noise": {str(k): v for k, v in noise.items()},
         "sources": {str(k): v for k, v in sources.items()},
         "reports": reps,
         "seconds": time.perf_counter() - t0,

@@ -80,6 +80,22 @@ def sources_table(metrics: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("SFT seed") if rows else pd.DataFrame()
 
 
+def noise_table(metrics: dict) -> pd.DataFrame:
+    """Each SFT seed's gate values with their 95 % intervals and whether the verdict is clear or within
+    noise (:mod:`study.eval.gate_noise`): one row per gate with an interval, one column per seed."""
+    cols = {}
+    for seed, table in metrics.get("gate_noise", {}).items():
+        col = {}
+        for gate, r in table.items():
+            if r["ci95"] is None or r["value"] is None:
+                continue
+            lo, hi = r["ci95"]
+            mark = "" if r["margin"] == "clear" else " ?"
+            col[gate] = f"{r['status']}{mark}  {r['value']:.3f} [{lo:.3f}, {hi:.3f}]"
+        cols[f"SFT seed {seed}"] = col
+    return pd.DataFrame(cols)
+
+
 def auroc_figure(metrics: dict):
     """Yes/no AUROC with and without the image per POPE split (gated split), with 95 % CIs."""
     import matplotlib.pyplot as plt

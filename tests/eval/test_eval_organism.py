@@ -58,6 +58,23 @@ def test_report_is_complete_and_recomputes_from_its_rows(setup, spec):
     json.dumps(rep)
     rep2, _ = grounding_report(model, proc, world, spec, **kw)
     assert json.dumps(rep2, sort_keys=True) == json.dumps(rep, sort_keys=True)  # same seed, same report
+    # the adversarial drop is the two accuracies' difference, its interval a paired scene bootstrap
+    drop = rep["adversarial_drop"]
+    assert drop["value"] == pytest.approx(
+        rep["pope_random"]["accuracy"]["value"] - rep["pope_adversarial"]["accuracy"]["value"]
+    )
+    assert drop["ci95"][0] <= drop["value"] <= drop["ci95"][1]
+
+
+def test_report_on_later_scenes_uses_exactly_those_scenes(setup, spec):
+    model, proc, world = setup
+    kw = dict(split="val", n_pos=2, batch_size=8, max_new_tokens=8, probe_train=30, n_boot=20, seed=0)
+    rep, rows = grounding_report(model, proc, world, spec, n_scenes=4, first=2, **kw)
+    want = {s.scene_id for s in world.scenes("val")[2:6]}
+    assert rep["_meta"]["first"] == 2 and rep["_meta"]["n_scenes"] == 4
+    assert {r["scene_id"] for r in rows["pope"]} == want == {r["scene_id"] for r in rows["describe"]}
+    with pytest.raises(ValueError, match="first must be >= 0"):
+        grounding_report(model, proc, world, spec, n_scenes=4, first=-1, **kw)
 
 
 def test_grounding_fields_measure_the_image_not_the_text(setup, spec):

@@ -61,3 +61,27 @@ def test_sources_table_has_a_row_per_seed_with_the_cross_counts():
     assert t.loc["0", "list in context"] == 6 and t.loc["0", "misread in context"] == 0
     assert t.loc["0", "list echoes in / off context"] == "1 / 2" and t.loc["0", "context share"] == "0.600"
     assert sources_table({}).empty  # a metrics file written before the instrument
+
+
+def test_noise_table_marks_verdicts_within_noise_per_seed():
+    from study.report.organism import noise_table
+
+    def row(status, v, lo, hi, margin):
+        return {"value": v, "ci95": [lo, hi], "status": status, "margin": margin}
+
+    metrics = {
+        "gate_noise": {
+            "0": {
+                "context_share": row("fail", 0.551, 0.476, 0.620, "within noise"),
+                "recall": row("pass", 0.955, 0.940, 0.969, "clear"),
+                "probe_gain": {"value": 0.1, "ci95": None, "status": "pass", "margin": "no interval"},
+            },
+            "1": {"context_share": row("fail", 0.50, 0.45, 0.55, "clear")},
+        }
+    }
+    t = noise_table(metrics)
+    assert list(t.columns) == ["SFT seed 0", "SFT seed 1"]
+    assert t.loc["context_share", "SFT seed 0"] == "fail ?  0.551 [0.476, 0.620]"
+    assert t.loc["context_share", "SFT seed 1"] == "fail  0.500 [0.450, 0.550]"
+    assert "probe_gain" not in t.index  # no interval, no row
+    assert noise_table({}).empty  # a metrics file written before the instrument
