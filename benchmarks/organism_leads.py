@@ -272,9 +272,9 @@ def main() -> None:
         )
     for k, v in gates.items():
         val = "-" if v["value"] is None else f"{v['value']:.3f}"
-        ci = noise[k]["ci95"]
-        ci = "" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
-        print(f"  {k:24s} {v['status']:13s} {val:>8s} {ci:>16s}  {noise[k]['margin']:12s}  {v['target']}")
+        n = noise.get(k, {"ci95": None, "margin": "no interval"})  # the seed gates are not per model
+        ci = "" if n["ci95"] is None else f"[{n['ci95'][0]:.3f}, {n['ci95'][1]:.3f}]"
+        print(f"  {k:24s} {v['status']:13s} {val:>8s} {ci:>16s}  {n['margin']:12s}  {v['target']}")
     print("  verdicts:", count_margins(noise))
     print(
         f"  ood chair_i {ood['describe']['chair_i']['value']:.3f}; masked AUROC r/p/a "
