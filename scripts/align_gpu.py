@@ -63,6 +63,33 @@ def is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def sharding() -> str:
+    """What the launcher asked for: ``fsdp`` (``configs/accelerate/fsdp.yaml``), ``ddp`` (several processes)
+    or ``none``. accelerate 1.16 shards only on accelerators: on CPU an FSDP launch trains as DDP (``MULTI_CPU``
+    in the run's metrics)."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        return "fsdp"
+    return "ddp" if world_size() > 1 else "none"
+
+
+def check_fsdp_wrap(model, policy: str) -> list[str]:
+    """The layer classes an FSDP launch wraps (``FSDP_TRANSFORMER_CLS_TO_WRAP``), each checked to be in the
+    policy: accelerate checks this only where it shards, so a config naming a class the checkpoint lacks
+    (a SigLIP tower has no ``CLIPEncoderLayer``) fails here, on every device, with the classes it has."""
+    if sharding() != "fsdp":
+        return []
+    want = [c.strip() for c in os.environ.get("FSDP_TRANSFORMER_CLS_TO_WRAP", "").split(",") if c.strip()]
+    have = {type(m).__name__ for m in model.modules()}
+    missing = [c for c in want if c not in have]
+    if missing:
+        layers = sorted(c for c in have if c.endswith("Layer"))
+        raise PlanError(
+            f"FSDP wraps {missing} (fsdp_transformer_layer_cls_to_wrap), which {policy} does not have; "
+            f"its layer classes: {layers}"
+        )
+    return want
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="scripts/align_gpu.py", description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, help="an entry of align.runs or align.rm_runs (e.g. dpo_povid)")
@@ -130,6 +157,7 @@ def make_plan(args: argparse.Namespace) -> dict:
         "policy": policy,
         "seeds": seeds,
         "processes": n,
+        "sharding": sharding(),
         "global_batch": ap.batch_size * ap.grad_accum * n,
         "study_seed": params.seed,
         "eval": params.eval,
@@ -196,6 +224,9 @@ def run(plan: dict, *, evaluate: bool = True) -> dict:
     for k in plan["seeds"]:
         torch.manual_seed(k)
         model, processor = load_model(plan["policy"], dtype=dtype, device=device)
+        wrapped = check_fsdp_wrap(model, plan["policy"])
+        if wrapped and is_main():
+            print(f"fsdp wraps {wrapped}", flush=True)
         model_dir = Path(plan["models"]) / f"seed{k}"
         train_metrics[k] = train(
             ap.method,

@@ -167,6 +167,13 @@ def is_main_process() -> bool:
     return d is None or d.get_rank() == 0
 
 
+def distributed_kind(trainer) -> str:
+    """How the trainer's accelerator ran the model: ``NO`` (one process), ``MULTI_GPU`` / ``MULTI_CPU`` (DDP)
+    or ``FSDP`` (accelerate's ``DistributedType``), recorded in each run's metrics."""
+    kind = getattr(getattr(trainer, "accelerator", None), "distributed_type", None)
+    return "NO" if kind is None else str(getattr(kind, "value", kind))
+
+
 def barrier() -> None:
     d = _dist()
     if d is not None:

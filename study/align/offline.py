@@ -98,6 +98,7 @@ def run_dpo_trainer(trainer, processor, out_dir, work: Path, info: dict, resume_
         "train_loss": float(result.training_loss),
         "train_runtime_s": float(result.metrics["train_runtime"]),
         "steps": int(trainer.state.global_step),
+        "distributed": common.distributed_kind(trainer),
         "resumed_from": Path(resume_from).name if resume_from else None,
         "trainable_params": sum(q.numel() for q in trainer.model.parameters() if q.requires_grad),
     }

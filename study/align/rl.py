@@ -139,6 +139,7 @@ def train_rloo(
     metrics = {
         "train_loss": float(result.training_loss),
         "steps": int(trainer.state.global_step),
+        "distributed": common.distributed_kind(trainer),
         "wall_s": time.perf_counter() - t0,
         "resumed_from": Path(ckpt).name if ckpt else None,
         **stats,
