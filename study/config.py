@@ -290,7 +290,18 @@ class PrefsSection(_Section):
         "other than the SFT model (RLHF-V corrected another model's answers) | policy = the SFT model",
     )
     noisy_accuracies: list[Float] = Field(description="noisy-oracle pairwise accuracies, in [0.5, 1]")
+    pool_models: list[str] = Field(
+        description="local checkpoint dirs of the answer pool's weaker members, weakest first ([] = the SFT "
+        "run's intermediate checkpoints, sft.pool_fractions); e.g. smaller LLaVAs beside a pretrained base"
+    )
     threads: int = Field(ge=1, le=256)
+
+    @field_validator("pool_models")
+    @classmethod
+    def _pool(cls, v: list[str]) -> list[str]:
+        if any(not str(d).strip() for d in v) or len(set(v)) != len(v):
+            raise ValueError(f"pool_models must be distinct non-empty paths, got {v}")
+        return v
 
     @field_validator("noisy_accuracies")
     @classmethod

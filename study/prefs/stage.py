@@ -17,7 +17,7 @@ import torch
 from study import io
 from study.config import PrefsSection
 from study.eval.pref_grounding import pref_grounding
-from study.model.load import load_model
+from study.model.load import ModelPathError, check_model_dir, load_model
 from study.prefs import RECIPES, save_prefs
 from study.prefs.annotators import NoisyOracleAnnotator, OracleAnnotator, annotator_accuracy
 from study.world.corpus import World
@@ -27,8 +27,17 @@ if TYPE_CHECKING:
     from study.pipeline import StageContext
 
 
-def pool_paths(sft_dir: str, pool_dir: str) -> list[str]:
-    """The answer pool: the SFT model and its intermediate (weaker) checkpoints."""
+def pool_paths(sft_dir: str, pool_dir: str, pool_models: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The answer pool: the SFT model, then its weaker members: the local checkpoints of ``prefs.pool_models``
+    when it names any (weakest first; each checked before any work, the key and path named), else the SFT
+    run's intermediate checkpoints in ``pool_dir`` (by training fraction)."""
+    if pool_models:
+        for i, d in enumerate(pool_models):
+            try:
+                check_model_dir(d)
+            except ModelPathError as e:
+                raise ModelPathError(f"prefs.pool_models[{i}]: {e}") from None
+        return [sft_dir, *map(str, pool_models)]
     return [sft_dir] + [str(p) for p in sorted(Path(pool_dir).iterdir()) if p.is_dir()]
 
 
@@ -40,7 +49,7 @@ def rlhfv_answerer(pool: list[str]) -> str:
     if len(pool) < 2:
         raise ValueError(
             "prefs.rlhfv_answerer: pool needs a checkpoint besides the SFT model in the answer pool "
-            f"(sft.pool_fractions), got {pool}; or set prefs.rlhfv_answerer: policy"
+            f"(sft.pool_fractions or prefs.pool_models), got {pool}; or set prefs.rlhfv_answerer: policy"
         )
     return pool[-1]
 
@@ -94,9 +103,9 @@ def run_preferences(ctx: StageContext) -> dict:
     world_dir, sft_dir, pool_dir = ctx.paths.world_dir, ctx.paths.sft_dir, ctx.paths.pool_dir
     out_dir, metrics_path, heldout_dir = ctx.paths.out_dir, ctx.paths.metrics_path, ctx.paths.heldout_dir
     torch.set_num_threads(p.threads)
+    pool = pool_paths(sft_dir, pool_dir, p.pool_models)  # checked before any model loads
     spec, world = load_spec(world_spec), World(world_dir)
     model, processor = load_model(sft_dir)
-    pool = pool_paths(sft_dir, pool_dir)
     uses_rlhfv = "rlhfv" in (*p.recipes, *p.heldout_recipes)
     answerer = load_model(rlhfv_answerer(pool)) if uses_rlhfv and p.rlhfv_answerer == "pool" else None
     metrics: dict = {"recipes": {}, "annotators": {}}

@@ -174,3 +174,26 @@ def test_rlhfv_rejected_answers_come_from_another_model_of_the_pool(spec, world,
         p = load_section("prefs", rlhfv_answerer=answerer)
         rows = build_recipe("rlhfv", world, p, 0, "train", 4, model, proc, tiny_dirs, spec)
         assert rows and {json.loads(r["source_ids"])["rejected"] for r in rows} == {f"{expected}:sample"}
+
+
+def test_pool_of_declared_checkpoints_replaces_the_sft_run_s_own(tiny_dirs, tmp_path):
+    """prefs.pool_models (e.g. smaller LLaVAs beside a pretrained base that had no SFT run): the pool is the
+    SFT model then those checkpoints in the order declared; [] keeps the SFT run's intermediate checkpoints;
+    a declared path that is not a checkpoint is named with its key before any model loads."""
+    from study.config import ParamsError
+    from study.model.load import ModelPathError
+    from study.prefs.stage import pool_paths, rlhfv_answerer
+
+    own = tmp_path / "pool"
+    (own / "frac0.3").mkdir(parents=True)
+    (own / "frac0.1").mkdir()
+    sft, weaker = tiny_dirs[0], tiny_dirs[1:]
+    assert load_section("prefs").pool_models == []
+    assert pool_paths(sft, str(own)) == [sft, str(own / "frac0.1"), str(own / "frac0.3")]
+    declared = list(reversed(weaker))
+    assert pool_paths(sft, str(own), declared) == [sft, *declared]  # the declared order, not sorted
+    assert rlhfv_answerer(pool_paths(sft, str(own), declared)) == declared[-1]
+    with pytest.raises(ModelPathError, match=r"prefs.pool_models\[1\]"):
+        pool_paths(sft, str(own), [weaker[0], str(tmp_path / "missing")])
+    with pytest.raises(ParamsError, match="pool_models"):
+        load_section("prefs", pool_models=[weaker[0], weaker[0]])
