@@ -176,6 +176,10 @@ class SFTSection(_Section):
     )
     val_rows: int = Field(ge=1, le=100_000)
     freeze_vision: bool = Field(description="keep the (pretrained) vision tower frozen, as LLaVA does")
+    on_base: Literal["pass", "train"] = Field(
+        description="with model.base_path set: pass = the checkpoint is the SFT model (nothing trained; "
+        "study.model.pointer) | train = SFT on the organism world from it"
+    )
     pool_fractions: list[Float] = Field(
         min_length=2, description="intermediate checkpoints kept for the VLFeedback-style pool"
     )

@@ -31,6 +31,7 @@ CONVERTERS = {
 SECTION_ONLY = {  # section knobs the object does not hold because another reader takes them
     "bdhs": {"encoder_path", "n_pairs", "sweep_rho", "sweep_n", "threads"},  # the bdhs stage and its sweep
     "model": {"base_path"},  # study.model.stage.base_model: a checkpoint instead of the organism
+    "sft": {"on_base"},  # study.model.stage.run_sft: whether a base checkpoint is trained or passed through
     "vision": {"objective", "scenes", "n_scenes"},  # study.model.stage.pretrain_tower picks the objective and data
     "rm": {"recipes", "threads"},  # study.prefs.rm_transfer.run_reward_models
 }

@@ -88,6 +88,15 @@ def _seed_model(seed: int, ctx: StageContext, work: Path):
     return load_model(d / "sft")
 
 
+def extra_seeds(p) -> list[int]:
+    """The SFT seeds trained here besides the pipeline's model: ``organism.sft_seeds`` but ``seed``; none when
+    a pretrained base passes through SFT (``model.base_path``, ``sft.on_base: pass``): one checkpoint, no
+    other SFT draw of it exists, so the seed gates read "not measured"."""
+    if p.model.base_path and p.sft.on_base == "pass":
+        return []
+    return [s for s in p.organism.sft_seeds if s != p.seed]
+
+
 def run_organism(ctx: StageContext) -> dict:
     """Report and gate the SFT organism (module docstring); every other seed of ``organism.sft_seeds`` is
     trained with the stage's params."""
@@ -112,7 +121,7 @@ def run_organism(ctx: StageContext) -> dict:
     sources = {seed: describe_sources(rows[o.gate_split]["describe"], scenes, spec)}
     seed_rows = {}
     work = Path(out_dir).with_name(Path(out_dir).name + ".work")
-    for s in [s for s in o.sft_seeds if s != seed]:
+    for s in extra_seeds(p):
         m, proc = _seed_model(s, ctx, work)
         r, seed_rows[s] = _reports(m, proc, world, spec, e, o, seed, (o.gate_split, "ood"))  # the same items
         per_seed[s] = gate_values(r[o.gate_split], r["ood"], None, None)  # the BDHS sweep is of the main seed

@@ -26,8 +26,11 @@ class ModelPathError(FileNotFoundError):
 
 
 def check_model_dir(path: str | Path) -> Path:
-    """Raise :class:`ModelPathError` unless ``path`` is a local checkpoint with config and safetensors."""
-    p = Path(path)
+    """Raise :class:`ModelPathError` unless ``path`` is a local checkpoint with config and safetensors (or a
+    :mod:`study.model.pointer` to one, followed and checked); returns the checkpoint's directory."""
+    from study.model.pointer import resolve
+
+    p = resolve(path)
     if not p.is_dir():
         raise ModelPathError(
             f"model path {str(path)!r} does not exist locally. This study loads checkpoints offline only: "

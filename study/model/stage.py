@@ -45,7 +45,8 @@ def model_params_of(model: ModelSection, **overrides) -> ModelParams:
 
 def sft_params_of(sp: SFTSection, **overrides) -> SFTParams:
     """The SFT knobs of the ``sft`` section (``overrides`` replace some)."""
-    return SFTParams(**{**sp.model_dump(), "pool_fractions": tuple(sp.pool_fractions), **overrides})
+    knobs = sp.model_dump(exclude={"on_base"})  # on_base is run_sft's: whether a base checkpoint trains at all
+    return SFTParams(**{**knobs, "pool_fractions": tuple(sp.pool_fractions), **overrides})
 
 
 def vision_params_of(vp: VisionSection) -> VisionPretrainParams:
@@ -92,6 +93,30 @@ def _skip_stage(reason: str, out_dir: str, metrics_path: str) -> dict:
     metrics = {"skipped": reason}
     with io.atomic_dir(out_dir) as tmp:
         io.write_json(tmp / "skipped.json", metrics)
+    io.write_json(metrics_path, metrics)
+    return metrics
+
+
+def _pass_base(base_path: str, out_dir, pool_dir, live_dir, metrics_path) -> dict:
+    """``sft.on_base: pass``: the checkpoint at ``model.base_path`` is the SFT model. ``out_dir`` gets a
+    :mod:`study.model.pointer` to it (checked first: a missing checkpoint fails here, naming the key), the
+    pool and the curves directory stay empty (weaker pool members then come from ``prefs.pool_models``)."""
+    from study.model.load import ModelPathError, check_model_dir
+    from study.model.pointer import write_pointer
+
+    try:
+        check_model_dir(base_path)
+    except ModelPathError as e:
+        raise ModelPathError(f"model.base_path: {e}") from None
+    with io.atomic_dir(out_dir) as tmp:
+        pointer = write_pointer(tmp, base_path)
+    if pool_dir is not None:
+        with io.atomic_dir(pool_dir):
+            pass
+    if live_dir is not None:
+        with io.atomic_dir(live_dir) as tmp:
+            (tmp / "plots" / "metrics").mkdir(parents=True)  # DVCLive's layout, no curve in it
+    metrics = {"skipped": "model.base_path is set and sft.on_base is pass: the checkpoint is the SFT model", **pointer}
     io.write_json(metrics_path, metrics)
     return metrics
 
@@ -155,6 +180,8 @@ def run_sft(ctx: StageContext) -> dict:
     mp, sp, seed, world_spec = p.model, p.sft, p.seed, p.world.spec
     world_dir, out_dir, metrics_path = x.world_dir, x.out_dir, x.metrics_path
     live_dir, pool_dir, init_dir = x.live_dir, x.pool_dir, x.init_dir
+    if mp.base_path and sp.on_base == "pass":
+        return _pass_base(mp.base_path, out_dir, pool_dir, live_dir, metrics_path)
     spec = load_spec(world_spec)
     net, processor = load_model(init_dir) if init_dir and not mp.base_path else base_model(mp, spec, seed)
     net.train()
