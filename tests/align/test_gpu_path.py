@@ -354,6 +354,19 @@ def test_script_runs_one_seed_end_to_end(script, llava_next_dir, world, rows, tm
     assert isinstance(metrics["train"], dict) and metrics["train"]
 
 
+def _like_one_process(tmp_path) -> tuple[dict, dict]:
+    """The one- and two-process runs' training metrics, after checking that two processes with grad_accum
+    split between them took the same steps to the same loss."""
+    info = [
+        json.loads((tmp_path / d / "models" / "dpo_povid" / "seed3" / "align.json").read_text()) for d in ("one", "two")
+    ]
+    assert [i["params"]["grad_accum"] for i in info] == [2, 1]
+    one, two = (i["metrics"] for i in info)
+    assert one["steps"] == two["steps"] == 2
+    assert two["train_loss"] == pytest.approx(one["train_loss"], abs=1e-3)
+    return one, two
+
+
 def test_script_two_processes_train_like_one(script, llava_next_dir, world, rows, tmp_path):
     """Two DDP processes (torchrun, gloo on CPU) with grad_accum split between them take the same steps to the
     same loss as one process; the policy is written once, by the main process."""
@@ -394,13 +407,7 @@ def test_script_two_processes_train_like_one(script, llava_next_dir, world, rows
         cmd, cwd=ROOT, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300, check=False
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    info = [
-        json.loads((tmp_path / d / "models" / "dpo_povid" / "seed3" / "align.json").read_text()) for d in ("one", "two")
-    ]
-    assert [i["params"]["grad_accum"] for i in info] == [2, 1]
-    one, two = (i["metrics"] for i in info)
-    assert one["steps"] == two["steps"] == 2
-    assert two["train_loss"] == pytest.approx(one["train_loss"], abs=1e-3)
+    one, two = _like_one_process(tmp_path)
     assert (one["distributed"], two["distributed"]) == ("NO", "MULTI_CPU")
     assert r.stdout.count('"processes": 2') == 1  # the plan is printed by the main process only
     assert '"sharding": "ddp"' in r.stdout
@@ -431,13 +438,7 @@ def test_fsdp_config_two_cpu_processes_train_like_one(script, llava_next_dir, wo
         cmd, cwd=ROOT, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600, check=False
     )
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-4000:])
-    info = [
-        json.loads((tmp_path / d / "models" / "dpo_povid" / "seed3" / "align.json").read_text()) for d in ("one", "two")
-    ]
-    assert [i["params"]["grad_accum"] for i in info] == [2, 1]
-    one, two = (i["metrics"] for i in info)
-    assert one["steps"] == two["steps"] == 2
-    assert two["train_loss"] == pytest.approx(one["train_loss"], abs=1e-3)
+    one, two = _like_one_process(tmp_path)
     # accelerate 1.16 shards only on accelerators (its state enables FSDP for MULTI_GPU-like types, not
     # MULTI_CPU), so on CPU the FSDP launch trains as DDP; what is checked here is the launch, the plan and the
     # wrap classes, which must exist in the policy
