@@ -100,6 +100,9 @@ class WorldParams(_Section):
     list_off_context: Literal["last", "anywhere"] = Field(
         description="where the list names categories foreign to the scene's context"
     )
+    exist_cooccur_prob: Float = Field(
+        ge=0, le=1, description="P(a 'no' existence question names one of the context's absent core objects)"
+    )
 
 
 class ModelSection(_Section):

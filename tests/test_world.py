@@ -402,3 +402,30 @@ def test_summary_places_of_the_params_are_the_generators():
     from study.config import WorldParams
 
     assert typing.get_args(WorldParams.model_fields["summary_place"].annotation) == language.SUMMARY_PLACES
+
+
+def test_exist_cooccur_prob_sets_how_many_no_questions_name_a_co_occurring_object():
+    """world.exist_cooccur_prob: 1 -> every "no" existence question names one of the context's absent core
+    objects (when it has one); 0 -> any absent category, so their share falls to about |core absent| / |absent|;
+    0.5 (the default) lies between."""
+    from study.config import ParamsError
+    from study.world.corpus import existence_item
+
+    scenes = generate_split(SPEC, scene_params_of(load_section("world")), 0, "train", 300)
+
+    def share(prob):
+        hits = total = 0
+        for i, scene in enumerate(scenes):
+            rng = np.random.default_rng([9, i])
+            core = [c for c in SPEC.contexts[scene.context].objects if c not in scene.categories]
+            for _ in range(4):
+                _, a = existence_item(SPEC, scene, rng, cooccur_prob=prob)
+                if a.startswith("no , there is no ") and core:
+                    total += 1
+                    hits += a.removeprefix("no , there is no ").removesuffix(" .") in core
+        return hits / total
+
+    never, half, always = share(0.0), share(0.5), share(1.0)
+    assert always == 1.0 and never < half - 0.15 and half < always - 0.15, (never, half, always)
+    with pytest.raises(ParamsError, match="exist_cooccur_prob"):
+        load_section("world", exist_cooccur_prob=1.5)

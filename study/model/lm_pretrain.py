@@ -95,10 +95,10 @@ def text_rows(spec: WorldSpec, scenes: list[Scene], p: CorpusParams, seed: int) 
             {"scene_id": scene.scene_id, "kind": "read_describe", "prompt": f"{text} {ask}", "answer": describe()}
         )
         for _ in range(p.qa_per_scene):
-            kind, q, a = qa_item(spec, scene, rng)
+            kind, q, a = qa_item(spec, scene, rng, cooccur_prob=p.exist_cooccur_prob)
             rows.append({"scene_id": scene.scene_id, "kind": f"read_{kind}", "prompt": f"{text} {q}", "answer": a})
         for _ in range(p.exist_per_scene):
-            q, a = existence_item(spec, scene, rng)
+            q, a = existence_item(spec, scene, rng, cooccur_prob=p.exist_cooccur_prob)
             rows.append({"scene_id": scene.scene_id, "kind": "read_exist", "prompt": f"{text} {q}", "answer": a})
         ask = language.DESCRIBE_PROMPTS[int(rng.integers(len(language.DESCRIBE_PROMPTS)))]
         rows.append({"scene_id": scene.scene_id, "kind": "prior_describe", "prompt": ask, "answer": describe()})
@@ -126,7 +126,7 @@ def reading_accuracy(
     prompts, labels = [], []
     for i, scene in enumerate(scenes):
         rng = np.random.default_rng([seed, 611957, i])
-        q, a = existence_item(spec, scene, rng)
+        q, a = existence_item(spec, scene, rng, cooccur_prob=p.exist_cooccur_prob)
         text = passage(spec, scene, rng, p)
         prompts.append(
             tokenizer.apply_chat_template(

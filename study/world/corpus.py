@@ -43,6 +43,7 @@ class CorpusParams:
     summary_prob: float  # share of descriptions holding a position-free summary list
     summary_place: str  # first (opens the description) | last (closes it)
     list_off_context: str  # last (the list's final slot) | anywhere (a random slot)
+    exist_cooccur_prob: float  # P(a "no" existence question names one of the context's absent core objects)
 
 
 def user_turn(prompt: str) -> dict:
@@ -53,20 +54,24 @@ def conversation(prompt: str, answer: str) -> list[dict]:
     return [user_turn(prompt), {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
 
 
-def existence_item(spec: WorldSpec, scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
+def existence_item(spec: WorldSpec, scene: Scene, rng: np.random.Generator, *, cooccur_prob: float) -> tuple[str, str]:
     """A balanced existence question: "yes" with probability 1/2 (a present category, uniform); else "no"
-    about an absent category, half the time one of the scene context's absent core objects (the
-    co-occurring, adversarial kind) and otherwise any absent category."""
+    about an absent category: with probability ``cooccur_prob`` one of the scene context's absent core objects
+    (the co-occurring, adversarial kind), otherwise any absent category (``world.exist_cooccur_prob``; at 0.5
+    the draws are those of every world written before the knob).
+
+    The share of co-occurring objects among the "no" questions is then
+    ``cooccur_prob + (1 - cooccur_prob) * |context's absent core| / |absent|``."""
     present = sorted(scene.categories)
     absent = [c for c in spec.category_names if c not in scene.categories]
     ctx_absent = [c for c in spec.contexts[scene.context].objects if c not in scene.categories]
     if rng.random() < 0.5 or not absent:
         return language.existence_qa(present[int(rng.integers(len(present)))], True, rng)
-    pool = ctx_absent if ctx_absent and rng.random() < 0.5 else absent
+    pool = ctx_absent if ctx_absent and rng.random() < cooccur_prob else absent
     return language.existence_qa(pool[int(rng.integers(len(pool)))], False, rng)
 
 
-def qa_item(spec: WorldSpec, scene: Scene, rng: np.random.Generator) -> tuple[str, str, str]:
+def qa_item(spec: WorldSpec, scene: Scene, rng: np.random.Generator, *, cooccur_prob: float) -> tuple[str, str, str]:
     """One random short-QA pair: existence, colour, count or relation. Returns (kind, prompt, answer).
 
     A relation question needs two objects whose categories are unique in the scene; without them the
@@ -77,7 +82,7 @@ def qa_item(spec: WorldSpec, scene: Scene, rng: np.random.Generator) -> tuple[st
     absent = [c for c in cats if c not in scene.categories]
     ctx_absent = [c for c in spec.contexts[scene.context].objects if c not in scene.categories]
     if kind == "exist":
-        return kind, *existence_item(spec, scene, rng)
+        return kind, *existence_item(spec, scene, rng, cooccur_prob=cooccur_prob)
     if kind == "color":
         uniq = [o.category for o in language.unique_objects(scene)]
         if uniq and (rng.random() < 0.85 or not absent):
@@ -89,7 +94,7 @@ def qa_item(spec: WorldSpec, scene: Scene, rng: np.random.Generator) -> tuple[st
         return kind, *language.count_qa(spec, scene, pool[int(rng.integers(len(pool)))])
     fact = language.relation_fact(scene, rng)
     if fact is None:  # fewer than two unique objects: a balanced existence question instead
-        return "exist", *existence_item(spec, scene, rng)
+        return "exist", *existence_item(spec, scene, rng, cooccur_prob=cooccur_prob)
     if rng.random() < 0.5:  # a false relation: the inverse direction
         fact = {**fact, "rel": INVERSE[fact["rel"]]}
     return kind, *language.relation_qa(scene, fact["a"], fact["rel"], fact["b"])
@@ -121,7 +126,7 @@ def corpus_rows(spec: WorldSpec, scenes: list[Scene], params: CorpusParams, seed
             }
         )
         for _ in range(params.qa_per_scene):
-            kind, p, a = qa_item(spec, scene, rng)
+            kind, p, a = qa_item(spec, scene, rng, cooccur_prob=params.exist_cooccur_prob)
             rows.append(
                 {"scene_id": scene.scene_id, "kind": kind, "noisy_object": None, "messages": conversation(p, a)}
             )
@@ -133,7 +138,9 @@ def corpus_rows(spec: WorldSpec, scenes: list[Scene], params: CorpusParams, seed
                         "scene_id": scene.scene_id,
                         "kind": "exist",
                         "noisy_object": None,
-                        "messages": conversation(*existence_item(spec, scene, erng)),
+                        "messages": conversation(
+                            *existence_item(spec, scene, erng, cooccur_prob=params.exist_cooccur_prob)
+                        ),
                     }
                 )
     return rows
@@ -258,11 +265,12 @@ class World:
         """The :class:`CorpusParams` this world's SFT corpus was written with (``spec.json``).
 
         A world written before ``list_off_context`` existed ordered its lists as ``last`` does (the same
-        text, no extra random number), so that is what its missing key means."""
+        text, no extra random number), and one written before ``exist_cooccur_prob`` drew its co-occurring
+        "no" questions with probability 0.5, so that is what a missing key means."""
         import json
 
         stored = json.loads((self.root / "spec.json").read_text())["corpus_params"]
-        return CorpusParams(**{"list_off_context": "last", **stored})
+        return CorpusParams(**{"list_off_context": "last", "exist_cooccur_prob": 0.5, **stored})
 
     def corpus(self, split: str = "train") -> list[dict]:
         return io.read_jsonl(self.root / "corpus" / f"{split}.jsonl")
