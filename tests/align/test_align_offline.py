@@ -215,12 +215,12 @@ def test_ipo_uses_its_own_tau_and_a_short_run_lowers_its_loss(fast, make_model, 
         policy=(make_model(), processor),
         world=world,
         data=rows[:8],
-        params=fast("ipo", epochs=8),
+        params=fast("ipo", epochs=12),
         out_dir=tmp_path / "out",
     )
     start = (1 / (2 * tau)) ** 2
     assert abs(m["loss_first"] - start) < 0.05 * start
-    assert m["loss_last"] < 0.5 * start
+    assert m["loss_last"] < 0.5 * start, (m["loss_last"], start)
     assert json.loads((tmp_path / "out" / "align.json").read_text())["params"]["beta"] == tau
 
 
