@@ -5,11 +5,13 @@ choose anything; ``ood`` gives the recall ratio. The BDHS gate reads the ``bdhs`
 (``metrics/bdhs.json: sweep``) at ``bdhs.rho_th`` and at 0. The seed gates need the SFT organism trained
 from ``organism.sft_seeds`` (>= 3 seeds, the main ``seed`` among them): every other seed is built,
 vision-pretrained, passed through the ``lm`` stage and instruction-tuned here with the same params, then
-reported and gated the same way.
+reported and gated the same way. A pretrained base passed through SFT (``model.base_path``,
+``sft.on_base: pass``) has no other seed to draw: only it is gated (:func:`extra_seeds`).
 
 Outputs: ``metrics/organism.json`` (``gates`` with pass/fail, ``reports`` per split, ``per_seed`` gate
-values, and ``sources``: where each seed's hallucinated mentions on the gated split come from,
-:mod:`study.eval.sources`) and, under ``out_dir``, the rows every number is computed from
+values, ``gate_noise``: each seed's gate values with 95 % intervals, clear or within noise,
+:mod:`study.eval.gate_noise`, and ``sources``: where each seed's hallucinated mentions on the gated split
+come from, :mod:`study.eval.sources`) and, under ``out_dir``, the rows every number is computed from
 (``{split}/pope.jsonl``, ``describe.jsonl``, ``sampled.jsonl``; :mod:`study.eval.organism`; an extra seed's
 under ``seed{k}/{split}/``).
 """
