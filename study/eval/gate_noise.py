@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
-from study.eval.gates import GATES, POPE_TYPES, Gate
+from study.eval.gates import GATES, POPE_TYPES, Gate, _v, check_gates
 
 Z95 = 1.959963984540054
 
@@ -42,14 +42,6 @@ def _ci(d: Mapping | None, *path) -> tuple[float, float] | None:
         return None
     lo, hi = d["ci95"]
     return float(lo), float(hi)
-
-
-def _val(d: Mapping | None, *path) -> float | None:
-    for k in path:
-        if not isinstance(d, Mapping) or k not in d:
-            return None
-        d = d[k]
-    return float(d["value"]) if isinstance(d, Mapping) and d.get("value") is not None else None
 
 
 def ratio_interval(
@@ -85,12 +77,12 @@ def gate_intervals(rep: Mapping, ood: Mapping | None = None) -> dict[str, tuple[
         out[k] = _ci(rep, "describe", k)
     out["ood_auroc_random"] = _ci(ood, "pope_random", "auroc")
     out["ood_recall_ratio"] = _ratio(
-        (_val(ood, "describe", "recall"), _ci(ood, "describe", "recall")),
-        (_val(rep, "describe", "recall"), _ci(rep, "describe", "recall")),
+        (_v(ood, "describe", "recall"), _ci(ood, "describe", "recall")),
+        (_v(rep, "describe", "recall"), _ci(rep, "describe", "recall")),
     )
     out["masked_chair_ratio"] = _ratio(
-        (_val(rep, "sampled", "chair_i_masked"), _ci(rep, "sampled", "chair_i_masked")),
-        (_val(rep, "sampled", "chair_i_image"), _ci(rep, "sampled", "chair_i_image")),
+        (_v(rep, "sampled", "chair_i_masked"), _ci(rep, "sampled", "chair_i_masked")),
+        (_v(rep, "sampled", "chair_i_image"), _ci(rep, "sampled", "chair_i_image")),
     )
     return out
 
@@ -106,16 +98,16 @@ def margin(gate: Gate, interval: tuple[float, float] | None) -> str:
 
 def noise_table(values: Mapping[str, float | None], intervals: Mapping[str, tuple[float, float] | None]) -> dict:
     """``{gate: {"value", "ci95", "status": pass|fail|not measured, "margin"}}`` for the gates in ``values``."""
+    checked = check_gates(values)  # the gates' own verdict
     out = {}
     for g in GATES:
         if g.name not in values:
             continue
         v, ci = values[g.name], intervals.get(g.name)
-        status = "not measured" if v is None else ("pass" if g.passes(v) else "fail")
         out[g.name] = {
             "value": v,
             "ci95": None if ci is None else [ci[0], ci[1]],
-            "status": status,
+            "status": checked[g.name]["status"],
             "margin": "no interval" if v is None else margin(g, ci),
         }
     return out
