@@ -581,6 +581,31 @@ class StudyParams(_Section):
         return self
 
     @model_validator(mode="after")
+    def _answer_pool_is_large_enough(self) -> "StudyParams":
+        # the answer pool (study.prefs.stage.pool_paths) = the SFT model + prefs.pool_models, or else the SFT run's
+        # intermediate checkpoints (none when a pretrained base passes through): checked here, before any work
+        from study.prefs.vlfeedback import MIN_POOL
+
+        pr = self.prefs
+        passed = bool(self.model.base_path) and self.sft.on_base == "pass"
+        size = 1 + (len(pr.pool_models) or (0 if passed else len(self.sft.pool_fractions)))
+        where = "prefs.pool_models" + ("" if pr.pool_models or passed else " (or sft.pool_fractions)")
+        used = {*pr.recipes, *pr.heldout_recipes}
+        if used & {"vlfeedback", "vlf_corrupted"} and size < MIN_POOL:
+            raise RuleError.one(
+                where,
+                f": the VLFeedback-style pool needs at least {MIN_POOL} checkpoints (the SFT model and "
+                f"{MIN_POOL - 1} weaker members), got {size}"
+                + (" (model.base_path passes through: list local checkpoints)" if passed else ""),
+            )
+        if "rlhfv" in used and pr.rlhfv_answerer == "pool" and size < 2:
+            raise RuleError.one(
+                "prefs.rlhfv_answerer",
+                ": pool needs a checkpoint besides the SFT model (list one in prefs.pool_models) or set policy",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _organism_seeds(self) -> "StudyParams":
         if self.seed not in self.organism.sft_seeds:
             raise RuleError.one(

@@ -172,6 +172,17 @@ def run_lm(ctx: StageContext) -> dict:
     return metrics
 
 
+def sft_summary(metrics: dict) -> str:
+    """One sentence on what the ``sft`` stage did, from its metrics: trained (eval/train loss, minutes,
+    parameters) or passed a pretrained checkpoint through (``skipped``: nothing trained, no loss to report)."""
+    if "skipped" in metrics:
+        return f"SFT skipped: {metrics['skipped']} ({metrics['base_path']})."
+    return (
+        f"SFT reached eval loss {metrics['eval_loss']:.3f} (train {metrics['train_loss']:.3f}) in "
+        f"{metrics['train_runtime_s'] / 60:.1f} min for a {metrics['parameters'] / 1e6:.2f} M-parameter model."
+    )
+
+
 def run_sft(ctx: StageContext) -> dict:
     """Instruction-tune the ``lm`` stage's model (``paths.init_dir``), or ``model.base_path`` when set (without
     either, a freshly built organism). ``paths.pool_dir`` (None: not kept) receives the intermediate checkpoints

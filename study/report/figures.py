@@ -70,7 +70,10 @@ def training_curve(live_dir: str | Path, metrics: tuple[str, ...] = ("train/loss
             ax.plot(df["step"], df[df.columns[-1]], marker="." if len(df) < 20 else None, label=m)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.legend()
+    if ax.lines:
+        ax.legend()
+    else:  # a stage that trained nothing (a pretrained base passed through) logs no curve
+        ax.text(0.5, 0.5, "nothing trained: no curve logged", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     return fig
 
