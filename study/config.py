@@ -22,6 +22,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 REWARD_MODELS_DIR = "artifacts/models/rm"  # the reward_models stage's output: one model per rm.recipes entry
+POOL_RECIPES = ("vlfeedback", "vlf_corrupted")  # recipes whose answers come from the answer pool
+MIN_POOL = 3  # checkpoints a VLFeedback-style pool ranks, at least (study.prefs.vlfeedback)
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -584,14 +586,12 @@ class StudyParams(_Section):
     def _answer_pool_is_large_enough(self) -> "StudyParams":
         # the answer pool (study.prefs.stage.pool_paths) = the SFT model + prefs.pool_models, or else the SFT run's
         # intermediate checkpoints (none when a pretrained base passes through): checked here, before any work
-        from study.prefs.vlfeedback import MIN_POOL
-
         pr = self.prefs
         passed = bool(self.model.base_path) and self.sft.on_base == "pass"
         size = 1 + (len(pr.pool_models) or (0 if passed else len(self.sft.pool_fractions)))
         where = "prefs.pool_models" + ("" if pr.pool_models or passed else " (or sft.pool_fractions)")
         used = {*pr.recipes, *pr.heldout_recipes}
-        if used & {"vlfeedback", "vlf_corrupted"} and size < MIN_POOL:
+        if used & set(POOL_RECIPES) and size < MIN_POOL:
             raise RuleError.one(
                 where,
                 f": the VLFeedback-style pool needs at least {MIN_POOL} checkpoints (the SFT model and "

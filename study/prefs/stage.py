@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from study import io
-from study.config import PrefsSection
+from study.config import POOL_RECIPES, PrefsSection
 from study.eval.pref_grounding import pref_grounding
 from study.model.load import ModelPathError, check_model_dir, load_model
 from study.prefs import RECIPES, save_prefs
@@ -89,7 +89,7 @@ def build_recipe(
         return fn(
             world, n=n, seed=seed, split=split, model=m, processor=proc, spec=spec, model_id=f"pool:{Path(other).name}"
         )
-    if name in ("vlfeedback", "vlf_corrupted"):
+    if name in POOL_RECIPES:
         return fn(world, n=n, seed=seed, split=split, pool=pool, annotator=OracleAnnotator(spec))
     if name == "random_corruption":
         return fn(world, n=n, seed=seed, split=split, spec=spec)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from study.config import MIN_POOL
 from study.prefs.schema import make_row, validate_rows
 from study.prefs.sources import (
     PoolMember,
@@ -31,7 +32,6 @@ from study.prefs.sources import (
 )
 
 RECIPE = "vlfeedback"
-MIN_POOL = 3
 
 
 def load_pool(pool: Sequence, min_size: int = MIN_POOL) -> list[PoolMember]:
