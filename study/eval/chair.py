@@ -9,6 +9,16 @@ one entry per mention, repeats kept) and ground-truth categories G_a = the scene
     recall     = sum_a |set(M_a) & G_a| / sum_a |G_a|       (micro coverage of distinct GT categories)
     context_share = sum_a #{m in H_a : context_of(m) == scene.context} / sum_a |H_a|   (0.0 if no H)
 
+Recall split by whether a ground-truth category belongs to the scene's context (C_a = its context's
+categories): the objects a co-occurrence prior expects, and the ones it does not.
+
+    recall_in_context  = sum_a |set(M_a) & G_a & C_a| / sum_a |G_a & C_a|
+    recall_off_context = sum_a |set(M_a) & (G_a - C_a)| / sum_a |G_a - C_a|
+
+On the world's ``ood`` split (categories drawn uniformly) most objects are off context, so
+``ood recall / val recall`` (a validity gate) is mostly ``recall_off_context`` over ``recall``: these two say
+whether a low ratio is the off-context objects read badly everywhere or the context failing out of distribution.
+
 Edge cases: an empty answer or one naming no object adds nothing to CHAIR_i, is not a hallucinating
 answer (but is in CHAIR_s's denominator) and covers none of its |G_a| objects.
 """
@@ -34,6 +44,8 @@ def chair_stats(text: str, scene: Scene, spec: WorldSpec) -> dict[str, int]:
         "hallucinated_in_context": sum(spec.context_of(c) == scene.context for c in halluc),
         "gt_covered": len(set(mentioned) & gt),
         "gt": len(gt),
+        "gt_covered_in_context": sum(spec.context_of(c) == scene.context for c in set(mentioned) & gt),
+        "gt_in_context": sum(spec.context_of(c) == scene.context for c in gt),
     }
 
 
@@ -42,4 +54,6 @@ CHAIR_METRICS = {
     "chair_s": lambda s: ratio(s["hallucinating"], s["answers"]),
     "recall": lambda s: ratio(s["gt_covered"], s["gt"]),
     "context_share": lambda s: ratio(s["hallucinated_in_context"], s["hallucinated"]),
+    "recall_in_context": lambda s: ratio(s["gt_covered_in_context"], s["gt_in_context"]),
+    "recall_off_context": lambda s: ratio(s["gt_covered"] - s["gt_covered_in_context"], s["gt"] - s["gt_in_context"]),
 }

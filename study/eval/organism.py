@@ -204,7 +204,19 @@ def grounding_report(
         }
     out["adversarial_drop"] = _paired_drop_ci(rows["pope"], n_boot=n_boot, seed=seed)
     chair = score(rows["describe"], scenes, spec, n_boot=n_boot, seed=seed)["describe"]
-    out["describe"] = {k: chair[k] for k in ("chair_i", "chair_s", "recall", "context_share", "helpfulness", "length")}
+    out["describe"] = {
+        k: chair[k]
+        for k in (
+            "chair_i",
+            "chair_s",
+            "recall",
+            "recall_in_context",
+            "recall_off_context",
+            "context_share",
+            "helpfulness",
+            "length",
+        )
+    }
     out["describe"]["image_dependence"] = g["describe"]["image_dependence"]
 
     # sampled descriptions with and without the image

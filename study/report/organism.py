@@ -51,8 +51,9 @@ def instrument_table(metrics: dict) -> pd.DataFrame:
             col[f"POPE {t}: accuracy"] = _ci(r["accuracy"])
             col[f"POPE {t}: yes-ratio"] = _ci(r["yes_ratio"])
         d = rep["describe"]
-        for k in ("chair_i", "recall", "context_share"):
-            col[f"greedy {k}"] = _ci(d[k])
+        for k in ("chair_i", "recall", "recall_in_context", "recall_off_context", "context_share"):
+            if k in d:  # the split recalls are absent from reports written before they existed
+                col[f"greedy {k}"] = _ci(d[k])
         col["image dependence (nats/token)"] = _ci(d["image_dependence"])
         s = rep["sampled"]
         col["T=1 CHAIR_i with image"] = _ci(s["chair_i_image"])

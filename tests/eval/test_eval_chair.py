@@ -25,6 +25,8 @@ def test_per_answer_counts(kitchen, spec):
         "hallucinated_in_context": 0,
         "gt_covered": 1,
         "gt": 2,
+        "gt_covered_in_context": 1,
+        "gt_in_context": 2,
     }
 
 
@@ -43,6 +45,27 @@ def test_corpus_chair_hand_computed(kitchen, spec):
     assert m["context_share"] == pytest.approx(2 / 3)
 
 
+def test_recall_split_by_context_hand_computed(make_scene, spec):
+    # a kitchen scene with two kitchen objects (cup, plate) and two park objects (dog, ball)
+    scene = make_scene(
+        [
+            ("cup", "white", "small", 0, 0),
+            ("plate", "white", "large", 1, 1),
+            ("dog", "brown", "large", 2, 2),
+            ("ball", "red", "small", 0, 2),
+        ]
+    )
+    texts = [
+        "there is a cup . there is a dog .",  # in context 1/2, off context 1/2
+        "there is a plate and a cup .",  # in context 2/2, off context 0/2
+        "there is a fork .",  # a hallucination covers nothing
+    ]
+    m = corpus_metrics(texts, scene, spec)
+    assert m["recall_in_context"] == pytest.approx(3 / 6)
+    assert m["recall_off_context"] == pytest.approx(1 / 6)
+    assert m["recall"] == pytest.approx(4 / 12)  # the two splits recombine into recall
+
+
 def test_negated_mentions_are_not_hallucinations(kitchen, spec):
     m = corpus_metrics(["there is a cup and a plate . there is no dog ."], kitchen, spec)
     assert (m["chair_i"], m["chair_s"], m["recall"]) == (0.0, 0.0, 1.0)
@@ -50,4 +73,11 @@ def test_negated_mentions_are_not_hallucinations(kitchen, spec):
 
 def test_corpus_without_mentions_is_defined_as_zero(kitchen, spec):
     m = corpus_metrics(["", "this is a kitchen scene ."], kitchen, spec)
-    assert m == {"chair_i": 0.0, "chair_s": 0.0, "recall": 0.0, "context_share": 0.0}
+    assert m == {
+        "chair_i": 0.0,
+        "chair_s": 0.0,
+        "recall": 0.0,
+        "context_share": 0.0,
+        "recall_in_context": 0.0,
+        "recall_off_context": 0.0,
+    }
