@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
-from study.eval.gates import GATES, POPE_TYPES, Gate, _v, check_gates
+from study.eval.gates import GATES, POPE_TYPES, Gate, check_gates, metric_value
 
 Z95 = 1.959963984540054
 
@@ -77,12 +77,12 @@ def gate_intervals(rep: Mapping, ood: Mapping | None = None) -> dict[str, tuple[
         out[k] = _ci(rep, "describe", k)
     out["ood_auroc_random"] = _ci(ood, "pope_random", "auroc")
     out["ood_recall_ratio"] = _ratio(
-        (_v(ood, "describe", "recall"), _ci(ood, "describe", "recall")),
-        (_v(rep, "describe", "recall"), _ci(rep, "describe", "recall")),
+        (metric_value(ood, "describe", "recall"), _ci(ood, "describe", "recall")),
+        (metric_value(rep, "describe", "recall"), _ci(rep, "describe", "recall")),
     )
     out["masked_chair_ratio"] = _ratio(
-        (_v(rep, "sampled", "chair_i_masked"), _ci(rep, "sampled", "chair_i_masked")),
-        (_v(rep, "sampled", "chair_i_image"), _ci(rep, "sampled", "chair_i_image")),
+        (metric_value(rep, "sampled", "chair_i_masked"), _ci(rep, "sampled", "chair_i_masked")),
+        (metric_value(rep, "sampled", "chair_i_image"), _ci(rep, "sampled", "chair_i_image")),
     )
     return out
 

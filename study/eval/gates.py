@@ -91,7 +91,9 @@ SEED_GATES = ("seeds_passing", "chair_i_spread")
 MIN_SEEDS = 3
 
 
-def _v(d: Mapping, *path) -> float | None:
+def metric_value(d: Mapping, *path) -> float | None:
+    """The number at ``d[path[0]][path[1]]...``: a bare number, or a metric's ``{"value": ...}`` entry.
+    ``None`` where the path is missing or the value is NaN (a gate that could not be measured)."""
     for k in path:
         if not isinstance(d, Mapping) or k not in d:
             return None
@@ -109,29 +111,29 @@ def gate_values(
     rep: Mapping, ood: Mapping | None = None, bdhs_sweep: Mapping | None = None, rho_th: float | None = None
 ) -> dict[str, float | None]:
     """The per-model gate values (all but the seed gates) from the reports (module docstring)."""
-    out: dict[str, float | None] = {"pope_random_accuracy": _v(rep, "pope_random", "accuracy")}
+    out: dict[str, float | None] = {"pope_random_accuracy": metric_value(rep, "pope_random", "accuracy")}
     for t in POPE_TYPES:
-        out[f"yes_ratio_{t}"] = _v(rep, f"pope_{t}", "yes_ratio")
-    acc_r, acc_a = _v(rep, "pope_random", "accuracy"), _v(rep, "pope_adversarial", "accuracy")
+        out[f"yes_ratio_{t}"] = metric_value(rep, f"pope_{t}", "yes_ratio")
+    acc_r, acc_a = metric_value(rep, "pope_random", "accuracy"), metric_value(rep, "pope_adversarial", "accuracy")
     out["adversarial_drop"] = None if acc_r is None or acc_a is None else acc_r - acc_a
-    out["auroc_random"] = _v(rep, "pope_random", "auroc")
-    out["auroc_adversarial"] = _v(rep, "pope_adversarial", "auroc")
+    out["auroc_random"] = metric_value(rep, "pope_random", "auroc")
+    out["auroc_adversarial"] = metric_value(rep, "pope_adversarial", "auroc")
     for t in POPE_TYPES:
-        out[f"image_gain_{t}"] = _v(rep, f"pope_{t}", "image_gain")
-    out["chair_i"] = _v(rep, "describe", "chair_i")
-    out["recall"] = _v(rep, "describe", "recall")
-    r_ood = _v(ood, "describe", "recall") if ood is not None else None
+        out[f"image_gain_{t}"] = metric_value(rep, f"pope_{t}", "image_gain")
+    out["chair_i"] = metric_value(rep, "describe", "chair_i")
+    out["recall"] = metric_value(rep, "describe", "recall")
+    r_ood = metric_value(ood, "describe", "recall") if ood is not None else None
     out["ood_recall_ratio"] = r_ood / out["recall"] if r_ood is not None and out["recall"] else None
-    out["ood_auroc_random"] = _v(ood, "pope_random", "auroc") if ood is not None else None
-    out["context_share"] = _v(rep, "describe", "context_share")
-    out["masked_chair_ratio"] = _v(rep, "sampled", "chair_i_ratio")
+    out["ood_auroc_random"] = metric_value(ood, "pope_random", "auroc") if ood is not None else None
+    out["context_share"] = metric_value(rep, "describe", "context_share")
+    out["masked_chair_ratio"] = metric_value(rep, "sampled", "chair_i_ratio")
     ratio = None
     if bdhs_sweep is not None and rho_th is not None:
         at, zero = bdhs_sweep.get(_sweep_key(rho_th)), bdhs_sweep.get(_sweep_key(0.0))
         if at and zero and zero.get("it1_new_hallucinated_per_answer"):
             ratio = at["it1_new_hallucinated_per_answer"] / zero["it1_new_hallucinated_per_answer"]
     out["bdhs_new_halluc_ratio"] = ratio
-    out["probe_gain"] = _v(rep, "probe", "gain")
+    out["probe_gain"] = metric_value(rep, "probe", "gain")
     return out
 
 
