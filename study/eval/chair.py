@@ -16,8 +16,9 @@ categories): the objects a co-occurrence prior expects, and the ones it does not
     recall_off_context = sum_a |set(M_a) & (G_a - C_a)| / sum_a |G_a - C_a|
 
 On the world's ``ood`` split (categories drawn uniformly) most objects are off context, so
-``ood recall / val recall`` (a validity gate) is mostly ``recall_off_context`` over ``recall``: these two say
-whether a low ratio is the off-context objects read badly everywhere or the context failing out of distribution.
+the ``ood`` recall in ``ood recall / val recall`` (a validity gate) is mostly that split's ``recall_off_context``:
+comparing it with ``val``'s says whether a low ratio is off-context objects read badly everywhere (low on ``val``
+too) or the model failing out of distribution.
 
 Edge cases: an empty answer or one naming no object adds nothing to CHAIR_i, is not a hallucinating
 answer (but is in CHAIR_s's denominator) and covers none of its |G_a| objects.
