@@ -12,6 +12,9 @@ functions, the same ones the DVC stages call; nothing here is a second code path
     python benchmarks/organism_leads.py --name llava3 --sft-seed 2 --threads 1 \
         --set vision.objective=clip vision.epochs=30 lm.epochs=1 projector.epochs=1 sft.epochs=3
 
+``--tower-only`` stops after the vision-tower pretraining and writes its metrics (patch accuracy on clear and
+faint objects, presence AUROC, the tower's probe): choosing a tower knob sees no gate.
+
 Two leads at once: run each with ``--threads 1`` (2 cores), from a frozen copy of the code if you edit
 ``study/`` meanwhile (a lead imports some modules late).
 
@@ -83,6 +86,11 @@ def main() -> None:
         action="store_true",
         help="a lead killed after SFT: load <out>/models/<name> and only report and gate it",
     )
+    ap.add_argument(
+        "--tower-only",
+        action="store_true",
+        help="stop after the vision-tower pretraining: write and print its metrics (no SFT, no gate)",
+    )
     ap.add_argument("--test", action="store_true", help="also report the test split (never used to choose)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
@@ -146,6 +154,25 @@ def main() -> None:
             t = time.perf_counter()
             vis = pretrain_tower(p.vision, model, processor, world, spec, mseed)
             times["vision_s"] = time.perf_counter() - t
+        if args.tower_only:
+            keys = ("val_patch_accuracy", "val_patch_accuracy_clear", "val_patch_accuracy_faint", "val_presence_auroc")
+            row = {k: vis.get(k) for k in keys} | {
+                "loss_last": vis.get("loss_last"),
+                "tower_probe": vis.get("tower_probe"),
+            }
+            write_json(
+                out / f"{args.json_name or args.name}.json",
+                {
+                    "name": args.name,
+                    "overrides": args.set,
+                    "sft_seed": mseed,
+                    "cpu": _cpu(),
+                    "times": times,
+                    "vision": vis,
+                },
+            )
+            print(f"== {args.name} ({' '.join(args.set)}) seed {mseed} — {_cpu()}\n{json.dumps(row)}\n{times}")
+            return
         lm = proj = {}
         if p.lm.epochs > 0:
             t = time.perf_counter()
