@@ -334,6 +334,11 @@ class RMSection(_Section):
     weight_decay: Float = Field(ge=0, le=1)
     logging_steps: int = Field(ge=1, le=100_000)
     center_rewards_coefficient: Float | None = Field(ge=0, le=100, description="TRL's reward centring; null = off")
+    lora: bool = Field(description="LoRA on the language model, score head trained fully; false = full fine-tuning")
+    lora_r: int = Field(ge=1, le=4096)
+    lora_alpha: int = Field(ge=1, le=65536)
+    bf16: bool = Field(description="frozen weights bf16, trainable ones fp32, bf16 autocast (GPU or a CPU with bf16)")
+    gradient_checkpointing: bool = Field(description="non-reentrant activation checkpointing")
     threads: int = Field(ge=1, le=256)
 
 

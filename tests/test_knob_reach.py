@@ -84,6 +84,17 @@ def test_each_knob_arrives_where_it_acts(name):
     assert turned >= 3, name
 
 
+def test_reward_model_training_switches_reach_rm_params():
+    """The reward_models stage's GPU switches (rm.lora, lora_r, lora_alpha, bf16, gradient_checkpointing) are knobs
+    the generic check above turns: held by RMParams, each arriving turned (and none only in code)."""
+    switches = {"lora", "lora_r", "lora_alpha", "bf16", "gradient_checkpointing"}
+    assert switches <= {f.name for f in fields(rm_params_of(load_section("rm")))}
+    assert switches <= set(type(load_section("rm")).model_fields) and not switches & SECTION_ONLY["rm"]
+    for knob in sorted(switches):
+        value = getattr(load_section("rm"), knob)
+        assert getattr(rm_params_of(load_section("rm", **{knob: _turned(value)})), knob) == _turned(value) != value
+
+
 def test_world_knobs_each_reach_scenes_corpus_or_the_renderer():
     """The world section feeds three readers: scene sampling, the corpus and the renderer (faint_alpha, noise_std
     go to study.world.corpus.build_world) and the split sizes; no knob is read by none."""

@@ -31,6 +31,23 @@ keeping TRL's loss, metrics and training loop:
    pre-tokenised that way (TRL's text path would silently build wrong inputs). The tokenizer
    (``processor.tokenizer``) is passed as ``processing_class`` because TRL needs ``pad_token`` /
    ``get_vocab`` on it, which ``LlavaProcessor`` lacks; ``remove_unused_columns=False`` keeps ``images``.
+
+What trains, precision and memory (``rm.lora``, ``rm.bf16``, ``rm.gradient_checkpointing``; the GPU path,
+as :mod:`study.align.common` does for the policies):
+
+* ``lora=False``: full fine-tuning of every weight (vision tower, projector, language model, head).
+* ``lora=True``: peft LoRA adapters (rank ``lora_r``, scale ``lora_alpha``, no dropout) on the language
+  model's attention and MLP projections (:data:`study.align.common.LORA_TARGETS`, the policies' choice) and
+  the ``score`` head trained fully (``modules_to_save``); the vision tower, the projector and the embeddings
+  stay frozen. After training the adapters are merged (``merge_and_unload``), so the saved directory holds
+  the plain reward model, the same keys as a fully fine-tuned one, and :func:`load_reward_model` reads it
+  unchanged.
+* ``bf16``: the frozen weights are cast to bfloat16 (the trainable ones, LoRA A/B and the head, or every
+  weight under full fine-tuning, stay fp32 for AdamW) and the trainer's forwards run under bf16 autocast.
+  Refused with the key named where bf16 cannot run (:func:`check_rm_params`). A merged LoRA model keeps its
+  language model in bf16 when saved; :func:`load_reward_model` loads every weight as fp32.
+* ``gradient_checkpointing``: transformers' ``activation_checkpointing`` (non-reentrant); TRL calls
+  ``enable_input_require_grads`` for the peft model itself.
 """
 
 from __future__ import annotations
@@ -93,7 +110,9 @@ class _RewardHead:
         )
         h = out.last_hidden_state
         last = last_token_index(attention_mask)
-        rewards = self.score(h[torch.arange(h.shape[0], device=h.device), last])
+        pooled = h[torch.arange(h.shape[0], device=h.device), last]
+        # a bf16 backbone (rm.bf16, merged LoRA) feeds the fp32 head outside autocast; fp32: a no-op
+        rewards = self.score(pooled.to(self.score.weight.dtype))
         return SequenceClassifierOutputWithPast(logits=rewards)
 
 
@@ -259,9 +278,71 @@ class RMParams:
     weight_decay: float
     logging_steps: int
     center_rewards_coefficient: float | None
+    lora: bool  # LoRA on the language model + the score head trained fully; else full fine-tuning
+    lora_r: int
+    lora_alpha: int
+    bf16: bool  # frozen weights bf16, trainable ones fp32, forwards under bf16 autocast
+    gradient_checkpointing: bool  # non-reentrant activation checkpointing
+
+
+class RMParamsError(ValueError):
+    """Reward-model knobs that cannot run (the message names the ``rm.`` key)."""
+
+
+def check_rm_params(p: RMParams) -> None:
+    """Raise :class:`RMParamsError` naming the key if ``p`` cannot run here: LoRA sizes out of range, or
+    ``bf16`` where bfloat16 does not run (as :func:`study.align.common.check_precision` for ``align.bf16``)."""
+    from study.align.common import bf16_available
+
+    if p.lora and p.lora_r < 1:
+        raise RMParamsError(f"invalid reward-model params: rm.lora_r must be >= 1 with rm.lora: true, got {p.lora_r}")
+    if p.lora and not p.lora_alpha > 0:
+        raise RMParamsError(
+            f"invalid reward-model params: rm.lora_alpha must be > 0 with rm.lora: true, got {p.lora_alpha}"
+        )
+    if p.bf16 and not bf16_available():
+        where = "this GPU (needs Ampere or newer)" if torch.cuda.is_available() else "this CPU"
+        raise RMParamsError(
+            f"invalid reward-model params: rm.bf16 is true but {where} cannot run bfloat16; set rm.bf16: false"
+        )
+
+
+def rm_lora_config(p: RMParams):
+    """peft LoRA on the language model's projections (the policies' targets), the ``score`` head trained fully."""
+    from peft import LoraConfig
+
+    from study.align.common import LORA_TARGETS
+
+    return LoraConfig(
+        r=p.lora_r,
+        lora_alpha=p.lora_alpha,
+        lora_dropout=0.0,
+        target_modules=LORA_TARGETS,
+        modules_to_save=["score"],
+        bias="none",
+    )
+
+
+def prepare_reward_model(model, p: RMParams):
+    """Apply ``p``'s trainable set and precision to a fresh reward model (module docstring): LoRA-wrapped
+    when ``p.lora``; with ``p.bf16`` every frozen floating-point weight becomes bfloat16 (trainable ones
+    stay fp32). Returns the model to train."""
+    check_rm_params(p)
+    if p.lora:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, rm_lora_config(p))
+    if p.bf16:
+        for q in model.parameters():
+            if not q.requires_grad and q.is_floating_point() and q.dtype != torch.bfloat16:
+                q.data = q.data.to(torch.bfloat16)
+    return model
 
 
 def reward_config(p: RMParams, output_dir: str | Path, seed: int, **overrides) -> RewardConfig:
+    from study.align.common import precision_args
+
+    check_rm_params(p)
     cpu = not torch.cuda.is_available()
     kw = dict(
         output_dir=str(output_dir),
@@ -280,8 +361,7 @@ def reward_config(p: RMParams, output_dir: str | Path, seed: int, **overrides) -
         seed=seed,
         data_seed=seed,
         use_cpu=cpu,
-        bf16=False,
-        activation_checkpointing=False,
+        **precision_args(p),  # bf16, activation_checkpointing (non-reentrant); RewardConfig defaults both on
         max_length=None,
         remove_unused_columns=False,
         dataloader_num_workers=0,
@@ -302,14 +382,23 @@ def train_reward_model(
     seed: int = 0,
     eval_rows=None,
     work_dir: str | Path | None = None,
+    callbacks: Sequence = (),
     **config_overrides,
 ) -> dict:
     """Train a reward model on preference rows; save it (safetensors) to ``out_dir``; return metrics.
 
+    ``p.lora`` / ``p.bf16`` / ``p.gradient_checkpointing`` as in the module docstring; LoRA is merged
+    before saving, so the directory is the same plain reward model either way. ``callbacks``: extra
+    ``TrainerCallback``s.
+
     Metrics: ``train_loss`` (TRL's mean), ``losses`` (logged training losses in order), ``steps``,
     ``train_runtime_s``, ``train_pairs``, and ``eval_accuracy`` on ``eval_rows`` when given.
     """
+    from study.align.common import merged_policy
+
+    check_rm_params(p)  # before any model is loaded
     model, processor = reward_model_from_backbone(backbone, seed)
+    model = prepare_reward_model(model, p)
     train = reward_dataset(train_rows, world, processor)
     work = Path(work_dir or Path(out_dir).with_name(Path(out_dir).name + ".work"))
     trainer = VisionRewardTrainer(
@@ -318,10 +407,11 @@ def train_reward_model(
         train_dataset=train,
         processing_class=processor.tokenizer,
         data_collator=VisionPreferenceCollator(processor),
+        callbacks=list(callbacks) or None,
     )
     t0 = time.time()
     result = trainer.train()
-    model = trainer.model.eval()
+    model = merged_policy(trainer.model).eval()  # LoRA merged into the plain reward model; else unchanged
     save_reward_model(model, processor, out_dir)
     if work.exists():
         shutil.rmtree(work)

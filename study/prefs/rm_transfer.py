@@ -10,10 +10,14 @@ model, :mod:`study.prefs.reward_model`) and scored on the held-out (val) pairs o
 with a 95 % Wilson interval (n pairs). The paper found that RMs from construction-type data (POVID,
 RLHF-V: corruptions or corrections of one answer) do not transfer to ranking-type data (VLFeedback) and
 vice versa (finding F7); the diagonal is in-distribution accuracy.
+
+How each RM trains (full fine-tuning or LoRA, fp32 or bf16, activation checkpointing) is set by ``rm.lora``,
+``rm.bf16``, ``rm.gradient_checkpointing`` (the ``gpu`` profile turns all three on; the CPU study none).
 """
 
 from __future__ import annotations
 
+import gc
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,6 +66,7 @@ def run_reward_models(ctx: StageContext) -> dict:
         raise FileNotFoundError(f"no held-out pairs in {heldout_dir} (run the `preferences` stage)")
     heldout = {f.stem: load_prefs(f, world) for f in heldout_files}
     params = rm_params_of(r)
+    device = "cuda" if torch.cuda.is_available() else None  # score on the GPU the RM trained on (CPU: as loaded)
     metrics: dict = {"accuracy": {}, "train": {}}
     with io.atomic_dir(out_dir) as tmp:
         for name in r.recipes:
@@ -72,7 +77,10 @@ def run_reward_models(ctx: StageContext) -> dict:
             metrics["train"][name] = {
                 k: v for k, v in tm.items() if k in ("train_loss", "steps", "train_pairs", "train_runtime_s")
             }
-            model, processor = load_reward_model(Path(tmp) / name)
+            if torch.cuda.is_available():  # the trainer's GPU memory goes before the RM is scored there
+                gc.collect()
+                torch.cuda.empty_cache()
+            model, processor = load_reward_model(Path(tmp) / name, device=device)
             judge = RewardModelAnnotator(model, processor, world, name=f"rm_{name}", seed=seed)
             metrics["accuracy"][name] = {}
             for ev, pairs in heldout.items():
@@ -84,6 +92,7 @@ def run_reward_models(ctx: StageContext) -> dict:
                     "n": d["n"],
                     "ties": d["ties"],
                 }
+            del judge, model  # one reward model in memory at a time
     io.write_json(metrics_path, metrics)
     return metrics
 
