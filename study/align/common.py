@@ -467,9 +467,9 @@ def make_annotator(p: AlignParams, world, seed: int = 0):
         return annotators.OracleAnnotator(world_spec(world), seed=seed)
     if p.annotator == "noisy_oracle":
         return annotators.NoisyOracleAnnotator(world_spec(world), p.annotator_accuracy, seed=seed)
-    from study.prefs.reward_model import load_reward_model
+    from study.prefs.reward_model import judge_placement, load_reward_model
 
-    rm, rm_proc = load_reward_model(p.reward_model_path)
+    rm, rm_proc = load_reward_model(p.reward_model_path, **judge_placement(p.bf16))
     return annotators.RewardModelAnnotator(
         rm, rm_proc, world, seed=seed, name=f"reward_model:{Path(p.reward_model_path).name}"
     )

@@ -181,8 +181,9 @@ def save_reward_model(model, processor, out_dir: str | Path) -> Path:
     return Path(out_dir)
 
 
-def load_reward_model(path: str | Path, *, device: str | None = None):
-    """``(reward_model, processor)`` from a directory written by :func:`save_reward_model` (safetensors only)."""
+def load_reward_model(path: str | Path, *, device: str | None = None, dtype: torch.dtype = torch.float32):
+    """``(reward_model, processor)`` from a directory written by :func:`save_reward_model` (safetensors only),
+    in ``dtype`` (fp32 unless a judge on a GPU asks for bf16, :func:`judge_placement`) on ``device``."""
     from study.model.load import check_model_dir
 
     p = check_model_dir(path)
@@ -194,13 +195,22 @@ def load_reward_model(path: str | Path, *, device: str | None = None):
             f"{config.model_type!r}); train one with study.prefs.reward_model.train_reward_model"
         )
     model = cls.from_pretrained(
-        p, local_files_only=True, use_safetensors=True, trust_remote_code=False, dtype=torch.float32
+        p, local_files_only=True, use_safetensors=True, trust_remote_code=False, dtype=dtype
     )
     processor = AutoProcessor.from_pretrained(p, local_files_only=True, trust_remote_code=False)
     if device:
         model.to(device)
     model.eval()
     return model, processor
+
+
+def judge_placement(bf16: bool) -> dict:
+    """Where a reward model that judges a policy's answers lives: ``{"device", "dtype"}`` for
+    :func:`load_reward_model`. With a CUDA GPU, on it, in bf16 when the run trains in bf16 (a 7B judge in fp32
+    is 28 GB beside the policy); without one, on the CPU in fp32, as the CPU study always ran."""
+    if torch.cuda.is_available():
+        return {"device": "cuda", "dtype": torch.bfloat16 if bf16 else torch.float32}
+    return {"device": None, "dtype": torch.float32}
 
 
 def _render(processor, prompt: str, answer: str) -> str:

@@ -116,6 +116,21 @@ def test_loss_goes_down_on_separable_pairs(world, tiny_dirs, tmp_path):
     assert loss_before == pytest.approx(math.log(2), abs=0.05)  # an untrained head barely separates
     assert loss_after < loss_before - 0.2 and acc_after == 1.0
     assert metrics["losses"][-1] < metrics["losses"][0]
+    # a judge on a GPU loads in bf16 (judge_placement); the same weights in bf16 keep the trained preference
+    half, _ = load_reward_model(tmp_path / "rm", dtype=torch.bfloat16)
+    assert {q.dtype for q in half.parameters()} == {torch.bfloat16}
+    loss_half, acc_half = _bt_loss(half, processor, world, rows)
+    assert acc_half == 1.0 and loss_half == pytest.approx(loss_after, abs=0.05)
+
+
+def test_a_judge_stays_on_the_cpu_in_fp32_without_a_gpu():
+    from study.prefs.reward_model import judge_placement
+
+    if torch.cuda.is_available():
+        assert judge_placement(True) == {"device": "cuda", "dtype": torch.bfloat16}
+        assert judge_placement(False) == {"device": "cuda", "dtype": torch.float32}
+    else:  # the CPU study's judges are unchanged whatever align.bf16 says
+        assert judge_placement(True) == judge_placement(False) == {"device": None, "dtype": torch.float32}
 
 
 def test_trainer_refuses_text_path_datasets(world, tiny_dirs, tmp_path):
