@@ -194,9 +194,7 @@ def load_reward_model(path: str | Path, *, device: str | None = None, dtype: tor
             f"{p} is not a reward model (architectures {config.architectures}, model_type "
             f"{config.model_type!r}); train one with study.prefs.reward_model.train_reward_model"
         )
-    model = cls.from_pretrained(
-        p, local_files_only=True, use_safetensors=True, trust_remote_code=False, dtype=dtype
-    )
+    model = cls.from_pretrained(p, local_files_only=True, use_safetensors=True, trust_remote_code=False, dtype=dtype)
     processor = AutoProcessor.from_pretrained(p, local_files_only=True, trust_remote_code=False)
     if device:
         model.to(device)
