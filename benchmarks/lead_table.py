@@ -45,7 +45,7 @@ def table(leads: list[dict]) -> str:
         if g.name in SEED_GATES:
             continue
         rows.append(
-            f"| {g.name} ({g.target}) | "
+            f"| {g.name} ({g.target()}) | "
             + " | ".join(cell(d["gates"], d.get("gate_noise", {}), g.name) for d in leads)
             + " |"
         )

@@ -34,7 +34,7 @@ def test_the_table_marks_failures_and_counts_passes(tool):
     b["gate_noise"] = {"adversarial_drop": {"margin": "within noise"}}
     text = tool.table([a, b])
     row = next(line for line in text.splitlines() if line.startswith("| adversarial_drop"))
-    assert row.endswith("| 0.030 | 0.010 * ~ |")
+    assert row == "| adversarial_drop (>= 0.03) | 0.030 | 0.010 * ~ |"  # the gate's target as the study states it
     n = len(GATES) - len(SEED_GATES)
     assert f"| gates passed / measured | {n} / {n} | {n - 1} / {n} |" in text
     assert "0.700 |" in next(line for line in text.splitlines() if line.startswith("| tower patch"))
