@@ -31,6 +31,10 @@ def base_repo(tmp_path_factory, spec, save_tiny_llava_next):
     gpu = params["profiles"]["gpu"]["align"]["base"]  # the gpu profile's training switches, at smoke sizes
     smoke = params["profiles"]["smoke"]["align"]["base"]
     smoke.update({k: gpu[k] for k in ("lora", "bf16", "gradient_checkpointing")}, lora_r=8, lora_alpha=16)
+    rm = params["profiles"]["gpu"]["rm"]  # the reward_models stage too, as the gpu profile trains it
+    params["profiles"]["smoke"].setdefault("rm", {}).update(
+        {k: rm[k] for k in ("lora", "bf16", "gradient_checkpointing")}, lora_r=8, lora_alpha=16
+    )
     params["profiles"]["smoke"]["align"].update(
         seeds=[0], decisive_seeds=[0]
     )  # one seed: CI time (the smoke e2e runs two)
@@ -69,6 +73,11 @@ def test_a_pretrained_base_runs_the_whole_study_with_lora_bf16_and_checkpointing
     assert json.loads(vlf[0]["source_ids"])["pool"] == ["artifacts/models/sft", *weaker]
     assert _json(repo, "metrics/prefs.json")["recipes"]["rlhfv"]["rows"] == len(rlhfv)
     params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert params["profiles"]["smoke"]["rm"]["lora"] and params["profiles"]["smoke"]["rm"]["bf16"]
+    rms = _json(repo, "metrics/reward_models.json")
+    for name, tm in rms["train"].items():  # LoRA + bf16 + checkpointing reward models trained and were scored
+        assert tm["steps"] > 0 and tm["train_loss"] == tm["train_loss"], name
+        assert all(0 <= a["value"] <= 1 for a in rms["accuracy"][name].values()), name
     runs = {**params["align"]["runs"], **params["align"]["rm_runs"]}
     seeds = params["profiles"]["smoke"]["align"]["seeds"]
     for run in runs:
