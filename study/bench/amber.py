@@ -52,7 +52,8 @@ from study.bench.files import (
     singular_candidates,
     words,
 )
-from study.eval.bootstrap import bootstrap_table, ratio, stack_stats
+from study.bench.plan import Plan, score_by_plan
+from study.eval.bootstrap import ratio
 from study.eval.pope import pope_parse
 
 DIMENSIONS = {
@@ -203,25 +204,33 @@ DISCRIMINATIVE_METRICS = {
 }
 
 
+def amber_plan(rows: Sequence[dict], data: AmberData | None) -> Plan:
+    """The generative suite (needs ``data``), the discriminative one and one per dimension present
+    (:mod:`study.bench.plan`); an item missing from ``annotations.json`` is an error naming it."""
+    plan: Plan = {}
+    gen = [i for i, r in enumerate(rows) if r["suite"] == "amber_generative"]
+    if gen:
+        if not isinstance(data, AmberData):
+            raise ValueError("AMBER's generative suite needs AMBER's annotations (AmberData of its data/ folder)")
+        for i in gen:
+            if rows[i]["amber_id"] not in data.annotations:
+                raise BenchmarkFileError(f"AMBER item {rows[i]['item_id']!r} has no entry in annotations.json")
+        plan["amber_generative"] = (
+            gen,
+            lambda r: generative_stats(r["answer"], data.annotations[r["amber_id"]], data),
+            GENERATIVE_METRICS,
+        )
+    disc = [i for i, r in enumerate(rows) if r["suite"] == "amber_discriminative"]
+    disc_stats = lambda r: discriminative_stats(r["answer"], r["label"])  # noqa: E731
+    if disc:
+        plan["amber_discriminative"] = (disc, disc_stats, DISCRIMINATIVE_METRICS)
+    for dim in dict.fromkeys(DIMENSIONS.values()):
+        sel = [i for i in disc if rows[i]["dimension"] == dim]
+        if sel:
+            plan[f"amber_{dim}"] = (sel, disc_stats, DISCRIMINATIVE_METRICS)
+    return plan
+
+
 def score_amber(rows: Sequence[dict], data: AmberData, *, n_boot: int = 1000, seed: int = 0) -> dict:
     """``{"amber_generative": {...}, "amber_discriminative": {...}, "amber_<dimension>": {...}}``."""
-    out: dict = {}
-    gen = [r for r in rows if r["suite"] == "amber_generative"]
-    if gen:
-        stats = stack_stats([generative_stats(r["answer"], data.annotations[r["amber_id"]], data) for r in gen])
-        out["amber_generative"] = bootstrap_table(
-            stats, GENERATIVE_METRICS, n_boot=n_boot, seed=seed, groups=[r["scene_id"] for r in gen]
-        )
-    disc = [r for r in rows if r["suite"] == "amber_discriminative"]
-    groups = {"amber_discriminative": disc}
-    for dim in dict.fromkeys(DIMENSIONS.values()):
-        sel = [r for r in disc if r["dimension"] == dim]
-        if sel:
-            groups[f"amber_{dim}"] = sel
-    for name, sel in groups.items():
-        if sel:
-            stats = stack_stats([discriminative_stats(r["answer"], r["label"]) for r in sel])
-            out[name] = bootstrap_table(
-                stats, DISCRIMINATIVE_METRICS, n_boot=n_boot, seed=seed, groups=[r["scene_id"] for r in sel]
-            )
-    return out
+    return score_by_plan(rows, amber_plan(rows, data), n_boot=n_boot, seed=seed)

@@ -39,7 +39,8 @@ from study.bench.files import (
     singular_candidates,
     words,
 )
-from study.eval.bootstrap import bootstrap_table, ratio, stack_stats
+from study.bench.plan import Plan, score_by_plan
+from study.eval.bootstrap import ratio
 
 LEXICON_FILE = Path(__file__).with_name("coco_objects.txt")
 
@@ -160,6 +161,18 @@ HALBENCH_METRICS = {
 }
 
 
+def halbench_plan(rows: Sequence[dict], truth: dict[str, set[str]], lexicon: CocoLexicon | None = None) -> Plan:
+    """One suite, ``halbench`` (:mod:`study.bench.plan`); an image without annotations is an error naming it."""
+    lexicon = lexicon or CocoLexicon()
+    missing = [r["image"] for r in rows if r["image"] not in truth]
+    if missing:
+        raise BenchmarkFileError(
+            f"image {missing[0]!r} has no entry in the COCO instances file ({len(missing)} such answers)"
+        )
+    stats = lambda r: chair_counts(r["answer"], truth[r["image"]], lexicon)  # noqa: E731
+    return {"halbench": (list(range(len(rows))), stats, HALBENCH_METRICS)}
+
+
 def score_halbench(
     rows: Sequence[dict],
     truth: dict[str, set[str]],
@@ -169,15 +182,4 @@ def score_halbench(
     seed: int = 0,
 ) -> dict:
     """``{"halbench": {metric: {"value", "ci95"}}}``; an image without annotations is an error naming it."""
-    lexicon = lexicon or CocoLexicon()
-    missing = [r["image"] for r in rows if r["image"] not in truth]
-    if missing:
-        raise BenchmarkFileError(
-            f"image {missing[0]!r} has no entry in the COCO instances file ({len(missing)} such answers)"
-        )
-    stats = stack_stats([chair_counts(r["answer"], truth[r["image"]], lexicon) for r in rows])
-    return {
-        "halbench": bootstrap_table(
-            stats, HALBENCH_METRICS, n_boot=n_boot, seed=seed, groups=[r["scene_id"] for r in rows]
-        )
-    }
+    return score_by_plan(rows, halbench_plan(rows, truth, lexicon), n_boot=n_boot, seed=seed)

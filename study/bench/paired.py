@@ -17,10 +17,8 @@ common to both models cancels, so where the two models err on the same images th
 narrower than the two results' separate CIs.
 Seed-to-seed spread is not part of it (with one directory per side there is none to measure).
 
-Per-item statistics and metric formulas are the scorers' own (:func:`study.bench.pope_files.pope_item_stats`
-with :data:`study.eval.pope.POPE_METRICS`; :func:`study.bench.amber.generative_stats` /
-:func:`~study.bench.amber.discriminative_stats` with their metric tables; :func:`study.bench.halbench.chair_counts`
-with :data:`~study.bench.halbench.HALBENCH_METRICS`), grouped into suites as the scorers group them, so a
+Suites, per-item statistics and metric formulas are the scorers' own: each benchmark's plan
+(:mod:`study.bench.plan`; ``pope_plan``, ``amber_plan``, ``halbench_plan``), which its scorer scores too, so a
 metric has one definition. Each side's recomputed value must equal its ``metrics.json`` value (else the
 ground-truth files or the scorer differ from those the results were scored with, and that is an error).
 AMBER's generative suite and Object-HalBench need their ground truth (AMBER's ``data/``, COCO's instances
@@ -34,24 +32,17 @@ direction (``yes_ratio``, ``length``) gets "n/a".
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
-from study.bench.amber import (
-    DIMENSIONS,
-    DISCRIMINATIVE_METRICS,
-    GENERATIVE_METRICS,
-    AmberData,
-    discriminative_stats,
-    generative_stats,
-)
+from study.bench.amber import amber_plan
 from study.bench.files import BenchmarkFileError, read_json, read_json_lines, require_fields
-from study.bench.halbench import HALBENCH_METRICS, CocoLexicon, chair_counts
-from study.bench.pope_files import pope_item_stats
+from study.bench.halbench import halbench_plan
+from study.bench.plan import Plan
+from study.bench.pope_files import pope_plan
 from study.eval.bootstrap import MetricFn, bootstrap_table, stack_stats
 from study.eval.paired import verdict
-from study.eval.pope import POPE_METRICS
 
 BENCHMARKS = ("pope", "amber", "halbench")
 
@@ -74,8 +65,6 @@ HIGHER_IS_BETTER: dict[str, bool | None] = {
 ROW_FIELDS = ("item_id", "suite", "scene_id", "answer")
 SAME_ON_BOTH_SIDES = ("suite", "scene_id", "image", "label", "dimension", "amber_id")  # what defines an item
 TOLERANCE = 1e-9  # recomputed vs metrics.json value (both are ratios of the same integer sums)
-
-StatFn = Callable[[dict], Mapping[str, float]]
 
 
 class Results:
@@ -122,50 +111,20 @@ def needs_truth(benchmark: str, rows: Sequence[dict]) -> bool:
     return benchmark == "halbench"
 
 
-def suite_plan(benchmark: str, rows: Sequence[dict], truth=None) -> dict[str, tuple[list[int], StatFn, dict]]:
-    """``{suite: (row indices, per-item statistics, metric functions)}`` as the benchmark's scorer groups them
-    (:func:`~study.bench.pope_files.score_pope`, :func:`~study.bench.amber.score_amber`,
-    :func:`~study.bench.halbench.score_halbench`). ``truth``: :class:`~study.bench.amber.AmberData` for AMBER's
-    generative suite, ``{image file: COCO categories}`` for Object-HalBench, else unused."""
-    idx = lambda pred: [i for i, r in enumerate(rows) if pred(r)]  # noqa: E731
+def suite_plan(benchmark: str, rows: Sequence[dict], truth=None) -> Plan:
+    """The benchmark's own plan (:mod:`study.bench.plan`: the suites, statistics and metrics its scorer uses).
+    ``truth``: :class:`~study.bench.amber.AmberData` for AMBER's generative suite, ``{image file: COCO
+    categories}`` for Object-HalBench, else unused."""
     if benchmark == "pope":
-        return {
-            s: (idx(lambda r: r["suite"] == s), pope_item_stats, POPE_METRICS)
-            for s in dict.fromkeys(r["suite"] for r in rows)
-        }
+        return pope_plan(rows)
     if benchmark == "amber":
-        plan: dict = {}
-        gen = idx(lambda r: r["suite"] == "amber_generative")
-        if gen:
-            if not isinstance(truth, AmberData):
-                raise ValueError("AMBER's generative suite needs AMBER's annotations (AmberData of its data/ folder)")
-            for i in gen:
-                if rows[i]["amber_id"] not in truth.annotations:
-                    raise BenchmarkFileError(f"AMBER item {rows[i]['item_id']!r} has no entry in annotations.json")
-            gen_stats = lambda r: generative_stats(r["answer"], truth.annotations[r["amber_id"]], truth)  # noqa: E731
-            plan["amber_generative"] = (gen, gen_stats, GENERATIVE_METRICS)
-        disc_stats = lambda r: discriminative_stats(r["answer"], r["label"])  # noqa: E731
-        disc = idx(lambda r: r["suite"] == "amber_discriminative")
-        if disc:
-            plan["amber_discriminative"] = (disc, disc_stats, DISCRIMINATIVE_METRICS)
-        for dim in dict.fromkeys(DIMENSIONS.values()):
-            sel = [i for i in disc if rows[i]["dimension"] == dim]
-            if sel:
-                plan[f"amber_{dim}"] = (sel, disc_stats, DISCRIMINATIVE_METRICS)
-        return plan
+        return amber_plan(rows, truth)
     if benchmark == "halbench":
         if not isinstance(truth, Mapping):
             raise ValueError(
                 "Object-HalBench needs the COCO ground truth ({image file: categories}, halbench.ground_truth)"
             )
-        missing = [r["image"] for r in rows if r["image"] not in truth]
-        if missing:
-            raise BenchmarkFileError(
-                f"image {missing[0]!r} has no entry in the COCO instances file ({len(missing)} such answers)"
-            )
-        lexicon = CocoLexicon()
-        stats = lambda r: chair_counts(r["answer"], truth[r["image"]], lexicon)  # noqa: E731
-        return {"halbench": (list(range(len(rows))), stats, HALBENCH_METRICS)}
+        return halbench_plan(rows, truth)
     raise ValueError(f"benchmark must be one of {BENCHMARKS}, got {benchmark!r}")
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from study.bench.files import BenchmarkFileError, check_images, read_json_lines, require_dir, require_fields
-from study.eval.bootstrap import bootstrap_table, stack_stats
+from study.bench.plan import Plan, score_by_plan
 from study.eval.pope import POPE_METRICS, SPLIT_TYPES, pope_stats
 
 FILE_PATTERN = "coco_pope_{split}.json"
@@ -71,16 +71,12 @@ def pope_item_stats(row: dict) -> dict[str, int]:
     return pope_stats(row["answer"], row["label"])
 
 
+def pope_plan(rows: Sequence[dict]) -> Plan:
+    """One suite per POPE split present (:mod:`study.bench.plan`)."""
+    suites = dict.fromkeys(r["suite"] for r in rows)
+    return {s: ([i for i, r in enumerate(rows) if r["suite"] == s], pope_item_stats, POPE_METRICS) for s in suites}
+
+
 def score_pope(rows: Sequence[dict], *, n_boot: int = 1000, seed: int = 0) -> dict:
     """``{suite: {metric: {"value", "ci95"}}}`` per POPE split present, CIs resampling images."""
-    out: dict = {}
-    for suite in dict.fromkeys(r["suite"] for r in rows):
-        sel = [r for r in rows if r["suite"] == suite]
-        out[suite] = bootstrap_table(
-            stack_stats([pope_item_stats(r) for r in sel]),
-            POPE_METRICS,
-            n_boot=n_boot,
-            seed=seed,
-            groups=[r["scene_id"] for r in sel],
-        )
-    return out
+    return score_by_plan(rows, pope_plan(rows), n_boot=n_boot, seed=seed)
