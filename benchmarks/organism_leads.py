@@ -25,6 +25,7 @@ timings, the resolved params). Worlds are cached under ``<out>/worlds/<hash of t
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import platform
@@ -65,6 +66,33 @@ def _cpu() -> str:
         return f"{model}, avx512f={'avx512f' in info}"
     except (OSError, StopIteration):
         return platform.processor()
+
+
+def cached_world(p, out: Path) -> tuple[Path, float | None]:
+    """The world of params ``p`` under ``<out>/worlds/<hash of p.world and p.seed>``: built once, then reused.
+
+    Returns the directory and the seconds spent building (None when it was reused). Leads started together
+    share one world: the first builds it under a file lock and the others wait for it, so no lead reads a
+    directory that another is replacing.
+    """
+    from types import SimpleNamespace
+
+    from study.pipeline import StageContext
+    from study.world.stage import run_world
+
+    wkey = hashlib.sha256(
+        json.dumps({"world": p.world.model_dump(), "seed": p.seed}, sort_keys=True).encode()
+    ).hexdigest()[:12]
+    wdir = out / "worlds" / wkey
+    wdir.parent.mkdir(parents=True, exist_ok=True)
+    with open(out / "worlds" / f"{wkey}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (wdir / "spec.json").is_file():
+            return wdir, None
+        t = time.perf_counter()
+        paths = SimpleNamespace(out_dir=str(wdir), metrics_path=str(out / "worlds" / f"{wkey}.json"))
+        run_world(StageContext("world", None, p, paths))
+        return wdir, time.perf_counter() - t
 
 
 def main() -> None:
@@ -120,24 +148,13 @@ def main() -> None:
     from study.model.stage import align_projector_of, base_model, pretrain_language_model, pretrain_tower, sft_params_of
     from study.world.corpus import World
     from study.world.spec import load_spec
-    from study.world.stage import run_world
 
     p = load_params(ROOT / "params.yaml", profile=args.profile, overrides=_parse_sets(args.set))
     out = Path(args.out)
     times: dict[str, float] = {}
-    wkey = hashlib.sha256(
-        json.dumps({"world": p.world.model_dump(), "seed": p.seed}, sort_keys=True).encode()
-    ).hexdigest()[:12]
-    wdir = out / "worlds" / wkey
-    if not (wdir / "spec.json").is_file():
-        t = time.perf_counter()
-        from types import SimpleNamespace
-
-        from study.pipeline import StageContext
-
-        paths = SimpleNamespace(out_dir=str(wdir), metrics_path=str(out / "worlds" / f"{wkey}.json"))
-        run_world(StageContext("world", None, p, paths))
-        times["world_s"] = time.perf_counter() - t
+    wdir, world_s = cached_world(p, out)
+    if world_s is not None:
+        times["world_s"] = world_s
     world, spec = World(wdir), load_spec(p.world.spec)
     mseed = p.seed if args.sft_seed is None else args.sft_seed
     mdir = out / "models" / args.name
