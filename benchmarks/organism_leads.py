@@ -19,7 +19,8 @@ Two leads at once: run each with ``--threads 1`` (2 cores), from a frozen copy o
 ``study/`` meanwhile (a lead imports some modules late).
 
 Prints the gate table and stage times and writes ``<out>/<name>.json`` (the reports, gate values,
-timings, the resolved params). Worlds are cached under ``<out>/worlds/<hash of the world params>``, built once even when leads start together (``cached_world``).
+timings, the resolved params). Worlds are cached under ``<out>/worlds/<hash of the world params>``, built once
+even when leads start together (``cached_world``).
 """
 
 from __future__ import annotations
