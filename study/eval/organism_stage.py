@@ -5,8 +5,11 @@ choose anything; ``ood`` gives the recall ratio. The BDHS gate reads the ``bdhs`
 (``metrics/bdhs.json: sweep``) at ``bdhs.rho_th`` and at 0. The seed gates need the SFT organism trained
 from ``organism.sft_seeds`` (>= 3 seeds, the main ``seed`` among them): every other seed is built,
 vision-pretrained, passed through the ``lm`` stage and instruction-tuned here with the same params, then
-reported and gated the same way. A pretrained base passed through SFT (``model.base_path``,
-``sft.on_base: pass``) has no other seed to draw: only it is gated (:func:`extra_seeds`).
+reported and gated the same way. A killed stage keeps each extra seed's finished sub-stages (vision, lm,
+sft) in ``<out_dir>.work/seed{k}`` and reuses them when they were written with the same params and world
+(:func:`seed_fingerprint`, :mod:`study.resume`); an unfinished sub-stage is trained again from its start.
+A pretrained base passed through SFT (``model.base_path``, ``sft.on_base: pass``) has no other seed to
+draw: only it is gated (:func:`extra_seeds`).
 
 Outputs: ``metrics/organism.json`` (``gates`` with pass/fail, ``reports`` per split, ``per_seed`` gate
 values, ``gate_noise``: each seed's gate values with 95 % intervals, clear or within noise,
@@ -65,14 +68,28 @@ def _reports(
     return reps, rows
 
 
+def seed_fingerprint(p, world_dir) -> dict:
+    """What determines an extra seed's models (:mod:`study.resume`): the resolved params with that seed, and
+    a digest of the world they train on."""
+    from study.resume import tree_digest
+
+    return {"params": p.model_dump(mode="json"), "world": tree_digest(world_dir)}
+
+
 def _seed_model(seed: int, ctx: StageContext, work: Path):
     """Vision pretraining, LM pretraining + projector alignment, and SFT of the organism with another seed,
-    with the stage's params (the seed aside), in the stage's own scratch directory."""
+    with the stage's params (the seed aside), in the stage's own scratch directory ``work/seed{seed}``.
+
+    A sub-stage whose metrics file is there (each writes it after its model, atomically) is kept when the
+    directory was written with this seed's fingerprint (:func:`seed_fingerprint`): a killed stage loses at
+    most the sub-stage it was in."""
     from study.model.stage import run_lm, run_sft, run_vision
     from study.pipeline import StageContext
+    from study.resume import claim_work_dir
 
     d, p = work / f"seed{seed}", ctx.params.model_copy(update={"seed": seed})
     world_dir = ctx.paths.world_dir
+    resume = claim_work_dir(d, seed_fingerprint(p, world_dir), f"the organism's SFT seed {seed}")
     vision = SimpleNamespace(world_dir=world_dir, out_dir=str(d / "vision"), metrics_path=str(d / "vision.json"))
     lm = SimpleNamespace(
         world_dir=world_dir, init_dir=vision.out_dir, out_dir=str(d / "lm"), metrics_path=str(d / "lm.json")
@@ -86,6 +103,10 @@ def _seed_model(seed: int, ctx: StageContext, work: Path):
         metrics_path=str(d / "sft.json"),
     )
     for stage, paths, run in (("vision", vision, run_vision), ("lm", lm, run_lm), ("sft", sft, run_sft)):
+        if resume and Path(paths.metrics_path).is_file() and Path(paths.out_dir).is_dir():
+            print(f"seed {seed}: {stage} kept from the interrupted run ({paths.out_dir})")
+            continue
+        resume = False  # a sub-stage trained again invalidates every later one
         run(StageContext(stage, None, p, paths))
     return load_model(d / "sft")
 
