@@ -4,7 +4,8 @@ One lead = a world (params.yaml's ``world`` with overrides), a fresh organism (`
 an optional vision-tower pretraining (``vision`` overrides), optional text pretraining of the LM (``lm``)
 and projector alignment (``projector``), SFT (``sft`` overrides), then the grounding
 report on ``val`` (gated) and ``ood``, and optionally ``test``, and the BDHS gate's sweep (rho_th = 0 and the
-default, one try each, on ``--bdhs-n`` val descriptions). Everything goes through the study's own
+default, one try each, on ``--bdhs-n`` val descriptions from ``--first`` on, with the ratio's paired
+bootstrap interval). Everything goes through the study's own
 functions, the same ones the DVC stages call; nothing here is a second code path.
 
     python benchmarks/organism_leads.py --name base --set world.exist_per_scene=0 vision.epochs=0
@@ -42,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from study.config import load_params  # noqa: E402
 from study.eval.gate_noise import count_margins, gate_intervals, noise_table  # noqa: E402
-from study.eval.gates import check_gates, gate_values  # noqa: E402
+from study.eval.gates import check_gates, gate_values, sweep_key  # noqa: E402
 from study.eval.organism import grounding_report  # noqa: E402
 
 
@@ -138,7 +139,7 @@ def main() -> None:
         "--bdhs-n",
         type=int,
         default=100,
-        help="val descriptions of the BDHS gate's sweep (rho_th = 0 and bdhs.rho_th, one try); 0 = skip",
+        help="val descriptions of the BDHS gate's sweep (rho_th = 0 and bdhs.rho_th, one try), from --first on; 0 = skip",
     )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -260,15 +261,16 @@ def main() -> None:
             split="val",
             n=args.bdhs_n,
             seed=p.seed,
+            first=args.first,
         )
         sweep_stats = {
-            f"rho_{r['rho_th']:g}": {k: float(v) for k, v in r.items() if k != "rho_th"}
+            sweep_key(r["rho_th"]): {k: float(v) for k, v in r.items() if k != "rho_th"}
             for r in table.to_dict("records")
         }
         times["bdhs_sweep_s"] = time.perf_counter() - t
     values = gate_values(rep, ood, sweep_stats, p.bdhs.rho_th)
     gates = check_gates(values)
-    noise = noise_table(values, gate_intervals(rep, ood))
+    noise = noise_table(values, gate_intervals(rep, ood, sweep_stats, p.bdhs.rho_th))
     result = {
         "name": args.name,
         "overrides": args.set,

@@ -24,6 +24,7 @@ from study.bdhs.sampler import BDHSParams
 from study.bdhs.similarity import load_encoder
 from study.bdhs.sweep import sweep
 from study.config import BDHSSection
+from study.eval.gates import sweep_key
 from study.model.load import load_model
 from study.world.corpus import World
 from study.world.spec import load_spec
@@ -97,7 +98,7 @@ def run_bdhs(ctx: StageContext) -> tuple[list[dict], pd.DataFrame]:
             "union_rows": union_rows,
         },
         "sweep": {
-            f"rho_{r['rho_th']:g}": {k: float(v) for k, v in r.items() if k != "rho_th"}
+            sweep_key(r["rho_th"]): {k: float(v) for k, v in r.items() if k != "rho_th"}
             for r in table.to_dict("records")
         },
         # how on-policy and image-dependent the pairs are under the reference (study/eval/pref_grounding.py)

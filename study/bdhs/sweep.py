@@ -6,6 +6,12 @@ Reported per rho_th: E[#visible] = k (1 - rho_th) and the measured mean, the sha
 different rejections after iteration 1 and after all iterations (:func:`.stats.acceptance_curve`), and the
 hallucination content of the iteration-1 and of the accepted rejections (:func:`.stats.content_summary`).
 Chosen answers are the ground-truth descriptions (``kind == "describe"``) of the ``--split`` corpus.
+
+With rho_th = 0 among the values swept, each row also carries the organism's BDHS gate statistic against
+it, the ratio of new hallucinated objects per iteration-1 regeneration, ``r = sum_i h_i(rho) / sum_i
+h_i(0)`` over the same descriptions i, with a 95 % paired percentile bootstrap interval
+(``it1_new_ratio_vs_0``, ``_lo``, ``_hi``; scenes resampled with replacement, both sums on the same draw,
+:func:`study.eval.bootstrap.bootstrap_ci`).
 """
 
 from __future__ import annotations
@@ -20,13 +26,19 @@ import torch
 from study.bdhs.sampler import BDHSParams, bdhs_sample
 from study.bdhs.similarity import SentenceEncoder
 from study.bdhs.stats import acceptance_curve, content_summary, content_table
+from study.eval.bootstrap import bootstrap_ci, ratio
 from study.model.load import load_model
 from study.world.corpus import World
 from study.world.spec import load_spec
 
 
-def describe_rows(world: World, split: str, n: int) -> tuple[list, list[str], list[str], list]:
-    rows = [r for r in world.corpus(split) if r["kind"] == "describe"][:n]
+def describe_rows(world: World, split: str, n: int, first: int = 0) -> tuple[list, list[str], list[str], list]:
+    """Images, prompts, ground-truth descriptions and scenes of the ``split`` corpus's description rows
+    ``first .. first + n - 1`` (fewer when the corpus ends first and ``first`` is 0)."""
+    rows = [r for r in world.corpus(split) if r["kind"] == "describe"]
+    if first and len(rows) < first + n:
+        raise ValueError(f"the {split} corpus has {len(rows)} description rows; rows {first}..{first + n - 1} asked")
+    rows = rows[first : first + n]
     scenes = {s.scene_id: s for s in world.scenes(split)}
     return (
         [world.image(r["scene_id"]) for r in rows],
@@ -37,18 +49,31 @@ def describe_rows(world: World, split: str, n: int) -> tuple[list, list[str], li
 
 
 def sweep(
-    model, processor, world: World, spec, rhos, params: BDHSParams, *, split="val", n=200, encoder=None, seed=0
+    model,
+    processor,
+    world: World,
+    spec,
+    rhos,
+    params: BDHSParams,
+    *,
+    split="val",
+    n=200,
+    encoder=None,
+    seed=0,
+    first=0,
+    n_boot=1000,
 ) -> pd.DataFrame:
     """One row per rho_th of ``rhos``; every other BDHS knob (eps_s, N_BDHS, noise steps, temperature,
     max_new_tokens, batch size) is ``params``' (the study's ``bdhs`` section through
-    :func:`study.prefs.bdhs.bdhs_params`), so the sweep samples as the BDHS dataset does."""
-    images, prompts, chosen, scenes = describe_rows(world, split, n)
+    :func:`study.prefs.bdhs.bdhs_params`), so the sweep samples as the BDHS dataset does. Descriptions
+    ``first .. first + n - 1`` of ``split``; ``n_boot`` replicates for the ratio's interval (module docstring)."""
+    images, prompts, chosen, scenes = describe_rows(world, split, n, first)
     encoder = encoder or SentenceEncoder()
     k = int(model.config.image_seq_length)
-    out = []
+    out, new_it1 = [], {}
     for rho in rhos:
         t = time.time()
-        first = bdhs_sample(
+        it1 = bdhs_sample(
             model,
             processor,
             images,
@@ -63,7 +88,9 @@ def sweep(
             model, processor, images, prompts, chosen, replace(params, rho_th=rho), encoder, seed, progress=False
         )
         curve = acceptance_curve(full, params.eps_s, params.n_bdhs)
-        s1, sf = (content_summary(content_table(r, chosen, scenes, spec)) for r in (first, full))
+        t1 = content_table(it1, chosen, scenes, spec)
+        new_it1[rho] = t1["new_hallucinated"].to_numpy(dtype=float)
+        s1, sf = content_summary(t1), content_summary(content_table(full, chosen, scenes, spec))
         out.append(
             {
                 "rho_th": rho,
@@ -89,6 +116,12 @@ def sweep(
             }
         )
         print(pd.DataFrame(out[-1:]).round(3).to_string(index=False), flush=True)
+    if 0.0 in new_it1:
+        groups = [sc.scene_id for sc in scenes]
+        for row in out:
+            stats = {"at": new_it1[row["rho_th"]], "zero": new_it1[0.0]}
+            r, lo, hi = bootstrap_ci(stats, lambda t: ratio(t["at"], t["zero"]), n_boot, seed, groups)
+            row.update(it1_new_ratio_vs_0=r, it1_new_ratio_vs_0_lo=lo, it1_new_ratio_vs_0_hi=hi)
     return pd.DataFrame(out)
 
 

@@ -8,8 +8,8 @@ value. This module attaches to each gate value a 95 % interval and says whether 
   the same pass or fail;
 * ``within noise``: a threshold lies inside the interval, so the 200-scene verdict is not decided by the
   model alone;
-* ``no interval``: the gate has none (the probe gain is one fit, the BDHS ratio one sweep, the seed gates
-  are counts over models).
+* ``no interval``: the gate has none (the probe gain is one fit, the seed gates are counts over models; the
+  BDHS ratio of a sweep written before it carried its interval).
 
 It changes no gate and no verdict: the gates stay the pre-registered point rule.
 
@@ -21,6 +21,9 @@ splits, independent; masked CHAIR ratio: the same scenes sampled twice, whose pa
 delta method on ``log r``, each standard error read off its own interval as ``(hi - lo) / (2 z)``::
 
     se(log r) = sqrt((se_a / a)^2 + (se_b / b)^2),     r * exp(+- z se(log r)),     z = 1.96
+
+The BDHS ratio's interval is the sweep's own paired bootstrap (``it1_new_ratio_vs_0_lo`` / ``_hi`` of the
+row at ``rho_th``, :mod:`study.bdhs.sweep`): numerator and denominator count the same descriptions.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
-from study.eval.gates import GATES, POPE_TYPES, Gate, check_gates, metric_value
+from study.eval.gates import GATES, POPE_TYPES, Gate, check_gates, metric_value, sweep_key
 
 Z95 = 1.959963984540054
 
@@ -63,9 +66,23 @@ def _ratio(num: tuple, den: tuple) -> tuple[float, float] | None:
     return ratio_interval(a, a_ci, b, b_ci)
 
 
-def gate_intervals(rep: Mapping, ood: Mapping | None = None) -> dict[str, tuple[float, float] | None]:
-    """``{gate: (lo, hi) or None}`` for every gate of :data:`study.eval.gates.GATES` (module docstring)."""
+def bdhs_interval(bdhs_sweep: Mapping | None, rho_th: float | None) -> tuple[float, float] | None:
+    """The BDHS ratio's 95 % interval from the sweep row at ``rho_th`` (module docstring); None where the
+    sweep or the row lacks it."""
+    if bdhs_sweep is None or rho_th is None:
+        return None
+    row = bdhs_sweep.get(sweep_key(rho_th)) or {}
+    lo, hi = row.get("it1_new_ratio_vs_0_lo"), row.get("it1_new_ratio_vs_0_hi")
+    return None if lo is None or hi is None else (float(lo), float(hi))
+
+
+def gate_intervals(
+    rep: Mapping, ood: Mapping | None = None, bdhs_sweep: Mapping | None = None, rho_th: float | None = None
+) -> dict[str, tuple[float, float] | None]:
+    """``{gate: (lo, hi) or None}`` for every gate of :data:`study.eval.gates.GATES` (module docstring);
+    ``bdhs_sweep`` and ``rho_th`` as :func:`study.eval.gates.gate_values` takes them."""
     out: dict[str, tuple[float, float] | None] = {g.name: None for g in GATES}
+    out["bdhs_new_halluc_ratio"] = bdhs_interval(bdhs_sweep, rho_th)
     out["pope_random_accuracy"] = _ci(rep, "pope_random", "accuracy")
     for t in POPE_TYPES:
         out[f"yes_ratio_{t}"] = _ci(rep, f"pope_{t}", "yes_ratio")

@@ -103,7 +103,8 @@ def metric_value(d: Mapping, *path) -> float | None:
     return None if d is None or (isinstance(d, float) and math.isnan(d)) else float(d)
 
 
-def _sweep_key(rho: float) -> str:
+def sweep_key(rho: float) -> str:
+    """The key of rho_th's row in a sweep mapping (``metrics/bdhs.json: sweep``, a lead's ``bdhs_sweep``)."""
     return f"rho_{rho:g}"
 
 
@@ -129,7 +130,7 @@ def gate_values(
     out["masked_chair_ratio"] = metric_value(rep, "sampled", "chair_i_ratio")
     ratio = None
     if bdhs_sweep is not None and rho_th is not None:
-        at, zero = bdhs_sweep.get(_sweep_key(rho_th)), bdhs_sweep.get(_sweep_key(0.0))
+        at, zero = bdhs_sweep.get(sweep_key(rho_th)), bdhs_sweep.get(sweep_key(0.0))
         if at and zero and zero.get("it1_new_hallucinated_per_answer"):
             ratio = at["it1_new_hallucinated_per_answer"] / zero["it1_new_hallucinated_per_answer"]
     out["bdhs_new_halluc_ratio"] = ratio

@@ -139,7 +139,7 @@ def run_organism(ctx: StageContext) -> dict:
     net, processor = load_model(model_dir)
     reps, rows = _reports(net, processor, world, spec, e, o, seed, splits)
     per_seed = {seed: gate_values(reps[o.gate_split], reps["ood"], sweep, b.rho_th)}
-    noise = {seed: noise_table(per_seed[seed], gate_intervals(reps[o.gate_split], reps["ood"]))}
+    noise = {seed: noise_table(per_seed[seed], gate_intervals(reps[o.gate_split], reps["ood"], sweep, b.rho_th))}
     scenes = {sc.scene_id: sc for sc in world.scenes(o.gate_split)}
     sources = {seed: describe_sources(rows[o.gate_split]["describe"], scenes, spec)}
     seed_rows = {}

@@ -28,3 +28,51 @@ def test_the_sweep_samples_with_the_sections_knobs(tiny, pretrain_world, spec, m
     assert {(q.eps_s, q.noise_steps, q.temperature, q.max_new_tokens, q.batch_size) for q in seen} == {
         (0.8, 7, 0.7, 11, 5)
     }
+
+
+def _absent_word(spec, scene):
+    """A word naming a category the scene does not hold (a hallucination if a rejection asserts it)."""
+    lexicon = spec.word_to_category()
+    return next(w for w, c in sorted(lexicon.items()) if c not in scene.categories)
+
+
+def test_the_bdhs_ratio_and_its_paired_interval_count_new_hallucinations_on_the_same_descriptions(
+    tiny, pretrain_world, spec, monkeypatch
+):
+    """At rho_th = 0 every other rejection adds one absent object, at 0.9 every one: the ratio is 2, and its
+    paired bootstrap interval holds 2 and has width (the rho 0 counts vary over descriptions)."""
+    n = 8
+    _, _, chosen, scenes = bdhs_sweep.describe_rows(pretrain_world, "val", n)
+    word = [_absent_word(spec, s) for s in scenes]
+
+    def fake_sample(model, processor, images, prompts, chosen, params, encoder, seed, progress=False):
+        every = 1 if params.rho_th > 0 else 2
+        return [
+            BDHSResult(c + (f" there is a {word[i]} ." if i % every == 0 else ""), 1, 0.5, True, 6)
+            for i, c in enumerate(chosen)
+        ]
+
+    monkeypatch.setattr(bdhs_sweep, "bdhs_sample", fake_sample)
+    b = load_section("bdhs", n_bdhs=1)
+    model, proc = tiny
+    table = bdhs_sweep.sweep(
+        model, proc, pretrain_world, spec, [0.0, 0.9], bdhs_params(b), split="val", n=n, encoder=object(), seed=0
+    )
+    at = table.set_index("rho_th")
+    assert (
+        at.loc[0.9, "it1_new_hallucinated_per_answer"] == 1.0 and at.loc[0.0, "it1_new_hallucinated_per_answer"] == 0.5
+    )
+    assert at.loc[0.9, "it1_new_ratio_vs_0"] == 2.0 and at.loc[0.0, "it1_new_ratio_vs_0"] == 1.0
+    lo, hi = at.loc[0.9, "it1_new_ratio_vs_0_lo"], at.loc[0.9, "it1_new_ratio_vs_0_hi"]
+    assert lo < 2.0 < hi and lo >= 1.0  # the numerator counts every description the denominator counts
+
+
+def test_the_sweep_reads_descriptions_from_first_on_and_refuses_rows_the_corpus_lacks(pretrain_world):
+    import pytest
+
+    all_rows = bdhs_sweep.describe_rows(pretrain_world, "val", 4)
+    later = bdhs_sweep.describe_rows(pretrain_world, "val", 2, first=2)
+    assert [s.scene_id for s in later[3]] == [s.scene_id for s in all_rows[3][2:4]]
+    have = len([r for r in pretrain_world.corpus("val") if r["kind"] == "describe"])
+    with pytest.raises(ValueError, match=f"has {have} description rows"):
+        bdhs_sweep.describe_rows(pretrain_world, "val", have, first=1)

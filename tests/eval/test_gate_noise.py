@@ -86,3 +86,22 @@ def test_noise_table_keeps_the_point_verdict_and_counts_the_margins():
     )
     clear_fail = noise_table(values, {**gate_intervals(rep, ood), "context_share": (0.50, 0.58)})
     assert clear_fail["context_share"]["margin"] == "clear"
+
+
+def test_the_bdhs_ratio_takes_the_sweeps_paired_interval_where_the_sweep_has_one():
+    rep, ood = _report(), _report(recall=(0.72, 0.68, 0.76))
+    row0 = {"it1_new_hallucinated_per_answer": 0.5}
+    at = {"it1_new_hallucinated_per_answer": 0.7, "it1_new_ratio_vs_0_lo": 1.1, "it1_new_ratio_vs_0_hi": 1.9}
+    sweep = {"rho_0": row0, "rho_0.9": at}
+    values = gate_values(rep, ood, sweep, 0.9)
+    iv = gate_intervals(rep, ood, sweep, 0.9)
+    assert iv["bdhs_new_halluc_ratio"] == (1.1, 1.9)
+    row = noise_table(values, iv)["bdhs_new_halluc_ratio"]
+    assert row["status"] == "fail" and row["margin"] == "within noise"  # 1.4 against 1.5, inside [1.1, 1.9]
+    clear = noise_table(
+        values, gate_intervals(rep, ood, {**sweep, "rho_0.9": {**at, "it1_new_ratio_vs_0_hi": 1.45}}, 0.9)
+    )
+    assert clear["bdhs_new_halluc_ratio"]["margin"] == "clear"
+    old = {"rho_0": row0, "rho_0.9": {"it1_new_hallucinated_per_answer": 0.7}}  # a sweep written before the interval
+    assert gate_intervals(rep, ood, old, 0.9)["bdhs_new_halluc_ratio"] is None
+    assert gate_intervals(rep, ood, sweep, 0.5)["bdhs_new_halluc_ratio"] is None  # no row at that rho_th
