@@ -132,6 +132,7 @@ def main(argv=None) -> None:
     ap.add_argument("--spec", default="data/world_spec.yaml")
     ap.add_argument("--split", default="val")
     ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--first", type=int, default=0, help="first description row of --split swept")
     ap.add_argument("--params", default="params.yaml", help="the BDHS knobs not given below: its bdhs section")
     ap.add_argument("--rho", type=float, nargs="+", default=None, help="default: bdhs.sweep_rho")
     ap.add_argument("--noise-steps", type=int, default=None, help="default: bdhs.noise_steps")
@@ -165,6 +166,7 @@ def main(argv=None) -> None:
         split=a.split,
         n=a.n,
         seed=a.seed,
+        first=a.first,
     )
     print(table.round(3).to_markdown(index=False) if _has_tabulate() else table.round(3).to_string(index=False))
     if a.out:
