@@ -11,7 +11,7 @@ With rho_th = 0 among the values swept, each row also carries the organism's BDH
 it, the ratio of new hallucinated objects per iteration-1 regeneration, ``r = sum_i h_i(rho) / sum_i
 h_i(0)`` over the same descriptions i, with a 95 % paired percentile bootstrap interval
 (``it1_new_ratio_vs_0``, ``_lo``, ``_hi``; scenes resampled with replacement, both sums on the same draw,
-:func:`study.eval.bootstrap.bootstrap_ci`).
+:func:`study.eval.bootstrap.bootstrap_ci`); absent when rho_th = 0 produced no new hallucination (no ratio).
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def sweep(
             }
         )
         print(pd.DataFrame(out[-1:]).round(3).to_string(index=False), flush=True)
-    if 0.0 in new_it1:
+    if 0.0 in new_it1 and new_it1[0.0].sum() > 0:  # no ratio without a new hallucination at rho_th = 0
         groups = [sc.scene_id for sc in scenes]
         for row in out:
             stats = {"at": new_it1[row["rho_th"]], "zero": new_it1[0.0]}

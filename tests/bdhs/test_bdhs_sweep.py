@@ -76,3 +76,22 @@ def test_the_sweep_reads_descriptions_from_first_on_and_refuses_rows_the_corpus_
     have = len([r for r in pretrain_world.corpus("val") if r["kind"] == "describe"])
     with pytest.raises(ValueError, match=f"has {have} description rows"):
         bdhs_sweep.describe_rows(pretrain_world, "val", have, first=1)
+
+
+def test_no_ratio_columns_when_rho_0_adds_no_hallucination(tiny, pretrain_world, spec, monkeypatch):
+    def fake_sample(model, processor, images, prompts, chosen, params, encoder, seed, progress=False):
+        return [BDHSResult(c, 1, 0.5, True, 6) for c in chosen]  # every rejection repeats its chosen answer
+
+    monkeypatch.setattr(bdhs_sweep, "bdhs_sample", fake_sample)
+    model, proc = tiny
+    table = bdhs_sweep.sweep(
+        model,
+        proc,
+        pretrain_world,
+        spec,
+        [0.0, 0.9],
+        bdhs_params(load_section("bdhs", n_bdhs=1)),
+        n=4,
+        encoder=object(),
+    )
+    assert "it1_new_ratio_vs_0" not in table.columns and table.notna().all().all()
