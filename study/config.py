@@ -224,6 +224,10 @@ class LMSection(_Section):
     weight_decay: Float = Field(ge=0, le=1)
     warmup_ratio: Float = Field(ge=0, lt=1)
     lr_scheduler: Literal["cosine", "constant", "warmup_stable_decay"]
+    prior_passage: Literal["none", "context"] = Field(
+        description="the language-prior rows' passage: none (a bare description prompt) | context (the scene's "
+        "context sentence only: what a model says when it sees the background and no object)"
+    )
 
 
 class ProjectorSection(_Section):

@@ -49,7 +49,7 @@ def _turned(value, double_ints=False):
     if value is None:
         return 0.5
     if isinstance(value, str):
-        return {"cosine": "constant", "constant": "cosine"}.get(value)
+        return {"cosine": "constant", "constant": "cosine", "none": "context"}.get(value)
     if isinstance(value, (list, tuple)) and all(isinstance(x, float) for x in value):
         return [x / 2 for x in value]
     return None

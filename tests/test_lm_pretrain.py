@@ -18,7 +18,7 @@ TINY = model_params_of(
     load_section("model"), text_hidden=32, text_layers=1, vision_hidden=16, vision_layers=1, text_intermediate=64
 )
 SCHEDULE = {"weight_decay": 0.0, "warmup_ratio": 0.05, "lr_scheduler": "cosine"}
-LP = LMPretrainParams(epochs=2, learning_rate=3e-3, batch_size=16, **SCHEDULE)
+LP = LMPretrainParams(epochs=2, learning_rate=3e-3, batch_size=16, prior_passage="none", **SCHEDULE)
 CP = corpus_params_of(
     load_section("world"),
     qa_per_scene=1,
@@ -54,6 +54,23 @@ def test_text_rows_put_the_clean_passage_where_the_image_goes(world, spec):
         assert named == set(scene.categories), r
     assert text_rows(spec, scenes, CP, seed=0) == rows  # same seed, same corpus
     assert text_rows(spec, scenes, CP, seed=1) != rows
+
+
+def test_context_prior_passage_names_only_the_context_and_leaves_every_other_row(world, spec):
+    scenes = world.scenes("train")[:20]
+    bare = text_rows(spec, scenes, CP, seed=0)
+    ctx = text_rows(spec, scenes, CP, seed=0, prior_passage="context")
+    assert len(ctx) == len(bare)
+    changed = [(a, b) for a, b in zip(bare, ctx, strict=True) if a != b]
+    assert changed and all(b["kind"] == "prior_describe" for _, b in changed)
+    assert len(changed) == len(scenes)  # every prior row, nothing else
+    for a, b in changed:
+        scene = scenes[int(b["scene_id"].rsplit("-", 1)[1])]
+        assert b["answer"] == a["answer"]  # the same description: only the passage is new
+        assert b["prompt"].endswith(a["prompt"]) and f"{scene.context} scene ." in b["prompt"]
+        assert not any(c in b["prompt"].split() for c in spec.category_names)  # a background, no object
+    with pytest.raises(ValueError, match="lm.prior_passage"):
+        text_rows(spec, scenes, CP, seed=0, prior_passage="objects")
 
 
 class _Reader(torch.nn.Module):

@@ -15,8 +15,11 @@ the image goes in the chat template (``USER: <passage> <question> ASSISTANT: <an
   description, with the SFT corpus's caption noise (``caption_noise_rate``);
 * read-and-answer: ``qa_per_scene`` short questions and ``exist_per_scene`` balanced existence questions,
   drawn as the SFT corpus draws them (:func:`study.world.corpus.qa_item`, :func:`~study.world.corpus.existence_item`);
-* the language prior: a description prompt with *no* passage, answered with a (noisy) description of the
-  scene: what a model says when it cannot see.
+* the language prior: a description prompt answered with a (noisy) description of the scene: what a model
+  says when it cannot see. Its passage is ``prior_passage``'s: ``none``, no passage at all (the prior over
+  every scene), or ``context``, only the scene's context sentence (``this is a kitchen scene .``; a
+  background and no object, as under BDHS's masking): ``p(description | context)``, the co-occurrence
+  prior a real LLM brings (what a kitchen usually holds), which fills in objects the passage does not name.
 
 Objective: completion-only next-token cross-entropy, ``L = -1/|y| sum_t log p(y_t | x, y_<t)``, with TRL's
 ``SFTTrainer`` on text (the tokenizer as processing class). No image goes in, so only the language model and
@@ -50,6 +53,10 @@ class LMPretrainParams:
     weight_decay: float
     warmup_ratio: float
     lr_scheduler: str
+    prior_passage: str
+
+
+PRIOR_PASSAGES = ("none", "context")
 
 
 def passage(spec: WorldSpec, scene: Scene, rng: np.random.Generator, p: CorpusParams) -> str:
@@ -68,9 +75,14 @@ def passage(spec: WorldSpec, scene: Scene, rng: np.random.Generator, p: CorpusPa
     )[0]
 
 
-def text_rows(spec: WorldSpec, scenes: list[Scene], p: CorpusParams, seed: int) -> list[dict]:
+def text_rows(
+    spec: WorldSpec, scenes: list[Scene], p: CorpusParams, seed: int, prior_passage: str = "none"
+) -> list[dict]:
     """The text corpus (module docstring), drawn with the SFT corpus's knobs ``p``:
-    ``{"scene_id", "kind", "prompt", "answer"}`` rows, in scene order."""
+    ``{"scene_id", "kind", "prompt", "answer"}`` rows, in scene order. ``prior_passage`` only adds the
+    context sentence to the prior rows' prompts (its own random stream: every other row is unchanged)."""
+    if prior_passage not in PRIOR_PASSAGES:
+        raise ValueError(f"lm.prior_passage must be one of {PRIOR_PASSAGES}, got {prior_passage!r}")
     rows = []
     for i, scene in enumerate(scenes):
         rng = np.random.default_rng([seed, 611953, SPLITS.index(scene.split), i])
@@ -101,6 +113,10 @@ def text_rows(spec: WorldSpec, scenes: list[Scene], p: CorpusParams, seed: int) 
             q, a = existence_item(spec, scene, rng, cooccur_prob=p.exist_cooccur_prob)
             rows.append({"scene_id": scene.scene_id, "kind": "read_exist", "prompt": f"{text} {q}", "answer": a})
         ask = language.DESCRIBE_PROMPTS[int(rng.integers(len(language.DESCRIBE_PROMPTS)))]
+        if prior_passage == "context":
+            intro_rng = np.random.default_rng([seed, 611961, SPLITS.index(scene.split), i])
+            intro = language.INTRO_TEMPLATES[int(intro_rng.integers(len(language.INTRO_TEMPLATES)))]
+            ask = f"{intro.format(ctx=scene.context)} {ask}"
         rows.append({"scene_id": scene.scene_id, "kind": "prior_describe", "prompt": ask, "answer": describe()})
     return rows
 
@@ -165,7 +181,7 @@ def pretrain_language(
     from study.model.sft import SFTParams, run_metrics, sft_config
 
     tokenizer, corpus = processor.tokenizer, world.corpus_params()
-    rows = text_rows(spec, world.scenes("train"), corpus, seed)
+    rows = text_rows(spec, world.scenes("train"), corpus, seed, p.prior_passage)
     val_scenes = world.scenes("val")[:n_val]
     before = reading_accuracy(model, tokenizer, spec, val_scenes, corpus, seed)
     sp = SFTParams(  # the SFT schedule of this stage's own knobs; the last three are SFT-only, not read here
