@@ -46,7 +46,7 @@ def test_two_leads_at_once_build_one_world_and_both_get_it(tool, tmp_path, monke
 def test_other_world_params_get_their_own_world(tool, tmp_path):
     """A real smoke-size world: a changed world knob is another cache entry; the same params reuse it."""
     p = load_params("params.yaml", profile="smoke")
-    q = load_params("params.yaml", profile="smoke", overrides={"world": {"faint_alpha": 0.15}})
+    q = load_params("params.yaml", profile="smoke", overrides={"world": {"faint_alpha": p.world.faint_alpha / 2}})
     wdir, built = tool.cached_world(p, tmp_path)
     assert built is not None and (wdir / "spec.json").is_file()
     assert tool.cached_world(p, tmp_path) == (wdir, None)
