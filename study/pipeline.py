@@ -53,6 +53,7 @@ from study.stages import (
     REPORTS,
     REWARD_MODELS,
     SFT,
+    SFT_SEEDS,
     UNION,
     VISION,
     WORLD,
@@ -94,6 +95,10 @@ def _sft(p: StudyParams, run: str | None) -> dict:
     }
 
 
+def _sft_seeds(p: StudyParams, run: str | None) -> dict:
+    return {"world_dir": WORLD, "out_dir": SFT_SEEDS, "metrics_path": f"{METRICS}/sft_seeds.json"}
+
+
 def _evaluate(p: StudyParams, run: str | None) -> dict:
     return {"world_dir": WORLD, "model_dir": SFT, "out_dir": f"{EVAL}/sft", "metrics_path": f"{METRICS}/eval_sft.json"}
 
@@ -102,6 +107,7 @@ def _organism(p: StudyParams, run: str | None) -> dict:
     return {
         "world_dir": WORLD,
         "model_dir": SFT,
+        "seeds_dir": SFT_SEEDS,
         "bdhs_metrics": f"{METRICS}/bdhs.json",
         "out_dir": f"{EVAL}/organism",
         "metrics_path": f"{METRICS}/organism.json",
@@ -168,6 +174,7 @@ PATHS: dict[str, Callable[[StudyParams, str | None], dict]] = {
     "vision": _vision,
     "lm": _lm,
     "sft": _sft,
+    "sft_seeds": _sft_seeds,
     "evaluate": _evaluate,
     "preferences": _preferences,
     "bdhs": _bdhs,

@@ -23,6 +23,7 @@ WORLD = "artifacts/world"
 VISION = "artifacts/models/vision"
 LM = "artifacts/models/lm"
 SFT = "artifacts/models/sft"
+SFT_SEEDS = "artifacts/models/sft_seeds"
 POOL = "artifacts/models/pool"
 REWARD_MODELS = REWARD_MODELS_DIR
 ALIGN_MODELS = "artifacts/models/align"
@@ -181,6 +182,16 @@ STAGES: tuple[Stage, ...] = (
         code=("study/model", *CODE),
     ),
     Stage(
+        "sft_seeds",
+        "01c_sft_seeds",
+        ("model", "vision", "lm", "projector", "sft", "organism.sft_seeds"),
+        (WORLD,),
+        outs=(SFT_SEEDS,),
+        metrics=(f"{METRICS}/sft_seeds.json",),
+        code=("study/model", "study/world", "study/eval/grounding.py", "study/resume.py", *CODE),
+        doc="the organism trained again from every other seed of organism.sft_seeds (further SFT draws)",
+    ),
+    Stage(
         "evaluate",
         "02_evaluate",
         ("eval",),
@@ -226,8 +237,8 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "organism",
         "07_organism",
-        ("eval", "organism", "bdhs.rho_th", "model", "vision", "lm", "projector", "sft"),
-        (WORLD, SFT, f"{METRICS}/bdhs.json"),
+        ("eval", "organism", "bdhs.rho_th", "model.base_path", "sft.on_base"),
+        (WORLD, SFT, SFT_SEEDS, f"{METRICS}/bdhs.json"),
         outs=(f"{EVAL}/organism",),
         metrics=(f"{METRICS}/organism.json",),
         code=("study/eval", "study/model", "study/report/organism.py", "study/world", *CODE),

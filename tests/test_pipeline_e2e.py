@@ -53,7 +53,12 @@ def test_repro_produces_every_output(smoke_repo):
 
     assert set(org["gates"]) == set(GATE_NAMES) and org["gate_split"] == "val"
     assert org["gates"]["bdhs_new_halluc_ratio"]["status"] != "not measured"  # smoke sweeps rho 0 and 0.9
-    assert org["gates"]["seeds_passing"]["status"] == "not measured"  # one SFT seed
+    assert org["gates"]["seeds_passing"]["status"] == "not measured"  # two SFT seeds: the stability gates need 3
+    drawn = json.loads((smoke_repo / "metrics/sft_seeds.json").read_text())  # a further SFT draw, gated beside
+    assert drawn["seeds"] == [1] and org["sft_seeds"] == [0, 1] and set(org["per_seed"]) == {"0", "1"}
+    assert list((smoke_repo / "artifacts/models/sft_seeds/seed1/sft").glob("*.safetensors"))
+    assert len(list((smoke_repo / "artifacts/models/sft_seeds/seed1/pool").iterdir())) == 2
+    assert (smoke_repo / "artifacts/eval/organism/seed1/val/pope.jsonl").is_file()
     src = org["sources"]["0"]  # where the hallucinated mentions come from: the context share, split up
     if src["hallucinated"]:
         assert src["context_share"] == pytest.approx(org["gates"]["context_share"]["value"])
@@ -116,6 +121,7 @@ def test_repro_produces_every_output(smoke_repo):
         "01a_vision",
         "01b_lm",
         "01_sft",
+        "01c_sft_seeds",
         "02_evaluate",
         "03_preferences",
         "04_bdhs",
