@@ -50,6 +50,7 @@ from study.stages import (
     PAPER,
     POOL,
     RECIPES,
+    REPLICATES,
     REPORTS,
     REWARD_MODELS,
     SFT,
@@ -164,8 +165,17 @@ def _align(p: StudyParams, run: str | None) -> dict:
     }
 
 
+def _replicates(p: StudyParams, run: str | None) -> dict:
+    return {
+        "world_dir": WORLD,
+        "seeds_dir": SFT_SEEDS,
+        "out_dir": REPLICATES,
+        "metrics_path": f"{METRICS}/replicates.json",
+    }
+
+
 def _paper(p: StudyParams, run: str | None) -> dict:
-    return {"metrics_dir": METRICS, "paper_dir": PAPER, "eval_dir": EVAL}
+    return {"metrics_dir": METRICS, "paper_dir": PAPER, "eval_dir": EVAL, "replicates_dir": REPLICATES}
 
 
 # stage -> the paths its notebook is handed (each one declared by the stage in study.stages)
@@ -181,6 +191,7 @@ PATHS: dict[str, Callable[[StudyParams, str | None], dict]] = {
     "organism": _organism,
     "reward_models": _reward_models,
     "align": _align,
+    "replicates": _replicates,
     "paper": _paper,
 }
 NOTEBOOKS = {name: BY_NAME[name].notebook for name in PATHS}

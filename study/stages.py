@@ -27,6 +27,7 @@ SFT_SEEDS = "artifacts/models/sft_seeds"
 POOL = "artifacts/models/pool"
 REWARD_MODELS = REWARD_MODELS_DIR
 ALIGN_MODELS = "artifacts/models/align"
+REPLICATES = "artifacts/replicates"
 EVAL = "artifacts/eval"
 PREFS = "artifacts/prefs"
 RECIPES = f"{PREFS}/recipes"
@@ -260,6 +261,28 @@ STAGES: tuple[Stage, ...] = (
         "runs judged by a reward model of the reward_models stage (paper Table 8): that model is a dependency",
     ),
     Stage(
+        "replicates",
+        "05b_replicates",
+        tuple(k for k in _align_params() if not k.startswith("bdhs."))
+        + ("align.runs", "align.rm_runs", "prefs", "bdhs", "rm")
+        + ("replicates", "organism.sft_seeds", "model.base_path", "sft.on_base"),
+        (WORLD, SFT_SEEDS),
+        outs=(REPLICATES,),
+        metrics=(f"{METRICS}/replicates.json",),
+        code=(
+            "study/align",
+            "study/eval",
+            "study/model",
+            "study/world",
+            "study/prefs",
+            "study/bdhs",
+            "study/io.py",
+            "study/resume.py",
+            *CODE,
+        ),
+        doc="every decisive run (report.findings) again on each further SFT draw, with its own data (replicates.enabled)",
+    ),
+    Stage(
         "paper",
         "08_paper",
         ("seed", "eval.n_boot", "align.runs", "align.rm_runs", "report"),
@@ -268,7 +291,9 @@ STAGES: tuple[Stage, ...] = (
             f"{METRICS}/align",
             f"{METRICS}/reward_models.json",
             f"{METRICS}/bdhs.json",
+            f"{METRICS}/replicates.json",
             EVAL,
+            REPLICATES,
             WORLD_SPEC,
         ),
         uncached=(f"{PAPER}/tables", f"{PAPER}/figures"),

@@ -38,6 +38,7 @@ def base_repo(tmp_path_factory, spec, save_tiny_llava_next):
     params["profiles"]["smoke"]["align"].update(
         seeds=[0], decisive_seeds=[0]
     )  # one seed: CI time (the smoke e2e runs two)
+    params["profiles"]["smoke"]["replicates"] = {"enabled": False}  # one checkpoint: no further SFT draw
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for args in (["dvc", "init", "--no-scm", "-q"], ["dvc", "repro"]):
         r = subprocess.run(args, cwd=repo, capture_output=True, text=True)

@@ -106,6 +106,13 @@ def test_repro_produces_every_output(smoke_repo):
         assert len(al["describe"]["chair_i"]["per_seed"]) == len(seeds)
         for k in seeds:
             assert list((smoke_repo / f"artifacts/models/align/{run}/seed{k}").glob("*.safetensors")), (run, k)
+    # the decisive runs again on the further SFT draw, each paired with its own SFT model in the findings
+    rep = json.loads((smoke_repo / "metrics/replicates.json").read_text())
+    decisive = {r for rs in params["report"]["findings"].values() for r in ([rs] if isinstance(rs, str) else rs)}
+    assert rep["seeds"] == [1] and set(rep["runs"]) == decisive and set(rep["per_seed"]["1"]["align"]) == decisive
+    for run in decisive:
+        assert (smoke_repo / f"artifacts/replicates/seed1/eval/{run}/seed1/predictions.jsonl").is_file(), run
+    assert (smoke_repo / "artifacts/replicates/seed1/prefs/bdhs.parquet").is_file()
     table = (smoke_repo / "paper/tables/main.md").read_text()
     assert "SFT" in table and "dpo_bdhs" in table and "CHAIR_i" in table
     assert "ppo_rm_vlfeedback" in (smoke_repo / "paper/tables/table8_rl.md").read_text()
@@ -113,6 +120,8 @@ def test_repro_produces_every_output(smoke_repo):
     assert {"F1", "F2", "F3", "F7", "F7-RL"} <= set(paper["findings"])
     assert paper["findings"]["F7-RL"]["status"] != "missing"
     assert all(f["rule"]["introduced"] for f in paper["findings"].values())
+    assert paper["draws"]["SFT"] == [0, 1] and paper["draws"]["dpo_bdhs"] == [0, 1]
+    assert all(paper["draws"][r] == [0] for r in runs if r not in decisive)
     assert {c for c, *_ in COLUMNS} >= set(paper["image_sensitivity"]) >= {"CHAIR_i", "QA halluc."}
     assert all(isinstance(v["measurable"], bool) for v in paper["image_sensitivity"].values())
     assert (smoke_repo / "paper/figures/main.png").stat().st_size > 1000
@@ -126,6 +135,7 @@ def test_repro_produces_every_output(smoke_repo):
         "03_preferences",
         "04_bdhs",
         "05_align_dpo_bdhs",
+        "05b_replicates",
         "07_organism",
         "08_paper",
     ):
