@@ -271,7 +271,9 @@ class OrganismSection(_Section):
 class ReplicatesSection(_Section):
     """The ``replicates`` stage: every decisive run again on each further SFT draw (study/align/replicates.py)."""
 
-    enabled: bool = Field(description="rebuild the decisive runs on every further seed of organism.sft_seeds")
+    enabled: bool = Field(
+        description="rebuild the decisive runs on every further seed of organism.sft_seeds (none: nothing to do)"
+    )
 
 
 class BDHSSection(_Section):
@@ -628,21 +630,6 @@ class StudyParams(_Section):
                 "organism.sft_seeds",
                 f": {self.organism.sft_seeds} must contain `seed` ({self.seed}): "
                 "the pipeline's SFT model is the first of them",
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _replicates_have_draws(self) -> "StudyParams":
-        if self.replicates.enabled and self.model.base_path and self.sft.on_base == "pass":
-            raise RuleError.one(
-                "replicates.enabled",
-                ": true, but model.base_path passes through SFT (sft.on_base: pass): one checkpoint has no further "
-                "SFT draw to replicate on; set it false",
-            )
-        if self.replicates.enabled and len(self.organism.sft_seeds) < 2:
-            raise RuleError.one(
-                "replicates.enabled",
-                f": true, but organism.sft_seeds ({self.organism.sft_seeds}) lists no further SFT seed to replicate on",
             )
         return self
 

@@ -138,21 +138,17 @@ def test_a_killed_draw_keeps_its_finished_sub_stages_under_the_same_params_only(
     assert [s for s, _, _ in calls][:3] == ["evaluate", "preferences", "bdhs"]
 
 
-def test_nothing_is_replicated_when_disabled_and_the_params_refuse_a_replicate_without_draws(tmp_path, monkeypatch):
-    from study.config import ParamsError, resolve
-
+def test_nothing_is_replicated_when_disabled_or_without_a_further_draw(tmp_path, monkeypatch):
     calls: list = []
     _fake_runners(monkeypatch, calls)
     ctx = _ctx(_params(enabled=False), tmp_path)
     assert replicates.run_replicates(ctx) == {"seeds": [], "runs": [], "per_seed": {}} and calls == []
     assert json.loads((tmp_path / "replicates" / "seeds.json").read_text()) == {"seeds": [], "runs": []}
-    import yaml
-
-    raw = yaml.safe_load(open("params.yaml"))
-    raw["replicates"]["enabled"] = True
-    raw["organism"]["sft_seeds"] = [0]
-    with pytest.raises(ParamsError, match=r"replicates.enabled.*no further SFT seed"):
-        resolve(raw)
+    p = _params()
+    one = p.model_copy(update={"organism": p.organism.model_copy(update={"sft_seeds": [p.seed]})})
+    based = p.model_copy(update={"model": p.model.model_copy(update={"base_path": "models/llava"})})
+    assert replicates.replicate_seeds(p) == [1, 2]  # the default's further draws, when enabled
+    assert replicates.replicate_seeds(one) == [] and replicates.replicate_seeds(based) == []  # sft.on_base: pass
 
 
 def test_the_paper_reads_every_draw_of_a_model_and_every_draws_trainings(tmp_path):

@@ -48,7 +48,9 @@ if TYPE_CHECKING:
 
 def replicate_seeds(p: StudyParams) -> list[int]:
     """The further SFT seeds the decisive runs are replicated on: every one of :func:`extra_seeds` when
-    ``replicates.enabled``, else none."""
+    ``replicates.enabled``, else none. There are none either when ``organism.sft_seeds`` lists only ``seed`` or a
+    pretrained base passes through SFT (one checkpoint, no further draw): the stage then trains nothing and the
+    findings rest on the main draw, as without it (its notebook says which)."""
     return extra_seeds(p) if p.replicates.enabled else []
 
 
