@@ -268,6 +268,14 @@ class OrganismSection(_Section):
         return v
 
 
+class ReplicatesSection(_Section):
+    """The ``replicates`` stage: every decisive run again on each further SFT draw (study/align/replicates.py)."""
+
+    enabled: bool = Field(
+        description="rebuild the decisive runs on every further seed of organism.sft_seeds (none: nothing to do)"
+    )
+
+
 class BDHSSection(_Section):
     rho_th: Float = Field(ge=0, le=1, description="keep an image token iff u >= rho_th (Eq. 6)")
     eps_s: Float = Field(ge=-1, le=1, description="resample while cosine(rejected, chosen) > eps_s")
@@ -503,6 +511,7 @@ class StudyParams(_Section):
     sft: SFTSection
     eval: EvalSection
     organism: OrganismSection
+    replicates: ReplicatesSection
     bdhs: BDHSSection
     prefs: PrefsSection
     rm: RMSection

@@ -50,9 +50,11 @@ from study.stages import (
     PAPER,
     POOL,
     RECIPES,
+    REPLICATES,
     REPORTS,
     REWARD_MODELS,
     SFT,
+    SFT_SEEDS,
     UNION,
     VISION,
     WORLD,
@@ -94,6 +96,10 @@ def _sft(p: StudyParams, run: str | None) -> dict:
     }
 
 
+def _sft_seeds(p: StudyParams, run: str | None) -> dict:
+    return {"world_dir": WORLD, "out_dir": SFT_SEEDS, "metrics_path": f"{METRICS}/sft_seeds.json"}
+
+
 def _evaluate(p: StudyParams, run: str | None) -> dict:
     return {"world_dir": WORLD, "model_dir": SFT, "out_dir": f"{EVAL}/sft", "metrics_path": f"{METRICS}/eval_sft.json"}
 
@@ -102,6 +108,7 @@ def _organism(p: StudyParams, run: str | None) -> dict:
     return {
         "world_dir": WORLD,
         "model_dir": SFT,
+        "seeds_dir": SFT_SEEDS,
         "bdhs_metrics": f"{METRICS}/bdhs.json",
         "out_dir": f"{EVAL}/organism",
         "metrics_path": f"{METRICS}/organism.json",
@@ -158,8 +165,17 @@ def _align(p: StudyParams, run: str | None) -> dict:
     }
 
 
+def _replicates(p: StudyParams, run: str | None) -> dict:
+    return {
+        "world_dir": WORLD,
+        "seeds_dir": SFT_SEEDS,
+        "out_dir": REPLICATES,
+        "metrics_path": f"{METRICS}/replicates.json",
+    }
+
+
 def _paper(p: StudyParams, run: str | None) -> dict:
-    return {"metrics_dir": METRICS, "paper_dir": PAPER, "eval_dir": EVAL}
+    return {"metrics_dir": METRICS, "paper_dir": PAPER, "eval_dir": EVAL, "replicates_dir": REPLICATES}
 
 
 # stage -> the paths its notebook is handed (each one declared by the stage in study.stages)
@@ -168,12 +184,14 @@ PATHS: dict[str, Callable[[StudyParams, str | None], dict]] = {
     "vision": _vision,
     "lm": _lm,
     "sft": _sft,
+    "sft_seeds": _sft_seeds,
     "evaluate": _evaluate,
     "preferences": _preferences,
     "bdhs": _bdhs,
     "organism": _organism,
     "reward_models": _reward_models,
     "align": _align,
+    "replicates": _replicates,
     "paper": _paper,
 }
 NOTEBOOKS = {name: BY_NAME[name].notebook for name in PATHS}

@@ -23,9 +23,11 @@ WORLD = "artifacts/world"
 VISION = "artifacts/models/vision"
 LM = "artifacts/models/lm"
 SFT = "artifacts/models/sft"
+SFT_SEEDS = "artifacts/models/sft_seeds"
 POOL = "artifacts/models/pool"
 REWARD_MODELS = REWARD_MODELS_DIR
 ALIGN_MODELS = "artifacts/models/align"
+REPLICATES = "artifacts/replicates"
 EVAL = "artifacts/eval"
 PREFS = "artifacts/prefs"
 RECIPES = f"{PREFS}/recipes"
@@ -181,6 +183,16 @@ STAGES: tuple[Stage, ...] = (
         code=("study/model", *CODE),
     ),
     Stage(
+        "sft_seeds",
+        "01c_sft_seeds",
+        ("model", "vision", "lm", "projector", "sft", "organism.sft_seeds"),
+        (WORLD,),
+        outs=(SFT_SEEDS,),
+        metrics=(f"{METRICS}/sft_seeds.json",),
+        code=("study/model", "study/world", "study/eval/grounding.py", "study/resume.py", *CODE),
+        doc="the organism trained again from every other seed of organism.sft_seeds (further SFT draws)",
+    ),
+    Stage(
         "evaluate",
         "02_evaluate",
         ("eval",),
@@ -226,8 +238,8 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "organism",
         "07_organism",
-        ("eval", "organism", "bdhs.rho_th", "model", "vision", "lm", "projector", "sft"),
-        (WORLD, SFT, f"{METRICS}/bdhs.json"),
+        ("eval", "organism", "bdhs.rho_th", "model.base_path", "sft.on_base"),
+        (WORLD, SFT, SFT_SEEDS, f"{METRICS}/bdhs.json"),
         outs=(f"{EVAL}/organism",),
         metrics=(f"{METRICS}/organism.json",),
         code=("study/eval", "study/model", "study/report/organism.py", "study/world", *CODE),
@@ -249,6 +261,28 @@ STAGES: tuple[Stage, ...] = (
         "runs judged by a reward model of the reward_models stage (paper Table 8): that model is a dependency",
     ),
     Stage(
+        "replicates",
+        "05b_replicates",
+        tuple(k for k in _align_params() if not k.startswith("bdhs."))
+        + ("align.runs", "align.rm_runs", "prefs", "bdhs", "rm")
+        + ("replicates", "organism.sft_seeds", "model.base_path", "sft.on_base"),
+        (WORLD, SFT_SEEDS),
+        outs=(REPLICATES,),
+        metrics=(f"{METRICS}/replicates.json",),
+        code=(
+            "study/align",
+            "study/eval",
+            "study/model",
+            "study/world",
+            "study/prefs",
+            "study/bdhs",
+            "study/io.py",
+            "study/resume.py",
+            *CODE,
+        ),
+        doc="every decisive run (report.findings) again on each further SFT draw, with its own data (replicates.enabled)",
+    ),
+    Stage(
         "paper",
         "08_paper",
         ("seed", "eval.n_boot", "align.runs", "align.rm_runs", "report"),
@@ -257,7 +291,9 @@ STAGES: tuple[Stage, ...] = (
             f"{METRICS}/align",
             f"{METRICS}/reward_models.json",
             f"{METRICS}/bdhs.json",
+            f"{METRICS}/replicates.json",
             EVAL,
+            REPLICATES,
             WORLD_SPEC,
         ),
         uncached=(f"{PAPER}/tables", f"{PAPER}/figures"),

@@ -85,14 +85,24 @@ def test_bad_alignment_seeds_are_named(seeds, msg):
         resolve(raw)
 
 
-def test_full_profile_trains_three_seeds_where_a_finding_rests_and_one_elsewhere():
+def test_full_profile_trains_three_models_where_a_finding_rests_one_per_sft_draw_and_one_elsewhere():
+    from study.align.replicates import replicate_params, replicate_seeds
+
     full = load_params(profile="full")
     decisive = full.decisive_runs()
     assert decisive == {r for rs in full.report.findings.named().values() for r in rs} and len(decisive) >= 8
-    for run in full.align.all_runs():
-        assert full.align_run(run)[2] == ([0, 1, 2] if run in decisive else [0]), run
-    assert all(load_params(profile="quick").align_run(r)[2] == [0] for r in full.align.all_runs())
+    assert full.replicates.enabled and replicate_seeds(full) == [1, 2] and full.organism.sft_seeds == [0, 1, 2]
+    for run in full.align.all_runs():  # the main SFT model: one training of every run
+        assert full.align_run(run)[2] == [0], run
+    for k in (1, 2):  # each further SFT draw: one training of every decisive run, with that seed
+        rep = replicate_params(full, k, "rm_dir")
+        for run in full.align.all_runs():
+            assert rep.align_run(run)[2] == ([k] if run in decisive else [0]), (k, run)
+    quick = load_params(profile="quick")
+    assert not quick.replicates.enabled and replicate_seeds(quick) == []
+    assert all(quick.align_run(r)[2] == [0] for r in full.align.all_runs())
     raw = copy.deepcopy(RAW)
+    raw["profiles"]["full"]["align"]["decisive_seeds"] = [0, 1, 2]  # several trainings per SFT model
     raw["align"]["runs"]["ipo_povid"]["seeds"] = [4, 5]  # a run's own seeds win
     raw["report"]["findings"]["offline_dpo"] = "slic_povid"  # the role moves: so do the three seeds
     p = resolve(raw, "full")

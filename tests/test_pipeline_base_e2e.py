@@ -61,6 +61,11 @@ def test_a_pretrained_base_runs_the_whole_study_with_lora_bf16_and_checkpointing
     assert "SFT skipped" in (repo / "reports/01_sft.html").read_text()
     org = _json(repo, "metrics/organism.json")
     assert org["sft_seeds"] == [0] and org["gates"]["seeds_passing"]["status"] == "not measured"
+    # one checkpoint, no further SFT draw: the sft_seeds and replicates stages train nothing, the findings use it alone
+    assert (
+        _json(repo, "metrics/sft_seeds.json")["seeds"] == [] and _json(repo, "metrics/replicates.json")["seeds"] == []
+    )
+    assert set(map(tuple, _json(repo, "metrics/paper.json")["draws"].values())) == {(0,)}
     ev = _json(repo, "metrics/eval_sft.json")
     assert 0 <= ev["pope_random"]["accuracy"]["value"] <= 1 and "chair_i" in ev["describe"]
     from study.prefs import load_prefs

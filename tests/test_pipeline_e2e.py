@@ -53,7 +53,12 @@ def test_repro_produces_every_output(smoke_repo):
 
     assert set(org["gates"]) == set(GATE_NAMES) and org["gate_split"] == "val"
     assert org["gates"]["bdhs_new_halluc_ratio"]["status"] != "not measured"  # smoke sweeps rho 0 and 0.9
-    assert org["gates"]["seeds_passing"]["status"] == "not measured"  # one SFT seed
+    assert org["gates"]["seeds_passing"]["status"] == "not measured"  # two SFT seeds: the stability gates need 3
+    drawn = json.loads((smoke_repo / "metrics/sft_seeds.json").read_text())  # a further SFT draw, gated beside
+    assert drawn["seeds"] == [1] and org["sft_seeds"] == [0, 1] and set(org["per_seed"]) == {"0", "1"}
+    assert list((smoke_repo / "artifacts/models/sft_seeds/seed1/sft").glob("*.safetensors"))
+    assert len(list((smoke_repo / "artifacts/models/sft_seeds/seed1/pool").iterdir())) == 2
+    assert (smoke_repo / "artifacts/eval/organism/seed1/val/pope.jsonl").is_file()
     src = org["sources"]["0"]  # where the hallucinated mentions come from: the context share, split up
     if src["hallucinated"]:
         assert src["context_share"] == pytest.approx(org["gates"]["context_share"]["value"])
@@ -101,6 +106,13 @@ def test_repro_produces_every_output(smoke_repo):
         assert len(al["describe"]["chair_i"]["per_seed"]) == len(seeds)
         for k in seeds:
             assert list((smoke_repo / f"artifacts/models/align/{run}/seed{k}").glob("*.safetensors")), (run, k)
+    # the decisive runs again on the further SFT draw, each paired with its own SFT model in the findings
+    rep = json.loads((smoke_repo / "metrics/replicates.json").read_text())
+    decisive = {r for rs in params["report"]["findings"].values() for r in ([rs] if isinstance(rs, str) else rs)}
+    assert rep["seeds"] == [1] and set(rep["runs"]) == decisive and set(rep["per_seed"]["1"]["align"]) == decisive
+    for run in decisive:
+        assert (smoke_repo / f"artifacts/replicates/seed1/eval/{run}/seed1/predictions.jsonl").is_file(), run
+    assert (smoke_repo / "artifacts/replicates/seed1/prefs/bdhs.parquet").is_file()
     table = (smoke_repo / "paper/tables/main.md").read_text()
     assert "SFT" in table and "dpo_bdhs" in table and "CHAIR_i" in table
     assert "ppo_rm_vlfeedback" in (smoke_repo / "paper/tables/table8_rl.md").read_text()
@@ -108,6 +120,8 @@ def test_repro_produces_every_output(smoke_repo):
     assert {"F1", "F2", "F3", "F7", "F7-RL"} <= set(paper["findings"])
     assert paper["findings"]["F7-RL"]["status"] != "missing"
     assert all(f["rule"]["introduced"] for f in paper["findings"].values())
+    assert paper["draws"]["SFT"] == [0, 1] and paper["draws"]["dpo_bdhs"] == [0, 1]
+    assert all(paper["draws"][r] == [0] for r in runs if r not in decisive)
     assert {c for c, *_ in COLUMNS} >= set(paper["image_sensitivity"]) >= {"CHAIR_i", "QA halluc."}
     assert all(isinstance(v["measurable"], bool) for v in paper["image_sensitivity"].values())
     assert (smoke_repo / "paper/figures/main.png").stat().st_size > 1000
@@ -116,10 +130,12 @@ def test_repro_produces_every_output(smoke_repo):
         "01a_vision",
         "01b_lm",
         "01_sft",
+        "01c_sft_seeds",
         "02_evaluate",
         "03_preferences",
         "04_bdhs",
         "05_align_dpo_bdhs",
+        "05b_replicates",
         "07_organism",
         "08_paper",
     ):

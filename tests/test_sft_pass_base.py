@@ -68,7 +68,7 @@ def test_a_changed_or_missing_base_is_an_error_not_a_silent_switch(base_dir, tmp
 
 
 def test_the_organism_stage_draws_no_other_sft_seed_from_a_passed_base(base_dir):
-    from study.eval.organism_stage import extra_seeds
+    from study.model.seeds import extra_seeds
 
     p = load_params("params.yaml")
     assert extra_seeds(p) == [s for s in p.organism.sft_seeds if s != p.seed] and len(extra_seeds(p)) >= 2

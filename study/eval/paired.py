@@ -2,15 +2,21 @@
 
 Every model of the study answers the same items (same split, scenes and prompts: the evaluation seed is
 the study seed). For a metric M of one suite (a function of column sums of per-item statistics, see
-:mod:`study.eval.bootstrap`) and models A (seeds a_1..a_n) and B (seeds b_1..b_m), the difference is
+:mod:`study.eval.bootstrap`), models A and B may each come from several *draws* s of the SFT model (the main
+SFT model and the further ones of the ``sft_seeds`` stage; an aligned model's draw is the SFT model it was
+trained from) and, within a draw, several training seeds j. Over the draws S both models have,
 
-    Delta = mean_k M(A_k) - mean_j M(B_j)
+    Delta_s = mean_j M(A_sj) - mean_j M(B_sj)          Delta = mean_{s in S} Delta_s
 
-and its 95 % interval comes from ONE cluster bootstrap over scenes shared by every model and seed: a
-replicate draws scene multiplicities w once and evaluates every M(.) on the same w. Scene-to-scene
-variation common to both models cancels, so the paired interval is much narrower than comparing the two
-models' separate intervals. Verdict: "better"/"worse" when the interval excludes 0 (sign by the
-metric's direction), else "not resolved". Seed-to-seed spread is not part of this interval (it is in
+(one draw: Delta = mean_j M(A_j) - mean_j M(B_j)). Each aligned model is thus compared with its own SFT model,
+never with another draw's. The 95 % interval of Delta comes from ONE cluster bootstrap over scenes shared by
+every model, draw and seed: a replicate draws scene multiplicities w once and evaluates every M(.) on the same
+w. Scene-to-scene variation common to both models cancels, so the paired interval is much narrower than
+comparing the two models' separate intervals. ``per_draw`` holds each Delta_s (point values).
+
+Verdict (:func:`verdict`): "better"/"worse" when the interval excludes 0 (sign by the metric's direction) and,
+with two or more draws, every Delta_s lies on the same side of 0 (a claim must hold on each SFT draw, not only
+on their mean); else "not resolved". Seed-to-seed spread within a draw is not part of the interval (it is in
 each run's own seed CI, :mod:`study.eval.seeds`).
 """
 
@@ -39,9 +45,14 @@ def load_predictions(eval_dir: str | Path) -> tuple[list[list[dict]], list[dict]
     return [io.read_jsonl(x / "predictions.jsonl") for x in dirs], io.read_jsonl(dirs[0] / "scenes.jsonl")
 
 
+def _by_draw(x) -> dict:
+    """``{draw: [rows of each training seed]}`` from either that mapping or a list (one draw, 0)."""
+    return {k: list(v) for k, v in x.items()} if isinstance(x, Mapping) else {0: list(x)}
+
+
 def paired_difference(
-    a: Sequence[list[dict]],
-    b: Sequence[list[dict]],
+    a: Sequence[list[dict]] | Mapping[int, Sequence[list[dict]]],
+    b: Sequence[list[dict]] | Mapping[int, Sequence[list[dict]]],
     scenes,
     spec,
     suite: str,
@@ -50,45 +61,58 @@ def paired_difference(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> dict:
-    """``{"delta", "ci95", "n_items"}`` for Delta = M(A) - M(B) (module docstring).
+    """``{"delta", "ci95", "n_items", "draws", "per_draw"}`` for Delta = M(A) - M(B) (module docstring).
 
-    ``a``/``b``: the prediction rows of each seed of the two models. Items are matched on ``item_id``;
-    an item missing from any seed raises ``ValueError`` naming it.
+    ``a``/``b``: the prediction rows of each training seed of the two models, as a list (one SFT draw) or as
+    ``{draw: [rows of each seed]}``; only the draws both have are compared (none in common raises
+    ``ValueError``). Items are matched on ``item_id``; an item missing from any seed raises ``ValueError``
+    naming it.
     """
     fn = SUITE_METRICS[suite][metric]
     index = scene_index(scenes)
-    runs = [("a", k, rows) for k, rows in enumerate(a)] + [("b", k, rows) for k, rows in enumerate(b)]
-    by_id = [{r["item_id"]: r for r in rows if r["suite"] == suite} for _, _, rows in runs]
+    da, db = _by_draw(a), _by_draw(b)
+    draws = [s for s in da if s in db]
+    if not draws:
+        raise ValueError(f"no SFT draw in common: model a has {sorted(da)}, model b {sorted(db)}")
+    runs = [("a", d, k, rows) for d in draws for k, rows in enumerate(da[d])]
+    runs += [("b", d, k, rows) for d in draws for k, rows in enumerate(db[d])]
+    by_id = [{r["item_id"]: r for r in rows if r["suite"] == suite} for *_, rows in runs]
     ids = list(by_id[0])
     if not ids:
         raise ValueError(f"no items of suite {suite!r}")
-    for (side, k, _), m in zip(runs, by_id):
+    for (side, d, k, _), m in zip(runs, by_id):
         missing = [i for i in ids if i not in m]
         if missing or len(m) != len(ids):
-            raise ValueError(f"model {side} seed {k}: items differ from the first run's (e.g. {missing[:1]})")
+            raise ValueError(f"model {side} draw {d} seed {k}: items differ from the first run's (e.g. {missing[:1]})")
     stats: dict[str, np.ndarray] = {}
-    for j, ((side, k, _), m) in enumerate(zip(runs, by_id)):
+    for j, m in enumerate(by_id):
         for name, col in stack_stats([item_stats(m[i], index, spec) for i in ids]).items():
             stats[f"{j}:{name}"] = col
     groups = [by_id[0][i]["scene_id"] for i in ids]
-    sides = [side for side, _, _ in runs]
 
-    def delta(sums: Mapping[str, np.ndarray | float]):
-        vals = {"a": [], "b": []}
-        for j, side in enumerate(sides):
+    def draw_deltas(sums: Mapping[str, np.ndarray | float]) -> list:
+        vals: dict = {}
+        for j, (side, d, _, _) in enumerate(runs):
             pre = f"{j}:"
-            vals[side].append(fn({k[len(pre) :]: v for k, v in sums.items() if k.startswith(pre)}))
-        return np.mean(vals["a"], axis=0) - np.mean(vals["b"], axis=0)
+            vals.setdefault((side, d), []).append(fn({k[len(pre) :]: v for k, v in sums.items() if k.startswith(pre)}))
+        return [np.mean(vals[("a", d)], axis=0) - np.mean(vals[("b", d)], axis=0) for d in draws]
 
-    point, lo, hi = bootstrap_ci(stats, delta, n_boot=n_boot, seed=seed, groups=groups)
-    return {"delta": point, "ci95": [lo, hi], "n_items": len(ids)}
+    point, lo, hi = bootstrap_ci(
+        stats, lambda sums: np.mean(draw_deltas(sums), axis=0), n_boot=n_boot, seed=seed, groups=groups
+    )
+    totals = {k: v.sum(axis=0) for k, v in stats.items()}
+    per_draw = {d: float(x) for d, x in zip(draws, draw_deltas(totals))}
+    return {"delta": point, "ci95": [lo, hi], "n_items": len(ids), "draws": draws, "per_draw": per_draw}
 
 
 def verdict(diff: dict, higher_is_better: bool) -> str:
-    """'better' / 'worse' (for model A) when the paired interval excludes 0, else 'not resolved'."""
+    """'better' / 'worse' (for model A) when the paired interval excludes 0 and, with two or more SFT draws,
+    every draw's own difference (``per_draw``) lies on that side of 0; else 'not resolved'."""
     lo, hi = diff["ci95"]
-    if lo > 0:
+    per_draw = list(diff.get("per_draw", {}).values())
+    per_draw = per_draw if len(per_draw) >= 2 else []  # one draw: the interval alone, as before draws existed
+    if lo > 0 and all(x > 0 for x in per_draw):
         return "better" if higher_is_better else "worse"
-    if hi < 0:
+    if hi < 0 and all(x < 0 for x in per_draw):
         return "worse" if higher_is_better else "better"
     return "not resolved"

@@ -35,6 +35,13 @@ POPE random accuracy was 50.4 % at a yes-ratio of 95.3 %).
 Any column is *not measurable* when the SFT model's value on it does not depend on its image: the
 image-sensitivity test of :mod:`study.report.measurable` (the columns rule).
 
+**Across SFT draws** (rule ``DRAWS``). Where the ``replicates`` stage trained the decisive runs on further draws of
+the SFT model, every comparison pairs each aligned model with its own SFT model and averages over the draws both
+models have; a column is better/worse only when that mean's interval excludes 0 and every draw's own difference
+lies on the same side (:func:`study.eval.paired.verdict`). A run no finding names has the main draw only. The RL
+collapse monitor reads every draw's trainings; the reward models' transfer (F7) and the image-sensitivity test are
+the main draw's.
+
 Status values: reproduced, contradicted, mixed, not resolved, missing (a run is absent).
 
 **Rules and their history** (:data:`RULES`). Every finding's rule, and the POPE and columns rules above, is recorded with
@@ -90,7 +97,8 @@ def paired_compare(
     degenerate: set[str] = frozenset(),
     unmeasurable: set[str] = frozenset(),
 ) -> Compare:
-    """A :data:`Compare` over ``predictions`` = ``{model: [rows of each seed]}`` (paired bootstrap).
+    """A :data:`Compare` over ``predictions`` = ``{model: [rows of each seed]}`` or ``{model: {draw: [rows of each
+    seed]}}`` (paired bootstrap over the draws both models have, :func:`study.eval.paired.paired_difference`).
 
     'not measurable' (the difference is still computed and cached): POPE columns of a pair involving a model
     of ``degenerate`` (the POPE rule), and every comparison on a column of ``unmeasurable`` (the columns
@@ -122,20 +130,45 @@ def paired_compare(
     return compare
 
 
+def model_predictions(eval_dir: str | Path, model: str, main_draw: int, replicates_dir: str | Path | None = None):
+    """``({draw: [rows of each training seed]}, scenes)`` of ``model`` (``SFT`` or a run): the main SFT draw
+    (``main_draw``, the study seed) from ``<eval_dir>/sft`` or ``<eval_dir>/<run>[/seed<k>]``, and each further
+    draw k the ``replicates`` stage wrote, from ``<replicates_dir>/seed<k>/eval/{sft,<run>}`` (a run is there only
+    if it is decisive)."""
+    rows, scenes = load_predictions(Path(eval_dir) / ("sft" if model == "SFT" else model))
+    out = {main_draw: rows}
+    if replicates_dir is not None and (Path(replicates_dir) / "seeds.json").is_file():
+        import json
+
+        for k in json.loads((Path(replicates_dir) / "seeds.json").read_text())["seeds"]:
+            d = Path(replicates_dir) / f"seed{k}" / "eval" / ("sft" if model == "SFT" else model)
+            if d.is_dir():
+                out[k], _ = load_predictions(d)
+    return out, scenes
+
+
 def compare_models(
-    eval_dir: str | Path, runs: dict[str, dict], spec, *, n_boot: int = 1000, seed: int = 0
+    eval_dir: str | Path,
+    runs: dict[str, dict],
+    spec,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    replicates_dir: str | Path | None = None,
 ) -> tuple[Compare, set[str]]:
     """The study's :func:`paired_compare` over the models of ``runs`` (``{model: metrics JSON}``, as from
-    :func:`study.report.comparison.load_runs`): predictions from ``<eval_dir>/sft`` (model ``SFT``) and
-    ``<eval_dir>/<run>[/seed<k>]``, each read once; POPE of :func:`degenerate_pope` models not measurable,
-    and every column that fails the SFT model's image-sensitivity test
+    :func:`study.report.comparison.load_runs`): predictions of every SFT draw each model has
+    (:func:`model_predictions`; the main draw is ``seed``), each read once, so a decisive run is compared draw by
+    draw with its own SFT model (:mod:`study.eval.paired`); POPE of :func:`degenerate_pope` models not
+    measurable, and every column that fails the main SFT model's image-sensitivity test
     (:func:`study.report.measurable.sft_image_sensitivity`; ``compare.image_sensitivity`` holds its table,
-    None without blind predictions). Returns ``(compare, degenerate models)``."""
+    None without blind predictions). Returns ``(compare, degenerate models)``; ``compare.draws`` maps each
+    model to its draws."""
     from study.report.measurable import sft_image_sensitivity
 
     preds, scenes = {}, None
     for m in runs:
-        preds[m], sc = load_predictions(Path(eval_dir) / ("sft" if m == "SFT" else m))
+        preds[m], sc = model_predictions(eval_dir, m, seed, replicates_dir)
         scenes = sc if scenes is None else scenes
     degenerate = degenerate_pope(runs)
     sens = sft_image_sensitivity(eval_dir, spec, n_boot=n_boot, seed=seed)
@@ -144,6 +177,7 @@ def compare_models(
         preds, scenes, spec, n_boot=n_boot, seed=seed, degenerate=degenerate, unmeasurable=unmeasurable
     )
     compare.image_sensitivity = sens  # type: ignore[attr-defined]
+    compare.draws = {m: sorted(d) for m, d in preds.items()}  # type: ignore[attr-defined]
     return compare, degenerate
 
 
@@ -406,6 +440,15 @@ RULES: dict[str, tuple[Rule, ...]] = {
             "the test was written before its own outcome on any model was seen",
         ),
     ),
+    "DRAWS": (
+        Rule(
+            1,
+            "issue 9, SFT draws (2026-12-07)",
+            "with several SFT draws, each aligned model is paired with its own SFT model; a column is better/worse "
+            "when the paired interval of the mean over draws excludes 0 and every draw's own difference lies on "
+            "that side (study.eval.paired.verdict); one draw: the interval alone",
+        ),
+    ),
     "POPE": (
         Rule(1, "4313b26", "POPE columns decide findings like any column"),
         Rule(
@@ -489,7 +532,10 @@ def paper_summary(
         "image_sensitivity": getattr(compare, "image_sensitivity", None),
         "models": sorted(runs),
         "pope_not_measurable": sorted(degenerate),
-        "test": "paired scene bootstrap, 95%, interval excludes 0",
+        "draws": getattr(compare, "draws", None),
+        "draws_rule": _rule(RULES["DRAWS"][-1]),
+        "test": "paired scene bootstrap, 95%, interval excludes 0; over several SFT draws: the mean's interval, "
+        "and every draw's own difference on the same side",
     }
 
 

@@ -10,7 +10,9 @@ writes under ``paths.paper_dir``
     figures/main.png              :func:`study.report.figures.comparison_bars`
 
 and ``<paths.metrics_dir>/paper.json`` (:func:`study.report.findings.paper_summary`), and returns what the
-notebook shows (:class:`PaperResult`).
+notebook shows (:class:`PaperResult`). Where the ``replicates`` stage trained the decisive runs on further SFT
+draws (``paths.replicates_dir``), the paired comparisons pair each of them with its own SFT model
+(:func:`study.report.findings.compare_models`); the tables of metrics are the main draw's.
 """
 
 from __future__ import annotations
@@ -48,6 +50,24 @@ class PaperResult:
     figure: object = None
 
 
+def with_replicate_training(runs: dict[str, dict], replicates_metrics: Path) -> dict[str, dict]:
+    """``runs`` with each decisive run's training statistics on the further SFT draws (the ``replicates`` stage's
+    metrics) added to its ``train_per_seed`` as ``draw<k>/seed<j>``, so that what reads a run's trainings (the RL
+    collapse monitor: "any seed collapsed") sees every draw's. Unchanged without that file."""
+    if not replicates_metrics.is_file():
+        return runs
+    rep = json.loads(replicates_metrics.read_text())
+    out = dict(runs)
+    for k, m in rep.get("per_seed", {}).items():
+        for run, metrics in m.get("align", {}).items():
+            if run not in out:
+                continue
+            base = out[run].get("train_per_seed") or {"0": out[run].get("train", {})}
+            extra = {f"draw{k}/seed{j}": t for j, t in (metrics.get("train_per_seed") or {}).items()}
+            out[run] = {**out[run], "train_per_seed": {**base, **extra}}
+    return out
+
+
 def write_paper(ctx: StageContext) -> PaperResult:
     """Write every output of the module docstring; returns them (:class:`PaperResult`)."""
     p, x = ctx.params, ctx.paths
@@ -61,7 +81,10 @@ def write_paper(ctx: StageContext) -> PaperResult:
     figures.save(fig, Path(x.paper_dir) / "figures" / "main.png")
 
     spec = load_spec(p.world.spec)
-    compare, degenerate = findings.compare_models(x.eval_dir, all_runs, spec, n_boot=p.eval.n_boot, seed=p.seed)
+    compare, degenerate = findings.compare_models(
+        x.eval_dir, all_runs, spec, n_boot=p.eval.n_boot, seed=p.seed, replicates_dir=x.replicates_dir
+    )
+    all_runs = with_replicate_training(all_runs, metrics_dir / "replicates.json")
     deltas = findings.delta_table(compare, list(all_runs))
     io.write_text(tables / "deltas_vs_sft.md", deltas.to_markdown() + "\n")
 

@@ -51,3 +51,36 @@ def test_identical_models_are_not_resolved_and_seeds_are_averaged():
 def test_mismatched_items_fail_with_a_clear_error():
     with pytest.raises(ValueError, match="items differ"):
         paired_difference([_preds([True] * 10)], [_preds([True] * 8)], [], SPEC, "pope_random", "accuracy")
+
+
+def _acc(n_right: int, n: int = 200) -> list[dict]:
+    return _preds([i < n_right for i in range(n)])
+
+
+def test_draws_pair_each_model_with_its_own_sft_draw_and_average_the_differences():
+    # draw 0: A 0.90 vs B 0.60 (+0.30); draw 1: A 0.70 vs B 0.60 (+0.10); draw 2 only in A: left out
+    a = {0: [_acc(180)], 1: [_acc(140)], 2: [_acc(20)]}
+    b = {0: [_acc(120)], 1: [_acc(120)]}
+    d = paired_difference(a, b, [], SPEC, "pope_random", "accuracy", n_boot=300)
+    assert d["draws"] == [0, 1] and d["per_draw"] == {0: pytest.approx(0.30), 1: pytest.approx(0.10)}
+    assert d["delta"] == pytest.approx(0.20) and verdict(d, True) == "better"
+    # pooling all of A against all of B would mix draws: (0.9 + 0.7 + 0.1) / 3 - 0.6 = -0.033, another answer
+    one = paired_difference([_acc(180)], [_acc(120)], [], SPEC, "pope_random", "accuracy", n_boot=300)
+    assert one == {
+        **paired_difference({0: [_acc(180)]}, {0: [_acc(120)]}, [], SPEC, "pope_random", "accuracy", n_boot=300)
+    }  # a list is one draw
+    with pytest.raises(ValueError, match="no SFT draw in common"):
+        paired_difference({1: [_acc(10)]}, {0: [_acc(10)]}, [], SPEC, "pope_random", "accuracy")
+
+
+def test_a_difference_that_flips_sign_on_one_draw_is_not_resolved_even_when_the_mean_is_clear():
+    # +0.40 and +0.40 and -0.05: the mean's interval excludes 0, one draw disagrees
+    a = {0: [_acc(180)], 1: [_acc(180)], 2: [_acc(90)]}
+    b = {0: [_acc(100)], 1: [_acc(100)], 2: [_acc(100)]}
+    d = paired_difference(a, b, [], SPEC, "pope_random", "accuracy", n_boot=300)
+    assert d["ci95"][0] > 0 and d["per_draw"][2] < 0
+    assert verdict(d, True) == "not resolved" and verdict(d, False) == "not resolved"
+    flipped = {**d, "per_draw": {0: 0.4, 1: 0.4, 2: 0.01}}  # every draw on the mean's side: decided
+    assert verdict(flipped, True) == "better" and verdict(flipped, False) == "worse"
+    # one draw: the interval alone decides, whatever the point (a percentile interval need not contain it)
+    assert verdict({"ci95": [0.01, 0.2], "per_draw": {0: -0.001}}, True) == "better"

@@ -116,7 +116,7 @@ def test_f7_is_the_papers_claim_below_chance_on_each_others_pairs():
 
 
 def test_rules_record_every_finding_with_its_commit_and_keep_earlier_verdicts_beside():
-    assert set(findings.RULES) == {"F1", "F2", "F3", "F7", "F7-RL", "POPE", "COLUMNS"}
+    assert set(findings.RULES) == {"F1", "F2", "F3", "F7", "F7-RL", "POPE", "COLUMNS", "DRAWS"}
     for name, versions in findings.RULES.items():
         assert [r.version for r in versions] == list(range(1, len(versions) + 1))
         assert all(r.introduced and r.text for r in versions)
@@ -399,7 +399,9 @@ def test_paper_summary_holds_findings_drift_sensitivity_and_models():
     cmp.image_sensitivity = {"CHAIR_i": {"delta": -0.1, "ci95": [-0.2, -0.05], "measurable": True}}
     runs = {"SFT": {}, **_rl_runs([True, True])}
     out = _paper_summary(cmp, runs, None, {"SFT"})
-    assert set(out) == {"findings", "length_drift", "image_sensitivity", "models", "pope_not_measurable", "test"}
+    keys = {"findings", "length_drift", "image_sensitivity", "models", "pope_not_measurable", "test"}
+    assert set(out) == keys | {"draws", "draws_rule"} and out["draws"] is None  # a hand-made compare: no draws
+    assert out["draws_rule"]["text"] == findings.RULES["DRAWS"][-1].text
     assert out["findings"]["F1"]["status"] == "reproduced" and out["image_sensitivity"] is cmp.image_sensitivity
     assert out["models"] == sorted(runs) and out["pope_not_measurable"] == ["SFT"] and out["length_drift"] == {}
     assert _paper_summary(_compare({}), {}, None, set())["image_sensitivity"] is None
