@@ -41,6 +41,8 @@ PAPER = "paper"
 DVCLIVE = "dvclive"
 
 CODE = "study/config.py", "study/pipeline.py"
+# what an alignment run's code reads: the align stages and the replicates stage (which runs them again)
+ALIGN_CODE = ("study/align", "study/eval", "study/model", "study/world", "study/prefs", "study/bdhs", "study/io.py")
 
 
 def prefs_file(data: str) -> str:
@@ -122,16 +124,7 @@ def _align(name: str, runs: str, extra_deps: tuple[str, ...], doc: str) -> Stage
         foreach=runs,
         runner="align",
         doc=doc,
-        code=(
-            "study/align",
-            "study/eval",
-            "study/model",
-            "study/world",
-            "study/prefs",
-            "study/bdhs",
-            "study/io.py",
-            *CODE,
-        ),
+        code=(*ALIGN_CODE, *CODE),
     )
 
 
@@ -269,17 +262,7 @@ STAGES: tuple[Stage, ...] = (
         (WORLD, SFT_SEEDS),
         outs=(REPLICATES,),
         metrics=(f"{METRICS}/replicates.json",),
-        code=(
-            "study/align",
-            "study/eval",
-            "study/model",
-            "study/world",
-            "study/prefs",
-            "study/bdhs",
-            "study/io.py",
-            "study/resume.py",
-            *CODE,
-        ),
+        code=(*ALIGN_CODE, "study/resume.py", *CODE),
         doc="every decisive run (report.findings) again on each further SFT draw, with its own data (replicates.enabled)",
     ),
     Stage(

@@ -52,6 +52,7 @@ verdict on the same numbers is reported beside the current one (``earlier_rules`
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -138,8 +139,6 @@ def model_predictions(eval_dir: str | Path, model: str, main_draw: int, replicat
     rows, scenes = load_predictions(Path(eval_dir) / ("sft" if model == "SFT" else model))
     out = {main_draw: rows}
     if replicates_dir is not None and (Path(replicates_dir) / "seeds.json").is_file():
-        import json
-
         for k in json.loads((Path(replicates_dir) / "seeds.json").read_text())["seeds"]:
             d = Path(replicates_dir) / f"seed{k}" / "eval" / ("sft" if model == "SFT" else model)
             if d.is_dir():
