@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from study.config import load_params  # noqa: E402
 from study.eval.gate_noise import count_margins, gate_intervals, noise_table  # noqa: E402
-from study.eval.gates import check_gates, gate_values, sweep_key  # noqa: E402
+from study.eval.gates import check_gates, gate_values  # noqa: E402
 from study.eval.organism import grounding_report  # noqa: E402
 
 
@@ -246,27 +246,10 @@ def main() -> None:
     times["report_s"] = time.perf_counter() - t
     sweep_stats = None
     if args.bdhs_n:
-        from study.bdhs.sweep import sweep
+        from study.bdhs.sweep import gate_sweep
 
         t = time.perf_counter()
-        from study.bdhs.stage import bdhs_params
-
-        table = sweep(
-            model,
-            processor,
-            world,
-            spec,
-            sorted({0.0, p.bdhs.rho_th}),
-            bdhs_params(p.bdhs, n_bdhs=1),
-            split="val",
-            n=args.bdhs_n,
-            seed=p.seed,
-            first=args.first,
-        )
-        sweep_stats = {
-            sweep_key(r["rho_th"]): {k: float(v) for k, v in r.items() if k != "rho_th"}
-            for r in table.to_dict("records")
-        }
+        sweep_stats = gate_sweep(model, processor, world, spec, p.bdhs, n=args.bdhs_n, seed=p.seed, first=args.first)
         times["bdhs_sweep_s"] = time.perf_counter() - t
     values = gate_values(rep, ood, sweep_stats, p.bdhs.rho_th)
     gates = check_gates(values)

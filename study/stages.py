@@ -231,11 +231,11 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "organism",
         "07_organism",
-        ("eval", "organism", "bdhs.rho_th", "model.base_path", "sft.on_base"),
+        ("eval", "organism", "bdhs", "model.base_path", "sft.on_base"),
         (WORLD, SFT, SFT_SEEDS, f"{METRICS}/bdhs.json"),
         outs=(f"{EVAL}/organism",),
         metrics=(f"{METRICS}/organism.json",),
-        code=("study/eval", "study/model", "study/report/organism.py", "study/world", *CODE),
+        code=("study/eval", "study/model", "study/bdhs", "study/report/organism.py", "study/world", *CODE),
     ),
     Stage(
         "reward_models",

@@ -59,6 +59,13 @@ def test_repro_produces_every_output(smoke_repo):
     assert list((smoke_repo / "artifacts/models/sft_seeds/seed1/sft").glob("*.safetensors"))
     assert len(list((smoke_repo / "artifacts/models/sft_seeds/seed1/pool").iterdir())) == 2
     assert (smoke_repo / "artifacts/eval/organism/seed1/val/pope.jsonl").is_file()
+    main_sweep = json.loads((smoke_repo / "metrics/bdhs.json").read_text())["sweep"]
+    further = org["bdhs_sweep"]["1"]  # the further draw's BDHS gate: its own sweep at rho 0 and rho_th (0.9)
+    assert set(further) == set(main_sweep) and all("it1_new_hallucinated_per_answer" in v for v in further.values())
+    assert org["bdhs_sweep"].keys() == {"1"}  # the main seed's sweep is the bdhs stage's
+    zero, at = (further[k]["it1_new_hallucinated_per_answer"] for k in sorted(further))  # keys: rho 0, then 0.9
+    ratio = org["per_seed"]["1"]["bdhs_new_halluc_ratio"]
+    assert ratio == (pytest.approx(at / zero) if zero else None)
     src = org["sources"]["0"]  # where the hallucinated mentions come from: the context share, split up
     if src["hallucinated"]:
         assert src["context_share"] == pytest.approx(org["gates"]["context_share"]["value"])

@@ -22,9 +22,8 @@ import torch
 from study import io
 from study.bdhs.sampler import BDHSParams
 from study.bdhs.similarity import load_encoder
-from study.bdhs.sweep import sweep
+from study.bdhs.sweep import sweep, sweep_stats
 from study.config import BDHSSection
-from study.eval.gates import sweep_key
 from study.model.load import load_model
 from study.world.corpus import World
 from study.world.spec import load_spec
@@ -97,10 +96,7 @@ def run_bdhs(ctx: StageContext) -> tuple[list[dict], pd.DataFrame]:
             "mean_visible_tokens": sum(s["visible_tokens"] for s in src) / max(len(src), 1),
             "union_rows": union_rows,
         },
-        "sweep": {
-            sweep_key(r["rho_th"]): {k: float(v) for k, v in r.items() if k != "rho_th"}
-            for r in table.to_dict("records")
-        },
+        "sweep": sweep_stats(table),
         # how on-policy and image-dependent the pairs are under the reference (study/eval/pref_grounding.py)
         "grounding": pref_grounding(model, processor, world, rows, seed=seed),
     }

@@ -1,7 +1,8 @@
 """Calibrate rho_th on a trained organism: ``python -m study.bdhs.sweep --model DIR --world DIR``.
 
 For each rho_th: one BDHS run with N_BDHS = 1 (the first-iteration rejection of EVERY sample; its draws
-equal iteration 1 of the full run, see :mod:`.sampler` on seeding) and one with N_BDHS = ``--n-bdhs``.
+equal iteration 1 of the full run, see :mod:`.sampler` on seeding) and one with N_BDHS = ``--n-bdhs`` (with
+N_BDHS = 1 that run is the first one, not sampled again).
 Reported per rho_th: E[#visible] = k (1 - rho_th) and the measured mean, the share of semantically
 different rejections after iteration 1 and after all iterations (:func:`.stats.acceptance_curve`), and the
 hallucination content of the iteration-1 and of the accepted rejections (:func:`.stats.content_summary`).
@@ -84,8 +85,12 @@ def sweep(
             seed,
             progress=False,
         )
-        full = bdhs_sample(
-            model, processor, images, prompts, chosen, replace(params, rho_th=rho), encoder, seed, progress=False
+        full = (  # with N_BDHS = 1 the full run is iteration 1 itself: the same draws (module docstring)
+            it1
+            if params.n_bdhs == 1
+            else bdhs_sample(
+                model, processor, images, prompts, chosen, replace(params, rho_th=rho), encoder, seed, progress=False
+            )
         )
         curve = acceptance_curve(full, params.eps_s, params.n_bdhs)
         t1 = content_table(it1, chosen, scenes, spec)
@@ -123,6 +128,35 @@ def sweep(
             r, lo, hi = bootstrap_ci(stats, lambda t: ratio(t["at"], t["zero"]), n_boot, seed, groups)
             row.update(it1_new_ratio_vs_0=r, it1_new_ratio_vs_0_lo=lo, it1_new_ratio_vs_0_hi=hi)
     return pd.DataFrame(out)
+
+
+def sweep_stats(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """``{sweep_key(rho_th): {column: value}}`` of a :func:`sweep` table: the shape of ``metrics/bdhs.json: sweep``
+    that :func:`study.eval.gates.gate_values` reads."""
+    from study.eval.gates import sweep_key
+
+    return {
+        sweep_key(r["rho_th"]): {k: float(v) for k, v in r.items() if k != "rho_th"} for r in table.to_dict("records")
+    }
+
+
+def gate_sweep(
+    model, processor, world: World, spec, b, *, n: int, seed: int, first: int = 0, encoder=None
+) -> dict[str, dict[str, float]]:
+    """The BDHS gate's statistics of one model (:func:`sweep_stats`): iteration 1 only (N_BDHS = 1) at rho_th = 0
+    and ``b.rho_th`` on ``val`` descriptions ``first .. first + n - 1``, every other knob the ``bdhs`` section
+    ``b``'s. Iteration 1 draws as in the full run, so at those two points its ``it1_*`` columns equal the ``bdhs``
+    stage's sweep of the same model, ``n`` and ``seed`` (that stage also sweeps more rho_th and every iteration).
+    ``encoder``: default the section's (``b.encoder_path``, as the stage loads it)."""
+    from study.bdhs.similarity import load_encoder
+    from study.bdhs.stage import bdhs_params
+
+    encoder = encoder or load_encoder(b.encoder_path or None)
+    rhos = sorted({0.0, b.rho_th})
+    params = bdhs_params(b, n_bdhs=1)
+    return sweep_stats(
+        sweep(model, processor, world, spec, rhos, params, split="val", n=n, encoder=encoder, seed=seed, first=first)
+    )
 
 
 def main(argv=None) -> None:

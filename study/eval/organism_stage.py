@@ -5,15 +5,18 @@ choose anything; ``ood`` gives the recall ratio. The BDHS gate reads the ``bdhs`
 (``metrics/bdhs.json: sweep``) at ``bdhs.rho_th`` and at 0. The seed gates need the SFT organism trained
 from ``organism.sft_seeds`` (>= 3 seeds, the main ``seed`` among them): every other seed's SFT model comes from
 the ``sft_seeds`` stage (:mod:`study.model.seeds`: the same recipe, trained from that seed) and is reported and
-gated the same way, on the same items. A pretrained base passed through SFT (``model.base_path``,
-``sft.on_base: pass``) has no other seed to draw: only it is gated (:func:`study.model.seeds.extra_seeds`).
+gated the same way, on the same items, its BDHS gate included: the stage sweeps that model at rho_th = 0 and
+``bdhs.rho_th`` on the same ``bdhs.sweep_n`` descriptions (:func:`study.bdhs.sweep.gate_sweep`, whose
+iteration-1 statistics are the ``bdhs`` stage's at those points; only when the main seed has a sweep to compare
+with). A pretrained base passed through SFT (``model.base_path``, ``sft.on_base: pass``) has no other seed to
+draw: only it is gated (:func:`study.model.seeds.extra_seeds`).
 
 Outputs: ``metrics/organism.json`` (``gates`` with pass/fail, ``reports`` per split, ``per_seed`` gate
-values, ``gate_noise``: each seed's gate values with 95 % intervals, clear or within noise,
-:mod:`study.eval.gate_noise`, and ``sources``: where each seed's hallucinated mentions on the gated split
-come from, :mod:`study.eval.sources`) and, under ``out_dir``, the rows every number is computed from
-(``{split}/pope.jsonl``, ``describe.jsonl``, ``sampled.jsonl``; :mod:`study.eval.organism`; an extra seed's
-under ``seed{k}/{split}/``).
+values, ``bdhs_sweep``: every other seed's BDHS gate statistics, ``gate_noise``: each seed's gate values with
+95 % intervals, clear or within noise, :mod:`study.eval.gate_noise`, and ``sources``: where each seed's
+hallucinated mentions on the gated split come from, :mod:`study.eval.sources`) and, under ``out_dir``, the rows
+every number is computed from (``{split}/pope.jsonl``, ``describe.jsonl``, ``sampled.jsonl``;
+:mod:`study.eval.organism`; an extra seed's under ``seed{k}/{split}/``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from study import io
+from study.bdhs.similarity import load_encoder
+from study.bdhs.sweep import gate_sweep
 from study.config import (
     EvalSection,
     OrganismSection,
@@ -87,12 +92,16 @@ def run_organism(ctx: StageContext) -> dict:
     noise = {seed: noise_table(per_seed[seed], gate_intervals(reps[o.gate_split], reps["ood"], sweep, b.rho_th))}
     scenes = {sc.scene_id: sc for sc in world.scenes(o.gate_split)}
     sources = {seed: describe_sources(rows[o.gate_split]["describe"], scenes, spec)}
-    seed_rows = {}
+    seed_rows, seed_sweeps = {}, {}
+    encoder = load_encoder(b.encoder_path or None) if sweep is not None and extra_seeds(p) else None
     for s in extra_seeds(p):
         m, proc = load_seed_model(x.seeds_dir, s)
         r, seed_rows[s] = _reports(m, proc, world, spec, e, o, seed, (o.gate_split, "ood"))  # the same items
-        per_seed[s] = gate_values(r[o.gate_split], r["ood"], None, None)  # the BDHS sweep is of the main seed
-        noise[s] = noise_table(per_seed[s], gate_intervals(r[o.gate_split], r["ood"]))
+        if sweep is not None:
+            seed_sweeps[s] = gate_sweep(m, proc, world, spec, b, n=b.sweep_n, seed=seed, encoder=encoder)
+        sw = seed_sweeps.get(s)
+        per_seed[s] = gate_values(r[o.gate_split], r["ood"], sw, b.rho_th)
+        noise[s] = noise_table(per_seed[s], gate_intervals(r[o.gate_split], r["ood"], sw, b.rho_th))
         sources[s] = describe_sources(seed_rows[s][o.gate_split]["describe"], scenes, spec)
     values = {**per_seed[seed], **seed_values(list(per_seed.values()))}
     gates = check_gates(values)
@@ -106,6 +115,7 @@ def run_organism(ctx: StageContext) -> dict:
         "gate_split": o.gate_split,
         "sft_seeds": sorted(per_seed),
         "per_seed": {str(k): v for k, v in per_seed.items()},
+        "bdhs_sweep": {str(k): v for k, v in seed_sweeps.items()},
         "gate_noise": {str(k): v for k, v in noise.items()},
         "sources": {str(k): v for k, v in sources.items()},
         "reports": reps,

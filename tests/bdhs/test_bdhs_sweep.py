@@ -95,3 +95,39 @@ def test_no_ratio_columns_when_rho_0_adds_no_hallucination(tiny, pretrain_world,
         encoder=object(),
     )
     assert "it1_new_ratio_vs_0" not in table.columns and table.notna().all().all()
+
+
+def test_with_one_iteration_each_rho_is_sampled_once(tiny, pretrain_world, spec, monkeypatch):
+    """N_BDHS = 1: the full run is iteration 1 itself (same draws), so it is not sampled a second time."""
+    seen = []
+
+    def fake_sample(model, processor, images, prompts, chosen, params, encoder, seed, progress=False):
+        seen.append((params.rho_th, params.n_bdhs))
+        return [BDHSResult(c, 1, 0.5, True, 6) for c in chosen]
+
+    monkeypatch.setattr(bdhs_sweep, "bdhs_sample", fake_sample)
+    model, proc = tiny
+    params = bdhs_params(load_section("bdhs", n_bdhs=1))
+    table = bdhs_sweep.sweep(model, proc, pretrain_world, spec, [0.0, 0.5], params, n=4, encoder=object())
+    assert seen == [(0.0, 1), (0.5, 1)]
+    assert list(table["different_it1"]) == list(table["different_final"]) and list(table["mean_iterations"]) == [1, 1]
+
+
+def test_the_gate_sweep_is_the_stages_sweep_at_rho_0_and_rho_th(tiny, pretrain_world, spec, encoder):
+    """A further SFT seed's BDHS gate (the organism stage) and the main seed's (the ``bdhs`` stage's sweep) read
+    the same statistic: on one model, the gate sweep's iteration-1 columns equal the stage's full sweep's at
+    rho_th = 0 and ``bdhs.rho_th``, and it sweeps only those two points."""
+    from study.eval.gates import sweep_key
+
+    b = load_section("bdhs", rho_th=0.9, n_bdhs=2, max_new_tokens=6, batch_size=4)
+    model, proc = tiny
+    gate = bdhs_sweep.gate_sweep(model, proc, pretrain_world, spec, b, n=4, seed=3, encoder=encoder)
+    full = bdhs_sweep.sweep_stats(
+        bdhs_sweep.sweep(
+            model, proc, pretrain_world, spec, [0.0, 0.5, 0.9], bdhs_params(b), n=4, encoder=encoder, seed=3
+        )
+    )
+    assert set(gate) == {sweep_key(0.0), sweep_key(0.9)} and set(full) == {sweep_key(r) for r in (0.0, 0.5, 0.9)}
+    for key, row in gate.items():
+        it1 = {k: v for k, v in row.items() if k.startswith("it1_") or k in ("visible_mean", "different_it1")}
+        assert it1 and it1 == {k: full[key][k] for k in it1}, key
