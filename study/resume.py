@@ -30,7 +30,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from study import io
 
@@ -136,6 +136,25 @@ def start_clean(work_dir: str | Path, what: str, log: Callable[[str], None] = pr
         shutil.rmtree(work)
     work.mkdir(parents=True)
     return work
+
+
+def run_sub_stages(
+    resume: bool,
+    steps: Iterable[tuple[str, Callable[[], bool], Callable[[], object]]],
+    what: str,
+    log: Callable[[str], None] = print,
+) -> None:
+    """Run a stage's sub-stages in order, each ``(name, done, run)``, in a work directory that
+    :func:`claim_work_dir` judged (``resume``). While resuming, a sub-stage whose ``done()`` holds is kept, with a
+    line; the first one run ends resuming, because every later sub-stage reads its outputs (one done again redoes
+    all that follow it)."""
+    for name, done, run in steps:
+        if resume and done():
+            log(f"{what}: {name} kept from the interrupted run")
+        else:
+            resume = False
+            log(f"{what}: {name}")
+            run()
 
 
 def _read(path: Path) -> dict | None:

@@ -170,7 +170,7 @@ def _runner(stage: str):
 def replicate_seed(k: int, ctx: StageContext, work: Path) -> dict:
     """Seed ``k``'s sub-stages (module docstring) in ``work/seed{k}``; returns their metrics."""
     from study.pipeline import StageContext
-    from study.resume import claim_work_dir
+    from study.resume import claim_work_dir, run_sub_stages
 
     x = ctx.paths
     d = work / f"seed{k}"
@@ -178,15 +178,23 @@ def replicate_seed(k: int, ctx: StageContext, work: Path) -> dict:
     reward_models = any(judged_by_trained_rm(ctx.params, r) for r in decisive_order(ctx.params))
     sft = seed_dir(x.seeds_dir, k) / "sft"
     resume = claim_work_dir(d, replicate_fingerprint(p, x.world_dir, sft), f"the replicate on SFT seed {k}")
+    subs = _sub_stages(p, k, x.world_dir, x.seeds_dir, d, reward_models)
+    run_sub_stages(
+        resume,
+        [
+            (
+                f"{stage}@{run}" if run else stage,
+                lambda m=paths["metrics_path"]: Path(m).is_file(),
+                lambda stage=stage, run=run, paths=paths: _runner(stage)(
+                    StageContext(stage, run, p, SimpleNamespace(**paths))
+                ),
+            )
+            for stage, run, paths in subs
+        ],
+        f"SFT seed {k}",
+    )
     metrics: dict = {"align": {}}
-    for stage, run, paths in _sub_stages(p, k, x.world_dir, x.seeds_dir, d, reward_models):
-        name = f"{stage}@{run}" if run else stage
-        if resume and Path(paths["metrics_path"]).is_file():
-            print(f"SFT seed {k}: {name} kept from the interrupted run")
-        else:
-            resume = False  # a sub-stage done again redoes every later one (they read its outputs)
-            print(f"SFT seed {k}: {name}")
-            _runner(stage)(StageContext(stage, run, p, SimpleNamespace(**paths)))
+    for stage, run, paths in subs:
         m = json.loads(Path(paths["metrics_path"]).read_text())
         if run:
             metrics["align"][run] = m

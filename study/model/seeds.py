@@ -62,7 +62,7 @@ def train_seed(seed: int, ctx: StageContext, work: Path) -> dict:
     aside), in ``work/seed{seed}``; returns the three sub-stages' metrics (module docstring: resuming)."""
     from study.model import stage as model_stage
     from study.pipeline import StageContext
-    from study.resume import claim_work_dir
+    from study.resume import claim_work_dir, run_sub_stages
 
     d, p = work / f"seed{seed}", ctx.params.model_copy(update={"seed": seed})
     world_dir = ctx.paths.world_dir
@@ -81,16 +81,19 @@ def train_seed(seed: int, ctx: StageContext, work: Path) -> dict:
             metrics_path=str(d / "sft.json"),
         ),
     }
-    metrics = {}
-    for stage in SUB_STAGES:
-        x = paths[stage]
-        if resume and Path(x.metrics_path).is_file() and Path(x.out_dir).is_dir():
-            print(f"seed {seed}: {stage} kept from the interrupted run ({x.out_dir})")
-        else:
-            resume = False  # a sub-stage trained again invalidates every later one
-            getattr(model_stage, f"run_{stage}")(StageContext(stage, None, p, x))
-        metrics[stage] = json.loads(Path(x.metrics_path).read_text())
-    return metrics
+    run_sub_stages(
+        resume,
+        [
+            (
+                stage,
+                lambda x=paths[stage]: Path(x.metrics_path).is_file() and Path(x.out_dir).is_dir(),
+                lambda stage=stage: getattr(model_stage, f"run_{stage}")(StageContext(stage, None, p, paths[stage])),
+            )
+            for stage in SUB_STAGES
+        ],
+        f"SFT seed {seed}",
+    )
+    return {stage: json.loads(Path(paths[stage].metrics_path).read_text()) for stage in SUB_STAGES}
 
 
 def run_sft_seeds(ctx: StageContext) -> dict:
