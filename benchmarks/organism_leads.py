@@ -14,7 +14,10 @@ functions, the same ones the DVC stages call; nothing here is a second code path
         --set vision.objective=clip vision.epochs=30 lm.epochs=1 projector.epochs=1 sft.epochs=3
 
 ``--tower-only`` stops after the vision-tower pretraining and writes its metrics (patch accuracy on clear and
-faint objects, presence AUROC, the tower's probe): choosing a tower knob sees no gate.
+faint objects, presence AUROC, the tower's probe): choosing a tower knob sees no gate. ``--lm-only`` skips the
+tower and stops after the text stage (``lm``), writing its metrics (reading accuracy and AUROC before and after):
+the text stage never reads an image and the tower trains only vision weights, so its draw is the one the full lead
+makes at the same seed and threads.
 
 Two leads at once: run each with ``--threads 1`` (2 cores), from a frozen copy of the code if you edit
 ``study/`` meanwhile (a lead imports some modules late).
@@ -45,6 +48,7 @@ from study.config import load_params  # noqa: E402
 from study.eval.gate_noise import count_margins, gate_intervals, noise_table  # noqa: E402
 from study.eval.gates import check_gates, gate_values  # noqa: E402
 from study.eval.organism import grounding_report  # noqa: E402
+from study.io import write_json  # noqa: E402
 
 
 def _parse_sets(sets: list[str]) -> dict:
@@ -97,6 +101,16 @@ def cached_world(p, out: Path) -> tuple[Path, float | None]:
         return wdir, time.perf_counter() - t
 
 
+def _write_partial(args, out: Path, mseed: int, times: dict, row: dict, **stage_metrics) -> None:
+    """``--tower-only`` / ``--lm-only``: write ``<out>/<json-name or name>.json`` with the stage's metrics and print
+    the row that reads them."""
+    write_json(
+        out / f"{args.json_name or args.name}.json",
+        {"name": args.name, "overrides": args.set, "sft_seed": mseed, "cpu": _cpu(), "times": times, **stage_metrics},
+    )
+    print(f"== {args.name} ({' '.join(args.set)}) seed {mseed} — {_cpu()}\n{json.dumps(row)}\n{times}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--name", required=True)
@@ -121,6 +135,11 @@ def main() -> None:
         action="store_true",
         help="stop after the vision-tower pretraining: write and print its metrics (no SFT, no gate)",
     )
+    ap.add_argument(
+        "--lm-only",
+        action="store_true",
+        help="skip the tower, stop after the text stage (lm): write and print its metrics (no SFT, no gate)",
+    )
     ap.add_argument("--test", action="store_true", help="also report the test split (never used to choose)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
@@ -142,9 +161,10 @@ def main() -> None:
         help="val descriptions of the BDHS gate's sweep (rho_th = 0 and bdhs.rho_th, one try), from --first on; 0 = skip",
     )
     args = ap.parse_args()
+    if args.tower_only and args.lm_only:
+        ap.error("--tower-only and --lm-only each stop after their own stage: give one")
     torch.set_num_threads(args.threads)
 
-    from study.io import write_json
     from study.model.build import n_parameters
     from study.model.sft import train_sft
     from study.model.stage import align_projector_of, base_model, pretrain_language_model, pretrain_tower, sft_params_of
@@ -169,7 +189,7 @@ def main() -> None:
     else:
         model, processor = base_model(p.model, spec, mseed)
         vis = {}
-        if p.vision.epochs > 0:
+        if p.vision.epochs > 0 and not args.lm_only:
             t = time.perf_counter()
             vis = pretrain_tower(p.vision, model, processor, world, spec, mseed)
             times["vision_s"] = time.perf_counter() - t
@@ -179,24 +199,23 @@ def main() -> None:
                 "loss_last": vis.get("loss_last"),
                 "tower_probe": vis.get("tower_probe"),
             }
-            write_json(
-                out / f"{args.json_name or args.name}.json",
-                {
-                    "name": args.name,
-                    "overrides": args.set,
-                    "sft_seed": mseed,
-                    "cpu": _cpu(),
-                    "times": times,
-                    "vision": vis,
-                },
-            )
-            print(f"== {args.name} ({' '.join(args.set)}) seed {mseed} — {_cpu()}\n{json.dumps(row)}\n{times}")
+            _write_partial(args, out, mseed, times, row, vision=vis)
             return
         lm = proj = {}
         if p.lm.epochs > 0:
             t = time.perf_counter()
             lm = pretrain_language_model(p.lm, model, processor, world, spec, mseed, out / "work" / args.name / "lm")
             times["lm_s"] = time.perf_counter() - t
+        if args.lm_only:
+            keys = (
+                "reading_accuracy_before",
+                "reading_accuracy",
+                "reading_auroc_before",
+                "reading_auroc",
+                "train_loss",
+            )
+            _write_partial(args, out, mseed, times, {k: lm.get(k) for k in keys}, lm=lm)
+            return
         if p.projector.epochs > 0:
             t = time.perf_counter()
             proj = align_projector_of(

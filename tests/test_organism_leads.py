@@ -52,3 +52,46 @@ def test_other_world_params_get_their_own_world(tool, tmp_path):
     assert tool.cached_world(p, tmp_path) == (wdir, None)
     other, _ = tool.cached_world(q, tmp_path)
     assert other != wdir and (other / "spec.json").is_file()
+
+
+def test_lm_only_skips_the_tower_and_writes_the_text_stages_metrics(tool, tmp_path, monkeypatch):
+    import json
+    import sys
+
+    import study.model.stage as model_stage
+
+    def no_tower(*a, **k):
+        raise AssertionError("--lm-only must not pretrain the tower")
+
+    monkeypatch.setattr(model_stage, "pretrain_tower", no_tower)
+    argv = ["organism_leads.py", "--name", "t", "--profile", "smoke", "--lm-only", "--threads", "1"]
+    monkeypatch.setattr(sys, "argv", argv + ["--out", str(tmp_path)])
+    tool.main()
+    got = json.loads((tmp_path / "t.json").read_text())
+    assert "vision" not in got and got["lm"]["train_rows"] > 0 and 0 <= got["lm"]["reading_accuracy"] <= 1
+    assert got["times"]["lm_s"] > 0 and not (tmp_path / "models" / "t").exists()  # no SFT model
+    monkeypatch.setattr(sys, "argv", argv + ["--out", str(tmp_path), "--tower-only"])
+    with pytest.raises(SystemExit):
+        tool.main()
+
+
+def test_the_text_stages_draw_does_not_depend_on_the_tower(tool, tmp_path):
+    """Why ``--lm-only`` may skip the tower: the same seed gives the same text stage with or without it."""
+    import torch
+
+    from study.model.stage import base_model, pretrain_language_model, pretrain_tower
+    from study.world.corpus import World
+    from study.world.spec import load_spec
+
+    p = load_params("params.yaml", profile="smoke")
+    world_dir, _ = tool.cached_world(p, tmp_path)
+    world, spec = World(world_dir), load_spec(p.world.spec)
+    got = []
+    for tower in (True, False):
+        torch.set_num_threads(1)
+        model, processor = base_model(p.model, spec, 3)
+        if tower:
+            pretrain_tower(p.vision, model, processor, world, spec, 3)
+        lm = pretrain_language_model(p.lm, model, processor, world, spec, 3, tmp_path / f"lm{tower}")
+        got.append({k: lm[k] for k in ("train_loss", "reading_accuracy", "reading_auroc")})
+    assert got[0] == got[1]
