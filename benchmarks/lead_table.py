@@ -5,7 +5,7 @@
 Each cell is the gate's value from the lead's JSON (``benchmarks/organism_leads.py``), ``*`` where the gate
 fails and ``~`` where the verdict is within the value's own 95 % scene-bootstrap interval (``gate_noise``;
 re-measure it on other scenes before it counts). Extra rows: the tower's val patch accuracy (all / clear /
-faint objects), recall in / off the scene's context on ``val``, and the passed / measured count of the
+faint objects), the text stage's reading accuracy before and after it, recall in / off the scene's context on ``val``, and the passed / measured count of the
 per-model gates. With three or more leads (one per SFT seed) the two seed gates are computed over them with
 the study's own rule (:func:`study.eval.gates.seed_values`) and printed below the table. Nothing is chosen
 here: the verdicts are :func:`study.eval.gates.check_gates`'s.
@@ -58,6 +58,12 @@ def table(leads: list[dict]) -> str:
             )
             for v in vis
         )
+        + " |"
+    )
+    lms = [d.get("lm") or {} for d in leads]
+    rows.append(
+        "| text stage reading accuracy before → after | "
+        + " | ".join(f"{_fmt(m.get('reading_accuracy_before'))} → {_fmt(m.get('reading_accuracy'))}" for m in lms)
         + " |"
     )
     desc = [((d.get("reports") or {}).get("val") or {}).get("describe", {}) for d in leads]

@@ -38,6 +38,9 @@ def test_the_table_marks_failures_and_counts_passes(tool):
     n = len(GATES) - len(SEED_GATES)
     assert f"| gates passed / measured | {n} / {n} | {n - 1} / {n} |" in text
     assert "0.700 |" in next(line for line in text.splitlines() if line.startswith("| tower patch"))
+    a["lm"] = {"reading_accuracy_before": 0.45, "reading_accuracy": 0.525}
+    reading = next(line for line in tool.table([a, b]).splitlines() if line.startswith("| text stage reading"))
+    assert reading.endswith("| 0.450 → 0.525 | — → — |")  # b has no text stage
 
 
 def test_seed_gates_need_every_seed_to_pass_and_read_the_chair_spread(tool):
