@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 from study import io
 from study.config import REWARD_MODELS_DIR
 from study.model.seeds import extra_seeds, seed_dir
+from study.resume import claim_work_dir, default_work_dir, run_sub_stages, tree_digest
 
 if TYPE_CHECKING:
     from study.config import StudyParams
@@ -84,8 +85,6 @@ def replicate_params(p: StudyParams, k: int, rm_dir: str | Path) -> StudyParams:
 
 def replicate_fingerprint(p: StudyParams, world_dir, sft_dir) -> dict:
     """What determines seed k's replicate (:mod:`study.resume`): the resolved params, the world and SFT_k."""
-    from study.resume import tree_digest
-
     return {"params": p.model_dump(mode="json"), "world": tree_digest(world_dir), "sft": tree_digest(sft_dir)}
 
 
@@ -170,7 +169,6 @@ def _runner(stage: str):
 def replicate_seed(k: int, ctx: StageContext, work: Path) -> dict:
     """Seed ``k``'s sub-stages (module docstring) in ``work/seed{k}``; returns their metrics."""
     from study.pipeline import StageContext
-    from study.resume import claim_work_dir, run_sub_stages
 
     x = ctx.paths
     d = work / f"seed{k}"
@@ -208,7 +206,7 @@ def run_replicates(ctx: StageContext) -> dict:
     ``paths.out_dir`` and ``paths.metrics_path`` (module docstring)."""
     p, out_dir, metrics_path = ctx.params, ctx.paths.out_dir, ctx.paths.metrics_path
     seeds, runs = replicate_seeds(p), decisive_order(p)
-    work = Path(out_dir).with_name(Path(out_dir).name + ".work")
+    work = default_work_dir(out_dir)
     per_seed = {k: replicate_seed(k, ctx, work) for k in seeds}
     with io.atomic_dir(out_dir) as tmp:
         io.write_json(tmp / "seeds.json", {"seeds": seeds, "runs": runs if seeds else []})

@@ -27,6 +27,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 from study import io
+from study.resume import claim_work_dir, default_work_dir, run_sub_stages, tree_digest
 
 if TYPE_CHECKING:
     from study.config import StudyParams
@@ -52,8 +53,6 @@ def seed_dir(out_dir: str | Path, seed: int) -> Path:
 def seed_fingerprint(p: StudyParams, world_dir: str | Path) -> dict:
     """What determines an extra seed's models (:mod:`study.resume`): the resolved params with that seed, and
     a digest of the world they train on."""
-    from study.resume import tree_digest
-
     return {"params": p.model_dump(mode="json"), "world": tree_digest(world_dir)}
 
 
@@ -62,7 +61,6 @@ def train_seed(seed: int, ctx: StageContext, work: Path) -> dict:
     aside), in ``work/seed{seed}``; returns the three sub-stages' metrics (module docstring: resuming)."""
     from study.model import stage as model_stage
     from study.pipeline import StageContext
-    from study.resume import claim_work_dir, run_sub_stages
 
     d, p = work / f"seed{seed}", ctx.params.model_copy(update={"seed": seed})
     world_dir = ctx.paths.world_dir
@@ -101,7 +99,7 @@ def run_sft_seeds(ctx: StageContext) -> dict:
     (module docstring)."""
     out_dir, metrics_path = ctx.paths.out_dir, ctx.paths.metrics_path
     seeds = extra_seeds(ctx.params)
-    work = Path(out_dir).with_name(Path(out_dir).name + ".work")
+    work = default_work_dir(out_dir)
     per_seed = {s: train_seed(s, ctx, work) for s in seeds}
     with io.atomic_dir(out_dir) as tmp:
         io.write_json(tmp / "seeds.json", {"seeds": seeds})

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
+from study.eval.gates import metric_value
 from study.report.comparison import COLUMNS
-
-
-def _value(metrics: dict, suite: str, metric: str):
-    leaf = metrics.get(suite, {}).get(metric)
-    return leaf["value"] if isinstance(leaf, dict) and "value" in leaf else None
 
 
 def replicate_table(metrics: dict):
@@ -20,7 +16,7 @@ def replicate_table(metrics: dict):
     for k, m in metrics["per_seed"].items():
         models = {"SFT": m["eval_sft"], **m["align"]}
         for name, mm in models.items():
-            rows[(f"SFT seed {k}", name)] = {c: _value(mm, suite, metric) for c, suite, metric, _ in COLUMNS}
+            rows[(f"SFT seed {k}", name)] = {c: metric_value(mm, suite, metric) for c, suite, metric, _ in COLUMNS}
     if not rows:
         return pd.DataFrame(columns=[c for c, *_ in COLUMNS])
     return pd.DataFrame(rows).T.astype(float).round(3)
