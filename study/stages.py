@@ -4,9 +4,11 @@
 checks that the file in git is the generated one), and the stage runner (:mod:`study.pipeline`) hands each
 notebook the paths named here. A path of the study's layout is written once, as a constant below.
 
-Every stage but ``spec`` and ``paper`` also depends on ``profile``, ``profiles`` and ``seed`` (the profile
-decides every section's values), writes ``reports/<notebook>[_<run>].{ipynb,html}`` (the executed notebook and
-its HTML export) and runs ``python -m study.pipeline <stage>``. A per-run stage (``foreach``) is one DVC stage
+Every stage but ``spec`` and ``paper`` also depends on ``profile``, the selected profile's override block
+``profiles.${profile}`` and ``seed`` (the profile decides every section's values; another profile's block does
+not, so editing the ``full`` profile leaves a ``quick`` run's stages up to date), writes
+``reports/<notebook>[_<run>].{ipynb,html}`` (the executed notebook and its HTML export) and runs
+``python -m study.pipeline <stage>``. A per-run stage (``foreach``) is one DVC stage
 per entry of a params mapping; ``${key}`` is the entry's name and ``${item.<field>}`` one of its fields.
 """
 
@@ -51,7 +53,7 @@ def prefs_file(data: str) -> str:
 
 
 # every stage's runner and params
-PROFILE = ("profile", "profiles", "seed")
+PROFILE = ("profile", "profiles.${profile}", "seed")
 
 
 @dataclass(frozen=True)

@@ -93,3 +93,43 @@ def test_a_per_run_stage_names_each_runs_files():
     assert rm["do"]["cmd"] == "python -m study.pipeline align --run ${key}"
     assert "${item.reward_model_path}" in rm["do"]["deps"]
     assert set(params.align.rm_runs) and not set(params.align.rm_runs) & set(params.align.runs)
+
+
+def test_a_stage_depends_on_the_selected_profile_only(tmp_path):
+    """A profiled stage's params are the selected profile's block (``profiles.${profile}``), resolved by DVC:
+    editing another profile leaves the stage up to date; editing the selected one, or selecting another,
+    does not. Checked with DVC itself on a one-stage pipeline that declares :data:`stages.PROFILE`."""
+    import subprocess
+
+    def dvc(*args):
+        r = subprocess.run(["dvc", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert raw["profile"] in raw["profiles"] and "full" in raw["profiles"]
+    for s in stages.STAGES:
+        assert ("profiles" in s.dvc().get("do", s.dvc())["params"]) is False, s.name
+    params = {
+        "profile": "quick",
+        "seed": 0,
+        "world": {"n_train": 3},
+        "profiles": {"quick": {}, "full": {"world": {"n_train": 9}}},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    stage = {"cmd": "echo made > out.txt", "params": [*stages.PROFILE, "world"], "outs": ["out.txt"]}
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"s": stage}}))
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    dvc("init", "-q")
+    dvc("repro", "-q")
+    assert "up to date" in dvc("status")
+    params["profiles"]["full"]["world"]["n_train"] = 12  # another profile's block
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert "up to date" in dvc("status")
+    params["profiles"]["quick"] = {"world": {"n_train": 4}}  # the selected one
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert "profiles.quick" in dvc("status")
+    dvc("repro", "-q")
+    params["profile"] = "full"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert "profiles.full" in dvc("status")
